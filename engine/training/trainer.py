@@ -1,0 +1,301 @@
+"""The training loop: seeded, reporting through plain callbacks, stoppable and resumable.
+
+``Trainer(config, run_dir=...).run()`` loads the data, builds the algorithm,
+meta-trains for ``config.train.steps`` steps, validates every ``val_every``
+steps (mean accuracy and 95% CI), keeps the best and the last checkpoint, and
+reports every event to its callbacks. It never raises for bad input: an
+:class:`~engine.errors.EngineError` ends the run with status ``failed`` and the
+message goes to ``Callback.on_failed``.
+
+Reproducibility: the episodes of step ``s`` come from a generator seeded with
+``(seed, s)``, so a run resumed from its checkpoint at step ``s`` continues with
+exactly the episodes the uninterrupted run would have drawn.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from engine.algorithms.base import Algorithm
+from engine.algorithms.registry import build_algorithm
+from engine.config import RunConfig, validate
+from engine.data.dataset import FewShotData, load_data
+from engine.errors import EngineError, TrainingError
+from engine.evaluation import evaluate
+from engine.io import atomic_write_json
+from engine.training import run_store as rs
+from engine.training.callbacks import (Callback, CallbackList, CheckpointInfo, RunInfo, RunSummary,
+                                       StepMetrics, ValidationResult)
+from engine.training.checkpoint import load_algorithm, resolve_device, save_checkpoint
+from engine.training.control import RunControl
+
+VALIDATION_SEED_OFFSET = 1_000_003
+
+
+def step_seed(seed: int, step: int) -> int:
+    """The sampler seed of training step ``step`` (stable across resume)."""
+    return (seed * 2_654_435_761 + step * 40_503) % (2**63 - 1)
+
+
+class Trainer:
+    """Runs one training run (new or resumed) and reports through callbacks."""
+
+    def __init__(self, config: RunConfig, *, run_dir: Path | None = None, callbacks: Sequence[Callback] = (),
+                 control: RunControl | None = None, data: FewShotData | None = None) -> None:
+        self.config = config
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.callbacks = CallbackList(list(callbacks))
+        self.control = control or RunControl()
+        self.data = data
+        self.algorithm: Algorithm | None = None
+        self._resume_from: Path | None = None
+        self._start_step = 0
+        self._best: tuple[float, int] | None = None
+        self._record: rs.RunRecord | None = None
+        self._metrics: rs.MetricsWriter | None = None
+        self._elapsed_before = 0.0
+        self._started: float | None = None
+
+    @classmethod
+    def resume(cls, run_dir: Path | str, *, callbacks: Sequence[Callback] = (), control: RunControl | None = None,
+               extra_steps: int = 0, data: FewShotData | None = None) -> "Trainer":
+        """Continue a stopped or interrupted run from its last checkpoint (optionally for more steps)."""
+        run_dir = Path(run_dir)
+        last = run_dir / rs.CHECKPOINT_DIR / rs.LAST_CHECKPOINT
+        if not last.is_file():
+            raise EngineError(f"{run_dir}: no checkpoint to resume from ({last} is missing)")
+        config = rs.RunStore(run_dir.parent).read_config(run_dir)
+        config.train.steps += max(0, extra_steps)
+        trainer = cls(config, run_dir=run_dir, callbacks=callbacks, control=control, data=data)
+        trainer._resume_from = last
+        return trainer
+
+    # -- public -----------------------------------------------------------
+    def run(self) -> RunSummary:
+        """Train to the end, until stopped, or until an error; never raises EngineError."""
+        started = self._started = time.perf_counter()
+        try:
+            self._setup()
+            status = self._loop(started)
+            return self._finish(status, started)
+        except EngineError as error:
+            return self._fail(str(error), started)
+        except torch.cuda.OutOfMemoryError:
+            return self._fail("the GPU ran out of memory: lower task.meta_batch_size, task.n_query or "
+                              "data.image_size, or train first-order MAML", started)
+        except MemoryError:
+            return self._fail("out of memory: lower data.cache_budget_mb, data.image_size or "
+                              "task.meta_batch_size", started)
+        except Exception as error:  # a bug: keep the run record honest and report it
+            self.callbacks.on_log(traceback.format_exc(), "error")
+            return self._fail(f"internal error: {type(error).__name__}: {error}", started)
+        finally:
+            if self._metrics is not None:
+                self._metrics.close()
+
+    # -- setup ------------------------------------------------------------
+    def _setup(self) -> None:
+        cfg = validate(self.config)
+        device = resolve_device(cfg.train.device)
+        if cfg.train.num_threads:
+            torch.set_num_threads(cfg.train.num_threads)
+        torch.manual_seed(cfg.train.seed)
+        checkpoint = None
+        if self._resume_from is not None:
+            algorithm, checkpoint = load_algorithm(self._resume_from, device=str(device))
+            split = checkpoint.split
+            self._start_step = checkpoint.step
+            best = checkpoint.extra.get("best")
+            self._best = (float(best[0]), int(best[1])) if best else None
+            self._elapsed_before = float(checkpoint.extra.get("elapsed_s", 0.0))
+        else:
+            split = None
+        if self.data is None:
+            self.callbacks.on_log(f"loading data set {cfg.data.root}")
+            self.data = load_data(cfg.data, split=split, progress=None)
+        for warning in self.data.warnings:
+            self.callbacks.on_log(warning, "warning")
+        n_train = len(self.data.class_ids("train"))
+        if checkpoint is None:
+            algorithm = build_algorithm(cfg, n_train_classes=n_train)
+            algorithm.to(device)
+        self.algorithm = algorithm
+        self._make_samplers()
+        self._open_run_folder(device)
+        self.callbacks.on_run_start(RunInfo(self.run_dir, cfg.train.steps, self._start_step, str(device), n_train,
+                                            len(self.data.class_ids("val")), len(self.data.class_ids("test"))))
+        self.callbacks.on_log(f"training {cfg.algorithm.title or cfg.algorithm.name} on {device}: "
+                              f"{n_train} training classes, steps {self._start_step + 1}..{cfg.train.steps}")
+
+    def _make_samplers(self) -> None:
+        cfg, data = self.config, self.data
+        augment = cfg.data.augment_flips or cfg.data.augment_color_jitter
+        if self.algorithm.batch_kind == "classes":
+            batch_size = int(getattr(cfg.algorithm, "batch_size", 64))
+            self._sampler = data.class_batches(batch_size, cfg.train.seed, augment=augment)
+        else:
+            task = cfg.task
+            self._sampler = data.episodes("train", task.n_way, task.n_shot, task.n_query, cfg.train.seed,
+                                          augment=augment)
+        # validation needs enough classes: fail now with a clear message rather than at the first validation
+        data.episodes("val", cfg.task.n_way, cfg.task.n_shot, cfg.task.n_query,
+                      cfg.train.seed + VALIDATION_SEED_OFFSET)
+
+    def _open_run_folder(self, device: torch.device) -> None:
+        if self.run_dir is None:
+            return
+        cfg = self.config
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / rs.CHECKPOINT_DIR).mkdir(exist_ok=True)
+        atomic_write_json(self.run_dir / rs.CONFIG_FILE, cfg.to_dict())
+        atomic_write_json(self.run_dir / rs.SPLIT_FILE, self.data.split.to_dict())
+        previous = self._read_previous_record()
+        self._record = rs.RunRecord(
+            run_dir=self.run_dir, name=previous.get("name") or cfg.name or self.run_dir.name,
+            algorithm=cfg.algorithm.name, dataset=cfg.data.root, device=str(device), status="running",
+            best_val_accuracy=self._best[0] if self._best else None, duration_s=self._elapsed_before,
+            created=previous.get("created") or rs.now_iso(), steps_done=self._start_step,
+            total_steps=cfg.train.steps, best_step=self._best[1] if self._best else None, pid=os.getpid())
+        rs.write_record(self._record)
+        keep = self._start_step if self._resume_from is not None else 0
+        self._metrics = rs.MetricsWriter(self.run_dir / rs.METRICS_FILE, keep_up_to_step=keep)
+
+    def _read_previous_record(self) -> dict[str, Any]:
+        try:
+            record = rs.RunStore(self.run_dir.parent).record(self.run_dir)
+            return {"name": record.name, "created": record.created}
+        except EngineError:
+            return {}
+
+    # -- loop -------------------------------------------------------------
+    def _loop(self, started: float) -> str:
+        cfg = self.config.train
+        step = self._start_step
+        tick = time.perf_counter()
+        episodes_done = 0
+        rate = 0.0
+        for step in range(self._start_step + 1, cfg.steps + 1):
+            self.control.wait_while_paused()
+            if self.control.stop_requested:
+                self._save(step - 1, is_best=False)
+                return "stopped"
+            metrics = self._train_step(step)
+            episodes_done += self._episodes_per_step()
+            now = time.perf_counter()
+            if now - tick >= 0.5 or step == cfg.steps or rate == 0.0:
+                rate = episodes_done / max(now - tick, 1e-9)
+                tick, episodes_done = now, 0
+            self._report_step(step, metrics, rate, started)
+            if (cfg.val_every and step % cfg.val_every == 0) or step == cfg.steps:
+                self._validate(step)
+            elif step % cfg.checkpoint_every == 0:
+                self._save(step, is_best=False)
+        if step < cfg.steps:
+            return "stopped"
+        return "finished"
+
+    def _episodes_per_step(self) -> int:
+        if self.algorithm.batch_kind == "classes":
+            return 1
+        return self.config.task.meta_batch_size
+
+    def _train_step(self, step: int) -> dict[str, float]:
+        self._sampler.generator.manual_seed(step_seed(self.config.train.seed, step))
+        if self.algorithm.batch_kind == "classes":
+            batch = self._sampler.sample().to(self.algorithm.device, non_blocking=True)
+        else:
+            tasks = self._sampler.sample_batch(self.config.task.meta_batch_size)
+            batch = [t.to(self.algorithm.device, non_blocking=True) for t in tasks]
+        self.algorithm.train(True)
+        metrics = self.algorithm.meta_train_step(batch)
+        loss = float(metrics.get("loss", float("nan")))
+        if not math.isfinite(loss):
+            raise TrainingError(f"the loss became {loss} at step {step}; training stopped there. Try a lower "
+                                f"learning rate (algorithm.lr is {self.config.algorithm.lr:g}); the last good "
+                                "checkpoint is kept")
+        return metrics
+
+    def _report_step(self, step: int, metrics: dict[str, float], rate: float, started: float) -> None:
+        total = self.config.train.steps
+        elapsed = time.perf_counter() - started
+        steps_per_s = rate / max(self._episodes_per_step(), 1)
+        eta = (total - step) / steps_per_s if steps_per_s > 0 else float("nan")
+        row = {"kind": "step", "step": step, "loss": float(metrics["loss"]),
+               "accuracy": float(metrics.get("accuracy", float("nan"))), "lr": float(metrics.get("lr", 0.0)),
+               "time": round(self._elapsed_before + elapsed, 4)}
+        if self._metrics is not None:
+            self._metrics.write(row)
+        self.callbacks.on_step(StepMetrics(step, total, row["loss"], row["accuracy"], row["lr"], rate,
+                                           self._elapsed_before + elapsed, eta))
+
+    def _validate(self, step: int) -> None:
+        cfg = self.config
+        result = evaluate(self.algorithm, self.data, part="val", episodes=cfg.train.val_episodes,
+                          n_way=cfg.task.n_way, n_shot=cfg.task.n_shot, n_query=cfg.task.n_query,
+                          seed=cfg.train.seed + VALIDATION_SEED_OFFSET, should_stop=None)
+        is_best = self._best is None or result.accuracy > self._best[0]
+        if is_best:
+            self._best = (result.accuracy, step)
+        if self._metrics is not None:
+            self._metrics.write({"kind": "validation", "step": step, "accuracy": result.accuracy,
+                                 "ci95": result.ci95, "episodes": result.n_episodes})
+        self.callbacks.on_validation(ValidationResult(step, result.accuracy, result.ci95, result.n_episodes, is_best))
+        self._save(step, is_best=is_best)
+
+    def _save(self, step: int, is_best: bool) -> None:
+        if self.run_dir is None or step <= 0:
+            return
+        if self._metrics is not None:
+            self._metrics.sync()
+        extra = {"best": list(self._best) if self._best else None, "elapsed_s": self._elapsed(),
+                 "class_names": list(self.data.store.class_names)}
+        paths = [self.run_dir / rs.CHECKPOINT_DIR / rs.LAST_CHECKPOINT]
+        if is_best:
+            paths.append(self.run_dir / rs.CHECKPOINT_DIR / rs.BEST_CHECKPOINT)
+        for path in paths:
+            save_checkpoint(path, self.algorithm, self.config, self.data.split, self.data.preprocessing, step,
+                            len(self.data.class_ids("train")), extra)
+            self.callbacks.on_checkpoint(CheckpointInfo(step, path, path.name == rs.BEST_CHECKPOINT))
+        self._update_record(steps_done=step)
+
+    # -- ending -----------------------------------------------------------
+    def _elapsed(self) -> float:
+        running = time.perf_counter() - self._started if self._started is not None else 0.0
+        return self._elapsed_before + running
+
+    def _update_record(self, **changes: Any) -> None:
+        if self._record is None:
+            return
+        for key, value in changes.items():
+            setattr(self._record, key, value)
+        if self._best:
+            self._record.best_val_accuracy, self._record.best_step = self._best
+        rs.write_record(self._record)
+
+    def _summary(self, status: str, started: float, message: str = "") -> RunSummary:
+        steps = self._record.steps_done if self._record else self._start_step
+        return RunSummary(self.run_dir, status, steps, self._best[0] if self._best else None,
+                          self._best[1] if self._best else None,
+                          self._elapsed_before + time.perf_counter() - started, message)
+
+    def _finish(self, status: str, started: float) -> RunSummary:
+        self._update_record(status=status, duration_s=self._elapsed_before + time.perf_counter() - started,
+                            pid=None)
+        summary = self._summary(status, started)
+        self.callbacks.on_finished(summary)
+        return summary
+
+    def _fail(self, message: str, started: float) -> RunSummary:
+        self._update_record(status="failed", message=message,
+                            duration_s=self._elapsed_before + time.perf_counter() - started, pid=None)
+        summary = self._summary("failed", started, message)
+        self.callbacks.on_failed(message, summary)
+        return summary
+
