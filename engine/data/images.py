@@ -1,0 +1,134 @@
+"""Decode one image file into a square uint8 tensor, or say why it cannot be used.
+
+Whatever the file holds (palette, 16-bit, CMYK, alpha, EXIF rotation), the
+result is ``uint8 [C, H, W]`` with C = 1 (grayscale) or 3 (RGB) and
+H = W = ``image_size``. Transparent pixels are composited on white. Every
+failure becomes a :class:`ImageDecodeError` (a ``DatasetError``) whose message
+names the file.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torch import Tensor
+
+from engine.errors import DatasetError
+
+MAX_IMAGE_PIXELS = 64_000_000
+"""Images declaring more pixels than this are refused before decoding (decompression bombs)."""
+
+_RESAMPLE = Image.Resampling.BILINEAR  # Pillow's resize antialiases when shrinking
+
+
+class ImageDecodeError(DatasetError):
+    """An image file cannot be decoded; ``reason`` says why without the path."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = Path(path)
+        self.reason = reason
+
+
+def decode_image(path: Path, image_size: int, channels: int) -> Tensor:
+    """Decode ``path`` to uint8 [channels, image_size, image_size]; ImageDecodeError naming the file."""
+    path = Path(path)
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    _check_not_empty(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                _check_declared_size(path, image)
+                image.draft("L" if channels == 1 else "RGB", (image_size, image_size))
+                image.load()
+                pixels = _to_mode(ImageOps.exif_transpose(image), channels)
+    except ImageDecodeError:
+        raise
+    except Exception as error:  # Pillow raises many types on corrupt files; all mean "unusable"
+        raise ImageDecodeError(path, _reason(error)) from None
+    if pixels.size != (image_size, image_size):
+        pixels = pixels.resize((image_size, image_size), _RESAMPLE)
+    return _to_tensor(pixels, channels)
+
+
+def _check_not_empty(path: Path) -> None:
+    try:
+        size = os.stat(path).st_size
+    except OSError as error:
+        raise ImageDecodeError(path, _reason(error)) from None
+    if size == 0:
+        raise ImageDecodeError(path, "empty file (0 bytes)")
+
+
+def _check_declared_size(path: Path, image: Image.Image) -> None:
+    width, height = image.size
+    if width <= 0 or height <= 0:
+        raise ImageDecodeError(path, f"invalid image size {width}x{height}")
+    if width * height > MAX_IMAGE_PIXELS:
+        raise ImageDecodeError(path, f"image too large ({width}x{height} pixels, limit "
+                                     f"{MAX_IMAGE_PIXELS:,} pixels; possible decompression bomb)")
+
+
+def _to_mode(image: Image.Image, channels: int) -> Image.Image:
+    """Convert any Pillow mode to 'L' (channels=1) or 'RGB' (channels=3)."""
+    target = "L" if channels == 1 else "RGB"
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        image = _high_depth_to_l(image)
+    elif mode == "P" or mode == "PA":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "La", "RGBa"):
+        image = _composite_on_white(image)
+    if image.mode != target:
+        image = image.convert(target)
+    return image
+
+
+def _high_depth_to_l(image: Image.Image) -> Image.Image:
+    """16-bit / 32-bit integer or float grayscale -> 8-bit 'L'."""
+    values = np.asarray(image, dtype=np.float64)
+    if image.mode == "F":
+        scale = 255.0 if values.size and float(np.nanmax(values)) <= 1.0 else 1.0
+    else:
+        scale = 255.0 / 65535.0
+    scaled = np.clip(np.nan_to_num(values * scale), 0, 255).round().astype(np.uint8)
+    return Image.fromarray(scaled, mode="L")
+
+
+def _composite_on_white(image: Image.Image) -> Image.Image:
+    rgba = image.convert("RGBA")
+    background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(background, rgba).convert("RGB")
+
+
+def _to_tensor(image: Image.Image, channels: int) -> Tensor:
+    array = np.asarray(image, dtype=np.uint8)
+    tensor = torch.from_numpy(array.copy())
+    if channels == 1:
+        return tensor.unsqueeze(0)
+    return tensor.permute(2, 0, 1).contiguous()
+
+
+def _reason(error: BaseException) -> str:
+    """A short human reason for a decode failure."""
+    if isinstance(error, Image.DecompressionBombError):
+        return f"image too large (possible decompression bomb): {error}"
+    if isinstance(error, UnidentifiedImageError):
+        return "not an image file, or an unsupported image format"
+    if isinstance(error, PermissionError):
+        return "permission denied"
+    if isinstance(error, FileNotFoundError):
+        return "file not found"
+    if isinstance(error, MemoryError):
+        return "image too large to decode (out of memory)"
+    text = str(error) or type(error).__name__
+    if "truncated" in text.lower():
+        return f"truncated or corrupt image ({text})"
+    return f"corrupt image ({text})"
