@@ -1,0 +1,227 @@
+"""Helpers shared by the algorithms: distances, heads, mode switches, the functional inner loop."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from engine.algorithms.base import Predictor, ProgressCallback
+from engine.data.types import Task
+from engine.errors import DatasetError
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+Params = dict[str, Tensor]
+
+
+# -- modes and devices -------------------------------------------------------
+@contextlib.contextmanager
+def eval_mode(*modules: nn.Module) -> Iterator[None]:
+    """Put ``modules`` in eval mode for the block and restore each submodule's previous mode."""
+    saved = [(m, m.training) for module in modules for m in module.modules()]
+    for module in modules:
+        module.eval()
+    try:
+        yield
+    finally:
+        for module, mode in saved:
+            module.training = mode
+
+
+def use_batch_statistics(module: nn.Module) -> nn.Module:
+    """Make every BatchNorm layer normalise with the current batch's statistics, in train and eval mode.
+
+    This is the behaviour of Finn et al.'s MAML code (and Nichol et al.'s Reptile):
+    no running averages are kept, so ``functional_call`` needs only parameters and
+    predictions are transductive (a query batch is normalised with its own statistics).
+    The running-stat buffers are removed from the module's state dict.
+    """
+    for layer in module.modules():
+        if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+            layer.track_running_stats = False
+            layer.running_mean = None
+            layer.running_var = None
+            layer.num_batches_tracked = None
+    return module
+
+
+def check_support(support_x: Tensor, support_y: Tensor) -> int:
+    """Validate a support set ([S, ...] images, [S] labels 0..n-1, every class present); return n.
+
+    Raises DatasetError describing the problem.
+    """
+    if support_y.ndim != 1 or support_y.numel() == 0 or support_x.shape[0] != support_y.shape[0]:
+        raise DatasetError(f"support set: {support_x.shape[0]} images but labels of shape "
+                           f"{tuple(support_y.shape)}; need one label per image and at least one image")
+    if int(support_y.min().item()) < 0:
+        raise DatasetError("support set: labels must be 0..n-1 (got a negative label)")
+    counts = torch.bincount(support_y.cpu())
+    missing = (counts == 0).nonzero().flatten().tolist()
+    if missing:
+        raise DatasetError(f"support set: labels must be 0..n-1 with every class present; "
+                           f"class {missing[0]} has no image")
+    return int(counts.numel())
+
+
+def tasks_to(tasks: Sequence[Task], device: torch.device) -> list[Task]:
+    """The tasks with their images and labels on ``device`` (tensors already there are not copied)."""
+    return [task.to(device) for task in tasks]
+
+
+# -- geometry ---------------------------------------------------------------
+def squared_euclidean(a: Tensor, b: Tensor) -> Tensor:
+    """[N, D], [M, D] -> [N, M] squared Euclidean distances (matrix form, clamped at 0)."""
+    distances = a.pow(2).sum(1, keepdim=True) - 2.0 * a @ b.t() + b.pow(2).sum(1).unsqueeze(0)
+    return distances.clamp_min(0.0)
+
+
+def class_means(features: Tensor, labels: Tensor, n_classes: int) -> Tensor:
+    """[S, D] features, [S] labels in 0..n-1 -> [n, D] per-class mean (one matmul)."""
+    one_hot = F.one_hot(labels, n_classes).to(features.dtype)          # [S, n]
+    return (one_hot.t() @ features) / one_hot.sum(0).unsqueeze(1)
+
+
+def accuracy(logits: Tensor, labels: Tensor) -> float:
+    """Fraction of rows of [N, n] scores whose argmax equals [N] labels."""
+    return float((logits.argmax(1) == labels).float().mean().item())
+
+
+def split_rows(features: Tensor, sizes: Sequence[int]) -> list[Tensor]:
+    """Split [sum(sizes), ...] into consecutive blocks of ``sizes`` rows."""
+    return list(torch.split(features, list(sizes)))
+
+
+def embed_tasks(backbone: nn.Module, tasks: Sequence[Task]) -> list[tuple[Tensor, Tensor]]:
+    """Embed every task's support and query images; ONE backbone forward when all shapes match.
+
+    Returns per task (support features [S, D], query features [Q, D]).
+    """
+    images = [x for task in tasks for x in (task.support_x, task.query_x)]
+    if len({tuple(x.shape[1:]) for x in images}) == 1:
+        blocks = split_rows(backbone(torch.cat(images)), [x.shape[0] for x in images])
+    else:
+        blocks = [backbone(x) for x in images]
+    return [(blocks[2 * i], blocks[2 * i + 1]) for i in range(len(tasks))]
+
+
+# -- heads --------------------------------------------------------------------
+class CosineHead(nn.Module):
+    """Cosine-similarity classifier (Baseline++): [B, D] -> [B, n] = scale * cos(x, w_j)."""
+
+    def __init__(self, in_features: int, n_classes: int, scale: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(n_classes, in_features))
+        nn.init.kaiming_uniform_(self.weight, a=5 ** 0.5)
+        self.scale = float(scale)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.scale * F.normalize(x, dim=1) @ F.normalize(self.weight, dim=1).t()
+
+
+class BackboneWithHead(nn.Module):
+    """``head(backbone(x))``: [B, C, H, W] -> [B, n]; parameter names ``backbone.*`` and ``head.*``."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.backbone(x))
+
+
+def resized_head(weight: Tensor, bias: Tensor, n_classes: int) -> tuple[Tensor, Tensor]:
+    """Fit a trained linear head ([n_way, D], [n_way]) to ``n_classes`` outputs (MAML and Reptile).
+
+    Rule: with ``n_classes <= n_way`` keep the first ``n_classes`` rows; with more
+    classes keep all trained rows and give every extra class the mean of the trained
+    rows (so its logit starts at the average logit, like a zero-initialised head,
+    and the inner loop fits it). Returns fresh tensors.
+    """
+    n_way = weight.shape[0]
+    if n_classes <= n_way:
+        return weight[:n_classes].clone(), bias[:n_classes].clone()
+    extra = n_classes - n_way
+    weight = torch.cat([weight, weight.mean(0, keepdim=True).expand(extra, -1)])
+    bias = torch.cat([bias, bias.mean().expand(extra)])
+    return weight.clone(), bias.clone()
+
+
+# -- the functional inner loop -------------------------------------------------
+def inner_loop(model: nn.Module, params: Params, x: Tensor, y: Tensor, *, lr: float, steps: int,
+               loss_fn: LossFn, create_graph: bool, adapt_names: Iterable[str] | None = None) -> Params:
+    """``steps`` of plain gradient descent on ``loss_fn(model(x), y)`` through ``functional_call``.
+
+    params: name -> tensor for ``model`` (the adapted ones must require grad).
+    adapt_names: names updated (None = all); the others stay fixed.
+    create_graph: keep the graph of the gradients (second-order MAML); with False the
+    step ``p - lr * g`` uses a gradient ``g`` that is a constant.
+    Returns the new parameter dict; the input dict is not modified.
+    """
+    names = list(params) if adapt_names is None else list(adapt_names)
+    for _ in range(steps):
+        loss = loss_fn(functional_call(model, params, (x,)), y)
+        grads = torch.autograd.grad(loss, [params[n] for n in names], create_graph=create_graph)
+        params = {**params, **{n: params[n] - lr * g for n, g in zip(names, grads)}}
+    return params
+
+
+def adapt_parameters(model: nn.Module, params: Params, x: Tensor, y: Tensor, *, lr: float, steps: int,
+                     loss_fn: LossFn, adapt_names: Sequence[str] | None = None,
+                     progress: ProgressCallback | None = None) -> Params:
+    """Test-time inner loop keeping no graph; returns detached copies (``steps == 0``: the input values).
+
+    Calls ``progress(done, steps)`` after each step. The input tensors are never modified.
+    """
+    names = list(params) if adapt_names is None else list(adapt_names)
+    params = {n: p.detach().clone() for n, p in params.items()}
+    with torch.enable_grad():
+        for step in range(steps):
+            live = {n: (p.requires_grad_() if n in names else p) for n, p in params.items()}
+            live = inner_loop(model, live, x, y, lr=lr, steps=1, loss_fn=loss_fn, create_graph=False,
+                              adapt_names=names)
+            params = {n: p.detach() for n, p in live.items()}
+            if progress is not None:
+                progress(step + 1, steps)
+    return params
+
+
+class FunctionalPredictor(Predictor):
+    """Predicts with ``model`` evaluated at given parameters (MAML fast weights, Reptile adapted weights).
+
+    BatchNorm of ``model`` uses batch statistics (see :func:`use_batch_statistics`), as
+    during training, so a query batch is normalised with its own statistics.
+    """
+
+    def __init__(self, model: BackboneWithHead, params: Params) -> None:
+        self.model = model
+        self.params = params
+        self.n_classes = int(params["head.weight"].shape[0])
+
+    def predict(self, query_x: Tensor) -> Tensor:
+        """[Q, C, H, W] -> [Q, n_classes] probabilities."""
+        device = self.params["head.weight"].device
+        with torch.no_grad():
+            logits = functional_call(self.model, self.params, (query_x.to(device),))
+        return logits.softmax(1).to(query_x.device)
+
+    def embed(self, x: Tensor) -> Tensor:
+        """[B, C, H, W] -> [B, D] adapted backbone features."""
+        backbone_params = {n[len("backbone."):]: p for n, p in self.params.items() if n.startswith("backbone.")}
+        device = self.params["head.weight"].device
+        with torch.no_grad():
+            return functional_call(self.model.backbone, backbone_params, (x.to(device),)).to(x.device)
+
+    def state(self) -> dict[str, Any]:
+        return {"params": {n: p.detach().cpu() for n, p in self.params.items()}}
+
+
+def functional_predictor_from_state(model: BackboneWithHead, state: dict[str, Any],
+                                    device: torch.device) -> FunctionalPredictor:
+    """Rebuild a :class:`FunctionalPredictor` saved with ``state()``."""
+    params = {n: p.to(device) for n, p in state["params"].items()}
+    return FunctionalPredictor(model, params)

@@ -1,0 +1,132 @@
+"""Reptile (Nichol et al. 2018).
+
+For each task of the meta-batch: copy the weights theta, run ``inner_steps`` of
+Adam (betas (0, 0.999), as in the paper; fresh optimiser state per task) at
+``inner_lr`` on all the task's images (support and query, full batch), giving phi.
+Then ``theta += lr * mean_tasks(phi - theta)``.
+
+Reported metrics: ``loss``/``accuracy`` are the mean over tasks of the training loss
+and accuracy on the task's images at the LAST inner step (computed before that
+step's update, so they cost no extra forward); ``lr`` is the outer step size.
+
+BatchNorm uses batch statistics everywhere (as in the paper's transductive
+setting; see ``use_batch_statistics``), so adaptation and prediction behave as in
+training. Adaptation runs ``test_inner_steps`` of the same Adam on the support set of
+a copy, with the MAML head rule for a different number of classes
+(:func:`~engine.algorithms.functional.resized_head`).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from engine.algorithms.base import Algorithm, Predictor, ProgressCallback
+from engine.algorithms.functional import (
+    BackboneWithHead, FunctionalPredictor, accuracy, check_support, functional_predictor_from_state,
+    resized_head, tasks_to, use_batch_statistics,
+)
+from engine.config import ReptileConfig
+from engine.data.types import ClassBatch, Task
+
+ADAM_BETAS = (0.0, 0.999)
+
+
+def train_inner(model: nn.Module, x: Tensor, y: Tensor, *, lr: float, steps: int,
+                progress: ProgressCallback | None = None) -> tuple[float, float]:
+    """``steps`` full-batch Adam steps (fresh state) of cross-entropy on [N, C, H, W] images, [N] labels.
+
+    Updates ``model`` in place; returns (loss, accuracy) of the last step's forward
+    (nan, nan for zero steps).
+    """
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=ADAM_BETAS)
+    loss_value, accuracy_value = float("nan"), float("nan")
+    for step in range(steps):
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_value, accuracy_value = float(loss.item()), accuracy(logits.detach(), y)
+        if progress is not None:
+            progress(step + 1, steps)
+    return loss_value, accuracy_value
+
+
+class Reptile(Algorithm):
+    """Reptile over ``backbone`` plus a ``Linear(out_features, n_way)`` head."""
+
+    def __init__(self, config: ReptileConfig, backbone: nn.Module, *, n_way: int, n_train_classes: int) -> None:
+        super().__init__(config, use_batch_statistics(backbone), n_way=n_way, n_train_classes=n_train_classes)
+        self.config: ReptileConfig = config
+        self.head = nn.Linear(backbone.out_features, n_way)
+        self.model = BackboneWithHead(self.backbone, self.head)
+        self._fast: BackboneWithHead | None = None
+        self._fast_device: torch.device | None = None
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"backbone": self.backbone, "head": self.head}
+
+    def _fast_model(self) -> BackboneWithHead:
+        """A reusable copy of the model on the current device for the inner loops of training."""
+        if self._fast is None or self._fast_device != self.device:
+            self._fast = copy.deepcopy(self.model)
+            self._fast_device = self.device
+        return self._fast
+
+    def meta_train_step(self, batch: list[Task] | ClassBatch) -> dict[str, float]:
+        """Adapt a copy to each task, then interpolate the weights towards the mean adapted weights."""
+        if isinstance(batch, ClassBatch):
+            raise TypeError("Reptile trains on episodes (a list of Task), not on a ClassBatch")
+        tasks = tasks_to(batch, self.device)
+        self.train(True)
+        fast = self._fast_model()
+        fast.train(True)
+        params, fast_params = list(self.model.parameters()), list(fast.parameters())
+        deltas = [torch.zeros_like(p) for p in params]
+        losses, accuracies = [], []
+        for task in tasks:
+            with torch.no_grad():
+                for target, source in zip(fast_params, params):
+                    target.copy_(source)
+            x = torch.cat([task.support_x, task.query_x])
+            y = torch.cat([task.support_y, task.query_y])
+            loss, acc = train_inner(fast, x, y, lr=self.config.inner_lr, steps=self.config.inner_steps)
+            losses.append(loss)
+            accuracies.append(acc)
+            with torch.no_grad():
+                for delta, adapted, start in zip(deltas, fast_params, params):
+                    delta.add_(adapted - start)
+        with torch.no_grad():
+            for parameter, delta in zip(params, deltas):
+                parameter.add_(delta, alpha=self.config.lr / len(tasks))
+        return {"loss": sum(losses) / len(losses), "accuracy": sum(accuracies) / len(accuracies),
+                "lr": float(self.config.lr)}
+
+    def adapt(self, support_x: Tensor, support_y: Tensor, *, steps: int | None = None,
+              progress: ProgressCallback | None = None) -> Predictor:
+        """``steps`` (default test_inner_steps) Adam steps on the support set of a copy of the model."""
+        n_classes = check_support(support_x, support_y)
+        steps = self.config.test_inner_steps if steps is None else max(0, int(steps))
+        model = self._copy_with_head(n_classes)
+        model.train(True)
+        with torch.enable_grad():
+            train_inner(model, support_x.to(self.device), support_y.to(self.device),
+                        lr=self.config.inner_lr, steps=steps, progress=progress)
+        params = {n: p.detach() for n, p in model.named_parameters()}
+        return FunctionalPredictor(self.model, params)
+
+    def _copy_with_head(self, n_classes: int) -> BackboneWithHead:
+        weight, bias = resized_head(self.head.weight.detach(), self.head.bias.detach(), n_classes)
+        head = nn.Linear(weight.shape[1], n_classes).to(self.device)
+        with torch.no_grad():
+            head.weight.copy_(weight)
+            head.bias.copy_(bias)
+        return BackboneWithHead(copy.deepcopy(self.backbone), head)
+
+    def predictor_from_state(self, state: dict[str, Any]) -> Predictor:
+        return functional_predictor_from_state(self.model, state, self.device)
