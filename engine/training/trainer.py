@@ -7,9 +7,9 @@ reports every event to its callbacks. It never raises for bad input: an
 :class:`~engine.errors.EngineError` ends the run with status ``failed`` and the
 message goes to ``Callback.on_failed``.
 
-Reproducibility: the episodes of step ``s`` come from a generator seeded with
-``(seed, s)``, so a run resumed from its checkpoint at step ``s`` continues with
-exactly the episodes the uninterrupted run would have drawn.
+Reproducibility: every checkpoint carries the sampler's random state, so a run
+resumed from its checkpoint at step ``s`` continues with exactly the episodes
+the uninterrupted run would have drawn (on CPU the curves are identical).
 """
 
 from __future__ import annotations
@@ -37,11 +37,6 @@ from engine.training.checkpoint import load_algorithm, resolve_device, save_chec
 from engine.training.control import RunControl
 
 VALIDATION_SEED_OFFSET = 1_000_003
-
-
-def step_seed(seed: int, step: int) -> int:
-    """The sampler seed of training step ``step`` (stable across resume)."""
-    return (seed * 2_654_435_761 + step * 40_503) % (2**63 - 1)
 
 
 class Trainer:
@@ -108,6 +103,7 @@ class Trainer:
             torch.set_num_threads(cfg.train.num_threads)
         torch.manual_seed(cfg.train.seed)
         checkpoint = None
+        self._sampler_state = None
         if self._resume_from is not None:
             algorithm, checkpoint = load_algorithm(self._resume_from, device=str(device))
             split = checkpoint.split
@@ -115,6 +111,7 @@ class Trainer:
             best = checkpoint.extra.get("best")
             self._best = (float(best[0]), int(best[1])) if best else None
             self._elapsed_before = float(checkpoint.extra.get("elapsed_s", 0.0))
+            self._sampler_state = checkpoint.extra.get("sampler")
         else:
             split = None
         if self.data is None:
@@ -144,6 +141,8 @@ class Trainer:
             task = cfg.task
             self._sampler = data.episodes("train", task.n_way, task.n_shot, task.n_query, cfg.train.seed,
                                           augment=augment)
+        if self._sampler_state is not None:
+            self._sampler.load_state_dict(self._sampler_state)
         # validation needs enough classes: fail now with a clear message rather than at the first validation
         data.episodes("val", cfg.task.n_way, cfg.task.n_shot, cfg.task.n_query,
                       cfg.train.seed + VALIDATION_SEED_OFFSET)
@@ -207,7 +206,6 @@ class Trainer:
         return self.config.task.meta_batch_size
 
     def _train_step(self, step: int) -> dict[str, float]:
-        self._sampler.generator.manual_seed(step_seed(self.config.train.seed, step))
         if self.algorithm.batch_kind == "classes":
             batch = self._sampler.sample().to(self.algorithm.device, non_blocking=True)
         else:
@@ -255,7 +253,7 @@ class Trainer:
         if self._metrics is not None:
             self._metrics.sync()
         extra = {"best": list(self._best) if self._best else None, "elapsed_s": self._elapsed(),
-                 "class_names": list(self.data.store.class_names)}
+                 "class_names": list(self.data.store.class_names), "sampler": self._sampler.state_dict()}
         paths = [self.run_dir / rs.CHECKPOINT_DIR / rs.LAST_CHECKPOINT]
         if is_best:
             paths.append(self.run_dir / rs.CHECKPOINT_DIR / rs.BEST_CHECKPOINT)

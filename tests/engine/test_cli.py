@@ -1,0 +1,81 @@
+import json
+import shutil
+
+import pytest
+
+from engine.cli import main
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_flat, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("cli") / "run"
+    code = main(["train", "--dataset", str(tiny_flat), "--run-dir", str(run_dir), "--steps", "8",
+                 "--val-every", "4", "--val-episodes", "4", "--n-way", "3", "--n-shot", "2", "--n-query", "3",
+                 "--meta-batch-size", "2", "--hidden-channels", "16", "--train-ratio", "0.5", "--val-ratio", "0.25",
+                 "--quiet"])
+    assert code == 0
+    return run_dir
+
+
+def test_train_writes_a_run_and_prints_its_folder(trained):
+    assert (trained / "checkpoints" / "last.pt").is_file()
+    assert json.loads((trained / "run.json").read_text())["status"] == "finished"
+
+
+def test_evaluate_json_gives_accuracy_and_ci(trained, capsys):
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", str(trained / "checkpoints" / "last.pt"), "--episodes", "20",
+                 "--n-way", "3", "--n-shot", "2", "--n-query", "3", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert 0.0 <= report["accuracy"] <= 1.0 and report["ci95"] >= 0.0
+    assert report["n_episodes"] == 20 and report["classes"] == "the run's test classes"
+
+
+def test_predict_json_names_each_query_file_with_probabilities(trained, tiny_flat, tmp_path, capsys):
+    support, query = tmp_path / "support", tmp_path / "query"
+    for name in ("class000", "class005", "class009"):
+        files = sorted((tiny_flat / name).glob("*.png"))
+        (support / name).mkdir(parents=True)
+        (query / name).mkdir(parents=True)
+        for f in files[:3]:
+            shutil.copy(f, support / name / f.name)
+        for f in files[3:5]:
+            shutil.copy(f, query / name / f.name)
+    (support / "class000" / "notes.txt").write_text("not an image")
+    capsys.readouterr()
+    assert main(["predict", "--checkpoint", str(trained / "checkpoints" / "last.pt"), "--support", str(support),
+                 "--query", str(query), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["classes"] == ["class000", "class005", "class009"]
+    assert len(report["predictions"]) == 6
+    for row in report["predictions"]:
+        assert row["predicted"] in report["classes"] and sum(row["probabilities"]) == pytest.approx(1, abs=1e-4)
+    assert report["accuracy"] is not None
+
+
+def test_datasets_inspect_lists_classes_and_skips(tiny_nested, capsys):
+    assert main(["datasets", "inspect", str(tiny_nested), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["layout"] == "nested" and report["n_classes"] == 16 and report["n_images"] == 160
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["train", "--n-shot", "0"], "task.n_shot"),
+    (["train", "--lr", "-1"], "algorithm.lr"),
+    (["train", "--algorithm", "protonet", "--inner-lr", "0.1"], "--inner-lr"),
+    (["train", "--config", "/nonexistent/config.json"], "config.json"),
+    (["evaluate", "--checkpoint", "/nonexistent/model.pt"], "model.pt"),
+    (["datasets", "inspect", "/nonexistent/folder"], "/nonexistent/folder"),
+])
+def test_bad_input_exits_non_zero_with_a_message_and_no_traceback(argv, needle, capsys):
+    assert main(argv) != 0
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+
+
+def test_training_on_an_empty_folder_fails_cleanly(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["train", "--dataset", str(tmp_path / "empty"), "--run-dir", str(tmp_path / "r"), "--quiet"]) != 0
+    err = capsys.readouterr().err
+    assert "empty" in err and "Traceback" not in err
+    assert not (tmp_path / "r" / "checkpoints" / "last.pt").exists()
