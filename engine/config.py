@@ -55,6 +55,8 @@ class DataConfig:
                                     "as new classes (glyphs, as in the ProtoNet paper).")
     augment_flips: bool = param(False, "Random horizontal flips of training images (photos).")
     augment_color_jitter: bool = param(False, "Random brightness/contrast jitter of training images.")
+    augment_affine: bool = param(False, "Random small shifts, rotations and scaling of training images "
+                                 "(handwriting: +-2 px, +-10 degrees, +-10%).")
     cache_budget_mb: int = param(4096, "Memory budget of the decoded-image cache in MiB.", min=1)
 
 
@@ -66,6 +68,18 @@ class TaskConfig:
     n_shot: int = param(1, "Labelled support images per class.", min=1, max=1000)
     n_query: int = param(15, "Query images per class.", min=1, max=1000)
     meta_batch_size: int = param(4, "Episodes per meta-training step.", min=1, max=1024)
+    val_n_way: int = param(0, "Classes per validation episode (0 = same as n_way; training with more "
+                           "ways than testing often helps, as in the ProtoNet paper).", min=0, max=1000)
+    val_n_shot: int = param(0, "Support images per class in validation episodes (0 = same as n_shot).",
+                            min=0, max=1000)
+
+    @property
+    def eval_n_way(self) -> int:
+        return self.val_n_way or self.n_way
+
+    @property
+    def eval_n_shot(self) -> int:
+        return self.val_n_shot or self.n_shot
 
 
 @dataclass
@@ -197,6 +211,16 @@ class TrainConfig:
     seed: int = param(0, "Seed of everything random in the run.", min=0)
     device: str = param("cpu", "cpu, cuda, cuda:N or mps.")
     num_threads: int = param(0, "CPU threads for PyTorch (0 = PyTorch's default).", min=0, max=1024)
+    precision: str = param("fp32", "Arithmetic of forward passes: fp32; bf16 (mixed precision, CUDA or CPU); "
+                           "fp16 (mixed precision with loss scaling, CUDA only). Weights stay float32.",
+                           choices=("fp32", "bf16", "fp16"))
+    channels_last: bool = param(False, "Store conv weights and image batches channels-last (faster convolutions "
+                                "on recent NVIDIA GPUs, especially with bf16/fp16; harmless on the CPU).")
+    task_batching: str = param("auto", "How MAML runs the tasks of a meta-batch: loop (one task at a time, "
+                               "least memory), vmap (all tasks at once with torch.func; faster on a GPU, "
+                               "memory grows with the meta-batch), or auto (loop on the CPU; on a GPU a short "
+                               "benchmark at the first step picks the faster path that fits in memory).",
+                               choices=("auto", "loop", "vmap"))
 
 
 @dataclass

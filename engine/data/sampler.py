@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from engine.data.preprocess import Preprocessing
@@ -22,6 +25,11 @@ from engine.errors import ConfigError
 JITTER_STRENGTH = 0.4
 """Brightness and contrast factors are drawn uniformly from [1 - s, 1 + s] per image."""
 
+AFFINE_MAX_ROTATION_DEG = 10.0
+AFFINE_MAX_SCALE = 0.1
+AFFINE_MAX_SHIFT_PX = 2.0
+"""Per-image random affine distortion bounds (augment_affine)."""
+
 _AUGMENT_SEED_OFFSET = 0x5EED_A06
 
 
@@ -29,16 +37,25 @@ class BatchTransform:
     """uint8 [B, C, H, W] -> normalised float32, with optional seeded flips / colour jitter."""
 
     def __init__(self, preprocessing: Preprocessing, *, augment: bool, flips: bool, color_jitter: bool,
-                 seed: int) -> None:
+                 seed: int, affine: bool = False) -> None:
         self.preprocessing = preprocessing
         self.flips = augment and flips
         self.color_jitter = augment and color_jitter
+        self.affine = augment and affine
+        if self.flips or self.color_jitter or self.affine:
+            # torchvision.transforms.v2 does the dtype conversion and flips; imported only when augmenting
+            # because importing torchvision costs seconds at start-up.
+            from torchvision.transforms.v2 import functional as tf
+
+            self._tf = tf
         self.generator = torch.Generator().manual_seed(int(seed) + _AUGMENT_SEED_OFFSET)
 
     def __call__(self, images: Tensor) -> Tensor:
-        if not (self.flips or self.color_jitter):
+        if not (self.flips or self.color_jitter or self.affine):
             return self.preprocessing.normalize(images)
-        x = images.to(torch.float32).div_(255.0)
+        x = self._tf.to_dtype(images, torch.float32, scale=True)
+        if self.affine:
+            x = self._affine(x)
         if self.flips:
             x = self._flip(x)
         if self.color_jitter:
@@ -48,7 +65,21 @@ class BatchTransform:
     def _flip(self, x: Tensor) -> Tensor:
         """Mirror a random half of the images left-right. x: [B, C, H, W]."""
         flip = torch.rand(x.shape[0], generator=self.generator) < 0.5
-        return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+        return torch.where(flip.view(-1, 1, 1, 1), self._tf.horizontal_flip(x), x)
+
+    def _affine(self, x: Tensor) -> Tensor:
+        """A random small rotation, scale and shift per image (background kept). x: [B, C, H, W] in [0, 1]."""
+        b, _, h, _ = x.shape
+        r = torch.rand(4, b, generator=self.generator) * 2 - 1
+        angle = r[0] * math.radians(AFFINE_MAX_ROTATION_DEG)
+        scale = 1.0 + r[1] * AFFINE_MAX_SCALE
+        shift = r[2:] * (2.0 * AFFINE_MAX_SHIFT_PX / h)
+        cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+        theta = torch.stack([torch.stack([cos, -sin, shift[0]], 1), torch.stack([sin, cos, shift[1]], 1)], 1)
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        background = x[:, :, :1, :1]  # the corner pixel's value fills what moves in
+        return F.grid_sample(x - background, grid, mode="bilinear", padding_mode="zeros",
+                             align_corners=False) + background
 
     def _jitter(self, x: Tensor) -> Tensor:
         """Random brightness then contrast per image, in [0, 1] space. x: [B, C, H, W]."""
@@ -67,7 +98,7 @@ class EpisodeSampler:
 
     def __init__(self, store: ImageStore, class_ids: Sequence[int], preprocessing: Preprocessing,
                  n_way: int, n_shot: int, n_query: int, seed: int, augment: bool = False,
-                 flips: bool = False, color_jitter: bool = False, part: str = "") -> None:
+                 flips: bool = False, color_jitter: bool = False, part: str = "", affine: bool = False) -> None:
         self.store = store
         self.n_way, self.n_shot, self.n_query = int(n_way), int(n_shot), int(n_query)
         self.part = part
@@ -93,7 +124,7 @@ class EpisodeSampler:
         self._query_y = torch.arange(self.n_way).repeat_interleave(self.n_query)
         self.generator = torch.Generator().manual_seed(int(seed))
         self.transform = BatchTransform(preprocessing, augment=augment, flips=flips, color_jitter=color_jitter,
-                                        seed=seed)
+                                        seed=seed, affine=affine)
 
     @property
     def n_classes(self) -> int:
@@ -140,7 +171,7 @@ class ClassBatchSampler:
 
     def __init__(self, store: ImageStore, class_ids: Sequence[int], preprocessing: Preprocessing,
                  batch_size: int, seed: int, augment: bool = False, flips: bool = False,
-                 color_jitter: bool = False) -> None:
+                 color_jitter: bool = False, affine: bool = False) -> None:
         class_ids = [int(c) for c in class_ids]
         if not class_ids:
             raise ConfigError("no training classes to draw class batches from")
@@ -155,7 +186,7 @@ class ClassBatchSampler:
         self._cursor = 0
         self.generator = torch.Generator().manual_seed(int(seed))
         self.transform = BatchTransform(preprocessing, augment=augment, flips=flips, color_jitter=color_jitter,
-                                        seed=seed)
+                                        seed=seed, affine=affine)
 
     @property
     def n_classes(self) -> int:

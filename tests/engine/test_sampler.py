@@ -181,3 +181,20 @@ def test_class_batch_larger_than_data_draws_with_replacement() -> None:
     store = make_store([2, 2])
     batch = ClassBatchSampler(store, [0, 1], PREP, batch_size=9, seed=0).sample()
     assert batch.x.shape[0] == 9 and set(batch.y.tolist()) <= {0, 1}
+
+
+def test_affine_augmentation_moves_ink_but_keeps_background_and_seed() -> None:
+    cache = torch.full((10, 1, 28, 28), 255, dtype=torch.uint8)
+    cache[:, :, 10:18, 12:16] = 0  # a dark bar on white
+    store = ImageStore(class_names=["a", "b"], class_groups=[None, None],
+                       labels=torch.tensor([0] * 5 + [1] * 5), paths=[Path(f"/none/{i}.png") for i in range(10)],
+                       image_size=28, channels=1, cache=cache, cache_slots=torch.arange(10))
+    prep = Preprocessing(image_size=28, channels=1)
+    plain = EpisodeSampler(store, [0, 1], prep, 2, 2, 3, seed=1).sample()
+    moved_a = EpisodeSampler(store, [0, 1], prep, 2, 2, 3, seed=1, augment=True, affine=True).sample()
+    moved_b = EpisodeSampler(store, [0, 1], prep, 2, 2, 3, seed=1, augment=True, affine=True).sample()
+    assert torch.equal(moved_a.query_x, moved_b.query_x)
+    assert not torch.allclose(moved_a.query_x, plain.query_x, atol=1e-3)
+    assert torch.allclose(moved_a.query_x[:, :, 0, 0], plain.query_x[:, :, 0, 0], atol=1e-5)  # background stays
+    ink = (moved_a.query_x < 0).float().sum(dim=(1, 2, 3))
+    assert bool(((ink > 16) & (ink < 64)).all())  # the bar is still there, roughly its size (32 px)
