@@ -10,18 +10,35 @@ Adaptation: ``adapt(support_x, support_y)`` returns a :class:`Predictor` for the
 new classes; ``Predictor.predict(query_x)`` gives class probabilities. The CLI's
 ``evaluate``/``predict``, the studio's evaluation view and its adaptation panel
 all use exactly these two calls.
+
+Runtime (one code path for every algorithm): the trainer calls
+``configure_runtime(precision=..., channels_last=..., task_batching=...)`` after
+moving the algorithm to its device. Algorithms then run their forward passes in
+``with self.autocast():`` (mixed precision when asked), scale a loss with
+``self.scale_loss`` before differentiating it, and finish a step with
+``self.optimizer_step(optimizer)`` or ``self.backward_and_step(loss, optimizer)``:
+these average gradients over torch.distributed ranks, unscale and skip
+non-finite fp16 steps through a ``torch.amp.GradScaler`` (whose state is saved
+in ``state_dict()["scaler"]``, so a resumed run continues exactly), and average
+BatchNorm running statistics over ranks.
 """
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, ContextManager, Iterable
 
 import torch
 from torch import Tensor, nn
 
 from engine.config import AlgorithmConfig
 from engine.data.types import ClassBatch, Task
+from engine.errors import ConfigError
+from engine.training import distributed
+
+PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+TASK_BATCHING = ("auto", "loop", "vmap")
 
 ProgressCallback = Callable[[int, int], None]
 """Called as ``progress(done, total)`` during a long adaptation (inner loop)."""
@@ -67,6 +84,101 @@ class Algorithm(ABC):
         self.n_way = n_way
         self.n_train_classes = n_train_classes
         self.device = torch.device("cpu")
+        self.precision = "fp32"
+        self.channels_last = False
+        self.task_batching = "auto"
+        self.scaler: torch.amp.GradScaler | None = None
+        self._scaler_state: dict[str, Any] | None = None
+
+    # -- runtime: precision, memory format, distributed --------------------
+    def configure_runtime(self, precision: str = "fp32", channels_last: bool = False,
+                          task_batching: str = "auto") -> None:
+        """Set how steps run on the current device (call after ``to(device)``).
+
+        precision: "fp32", "bf16" or "fp16" (autocast; fp16 adds a GradScaler and
+        needs a CUDA or MPS device). channels_last: convert conv weights and image
+        batches to ``torch.channels_last``. task_batching: how MAML runs the tasks of
+        a meta-batch ("auto", "loop", "vmap"); ignored by the other algorithms.
+        Raises ConfigError naming the train field.
+        """
+        if precision not in PRECISIONS:
+            raise ConfigError(f"train.precision must be one of {', '.join(PRECISIONS)} (got {precision!r})")
+        if precision == "fp16" and self.device.type == "cpu":
+            raise ConfigError("train.precision: fp16 needs a CUDA (or MPS) device; on the CPU use bf16 or fp32")
+        if task_batching not in TASK_BATCHING:
+            raise ConfigError(f"train.task_batching must be one of {', '.join(TASK_BATCHING)} (got {task_batching!r})")
+        self.precision, self.channels_last, self.task_batching = precision, bool(channels_last), task_batching
+        self.scaler = torch.amp.GradScaler(self.device.type) if precision == "fp16" else None
+        if self.scaler is not None and self._scaler_state:
+            self.scaler.load_state_dict(self._scaler_state)
+        if self.channels_last:
+            for module in self.modules().values():
+                module.to(memory_format=torch.channels_last)
+
+    def autocast(self) -> ContextManager[Any]:
+        """Mixed-precision context for forward passes (a no-op in fp32)."""
+        dtype = PRECISIONS[self.precision]
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    @property
+    def loss_scale(self) -> float:
+        """The GradScaler's current scale (1.0 without fp16)."""
+        if self.scaler is None:
+            return 1.0
+        self.scaler.scale(torch.ones((), device=self.device))  # creates the scale tensor on first use
+        return float(self.scaler.get_scale())
+
+    def scale_loss(self, loss: Tensor) -> Tensor:
+        """``loss`` times the fp16 loss scale (unchanged otherwise), ready for backward."""
+        return self.scaler.scale(loss) if self.scaler is not None else loss
+
+    def optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Step on the (scaled) ``.grad`` of its parameters: average over ranks, unscale, skip if non-finite."""
+        distributed.all_reduce_gradients(p for group in optimizer.param_groups for p in group["params"])
+        if self.scaler is not None:
+            self.scaler.step(optimizer)
+            self.scaler.update()
+        else:
+            optimizer.step()
+        self.sync_buffers()
+
+    def backward_and_step(self, loss: Tensor, optimizer: torch.optim.Optimizer) -> None:
+        """zero_grad, backward of the (scaled) loss, then :meth:`optimizer_step`."""
+        optimizer.zero_grad(set_to_none=True)
+        self.scale_loss(loss).backward()
+        self.optimizer_step(optimizer)
+
+    def sync_buffers(self) -> None:
+        """Average floating-point buffers (running statistics) over ranks; no-op in a single process."""
+        distributed.average_floating_buffers(self.modules().values())
+
+    def average_over_ranks(self, tensors: Iterable[Tensor]) -> None:
+        """In place: each tensor becomes its mean over ranks (e.g. Reptile's weight deltas)."""
+        distributed.average_tensors_(list(tensors))
+
+    def prepare_batch(self, batch: list[Task] | ClassBatch) -> list[Task] | ClassBatch:
+        """Images and labels on the algorithm's device (pinned, non-blocking copies from the CPU to
+        CUDA), images in channels-last format when configured."""
+        if isinstance(batch, ClassBatch):
+            return ClassBatch(self._images_to_device(batch.x), self._to_device(batch.y))
+        return [Task(self._images_to_device(t.support_x), self._to_device(t.support_y),
+                     self._images_to_device(t.query_x), self._to_device(t.query_y),
+                     t.class_ids, t.support_index, t.query_index) for t in batch]
+
+    def _to_device(self, tensor: Tensor) -> Tensor:
+        if tensor.device == self.device:
+            return tensor
+        if self.device.type == "cuda" and tensor.device.type == "cpu":
+            return tensor.pin_memory().to(self.device, non_blocking=True)
+        return tensor.to(self.device)
+
+    def _images_to_device(self, images: Tensor) -> Tensor:
+        images = self._to_device(images)
+        if self.channels_last and images.ndim == 4:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return images
 
     # -- training ---------------------------------------------------------
     @abstractmethod
@@ -112,11 +224,14 @@ class Algorithm(ABC):
             module.train(mode)
 
     def state_dict(self) -> dict[str, Any]:
-        """Weights and optimiser state (tensors and plain values only: loads with weights_only)."""
-        return {
+        """Weights, optimiser state and (fp16) loss-scaler state: tensors and plain values only."""
+        state = {
             "modules": {name: m.state_dict() for name, m in self.modules().items()},
             "optimizers": {name: o.state_dict() for name, o in self.optimizers().items()},
         }
+        if self.scaler is not None:
+            state["scaler"] = self.scaler.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any], *, with_optimizers: bool = True) -> None:
         for name, module in self.modules().items():
@@ -125,3 +240,6 @@ class Algorithm(ABC):
             for name, optimizer in self.optimizers().items():
                 if name in state.get("optimizers", {}):
                     optimizer.load_state_dict(state["optimizers"][name])
+            self._scaler_state = state.get("scaler") or None
+            if self.scaler is not None and self._scaler_state:
+                self.scaler.load_state_dict(self._scaler_state)

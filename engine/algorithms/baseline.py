@@ -9,6 +9,12 @@ computed once; a NEW head (``config.head``: linear or cosine) is initialised fro
 a fixed seed and fitted with ``finetune_steps`` full-batch Adam steps at
 ``finetune_lr`` on those features (Chen et al. use SGD on mini-batches; full-batch
 Adam on a handful of cached features is deterministic and converges in fewer steps).
+
+torch.distributed: each rank takes an equal slice of every pre-training batch and
+gradients are averaged, as DistributedDataParallel does; BatchNorm statistics are
+per rank (no SyncBatchNorm) and running statistics are averaged over ranks after
+each step, so a multi-process run is close to, not bit-equal to, one process with
+the whole batch.
 """
 
 from __future__ import annotations
@@ -131,15 +137,15 @@ class ClassifierPretraining(Algorithm):
         """One Adam step of cross-entropy over the training classes on a [B, C, H, W] ClassBatch."""
         if not isinstance(batch, ClassBatch):
             raise TypeError(f"{type(self).__name__} pre-trains on a ClassBatch, not on episodes")
-        batch = batch.to(self.device)
+        batch = self.prepare_batch(batch)
         self.train(True)
-        features = self.backbone(batch.x)
+        with self.autocast():
+            features = self.backbone(batch.x)
+        features = features.float()
         self.observe_features(features.detach())
         logits = self.head(features)
         loss = F.cross_entropy(logits, batch.y)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        self.backward_and_step(loss, self.optimizer)
         return {"loss": float(loss.item()), "accuracy": accuracy(logits.detach(), batch.y),
                 "lr": float(self.optimizer.param_groups[0]["lr"])}
 

@@ -13,6 +13,7 @@ from torch.func import functional_call
 from engine.algorithms.base import Predictor, ProgressCallback
 from engine.data.types import Task
 from engine.errors import DatasetError
+from engine.models.batchnorm import batch_statistics, episode_statistics, supports_episode_groups
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 Params = dict[str, Tensor]
@@ -95,17 +96,36 @@ def split_rows(features: Tensor, sizes: Sequence[int]) -> list[Tensor]:
     return list(torch.split(features, list(sizes)))
 
 
-def embed_tasks(backbone: nn.Module, tasks: Sequence[Task]) -> list[tuple[Tensor, Tensor]]:
-    """Embed every task's support and query images; ONE backbone forward when all shapes match.
+def embed_tasks(backbone: nn.Module, tasks: Sequence[Task], *, one_forward: bool | None = None
+                ) -> list[tuple[Tensor, Tensor]]:
+    """Embed every task's support and query images, each episode with its own BatchNorm statistics.
 
+    A task's features never depend on the other tasks, so a meta-batch split across
+    processes computes what one process computes. one_forward: True = ONE backbone
+    forward for the meta-batch with per-episode statistics
+    (:class:`~engine.models.batchnorm.EpisodeBatchNorm2d` groups), False = one forward
+    per episode, None = the rule: one forward per episode on the CPU (measured 1.4-1.9x
+    faster there than one grouped forward, Conv-4 at 4 x 100 images of 28x28), one
+    grouped forward on accelerators (fewer kernel launches). The grouped forward needs
+    equal episode shapes and group-aware BatchNorm layers; otherwise episodes run one by one.
     Returns per task (support features [S, D], query features [Q, D]).
     """
-    images = [x for task in tasks for x in (task.support_x, task.query_x)]
-    if len({tuple(x.shape[1:]) for x in images}) == 1:
-        blocks = split_rows(backbone(torch.cat(images)), [x.shape[0] for x in images])
+    episodes = [torch.cat([task.support_x, task.query_x]) for task in tasks]
+    if one_forward is None:
+        one_forward = episodes[0].device.type != "cpu"
+    one_forward = (one_forward and len(episodes) > 1 and len({tuple(x.shape) for x in episodes}) == 1
+                   and supports_episode_groups(backbone))
+    if one_forward:
+        with batch_statistics(backbone, groups=len(episodes)):
+            features = backbone(torch.cat(episodes))
+        blocks = list(features.unflatten(0, (len(episodes), episodes[0].shape[0])))
+    elif len(episodes) == 1:
+        blocks = [backbone(episodes[0])]
     else:
-        blocks = [backbone(x) for x in images]
-    return [(blocks[2 * i], blocks[2 * i + 1]) for i in range(len(tasks))]
+        with episode_statistics(backbone):  # one running-statistics update, as in the grouped forward
+            blocks = [backbone(x) for x in episodes]
+    return [(block[: task.support_x.shape[0]], block[task.support_x.shape[0]:])
+            for task, block in zip(tasks, blocks)]
 
 
 # -- heads --------------------------------------------------------------------

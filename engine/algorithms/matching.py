@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from engine.algorithms.base import Algorithm, Predictor, ProgressCallback
 from engine.algorithms.functional import (
-    accuracy, check_support, class_means, embed_tasks, eval_mode, tasks_to,
+    accuracy, check_support, class_means, embed_tasks, eval_mode,
 )
 from engine.config import MatchingConfig
 from engine.data.types import ClassBatch, Task
@@ -79,7 +79,8 @@ class MatchingPredictor(Predictor):
 
 
 class MatchingNetworks(Algorithm):
-    """Cosine-attention classifier; one backbone forward per meta-batch; Adam on backbone and temperature."""
+    """Cosine-attention classifier; per-episode BatchNorm statistics (see ``embed_tasks``);
+    Adam on backbone and temperature."""
 
     def __init__(self, config: MatchingConfig, backbone: nn.Module, *, n_way: int, n_train_classes: int) -> None:
         super().__init__(config, backbone, n_way=n_way, n_train_classes=n_train_classes)
@@ -97,18 +98,19 @@ class MatchingNetworks(Algorithm):
         """Mean over tasks of the query NLL of log(attention probabilities + eps)."""
         if isinstance(batch, ClassBatch):
             raise TypeError("Matching Networks train on episodes (a list of Task), not on a ClassBatch")
-        tasks = tasks_to(batch, self.device)
+        tasks = self.prepare_batch(batch)
         self.train(True)
         scale = self.temperature()
         losses, accuracies = [], []
-        for task, (support, query) in zip(tasks, embed_tasks(self.backbone, tasks)):
-            probabilities = matching_probabilities(support, task.support_y, query, task.n_way, scale)
+        with self.autocast():
+            embedded = embed_tasks(self.backbone, tasks)
+        for task, (support, query) in zip(tasks, embedded):
+            probabilities = matching_probabilities(support.float(), task.support_y, query.float(), task.n_way,
+                                                   scale)
             losses.append(F.nll_loss(torch.log(probabilities + EPS), task.query_y))
             accuracies.append(accuracy(probabilities.detach(), task.query_y))
         loss = torch.stack(losses).mean()
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        self.backward_and_step(loss, self.optimizer)
         return {"loss": float(loss.item()), "accuracy": sum(accuracies) / len(accuracies),
                 "lr": float(self.optimizer.param_groups[0]["lr"])}
 

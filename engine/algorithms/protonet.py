@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from engine.algorithms.base import Algorithm, Predictor, ProgressCallback
 from engine.algorithms.functional import (
-    accuracy, check_support, class_means, embed_tasks, eval_mode, squared_euclidean, tasks_to,
+    accuracy, check_support, class_means, embed_tasks, eval_mode, squared_euclidean,
 )
 from engine.config import ProtoNetConfig
 from engine.data.types import ClassBatch, Task
@@ -50,7 +50,11 @@ class PrototypePredictor(Predictor):
 
 
 class ProtoNet(Algorithm):
-    """Embeds support and query images with one backbone forward per meta-batch; Adam on the mean loss."""
+    """Per-episode BatchNorm statistics (one forward per episode on the CPU, one grouped forward on GPUs); Adam
+    on the mean loss.
+
+    Distances and the loss are computed in float32 also under mixed precision.
+    """
 
     def __init__(self, config: ProtoNetConfig, backbone: nn.Module, *, n_way: int, n_train_classes: int) -> None:
         super().__init__(config, backbone, n_way=n_way, n_train_classes=n_train_classes)
@@ -63,17 +67,17 @@ class ProtoNet(Algorithm):
         """Mean over tasks of the query cross-entropy of -squared distances to prototypes."""
         if isinstance(batch, ClassBatch):
             raise TypeError("ProtoNet trains on episodes (a list of Task), not on a ClassBatch")
-        tasks = tasks_to(batch, self.device)
+        tasks = self.prepare_batch(batch)
         self.train(True)
         losses, accuracies = [], []
-        for task, (support, query) in zip(tasks, embed_tasks(self.backbone, tasks)):
-            logits = prototype_logits(support, task.support_y, query, task.n_way)
+        with self.autocast():
+            embedded = embed_tasks(self.backbone, tasks)
+        for task, (support, query) in zip(tasks, embedded):
+            logits = prototype_logits(support.float(), task.support_y, query.float(), task.n_way)
             losses.append(F.cross_entropy(logits, task.query_y))
             accuracies.append(accuracy(logits.detach(), task.query_y))
         loss = torch.stack(losses).mean()
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        self.backward_and_step(loss, self.optimizer)
         return {"loss": float(loss.item()), "accuracy": sum(accuracies) / len(accuracies),
                 "lr": float(self.optimizer.param_groups[0]["lr"])}
 

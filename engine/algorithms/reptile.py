@@ -9,6 +9,12 @@ Reported metrics: ``loss``/``accuracy`` are the mean over tasks of the training 
 and accuracy on the task's images at the LAST inner step (computed before that
 step's update, so they cost no extra forward); ``lr`` is the outer step size.
 
+Mixed precision: the inner forward passes run under autocast; with fp16 each
+task's inner Adam gets a fresh GradScaler (as it gets fresh Adam state).
+torch.distributed: each rank adapts to its slice of the meta-batch and the summed
+weight deltas are averaged over ranks before the outer update, which therefore
+equals the single-process update over the whole meta-batch.
+
 BatchNorm uses batch statistics everywhere (as in the paper's transductive
 setting; see ``use_batch_statistics``), so adaptation and prediction behave as in
 training. Adaptation runs ``test_inner_steps`` of the same Adam on the support set of
@@ -18,8 +24,9 @@ a copy, with the MAML head rule for a different number of classes
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from typing import Any
+from typing import Any, Callable, ContextManager
 
 import torch
 import torch.nn.functional as F
@@ -28,29 +35,42 @@ from torch import Tensor, nn
 from engine.algorithms.base import Algorithm, Predictor, ProgressCallback
 from engine.algorithms.functional import (
     BackboneWithHead, FunctionalPredictor, accuracy, check_support, functional_predictor_from_state,
-    resized_head, tasks_to, use_batch_statistics,
+    resized_head, use_batch_statistics,
 )
 from engine.config import ReptileConfig
 from engine.data.types import ClassBatch, Task
 
 ADAM_BETAS = (0.0, 0.999)
+INNER_FP16_SCALE = 2.0 ** 12
 
 
 def train_inner(model: nn.Module, x: Tensor, y: Tensor, *, lr: float, steps: int,
-                progress: ProgressCallback | None = None) -> tuple[float, float]:
+                progress: ProgressCallback | None = None,
+                autocast: Callable[[], ContextManager[Any]] = contextlib.nullcontext,
+                fp16: bool = False) -> tuple[float, float]:
     """``steps`` full-batch Adam steps (fresh state) of cross-entropy on [N, C, H, W] images, [N] labels.
 
     Updates ``model`` in place; returns (loss, accuracy) of the last step's forward
-    (nan, nan for zero steps).
+    (nan, nan for zero steps). ``autocast``: context for the forward passes (mixed
+    precision); ``fp16``: scale the loss with a fresh GradScaler (like the fresh Adam
+    state, one per call), which skips a step whose gradients overflow.
     """
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=ADAM_BETAS)
+    device_type = next(model.parameters()).device.type
+    scaler = torch.amp.GradScaler(device_type, init_scale=INNER_FP16_SCALE) if fp16 else None
     loss_value, accuracy_value = float("nan"), float("nan")
     for step in range(steps):
-        logits = model(x)
-        loss = F.cross_entropy(logits, y)
+        with autocast():
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), y)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
         loss_value, accuracy_value = float(loss.item()), accuracy(logits.detach(), y)
         if progress is not None:
             progress(step + 1, steps)
@@ -82,7 +102,7 @@ class Reptile(Algorithm):
         """Adapt a copy to each task, then interpolate the weights towards the mean adapted weights."""
         if isinstance(batch, ClassBatch):
             raise TypeError("Reptile trains on episodes (a list of Task), not on a ClassBatch")
-        tasks = tasks_to(batch, self.device)
+        tasks = self.prepare_batch(batch)
         self.train(True)
         fast = self._fast_model()
         fast.train(True)
@@ -95,12 +115,14 @@ class Reptile(Algorithm):
                     target.copy_(source)
             x = torch.cat([task.support_x, task.query_x])
             y = torch.cat([task.support_y, task.query_y])
-            loss, acc = train_inner(fast, x, y, lr=self.config.inner_lr, steps=self.config.inner_steps)
+            loss, acc = train_inner(fast, x, y, lr=self.config.inner_lr, steps=self.config.inner_steps,
+                                    autocast=self.autocast, fp16=self.precision == "fp16")
             losses.append(loss)
             accuracies.append(acc)
             with torch.no_grad():
                 for delta, adapted, start in zip(deltas, fast_params, params):
                     delta.add_(adapted - start)
+        self.average_over_ranks(deltas)  # torch.distributed: the mean over every rank's tasks
         with torch.no_grad():
             for parameter, delta in zip(params, deltas):
                 parameter.add_(delta, alpha=self.config.lr / len(tasks))

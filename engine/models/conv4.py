@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from engine.models.batchnorm import EpisodeBatchNorm2d
+
 
 def _conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
     """3x3 conv (padding 1) -> BatchNorm2d -> ReLU -> 2x2 max-pool: [B, in, H, W] -> [B, out, H//2, W//2]."""
     return nn.Sequential(
         nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1),
-        nn.BatchNorm2d(out_channels),
+        EpisodeBatchNorm2d(out_channels),
         nn.ReLU(inplace=False),
         nn.MaxPool2d(2),
     )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from engine.models.batchnorm import EpisodeBatchNorm2d
+
 
 def _conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
     return nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False)
@@ -18,12 +20,12 @@ class ResidualBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            _conv3x3(in_channels, out_channels), nn.BatchNorm2d(out_channels), nn.LeakyReLU(0.1),
-            _conv3x3(out_channels, out_channels), nn.BatchNorm2d(out_channels), nn.LeakyReLU(0.1),
-            _conv3x3(out_channels, out_channels), nn.BatchNorm2d(out_channels),
+            _conv3x3(in_channels, out_channels), EpisodeBatchNorm2d(out_channels), nn.LeakyReLU(0.1),
+            _conv3x3(out_channels, out_channels), EpisodeBatchNorm2d(out_channels), nn.LeakyReLU(0.1),
+            _conv3x3(out_channels, out_channels), EpisodeBatchNorm2d(out_channels),
         )
         self.shortcut = nn.Sequential(
-            nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=False), nn.BatchNorm2d(out_channels),
+            nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=False), EpisodeBatchNorm2d(out_channels),
         )
         self.activation = nn.LeakyReLU(0.1)
         self.pool = nn.MaxPool2d(2)

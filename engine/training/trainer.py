@@ -10,6 +10,17 @@ message goes to ``Callback.on_failed``.
 Reproducibility: every checkpoint carries the sampler's random state, so a run
 resumed from its checkpoint at step ``s`` continues with exactly the episodes
 the uninterrupted run would have drawn (on CPU the curves are identical).
+
+GPU path: ``train.precision`` (autocast, GradScaler for fp16), ``train.channels_last``
+and ``train.task_batching`` go to ``Algorithm.configure_runtime``; batches are
+pinned and copied to CUDA without blocking; MAML on CUDA first checks that a step
+fits in GPU memory (:mod:`engine.training.memory`).
+
+torch.distributed (``torchrun ... -m engine train``, see
+:mod:`engine.training.distributed`): when a process group is initialised, every
+rank draws the same global batch and trains on its slice, gradients are averaged,
+logged metrics are the means over ranks, and only rank 0 validates and writes the
+run folder.
 """
 
 from __future__ import annotations
@@ -27,14 +38,17 @@ from engine.algorithms.base import Algorithm
 from engine.algorithms.registry import build_algorithm
 from engine.config import RunConfig, validate
 from engine.data.dataset import FewShotData, load_data
-from engine.errors import EngineError, TrainingError
+from engine.data.types import ClassBatch, Task
+from engine.errors import ConfigError, EngineError, TrainingError
 from engine.evaluation import evaluate
 from engine.io import atomic_write_json
+from engine.training import distributed
 from engine.training import run_store as rs
 from engine.training.callbacks import (Callback, CallbackList, CheckpointInfo, RunInfo, RunSummary,
                                        StepMetrics, ValidationResult)
 from engine.training.checkpoint import load_algorithm, resolve_device, save_checkpoint
 from engine.training.control import RunControl
+from engine.training.memory import estimate_maml_memory
 
 VALIDATION_SEED_OFFSET = 1_000_003
 
@@ -57,6 +71,8 @@ class Trainer:
         self._metrics: rs.MetricsWriter | None = None
         self._elapsed_before = 0.0
         self._started: float | None = None
+        self._world: distributed.World | None = None
+        self._device = torch.device("cpu")
 
     @classmethod
     def resume(cls, run_dir: Path | str, *, callbacks: Sequence[Callback] = (), control: RunControl | None = None,
@@ -98,10 +114,49 @@ class Trainer:
     # -- setup ------------------------------------------------------------
     def _setup(self) -> None:
         cfg = validate(self.config)
-        device = resolve_device(cfg.train.device)
+        device = self._resolve_runtime(cfg)
         if cfg.train.num_threads:
             torch.set_num_threads(cfg.train.num_threads)
         torch.manual_seed(cfg.train.seed)
+        try:
+            n_train = self._load_and_build(cfg, device)
+        except EngineError as error:
+            self._agree_on_setup(str(error))
+            raise
+        self._agree_on_setup(None)
+        distributed.broadcast_state(self.algorithm.modules().values())
+        self._make_samplers()
+        self._open_run_folder(device)
+        self.callbacks.on_run_start(RunInfo(self.run_dir, cfg.train.steps, self._start_step, str(device), n_train,
+                                            len(self.data.class_ids("val")), len(self.data.class_ids("test"))))
+        self.callbacks.on_log(f"training {cfg.algorithm.title or cfg.algorithm.name} on {device}{self._runtime_note()}: "
+                              f"{n_train} training classes, steps {self._start_step + 1}..{cfg.train.steps}")
+
+    def _resolve_runtime(self, cfg: RunConfig) -> torch.device:
+        """The device of this process; under torch.distributed also the checks of an even split."""
+        self._world = distributed.current_world()
+        if self._world is None:
+            device = resolve_device(cfg.train.device)
+        else:
+            device = distributed.local_device(cfg.train.device, self._world.local_rank)
+            if not self._world.is_main:
+                self.run_dir = None  # only rank 0 writes the run folder
+            if self._is_episodic_config(cfg):
+                distributed.check_divisible(cfg.task.meta_batch_size, self._world.world_size, "task.meta_batch_size")
+            else:
+                distributed.check_divisible(int(getattr(cfg.algorithm, "batch_size", 1)), self._world.world_size,
+                                            "algorithm.batch_size")
+        if cfg.train.precision == "fp16" and device.type == "cpu":
+            raise ConfigError("train.precision: fp16 needs a CUDA (or MPS) device; on the CPU use bf16 or fp32")
+        self._device = device
+        return device
+
+    @staticmethod
+    def _is_episodic_config(cfg: RunConfig) -> bool:
+        from engine.algorithms.registry import ALGORITHMS
+        return ALGORITHMS[cfg.algorithm.name].batch_kind == "episodes"
+
+    def _load_and_build(self, cfg: RunConfig, device: torch.device) -> int:
         checkpoint = None
         self._sampler_state = None
         if self._resume_from is not None:
@@ -123,17 +178,44 @@ class Trainer:
         if checkpoint is None:
             algorithm = build_algorithm(cfg, n_train_classes=n_train)
             algorithm.to(device)
+        algorithm.configure_runtime(cfg.train.precision, cfg.train.channels_last, cfg.train.task_batching)
         self.algorithm = algorithm
-        self._make_samplers()
-        self._open_run_folder(device)
-        self.callbacks.on_run_start(RunInfo(self.run_dir, cfg.train.steps, self._start_step, str(device), n_train,
-                                            len(self.data.class_ids("val")), len(self.data.class_ids("test"))))
-        self.callbacks.on_log(f"training {cfg.algorithm.title or cfg.algorithm.name} on {device}: "
-                              f"{n_train} training classes, steps {self._start_step + 1}..{cfg.train.steps}")
+        self._check_memory(cfg, device)
+        return n_train
+
+    def _check_memory(self, cfg: RunConfig, device: torch.device) -> None:
+        """MAML on CUDA: fail now, with advice, when a step cannot fit; let "auto" fall back to the loop."""
+        if device.type != "cuda" or cfg.algorithm.name not in ("maml", "fomaml"):
+            return
+        world_size = self._world.world_size if self._world else 1
+        estimate = estimate_maml_memory(cfg, device, world_size=world_size)
+        if not estimate.fits:
+            raise TrainingError(estimate.message)
+        if cfg.train.task_batching == "auto" and not estimate.batched:
+            self.algorithm.task_batching = "loop"
+        self.callbacks.on_log(estimate.message)
+
+    def _agree_on_setup(self, error: str | None) -> None:
+        """torch.distributed: every rank fails together when one rank's set-up failed."""
+        if self._world is None:
+            return
+        failed_somewhere = distributed.any_rank(error is not None, self._device)
+        if failed_somewhere and error is None:
+            raise TrainingError("another process of this distributed run failed during set-up (see rank 0)")
+
+    def _runtime_note(self) -> str:
+        cfg, parts = self.config.train, []
+        if cfg.precision != "fp32":
+            parts.append(cfg.precision)
+        if cfg.channels_last:
+            parts.append("channels-last")
+        if self._world is not None:
+            parts.append(f"{self._world.world_size} processes ({self._world.backend})")
+        return f" ({', '.join(parts)})" if parts else ""
 
     def _make_samplers(self) -> None:
         cfg, data = self.config, self.data
-        augment = cfg.data.augment_flips or cfg.data.augment_color_jitter
+        augment = cfg.data.augment_flips or cfg.data.augment_color_jitter or cfg.data.augment_affine
         if self.algorithm.batch_kind == "classes":
             batch_size = int(getattr(cfg.algorithm, "batch_size", 64))
             self._sampler = data.class_batches(batch_size, cfg.train.seed, augment=augment)
@@ -144,7 +226,7 @@ class Trainer:
         if self._sampler_state is not None:
             self._sampler.load_state_dict(self._sampler_state)
         # validation needs enough classes: fail now with a clear message rather than at the first validation
-        data.episodes("val", cfg.task.n_way, cfg.task.n_shot, cfg.task.n_query,
+        data.episodes("val", cfg.task.eval_n_way, cfg.task.eval_n_shot, cfg.task.n_query,
                       cfg.train.seed + VALIDATION_SEED_OFFSET)
 
     def _open_run_folder(self, device: torch.device) -> None:
@@ -181,8 +263,9 @@ class Trainer:
         episodes_done = 0
         rate = 0.0
         for step in range(self._start_step + 1, cfg.steps + 1):
-            self.control.wait_while_paused()
-            if self.control.stop_requested:
+            if self._world is None:
+                self.control.wait_while_paused()
+            if distributed.any_rank(self.control.stop_requested, self._device):
                 self._save(step - 1, is_best=False)
                 return "stopped"
             metrics = self._train_step(step)
@@ -206,19 +289,27 @@ class Trainer:
         return self.config.task.meta_batch_size
 
     def _train_step(self, step: int) -> dict[str, float]:
-        if self.algorithm.batch_kind == "classes":
-            batch = self._sampler.sample().to(self.algorithm.device, non_blocking=True)
-        else:
-            tasks = self._sampler.sample_batch(self.config.task.meta_batch_size)
-            batch = [t.to(self.algorithm.device, non_blocking=True) for t in tasks]
+        batch = self.algorithm.prepare_batch(self._next_batch())
         self.algorithm.train(True)
         metrics = self.algorithm.meta_train_step(batch)
+        metrics = distributed.average_metrics(metrics, self._device)
         loss = float(metrics.get("loss", float("nan")))
         if not math.isfinite(loss):
             raise TrainingError(f"the loss became {loss} at step {step}; training stopped there. Try a lower "
                                 f"learning rate (algorithm.lr is {self.config.algorithm.lr:g}); the last good "
                                 "checkpoint is kept")
         return metrics
+
+    def _next_batch(self) -> list[Task] | ClassBatch:
+        """The global batch from the seeded sampler; under torch.distributed this rank's equal slice of it."""
+        if self.algorithm.batch_kind == "classes":
+            batch = self._sampler.sample()
+            if self._world is None:
+                return batch
+            rows = distributed.shard(len(batch.y), self._world)
+            return ClassBatch(batch.x[rows], batch.y[rows])
+        tasks = self._sampler.sample_batch(self.config.task.meta_batch_size)
+        return tasks[distributed.shard(len(tasks), self._world)]
 
     def _report_step(self, step: int, metrics: dict[str, float], rate: float, started: float) -> None:
         total = self.config.train.steps
@@ -234,9 +325,11 @@ class Trainer:
                                            self._elapsed_before + elapsed, eta))
 
     def _validate(self, step: int) -> None:
+        if self._world is not None and not self._world.is_main:
+            return  # rank 0 validates and keeps the checkpoints
         cfg = self.config
         result = evaluate(self.algorithm, self.data, part="val", episodes=cfg.train.val_episodes,
-                          n_way=cfg.task.n_way, n_shot=cfg.task.n_shot, n_query=cfg.task.n_query,
+                          n_way=cfg.task.eval_n_way, n_shot=cfg.task.eval_n_shot, n_query=cfg.task.n_query,
                           seed=cfg.train.seed + VALIDATION_SEED_OFFSET, should_stop=None)
         is_best = self._best is None or result.accuracy > self._best[0]
         if is_best:
