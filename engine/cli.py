@@ -137,19 +137,44 @@ class ProgressBar(Callback):
 
 # -- commands -------------------------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
+    """Train (or resume); under torchrun every rank runs this, rank 0 alone prints and writes the run folder."""
+    from engine.training import distributed
+
+    joined_here = distributed.current_world() is None
+    try:
+        world = distributed.init_distributed(_train_device(args))
+        return _train(args, main=world is None or world.is_main)
+    finally:
+        if joined_here:  # leave a process group only if this call joined it
+            distributed.cleanup()
+
+
+def _train_device(args: argparse.Namespace) -> str:
+    """train.device of the run about to start (from the resumed run folder or the flags / --config)."""
+    if args.resume:
+        from engine.training.run_store import RunStore
+
+        run_dir = Path(args.resume)
+        return RunStore(run_dir.parent).read_config(run_dir).train.device
+    return config_from_args(args).train.device
+
+
+def _train(args: argparse.Namespace, *, main: bool) -> int:
     from engine.training.control import RunControl
     from engine.training.run_store import RunStore
     from engine.training.trainer import Trainer
 
-    callbacks = [] if args.quiet else [ProgressBar()]
+    callbacks = [] if args.quiet or not main else [ProgressBar()]
     control = RunControl()
     if args.resume:
         trainer = Trainer.resume(Path(args.resume), callbacks=callbacks, control=control,
                                  extra_steps=args.extra_steps or 0)
     else:
         config = config_from_args(args)
-        store = RunStore(Path(args.runs_dir) if args.runs_dir else None)
-        run_dir = Path(args.run_dir) if args.run_dir else store.new_run_dir(config.name or config.algorithm.name)
+        run_dir = None
+        if main:
+            store = RunStore(Path(args.runs_dir) if args.runs_dir else None)
+            run_dir = Path(args.run_dir) if args.run_dir else store.new_run_dir(config.name or config.algorithm.name)
         trainer = Trainer(config, run_dir=run_dir, callbacks=callbacks, control=control)
     try:
         summary = trainer.run()
@@ -157,9 +182,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         control.stop()
         raise
     if summary.status == "failed":
-        print(f"error: {summary.message}", file=sys.stderr)
+        if main:
+            print(f"error: {summary.message}", file=sys.stderr)
         return EXIT_FAILED
-    print(summary.run_dir)
+    if main:
+        print(summary.run_dir)
     return EXIT_OK
 
 
@@ -210,7 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="meta-engine", description="Few-shot meta-learning engine of Meta Studio.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    train = sub.add_parser("train", help="meta-train a model (flags or --config JSON)")
+    train = sub.add_parser("train", help="meta-train a model (flags or --config JSON); under torchrun "
+                                         "(torchrun --nproc-per-node N -m engine train ...) data-parallel "
+                                         "over N processes")
     train.add_argument("--config", help="JSON run config (flags override it)")
     train.add_argument("--algorithm", choices=sorted(ALGORITHM_CONFIGS), help="algorithm (default protonet)")
     train.add_argument("--dataset", dest="data.root", default=None, help="alias of --root")
@@ -241,7 +270,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("predict", help="classify query images given a support folder of new classes")
     pr.add_argument("--checkpoint", required=True, help="a training checkpoint or a saved adapted classifier")
-    pr.add_argument("--support", required=True, help="folder with one sub-folder of images per new class")
+    # Optional: a saved adapted classifier brings its own classes. The default is engine.inference.NO_SUPPORT
+    # (cmd_predict wraps the value in Path); predict_folders says when a training checkpoint needs --support.
+    pr.add_argument("--support", default="(no --support given)",
+                    help="folder with one sub-folder of images per new class (required with a training "
+                         "checkpoint; ignored with a saved adapted classifier)")
     pr.add_argument("--query", required=True, nargs="+", help="query image files or folders")
     pr.add_argument("--steps", type=int, help="inner-loop steps for gradient-based algorithms")
     pr.add_argument("--device", default="cpu")

@@ -63,10 +63,31 @@ def _evaluation_classes(data: FewShotData, train_classes: Sequence[str], mode: s
     return ids, f"{len(ids)} classes unseen in training"
 
 
-def predict_folders(checkpoint: Path, support_dir: Path, queries: Sequence[Path], *, device: str = "cpu",
+NO_SUPPORT = "(no --support given)"
+"""What ``meta-engine predict`` passes as the support folder when ``--support`` is omitted."""
+
+
+def predict_folders(checkpoint: Path, support_dir: Path | None, queries: Sequence[Path], *, device: str = "cpu",
                     steps: int | None = None) -> dict[str, Any]:
-    """Adapt to ``support_dir`` (one sub-folder per class) and classify the query files/folders."""
+    """Adapt to ``support_dir`` (one sub-folder per class) and classify the query files/folders.
+
+    ``checkpoint`` may also be a saved adapted classifier (engine.adapted): then its own
+    classes and fitted state are used and ``support_dir`` is ignored (may be None).
+    """
+    from engine.adapted import is_adapted_file, load_adapted
+
+    if support_dir is not None and str(support_dir) == NO_SUPPORT:
+        support_dir = None
+    if is_adapted_file(checkpoint):
+        adapted = load_adapted(checkpoint, device=device)
+        files, truth = _query_files(queries, adapted.class_names)
+        probs, good, bad = adapted.predict_files(files)
+        skipped = [dict(path=str(s.path), reason=s.reason) for s in bad]
+        return _prediction_report(adapted.class_names, good, probs, truth, skipped)
     algorithm, ckpt = load_algorithm(checkpoint, device=device)
+    if support_dir is None:
+        raise ConfigError(f"--support is required with the training checkpoint {checkpoint} (only a saved "
+                          "adapted classifier brings its own classes)")
     prep = ckpt.preprocessing
     index = scan_folder(support_dir)
     if index.layout != "flat":
