@@ -8,12 +8,17 @@ from engine.models.batchnorm import EpisodeBatchNorm2d
 
 
 def _conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
-    """3x3 conv (padding 1) -> BatchNorm2d -> ReLU -> 2x2 max-pool: [B, in, H, W] -> [B, out, H//2, W//2]."""
+    """3x3 conv (padding 1) -> BatchNorm2d -> ReLU -> 2x2 max-pool: [B, in, H, W] -> [B, out, H//2, W//2].
+
+    The ReLU runs after the max-pool: the two commute (max of rectified values equals the
+    rectified max), and the ReLU then touches a quarter of the values, which is measurably
+    faster on CPU. Parameter keys (0 = conv, 1 = batch-norm) are those of the textbook order.
+    """
     return nn.Sequential(
         nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1),
         EpisodeBatchNorm2d(out_channels),
-        nn.ReLU(inplace=False),
         nn.MaxPool2d(2),
+        nn.ReLU(inplace=False),
     )
 
 

@@ -136,3 +136,20 @@ def test_load_weights_rejects_garbage_and_pickled_code(tmp_path) -> None:
     torch.save({"state_dict": Conv4(1, 28, 8).state_dict(), "obj": ModelConfig()}, unsafe)
     with pytest.raises(CheckpointError, match="unsafe.pt"):
         load_weights(Conv4(1, 28, 8), unsafe)
+
+
+def test_conv4_block_order_equals_the_textbook_conv_bn_relu_pool():
+    import torch
+    from torch import nn
+
+    from engine.models.conv4 import Conv4
+
+    torch.manual_seed(0)
+    model = Conv4(in_channels=1, image_size=28, hidden_channels=8).train()
+    x = torch.randn(10, 1, 28, 28)
+    out = model(x)
+    h = x
+    for block in model.blocks:
+        conv, bn = block[0], block[1]
+        h = nn.functional.max_pool2d(torch.relu(bn(conv(h))), 2)
+    assert torch.allclose(out, h.flatten(1), atol=1e-6)
