@@ -34,7 +34,8 @@ from engine.data.preprocess import Preprocessing
 from engine.data.splits import ClassSplit
 from engine.errors import CheckpointError, ConfigError, EngineError
 from engine.io import atomic_torch_save, atomic_write_bytes
-from engine.training.checkpoint import Checkpoint, load_checkpoint, read_payload, resolve_device
+from engine.training.checkpoint import (Checkpoint, check_algorithm_state, load_checkpoint, read_payload,
+                                       resolve_device)
 
 FORMAT = "meta-studio-adapted"
 VERSION = 1
@@ -233,6 +234,8 @@ def _build_algorithm(path: Path, checkpoint: Checkpoint, device: str) -> Algorit
 
     config = checkpoint.config
     config.model.weights_path = ""
+    # shapes first, on the meta device: a crafted file describing a huge model allocates nothing
+    check_algorithm_state(path, config, checkpoint.n_train_classes, checkpoint.algorithm_state)
     try:
         algorithm = build_algorithm(config, n_train_classes=checkpoint.n_train_classes)
         algorithm.load_state_dict(checkpoint.algorithm_state, with_optimizers=False)

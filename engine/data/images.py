@@ -9,7 +9,9 @@ names the file.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import warnings
 from pathlib import Path
 
@@ -44,11 +46,12 @@ def decode_image(path: Path, image_size: int, channels: int) -> Tensor:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", UserWarning)  # e.g. "Corrupt EXIF data": the pixels are still fine
             with Image.open(path) as image:
                 _check_declared_size(path, image)
                 image.draft("L" if channels == 1 else "RGB", (image_size, image_size))
                 image.load()
-                pixels = _to_mode(ImageOps.exif_transpose(image), channels)
+                pixels = _to_mode(_upright(image), channels)
     except ImageDecodeError:
         raise
     except Exception as error:  # Pillow raises many types on corrupt files; all mean "unusable"
@@ -59,12 +62,24 @@ def decode_image(path: Path, image_size: int, channels: int) -> Tensor:
 
 
 def _check_not_empty(path: Path) -> None:
+    """A regular, non-empty file (a folder, pipe or device named like an image is refused unopened)."""
     try:
-        size = os.stat(path).st_size
+        info = os.stat(path)
     except OSError as error:
         raise ImageDecodeError(path, _reason(error)) from None
-    if size == 0:
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+        raise ImageDecodeError(path, f"{kind}, not an image file")
+    if info.st_size == 0:
         raise ImageDecodeError(path, "empty file (0 bytes)")
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation; an unreadable EXIF block leaves the pixels as stored."""
+    try:
+        return ImageOps.exif_transpose(image)
+    except Exception:  # corrupt EXIF: the image itself is still usable
+        return image
 
 
 def _check_declared_size(path: Path, image: Image.Image) -> None:
@@ -125,7 +140,9 @@ def _reason(error: BaseException) -> str:
     if isinstance(error, PermissionError):
         return "permission denied"
     if isinstance(error, FileNotFoundError):
-        return "file not found"
+        return "file not found (or a broken symlink)"
+    if isinstance(error, OSError) and error.errno == errno.ELOOP:
+        return "symlink loop"
     if isinstance(error, MemoryError):
         return "image too large to decode (out of memory)"
     text = str(error) or type(error).__name__

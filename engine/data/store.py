@@ -175,8 +175,8 @@ def load_store(index: FolderIndex, preprocessing: Preprocessing, budget_mb: int 
     files = [(label, path) for label, entry in enumerate(index.classes) for path in entry.files]
     size, channels = preprocessing.image_size, preprocessing.channels
     budget_bytes = max(0, int(budget_mb)) * 2**20
-    capacity = min(len(files), budget_bytes // (channels * size * size))
-    cache = torch.empty(capacity, channels, size, size, dtype=torch.uint8)
+    cache = _allocate_cache(len(files), budget_bytes, channels, size)
+    capacity = int(cache.shape[0])
     labels: list[int] = []
     paths: list[Path] = []
     skipped = list(index.skipped)
@@ -201,6 +201,39 @@ def load_store(index: FolderIndex, preprocessing: Preprocessing, budget_mb: int 
         labels=torch.tensor(labels, dtype=torch.long), paths=paths, skipped=skipped, image_size=size,
         channels=channels, cache=cache, cache_slots=torch.tensor(slots, dtype=torch.long),
         budget_bytes=budget_bytes))
+
+
+def _allocate_cache(n_files: int, budget_bytes: int, channels: int, size: int) -> Tensor:
+    """uint8 [M, C, H, W] rows for the images that fit the budget and the memory actually free.
+
+    M never exceeds half of the memory the system reports available (the model and the
+    decoding need the rest); when even that cannot be allocated, M is halved until it can.
+    Images beyond M are decoded on demand, so a small cache is slower, never wrong.
+    """
+    per_image = channels * size * size
+    capacity = min(n_files, budget_bytes // per_image)
+    available = _available_memory_bytes()
+    if available is not None:
+        capacity = min(capacity, available // 2 // per_image)
+    while True:
+        try:
+            return torch.empty(capacity, channels, size, size, dtype=torch.uint8)
+        except (MemoryError, RuntimeError):
+            if capacity == 0:
+                raise
+            capacity //= 2
+
+
+def _available_memory_bytes() -> int | None:
+    """MemAvailable from /proc/meminfo (Linux), else None."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def _decode_all(paths: list[Path], size: int, channels: int,

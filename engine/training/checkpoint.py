@@ -5,17 +5,26 @@ config, the class split, the preprocessing, the algorithm's weights (and its
 optimiser state, so a stopped run resumes exactly) and the training step.
 Only plain containers, numbers, strings and tensors are stored, so loading uses
 ``torch.load(weights_only=True)``: a checkpoint is data, never code.
+
+A checkpoint from someone else is untrusted input. :func:`load_checkpoint`
+validates its config (bounds, cross-field rules) and its class split;
+:func:`load_algorithm` compares every weight tensor with the shape that config
+implies (worked out on PyTorch's "meta" device, which allocates nothing, so a
+file cannot make us build a huge model) and refuses non-finite weights and
+optimiser state of the wrong shape. Every refusal is a CheckpointError naming
+the file.
 """
 
 from __future__ import annotations
 
+import math
 import pickle
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from engine.algorithms.base import Algorithm
 from engine.config import RunConfig
@@ -80,7 +89,10 @@ def read_payload(path: Path | str, expected_format: str = FORMAT) -> dict[str, A
     except pickle.UnpicklingError as error:
         raise CheckpointError(f"{path}: refused to load: the file contains objects other than plain data "
                               f"and tensors, so it could run code ({_first_line(error)})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
+    except MemoryError:
+        raise CheckpointError(f"{path}: not a readable checkpoint (it declares more data than fits in "
+                              "memory)") from None
+    except Exception as error:  # torch.load raises many types on corrupt input; all mean "unreadable"
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt: "
                               f"{_first_line(error)})") from None
     if not isinstance(payload, dict) or payload.get("format") != expected_format:
@@ -98,7 +110,7 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
     path = Path(path)
     payload = read_payload(path)
     try:
-        return Checkpoint(
+        checkpoint = Checkpoint(
             path=path,
             config=RunConfig.from_dict(payload["config"]),
             split=ClassSplit.from_dict(payload["split"]),
@@ -110,8 +122,30 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
         )
     except ConfigError as error:
         raise CheckpointError(f"{path}: invalid config inside the checkpoint: {error}") from None
-    except (KeyError, TypeError, ValueError) as error:
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise CheckpointError(f"{path}: checkpoint is missing or has a malformed field ({error})") from None
+    _check_consistency(checkpoint)
+    return checkpoint
+
+
+def _check_consistency(checkpoint: Checkpoint) -> None:
+    """The numbers of a checkpoint agree with each other; CheckpointError naming the file otherwise."""
+    path, config = checkpoint.path, checkpoint.config
+    if checkpoint.step < 0:
+        raise CheckpointError(f"{path}: step must not be negative (got {checkpoint.step})")
+    if not isinstance(checkpoint.algorithm_state, dict) or not isinstance(
+            checkpoint.algorithm_state.get("modules"), dict):
+        raise CheckpointError(f"{path}: checkpoint holds no network weights")
+    per_class = 4 if config.data.augment_rotations else 1
+    most = max(1, len(checkpoint.split.train)) * per_class
+    if not 1 <= checkpoint.n_train_classes <= most:
+        raise CheckpointError(f"{path}: n_train_classes is {checkpoint.n_train_classes}, but the class split "
+                              f"has {len(checkpoint.split.train)} training classes")
+    prep = checkpoint.preprocessing
+    if (prep.image_size, prep.channels) != (config.data.image_size, config.data.channels):
+        raise CheckpointError(f"{path}: preprocessing ({prep.image_size} px, {prep.channels} channel(s)) does not "
+                              f"match data.image_size / data.channels of its config "
+                              f"({config.data.image_size} px, {config.data.channels})")
 
 
 def load_algorithm(path: Path | str, device: str = "cpu") -> tuple[Algorithm, Checkpoint]:
@@ -121,15 +155,81 @@ def load_algorithm(path: Path | str, device: str = "cpu") -> tuple[Algorithm, Ch
     checkpoint = load_checkpoint(path)
     config = checkpoint.config
     config.model.weights_path = ""  # the checkpoint already holds the weights
-    algorithm = build_algorithm(config, n_train_classes=checkpoint.n_train_classes)
+    check_algorithm_state(checkpoint.path, config, checkpoint.n_train_classes, checkpoint.algorithm_state)
+    try:
+        algorithm = build_algorithm(config, n_train_classes=checkpoint.n_train_classes)
+    except ConfigError as error:
+        raise CheckpointError(f"{path}: the model described in the checkpoint is invalid: {error}") from None
     try:
         algorithm.load_state_dict(checkpoint.algorithm_state)
-    except (KeyError, RuntimeError, ValueError, TypeError) as error:
+    except (KeyError, RuntimeError, ValueError, TypeError, AttributeError, IndexError) as error:
         raise CheckpointError(f"{path}: weights do not match the model described in the checkpoint "
                               f"({_first_line(error)})") from None
+    _check_optimizer_state(checkpoint.path, algorithm)
     algorithm.to(resolve_device(device))
     algorithm.train(False)
     return algorithm, checkpoint
+
+
+def check_algorithm_state(path: Path, config: RunConfig, n_train_classes: int, state: Any) -> None:
+    """Compare the weights in ``state["modules"]`` with the shapes ``config`` implies, before building anything.
+
+    The expected shapes come from building the algorithm on the "meta" device (no memory
+    is allocated). Refuses (CheckpointError naming ``path``) a missing, unexpected or
+    differently shaped tensor, a non-tensor weight and non-finite weights.
+    """
+    from engine.algorithms.registry import build_algorithm
+
+    try:
+        with torch.device("meta"):
+            expected = build_algorithm(config, n_train_classes=n_train_classes).state_dict()["modules"]
+    except ConfigError as error:
+        raise CheckpointError(f"{path}: the model described in the file is invalid: {error}") from None
+    modules = state.get("modules") if isinstance(state, dict) else None
+    if not isinstance(modules, dict):
+        raise CheckpointError(f"{path}: the file holds no network weights")
+    for name in sorted(set(expected) | set(modules)):
+        if name not in modules:
+            raise CheckpointError(f"{path}: weights of network {name!r} are missing")
+        if name not in expected:
+            raise CheckpointError(f"{path}: unexpected network {name!r} for algorithm {config.algorithm.name!r}")
+        _check_tensors(path, name, expected[name], modules[name])
+
+
+def _check_tensors(path: Path, network: str, expected: dict[str, Tensor], got: Any) -> None:
+    if not isinstance(got, dict):
+        raise CheckpointError(f"{path}: weights of network {network!r} are not a dict of tensors")
+    for key in sorted(set(expected) | set(got), key=str):
+        where = f"{network}.{key}"
+        if key not in got:
+            raise CheckpointError(f"{path}: weight {where} is missing")
+        if key not in expected:
+            raise CheckpointError(f"{path}: unexpected weight {where}")
+        tensor = got[key]
+        if not isinstance(tensor, Tensor):
+            raise CheckpointError(f"{path}: weight {where} is not a tensor")
+        if tuple(tensor.shape) != tuple(expected[key].shape):
+            raise CheckpointError(f"{path}: weight {where} has shape {tuple(tensor.shape)}, but the model in its "
+                                  f"config needs {tuple(expected[key].shape)}")
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{path}: weight {where} contains NaN or infinite values")
+
+
+def _check_optimizer_state(path: Path, algorithm: Algorithm) -> None:
+    """Optimiser moments must have their parameter's shape (PyTorch does not check it)."""
+    for name, optimizer in algorithm.optimizers().items():
+        for group in optimizer.param_groups:
+            for param in group["params"]:
+                for key, value in optimizer.state.get(param, {}).items():
+                    if isinstance(value, Tensor) and value.ndim > 0 and value.shape != param.shape:
+                        raise CheckpointError(f"{path}: optimiser state {name}.{key} has shape "
+                                              f"{tuple(value.shape)}, but its parameter has {tuple(param.shape)}")
+                    if isinstance(value, Tensor) and value.is_floating_point() and \
+                            not bool(torch.isfinite(value).all()):
+                        raise CheckpointError(f"{path}: optimiser state {name}.{key} contains NaN or "
+                                              "infinite values")
+                    if isinstance(value, float) and not math.isfinite(value):
+                        raise CheckpointError(f"{path}: optimiser state {name}.{key} is not finite")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -154,4 +254,4 @@ def resolve_device(name: str) -> torch.device:
 
 
 __all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "load_algorithm", "resolve_device",
-           "read_payload", "EngineError"]
+           "read_payload", "check_algorithm_state", "EngineError"]

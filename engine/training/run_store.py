@@ -7,11 +7,23 @@ A run folder holds::
     split.json        the class split (train / val / test class names)
     metrics.jsonl     one JSON object per line: {"kind": "step"|"validation", "step": ..., ...}
     checkpoints/      last.pt (newest) and best.pt (best validation accuracy)
+    name.json         the name given by a rename (overrides run.json's name)
+    .lock             held (flock) by the process training the run
 
 The history is the set of folders under the runs root; there is no shared index
-file, so several studio windows and CLI processes can write runs at once without
-a lock, and a kill in the middle of a write never corrupts the history (every
-JSON file is written atomically; a torn last line of metrics.jsonl is ignored).
+file, so several studio windows and CLI processes can write runs at once, and a
+kill in the middle of a write never corrupts the history:
+
+* every JSON file is written atomically (old or new content, never a mix), and a
+  torn last line of metrics.jsonl is ignored;
+* each file has one writer: run.json belongs to the process training the run,
+  name.json to renames, so a rename never overwrites the trainer's progress and
+  two renames at once cannot lose a field;
+* the training process holds an exclusive lock on ``.lock``; a run whose lock is
+  free reads as "interrupted" even if its old pid was reused, a second process
+  cannot train the same run at once, and a running run cannot be deleted;
+* a deleted run is first renamed to a hidden folder, so a kill during deletion
+  never leaves half a run in the history.
 """
 
 from __future__ import annotations
@@ -21,13 +33,19 @@ import json
 import os
 import secrets
 import shutil
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: liveness falls back to the pid
+    fcntl = None  # type: ignore[assignment]
+
 from engine.config import RunConfig
-from engine.errors import ConfigError, EngineError
-from engine.io import atomic_write_json
+from engine.errors import ConfigError, EngineError, TrainingError
+from engine.io import atomic_write_json, atomic_write_text, remove_stale_temp_files
 
 RUN_FILE = "run.json"
 CONFIG_FILE = "config.json"
@@ -36,6 +54,10 @@ METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"
+NAME_FILE = "name.json"
+LOCK_FILE = ".lock"
+TRASH_PREFIX = ".deleted-"
+MAX_NAME_LENGTH = 200
 
 
 def default_runs_root() -> Path:
@@ -89,6 +111,101 @@ def write_record(record: RunRecord) -> None:
     atomic_write_json(record.run_dir / RUN_FILE, record.to_json())
 
 
+class RunLock:
+    """An exclusive lock (``flock`` on ``run_dir/.lock``) held by the process training a run.
+
+    The lock is released by the operating system when the process dies, however it
+    dies, so it tells a live run from an interrupted one without trusting pids.
+    Use as a context manager or with :meth:`acquire` / :meth:`release`.
+    """
+
+    def __init__(self, run_dir: Path | str) -> None:
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / LOCK_FILE
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self, timeout_s: float = 2.0) -> "RunLock":
+        """Take the lock; TrainingError naming the run when another process holds it.
+
+        Readers probe the lock for an instant, so a busy lock is retried for ``timeout_s``.
+        Stale temporary files of killed writers are removed once the lock is held.
+        """
+        if self._fd is not None or fcntl is None:
+            return self
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    owner = _lock_owner(self.path)
+                    raise TrainingError(f"{self.run_dir}: this run is already being trained by another process"
+                                        f"{f' (pid {owner})' if owner else ''}") from None
+                time.sleep(0.02)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        for folder in (self.run_dir, self.run_dir / CHECKPOINT_DIR):
+            remove_stale_temp_files(folder)
+        return self
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def run_is_locked(run_dir: Path | str) -> bool | None:
+    """True when a live process holds the run's lock, False when it is free, None without a lock file."""
+    if fcntl is None:
+        return None
+    try:
+        fd = os.open(Path(run_dir) / LOCK_FILE, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return None
+    finally:
+        os.close(fd)  # closing drops the probe's shared lock at once
+    return False
+
+
+def run_is_alive(run_dir: Path | str, pid: int | None) -> bool:
+    """Whether the process that wrote 'running' into a run.json is still training it."""
+    locked = run_is_locked(run_dir)
+    if locked is not None:
+        return locked
+    return _pid_alive(pid)
+
+
+def _lock_owner(path: Path) -> int | None:
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return int(text) if text.isdigit() else None
+
+
 def _pid_alive(pid: int | None) -> bool:
     if not pid:
         return False
@@ -125,43 +242,86 @@ class RunStore:
         if not self.root.is_dir():
             return []
         records = []
-        for child in self.root.iterdir():
-            if (child / RUN_FILE).is_file():
-                try:
+        try:
+            children = list(self.root.iterdir())
+        except OSError:
+            return []
+        for child in children:
+            if child.name.startswith("."):
+                continue  # runs being deleted, temporary files
+            try:
+                if (child / RUN_FILE).is_file():
                     records.append(self.record(child))
-                except EngineError:
-                    continue
+            except (EngineError, OSError):
+                continue
         return sorted(records, key=lambda r: (r.created, r.run_dir.name), reverse=True)
 
     def record(self, run_dir: Path | str) -> RunRecord:
-        """Read a run's run.json; a 'running' run whose process is gone reads as 'interrupted'."""
+        """Read a run's run.json (and name.json); a 'running' run whose process is gone reads as 'interrupted'."""
         run_dir = Path(run_dir)
         raw = _read_json(run_dir / RUN_FILE)
         try:
             record = RunRecord(run_dir=run_dir, **{k: raw[k] for k in raw if k in RunRecord.__dataclass_fields__})
         except TypeError as error:
             raise EngineError(f"{run_dir / RUN_FILE}: not a run record ({error})") from None
-        if record.status == "running" and not _pid_alive(record.pid):
+        renamed = _read_name(run_dir)
+        if renamed is not None:
+            record.name = renamed
+        if record.status == "running" and not run_is_alive(run_dir, record.pid):
             record.status = "interrupted"
         return record
 
     def rename(self, run_dir: Path | str, name: str) -> RunRecord:
-        name = name.strip()
+        """Give a run a new display name (written to name.json; run.json stays the trainer's)."""
+        name = " ".join(str(name).split())
         if not name:
             raise ConfigError("run name must not be empty")
+        if len(name) > MAX_NAME_LENGTH:
+            raise ConfigError(f"run name must be at most {MAX_NAME_LENGTH} characters (got {len(name)})")
+        run_dir = Path(run_dir)
         record = self.record(run_dir)
-        raw = _read_json(Path(run_dir) / RUN_FILE)
-        raw["name"] = name
-        atomic_write_json(Path(run_dir) / RUN_FILE, raw)
+        try:
+            atomic_write_json(run_dir / NAME_FILE, {"name": name}, make_parents=False)
+        except FileNotFoundError:
+            raise EngineError(f"{run_dir}: the run folder no longer exists") from None
+        except OSError as error:
+            raise EngineError(f"{run_dir / NAME_FILE}: cannot write ({error.strerror or error})") from None
         record.name = name
         return record
 
     def delete(self, run_dir: Path | str) -> None:
-        """Remove a run folder (only folders under this store's root that hold a run.json)."""
+        """Remove a run folder (only folders under this store's root that hold a run.json, not running).
+
+        The folder is first renamed to a hidden name, so a kill in the middle never leaves
+        half a run in the history; leftovers of such kills are removed by the next delete.
+        """
         run_dir = Path(run_dir).resolve()
         if run_dir.parent != self.root.resolve() or not (run_dir / RUN_FILE).is_file():
             raise EngineError(f"{run_dir}: not a run of this store; refusing to delete")
-        shutil.rmtree(run_dir)
+        try:
+            running = self.record(run_dir).status == "running"
+        except EngineError:  # an unreadable run.json: deletable unless a live process holds the run
+            running = bool(run_is_locked(run_dir))
+        if running:
+            raise EngineError(f"{run_dir}: the run is still training; stop it before deleting it")
+        trash = run_dir.parent / f"{TRASH_PREFIX}{run_dir.name}-{secrets.token_hex(4)}"
+        try:
+            os.replace(run_dir, trash)
+        except FileNotFoundError:
+            raise EngineError(f"{run_dir}: the run folder no longer exists") from None
+        except OSError as error:
+            raise EngineError(f"{run_dir}: cannot delete ({error.strerror or error})") from None
+        shutil.rmtree(trash, ignore_errors=True)
+        self._empty_trash()
+
+    def _empty_trash(self) -> None:
+        """Finish deletions that a killed process left half done."""
+        try:
+            leftovers = [p for p in self.root.iterdir() if p.name.startswith(TRASH_PREFIX)]
+        except OSError:
+            return
+        for path in leftovers:
+            shutil.rmtree(path, ignore_errors=True)
 
     def read_metrics(self, run_dir: Path | str) -> list[dict[str, Any]]:
         return read_metrics(Path(run_dir) / METRICS_FILE)
@@ -171,17 +331,38 @@ class RunStore:
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """Parse metrics.jsonl; a torn (half-written) line is skipped."""
-    if not path.is_file():
+    """Parse metrics.jsonl; a torn (half-written) or otherwise unreadable line is skipped."""
+    try:
+        handle = open(path, encoding="utf-8", errors="replace")
+    except OSError:
         return []
     rows = []
-    with open(path, encoding="utf-8") as handle:
+    with handle:
         for line in handle:
             try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
+                row = json.loads(line)
+            except ValueError:
                 continue
+            if isinstance(row, dict):
+                rows.append(row)
     return rows
+
+
+def _row_step(row: dict[str, Any]) -> float:
+    try:
+        return float(row.get("step", 0))
+    except (TypeError, ValueError):
+        return float("inf")  # a malformed row is dropped by truncation
+
+
+def _read_name(run_dir: Path) -> str | None:
+    """The name from name.json, or None when there is none (or it is unreadable)."""
+    try:
+        with open(run_dir / NAME_FILE, encoding="utf-8") as handle:
+            name = json.load(handle).get("name")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return name if isinstance(name, str) and name.strip() else None
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -207,10 +388,8 @@ class MetricsWriter:
         self._handle = open(path, "a", encoding="utf-8")
 
     def _truncate_after(self, step: int) -> None:
-        rows = [r for r in read_metrics(self.path) if int(r.get("step", 0)) <= step]
+        rows = [r for r in read_metrics(self.path) if _row_step(r) <= step]
         text = "".join(json.dumps(r) + "\n" for r in rows)
-        from engine.io import atomic_write_text
-
         atomic_write_text(self.path, text)
 
     def write(self, row: dict[str, Any]) -> None:

@@ -51,6 +51,14 @@ from engine.training.control import RunControl
 from engine.training.memory import estimate_maml_memory
 
 VALIDATION_SEED_OFFSET = 1_000_003
+HOST_OUT_OF_MEMORY = ("out of memory: lower task.meta_batch_size, task.n_query or data.image_size, or "
+                      "data.cache_budget_mb to leave more memory to the model")
+
+
+def _is_out_of_memory(error: RuntimeError) -> bool:
+    """PyTorch's CPU allocator reports exhaustion as a plain RuntimeError."""
+    text = str(error)
+    return "can't allocate memory" in text or "not enough memory" in text
 
 
 class Trainer:
@@ -71,6 +79,7 @@ class Trainer:
         self._metrics: rs.MetricsWriter | None = None
         self._elapsed_before = 0.0
         self._started: float | None = None
+        self._lock: rs.RunLock | None = None
         self._world: distributed.World | None = None
         self._device = torch.device("cpu")
 
@@ -102,14 +111,17 @@ class Trainer:
             return self._fail("the GPU ran out of memory: lower task.meta_batch_size, task.n_query or "
                               "data.image_size, or train first-order MAML", started)
         except MemoryError:
-            return self._fail("out of memory: lower data.cache_budget_mb, data.image_size or "
-                              "task.meta_batch_size", started)
+            return self._fail(HOST_OUT_OF_MEMORY, started)
         except Exception as error:  # a bug: keep the run record honest and report it
+            if isinstance(error, RuntimeError) and _is_out_of_memory(error):
+                return self._fail(HOST_OUT_OF_MEMORY, started)
             self.callbacks.on_log(traceback.format_exc(), "error")
             return self._fail(f"internal error: {type(error).__name__}: {error}", started)
         finally:
             if self._metrics is not None:
                 self._metrics.close()
+            if self._lock is not None:
+                self._lock.release()
 
     # -- setup ------------------------------------------------------------
     def _setup(self) -> None:
@@ -234,6 +246,7 @@ class Trainer:
             return
         cfg = self.config
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = rs.RunLock(self.run_dir).acquire()  # TrainingError when another process trains this run
         (self.run_dir / rs.CHECKPOINT_DIR).mkdir(exist_ok=True)
         atomic_write_json(self.run_dir / rs.CONFIG_FILE, cfg.to_dict())
         atomic_write_json(self.run_dir / rs.SPLIT_FILE, self.data.split.to_dict())
@@ -269,6 +282,10 @@ class Trainer:
                 self._save(step - 1, is_best=False)
                 return "stopped"
             metrics = self._train_step(step)
+            if self._saves_at(step) and not self._weights_are_finite():  # every rank checks: no rank waits alone
+                raise TrainingError(f"the weights became NaN or infinite at step {step}; training stopped there. "
+                                    f"Try a lower learning rate ({self._learning_rates()}); the last good "
+                                    "checkpoint is kept")
             episodes_done += self._episodes_per_step()
             now = time.perf_counter()
             if now - tick >= 0.5 or step == cfg.steps or rate == 0.0:
@@ -296,9 +313,25 @@ class Trainer:
         loss = float(metrics.get("loss", float("nan")))
         if not math.isfinite(loss):
             raise TrainingError(f"the loss became {loss} at step {step}; training stopped there. Try a lower "
-                                f"learning rate (algorithm.lr is {self.config.algorithm.lr:g}); the last good "
-                                "checkpoint is kept")
+                                f"learning rate ({self._learning_rates()}); the last good checkpoint is kept")
         return metrics
+
+    def _learning_rates(self) -> str:
+        """'algorithm.lr is X' (and the inner-loop rate of the algorithms that have one)."""
+        algorithm = self.config.algorithm
+        text = f"algorithm.lr is {algorithm.lr:g}"
+        inner = getattr(algorithm, "inner_lr", None)
+        return text + (f", algorithm.inner_lr is {inner:g}" if inner is not None else "")
+
+    def _saves_at(self, step: int) -> bool:
+        cfg = self.config.train
+        validates = bool(cfg.val_every and step % cfg.val_every == 0) or step == cfg.steps
+        return validates or step % cfg.checkpoint_every == 0
+
+    def _weights_are_finite(self) -> bool:
+        return all(bool(torch.isfinite(tensor).all())
+                   for module in self.algorithm.modules().values()
+                   for tensor in module.state_dict().values() if tensor.is_floating_point())
 
     def _next_batch(self) -> list[Task] | ClassBatch:
         """The global batch from the seeded sampler; under torch.distributed this rank's equal slice of it."""
@@ -347,9 +380,9 @@ class Trainer:
             self._metrics.sync()
         extra = {"best": list(self._best) if self._best else None, "elapsed_s": self._elapsed(),
                  "class_names": list(self.data.store.class_names), "sampler": self._sampler.state_dict()}
-        paths = [self.run_dir / rs.CHECKPOINT_DIR / rs.LAST_CHECKPOINT]
-        if is_best:
-            paths.append(self.run_dir / rs.CHECKPOINT_DIR / rs.BEST_CHECKPOINT)
+        # best.pt first: a kill between the two writes never leaves last.pt naming a best model best.pt lacks
+        paths = [self.run_dir / rs.CHECKPOINT_DIR / rs.BEST_CHECKPOINT] if is_best else []
+        paths.append(self.run_dir / rs.CHECKPOINT_DIR / rs.LAST_CHECKPOINT)
         for path in paths:
             save_checkpoint(path, self.algorithm, self.config, self.data.split, self.data.preprocessing, step,
                             len(self.data.class_ids("train")), extra)
