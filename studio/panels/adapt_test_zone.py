@@ -1,0 +1,429 @@
+"""The Adapt panel's test zone: dropped images show their predicted class with a bar per class;
+a dropped folder fills a table (file, predicted, confidence) with the accuracy when its
+sub-folders name the classes.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QPoint, QRect, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent, QFont, QFontMetrics, QPainter
+from PySide6.QtWidgets import (QAbstractItemView, QFrame, QHBoxLayout, QHeaderView, QLabel, QLayout, QMenu,
+                               QPushButton, QScrollArea, QSizePolicy, QSplitter, QTableWidget, QTableWidgetItem,
+                               QVBoxLayout, QWidget, QWidgetItem)
+
+from studio.panels.adapt_cards import (example_pixmap, mime_has_content, mime_image, mime_paths, set_message,
+                                      set_style)
+from studio.panels.adapt_model import Example
+
+TILE_THUMB = 52
+TILE_WIDTH = 196
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+class FlowLayout(QLayout):
+    """Places widgets left to right and wraps to the next line (height follows the width)."""
+
+    def __init__(self, parent: QWidget | None = None, spacing: int = 8) -> None:
+        super().__init__(parent)
+        self._items: list[QWidgetItem] = []
+        self._spacing = spacing
+
+    def addItem(self, item) -> None:  # noqa: N802 - Qt API
+        self._items.append(item)
+
+    def count(self) -> int:
+        return len(self._items)
+
+    def itemAt(self, index: int):  # noqa: N802 - Qt API
+        return self._items[index] if 0 <= index < len(self._items) else None
+
+    def takeAt(self, index: int):  # noqa: N802 - Qt API
+        return self._items.pop(index) if 0 <= index < len(self._items) else None
+
+    def expandingDirections(self):  # noqa: N802 - Qt API
+        return Qt.Orientation(0)
+
+    def hasHeightForWidth(self) -> bool:  # noqa: N802 - Qt API
+        return True
+
+    def heightForWidth(self, width: int) -> int:  # noqa: N802 - Qt API
+        return self._arrange(QRect(0, 0, width, 0), move=False)
+
+    def setGeometry(self, rect: QRect) -> None:  # noqa: N802 - Qt API
+        super().setGeometry(rect)
+        self._arrange(rect, move=True)
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt API
+        return self.minimumSize()
+
+    def minimumSize(self) -> QSize:  # noqa: N802 - Qt API
+        size = QSize()
+        for item in self._items:
+            size = size.expandedTo(item.minimumSize())
+        margins = self.contentsMargins()
+        return size + QSize(margins.left() + margins.right(), margins.top() + margins.bottom())
+
+    def _arrange(self, rect: QRect, move: bool) -> int:
+        """A grid of equal columns as wide as the rect allows (items are at least their hint wide)."""
+        margins = self.contentsMargins()
+        area = rect.adjusted(margins.left(), margins.top(), -margins.right(), -margins.bottom())
+        if not self._items:
+            return margins.top() + margins.bottom()
+        base = max(item.sizeHint().width() for item in self._items)
+        columns = max(1, (area.width() + self._spacing) // (base + self._spacing))
+        width = max(base, (area.width() - (columns - 1) * self._spacing) // columns)
+        y = area.y()
+        for start in range(0, len(self._items), columns):
+            row = self._items[start:start + columns]
+            height = max(item.sizeHint().height() for item in row)
+            if move:
+                for column, item in enumerate(row):
+                    item.setGeometry(QRect(QPoint(area.x() + column * (width + self._spacing), y),
+                                           QSize(width, height)))
+            y += height + self._spacing
+        return y - self._spacing - rect.y() + margins.bottom()
+
+
+class ProbabilityBars(QWidget):
+    """One row per class: name, a bar as long as the probability (in the class colour), the percentage."""
+
+    ROW = 14
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.names: list[str] = []
+        self.colours: list[str] = []
+        self.values: list[float] = []
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+
+    def set_values(self, names: list[str], colours: list[str], values: list[float]) -> None:
+        self.names, self.colours, self.values = names, colours, values
+        self.setFixedHeight(max(1, len(names)) * self.ROW)
+        self.update()
+
+    def paintEvent(self, event) -> None:  # noqa: N802 - Qt API
+        painter = QPainter(self)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        font = QFont(self.font())
+        font.setPointSizeF(max(7.0, font.pointSizeF() - 1.5))
+        painter.setFont(font)
+        metrics = QFontMetrics(font)
+        name_width, pct_width = 58, 32
+        bar_x = name_width + 4
+        bar_width = max(10, self.width() - bar_x - pct_width - 2)
+        best = max(range(len(self.values)), key=lambda i: self.values[i]) if self.values else -1
+        for row, (name, colour, value) in enumerate(zip(self.names, self.colours, self.values)):
+            top = row * self.ROW
+            painter.setPen(QColor("#222" if row == best else "#666"))
+            painter.drawText(QRect(0, top, name_width, self.ROW), Qt.AlignmentFlag.AlignVCenter,
+                             metrics.elidedText(name, Qt.TextElideMode.ElideRight, name_width))
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(QColor("#eceff3"))
+            painter.drawRoundedRect(QRect(bar_x, top + 3, bar_width, self.ROW - 6), 3, 3)
+            painter.setBrush(QColor(colour))
+            painter.drawRoundedRect(QRect(bar_x, top + 3, max(2, round(bar_width * value)), self.ROW - 6), 3, 3)
+            painter.setPen(QColor("#222" if row == best else "#666"))
+            painter.drawText(QRect(bar_x + bar_width + 2, top, pct_width, self.ROW),
+                             Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight, f"{100 * value:.0f}%")
+        painter.end()
+
+
+class QueryTile(QFrame):
+    """A dropped test image with its predicted class and the probability of every class."""
+
+    remove_requested = Signal(str)  # example key
+
+    def __init__(self, example: Example, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.example = example
+        self.predicted: str | None = None
+        self.probabilities: list[float] | None = None
+        self.setObjectName("query_tile")
+        self.setMinimumWidth(TILE_WIDTH)
+        self.setStyleSheet("QFrame#query_tile { background: white; border: 1px solid #d6d9de; border-radius: 6px; }")
+        self.thumb = QLabel()
+        self.thumb.setFixedSize(TILE_THUMB, TILE_THUMB)
+        self.thumb.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.thumb.setPixmap(example_pixmap(example, TILE_THUMB))
+        self.thumb.setStyleSheet("background: #f4f5f7; border-radius: 4px;")
+        self.thumb.setToolTip(str(example.source) if example.source else example.name)
+        self.name_label = QLabel(example.name)
+        self.name_label.setStyleSheet("color: #777; font-size: 8pt;")
+        self.predicted_label = QLabel("waiting for classes...")
+        self.predicted_label.setObjectName("predicted")
+        self.predicted_label.setTextFormat(Qt.TextFormat.RichText)
+        for label in (self.name_label, self.predicted_label):  # long names must not widen the tile
+            label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.bars = ProbabilityBars()
+        side = QVBoxLayout()
+        side.setSpacing(1)
+        side.addWidget(self.name_label)
+        side.addWidget(self.predicted_label)
+        side.addStretch(1)
+        top = QHBoxLayout()
+        top.setSpacing(6)
+        top.addWidget(self.thumb)
+        top.addLayout(side, 1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.setSpacing(4)
+        layout.addLayout(top)
+        layout.addWidget(self.bars)
+        self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.customContextMenuRequested.connect(self._menu)
+        self._elide_name()
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt API
+        return QSize(TILE_WIDTH, super().sizeHint().height())
+
+    def _elide_name(self) -> None:
+        metrics = QFontMetrics(self.name_label.font())
+        self.name_label.setText(metrics.elidedText(self.example.name, Qt.TextElideMode.ElideMiddle,
+                                                   TILE_WIDTH - TILE_THUMB - 30))
+
+    def set_prediction(self, names: list[str], colours: list[str], probabilities: list[float] | None) -> None:
+        if not probabilities:
+            self.predicted, self.probabilities = None, None
+            self.predicted_label.setText("waiting for classes...")
+            set_style(self.predicted_label, "color: #888;")
+            self.bars.set_values([], [], [])
+            self.bars.setVisible(False)
+            return
+        best = max(range(len(probabilities)), key=lambda i: probabilities[i])
+        self.predicted, self.probabilities = names[best], list(probabilities)
+        mark = ""
+        if self.example.truth is not None:
+            right = self.example.truth == names[best]
+            mark = (f"&nbsp;<span style='color:{'#2e7d32' if right else '#b3261e'}'>"
+                    f"{'&#10003;' if right else '&#10007;'}</span>")
+        self.predicted_label.setText(f"{_escape(names[best])}&nbsp; {100 * probabilities[best]:.0f}%{mark}")
+        set_style(self.predicted_label, f"color: {colours[best]}; font-weight: 600; font-size: 10pt;")
+        self.bars.setVisible(True)
+        self.bars.set_values(names, colours, list(probabilities))
+
+    def _menu(self, position) -> None:
+        menu = QMenu(self)
+        menu.addAction("Remove this test image", lambda: self.remove_requested.emit(self.example.key))
+        menu.exec(self.mapToGlobal(position))
+
+
+class TestZone(QFrame):
+    """Drop zone for test images (tiles) and test folders (a table)."""
+
+    files_dropped = Signal(list)        # [Path]
+    images_pasted = Signal(list)        # [QImage]
+    remote_dropped = Signal(list)       # [url]
+    clear_requested = Signal()
+    remove_requested = Signal(str)      # example key
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("test_zone")
+        self.setAcceptDrops(True)
+        self.tiles: list[QueryTile] = []
+        self.folder_examples: list[Example] = []
+        self.folder_predictions: list[tuple[str, float]] = []
+        self.accuracy: float | None = None
+
+        title = QLabel("Test")
+        title.setStyleSheet("font-weight: 600; font-size: 11pt;")
+        self.hint = QLabel("Drop images to classify them, or a folder whose sub-folders are named like the classes")
+        self.hint.setStyleSheet("color: #777;")
+        self.hint.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.clear_button = QPushButton("Clear")
+        self.clear_button.setToolTip("Remove all test images")
+        self.clear_button.clicked.connect(self.clear_requested)
+        header = QHBoxLayout()
+        header.addWidget(title)
+        header.addWidget(self.hint, 1)
+        header.addWidget(self.clear_button)
+        self.message_label = QLabel()
+        self.message_label.setObjectName("zone_message")
+        self.message_label.setWordWrap(True)
+        set_message(self.message_label, "")
+
+        self.tile_host = QWidget()
+        self.tile_host.setObjectName("tile_host")
+        self.flow = FlowLayout(self.tile_host)
+        self.flow.setContentsMargins(2, 2, 2, 2)
+        self.empty_label = QLabel("Drop test images here")
+        self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty_label.setStyleSheet("color: #999; font-size: 12pt; border: 2px dashed #c8ccd2; "
+                                       "border-radius: 8px; padding: 18px;")
+        self.scroll = QScrollArea()
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setWidget(self.tile_host)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+
+        self.folder_label = QLabel()
+        self.folder_label.setObjectName("folder_summary")
+        self.folder_label.setStyleSheet("font-weight: 600;")
+        self.table = QTableWidget(0, 4)
+        self.table.setObjectName("folder_table")
+        self.table.setHorizontalHeaderLabels(["File", "True class", "Predicted", "Confidence"])
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for column in (1, 2, 3):
+            self.table.horizontalHeader().setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
+        self.folder_box = QWidget()
+        folder_layout = QVBoxLayout(self.folder_box)
+        folder_layout.setContentsMargins(0, 0, 0, 0)
+        folder_layout.addWidget(self.folder_label)
+        folder_layout.addWidget(self.table)
+        self.folder_box.setVisible(False)
+
+        self.splitter = QSplitter(Qt.Orientation.Vertical)
+        self.splitter.addWidget(self.scroll)
+        self.splitter.addWidget(self.folder_box)
+        self.splitter.setChildrenCollapsible(False)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(10, 8, 10, 8)
+        layout.addLayout(header)
+        layout.addWidget(self.message_label)
+        layout.addWidget(self.empty_label)
+        layout.addWidget(self.splitter, 1)
+        self._apply_style(False)
+        self._update_empty()
+
+    # -- content ---------------------------------------------------------------------------------------
+    def set_tiles(self, examples: list[Example]) -> None:
+        """Show one tile per test image (tiles of examples already shown are kept)."""
+        existing = {tile.example.key: tile for tile in self.tiles}
+        wanted = [e.key for e in examples]
+        for tile in self.tiles:
+            if tile.example.key not in wanted:
+                self.flow.removeWidget(tile)
+                tile.deleteLater()
+        tiles = []
+        for example in examples:
+            tile = existing.get(example.key)
+            if tile is None or tile.example is not example:
+                if tile is not None:
+                    self.flow.removeWidget(tile)
+                    tile.deleteLater()
+                tile = QueryTile(example)
+                tile.remove_requested.connect(self.remove_requested)
+            tiles.append(tile)
+        while self.flow.count():
+            self.flow.takeAt(0)
+        for tile in tiles:
+            self.flow.addWidget(tile)
+            tile.show()
+        self.tiles = tiles
+        self.tile_host.updateGeometry()
+        self._update_empty()
+
+    def set_folder(self, name: str | None, examples: list[Example]) -> None:
+        self.folder_examples = list(examples)
+        self.folder_predictions = []
+        self.accuracy = None
+        self.folder_label.setText(f"Folder {name}: {len(examples)} images" if name else "")
+        self.table.setRowCount(len(examples))
+        for row, example in enumerate(examples):
+            self._set_cell(row, 0, str(example.source or example.name))
+            self._set_cell(row, 1, example.truth or "")
+            self._set_cell(row, 2, "")
+            self._set_cell(row, 3, "")
+        self.folder_box.setVisible(bool(examples))
+        self._update_empty()
+
+    def _set_cell(self, row: int, column: int, text: str, colour: str | None = None) -> None:
+        item = self.table.item(row, column)
+        if item is None:
+            item = QTableWidgetItem()
+            self.table.setItem(row, column, item)
+        item.setText(text)
+        if column == 3:
+            item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        if colour is not None:
+            item.setForeground(QColor(colour))
+
+    def set_predictions(self, names: list[str], colours: list[str], tile_probs: list[list[float]] | None,
+                        folder_probs: list[list[float]] | None) -> None:
+        """Update every tile and table row (None: no classifier yet)."""
+        for i, tile in enumerate(self.tiles):
+            tile.set_prediction(names, colours, tile_probs[i] if tile_probs is not None else None)
+        self.folder_predictions = []
+        correct = labelled = 0
+        for row, example in enumerate(self.folder_examples):
+            if folder_probs is None:
+                self._set_cell(row, 2, "")
+                self._set_cell(row, 3, "")
+                continue
+            probs = folder_probs[row]
+            best = max(range(len(probs)), key=lambda i: probs[i])
+            self.folder_predictions.append((names[best], probs[best]))
+            mark = ""
+            if example.truth in names:
+                labelled += 1
+                correct += int(example.truth == names[best])
+                mark = " \u2713" if example.truth == names[best] else " \u2717"
+            self._set_cell(row, 2, names[best] + mark, colours[best])
+            self._set_cell(row, 3, f"{100 * probs[best]:.1f}%")
+        self.accuracy = correct / labelled if labelled else None
+        base = self.folder_label.text().split(" \u2014 ")[0]
+        if self.folder_examples:
+            if self.accuracy is not None:
+                base += f" \u2014 accuracy {100 * self.accuracy:.1f}% ({correct}/{labelled} files in folders " \
+                        "named like a class)"
+            elif folder_probs is not None:
+                base += " \u2014 no accuracy: no sub-folder is named like a class"
+        self.folder_label.setText(base)
+
+    def show_message(self, text: str, level: str = "info") -> None:
+        set_message(self.message_label, text, level)
+
+    def message(self) -> str:
+        return self.message_label.text() if self.message_label.isVisibleTo(self) else ""
+
+    def _update_empty(self) -> None:
+        empty = not self.tiles and not self.folder_examples
+        self.empty_label.setVisible(empty)
+        self.splitter.setVisible(not empty)
+        self.scroll.setVisible(bool(self.tiles))
+        self.clear_button.setEnabled(not empty)
+
+    # -- drag and drop ----------------------------------------------------------------------------------
+    def _apply_style(self, highlight: bool) -> None:
+        border = "#3d7bd9" if highlight else "#d6d9de"
+        background = "#eef4ff" if highlight else "#fafbfc"
+        set_style(self, f"QFrame#test_zone {{ background: {background}; border: 1px solid {border}; "
+                        "border-radius: 8px; } QWidget#tile_host { background: transparent; }")
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt API
+        if mime_has_content(event.mimeData()):
+            event.acceptProposedAction()
+            self._apply_style(True)
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event) -> None:  # noqa: N802 - Qt API
+        if mime_has_content(event.mimeData()):
+            event.acceptProposedAction()
+
+    def dragLeaveEvent(self, event) -> None:  # noqa: N802 - Qt API
+        self._apply_style(False)
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt API
+        self._apply_style(False)
+        mime = event.mimeData()
+        if not mime_has_content(mime):
+            event.ignore()
+            return
+        event.acceptProposedAction()
+        paths, remote = mime_paths(mime)
+        if paths:
+            self.files_dropped.emit(paths)
+        elif remote:
+            self.remote_dropped.emit(remote)
+        else:
+            image = mime_image(mime)
+            if image is not None:
+                self.images_pasted.emit([image])

@@ -1,0 +1,178 @@
+"""Algorithm panel: which few-shot algorithm, and its hyperparameters.
+
+The algorithm list is :data:`engine.config.ALGORITHM_CONFIGS` (title and
+one-line summary); the forms for the task, algorithm, model and train sections
+are generated from the config dataclasses (see :mod:`studio.panels.config_form`).
+Presets are RunConfig JSON files (``RunConfig.to_dict`` / ``from_dict``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QComboBox, QFileDialog, QGroupBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout,
+                               QWidget)
+
+from engine.config import ALGORITHM_CONFIGS, AlgorithmConfig, ModelConfig, RunConfig, TaskConfig, TrainConfig
+from engine.errors import ConfigError
+from studio import settings as st
+from studio.panels.config_form import ConfigForm
+
+SECTIONS = ("task", "algorithm", "model", "train")
+SECTION_TITLES = {"task": "Episodes (task)", "algorithm": "Algorithm hyperparameters", "model": "Backbone (model)",
+                  "train": "Training loop"}
+
+
+class PresetError(ConfigError):
+    """A preset file cannot be read; the message names the file (and the field)."""
+
+
+def read_preset(path: str | Path) -> RunConfig:
+    """Parse a preset JSON file into a validated RunConfig; PresetError naming the file and field."""
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise PresetError(f"{path}: cannot read the preset ({error.strerror or error})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise PresetError(f"{path}: not a JSON preset ({error})") from None
+    try:
+        return RunConfig.from_dict(raw)
+    except ConfigError as error:
+        raise PresetError(f"{path}: {error}") from None
+
+
+def write_preset(path: str | Path, config: RunConfig) -> Path:
+    from engine.io import atomic_write_json
+
+    return atomic_write_json(path, config.to_dict())
+
+
+class AlgorithmPanel(QWidget):
+    """Choose the algorithm and edit the task / algorithm / model / train hyperparameters."""
+
+    config_changed = Signal()
+    preset_loaded = Signal(object)   # RunConfig
+    error = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.algorithm_combo = QComboBox()
+        self.algorithm_combo.setObjectName("algorithm")
+        for name, cls in ALGORITHM_CONFIGS.items():
+            self.algorithm_combo.addItem(cls.title or name, name)
+            self.algorithm_combo.setItemData(self.algorithm_combo.count() - 1, cls.summary,
+                                             Qt.ItemDataRole.ToolTipRole)
+        self.summary_label = QLabel()
+        self.summary_label.setObjectName("algorithm_summary")
+        self.summary_label.setWordWrap(True)
+        self.summary_label.setStyleSheet("color: #505050;")
+        self.forms: dict[str, ConfigForm] = {
+            "task": ConfigForm("task", TaskConfig),
+            "algorithm": ConfigForm("algorithm", ALGORITHM_CONFIGS["protonet"]),
+            "model": ConfigForm("model", ModelConfig),
+            "train": ConfigForm("train", TrainConfig, exclude=("device",)),
+        }
+        for form in self.forms.values():
+            form.changed.connect(self.config_changed)
+        self.algorithm_combo.currentIndexChanged.connect(self._algorithm_changed)
+
+        self.save_button = QPushButton("Save preset…")
+        self.save_button.setToolTip("Save every setting (data, algorithm, model, training) as a JSON preset.")
+        self.load_button = QPushButton("Load preset…")
+        self.load_button.setToolTip("Load a JSON preset saved earlier (or a run's config.json).")
+        self.reset_button = QPushButton("Defaults")
+        self.reset_button.setToolTip("Reset the hyperparameters of this panel to the defaults.")
+        self.reset_button.clicked.connect(self.reset_defaults)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Algorithm"))
+        top.addWidget(self.algorithm_combo, 1)
+        layout.addLayout(top)
+        layout.addWidget(self.summary_label)
+        for section in SECTIONS:
+            box = QGroupBox(SECTION_TITLES[section])
+            box_layout = QVBoxLayout(box)
+            box_layout.setContentsMargins(4, 8, 4, 4)
+            box_layout.addWidget(self.forms[section])
+            layout.addWidget(box)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.load_button)
+        buttons.addWidget(self.save_button)
+        buttons.addStretch(1)
+        buttons.addWidget(self.reset_button)
+        layout.addLayout(buttons)
+        layout.addStretch(1)
+        self._algorithm_changed()
+
+    # -- algorithm ----------------------------------------------------------
+    def algorithm_name(self) -> str:
+        return self.algorithm_combo.currentData()
+
+    def set_algorithm(self, name: str) -> None:
+        index = self.algorithm_combo.findData(name)
+        if index < 0:
+            raise ConfigError(f"algorithm.name: unknown algorithm {name!r}")
+        self.algorithm_combo.setCurrentIndex(index)
+
+    def _algorithm_changed(self, *args: Any) -> None:
+        cls = ALGORITHM_CONFIGS[self.algorithm_name()]
+        self.summary_label.setText(cls.summary)
+        self.forms["algorithm"].set_section_class(cls)
+        self.config_changed.emit()
+
+    # -- values -------------------------------------------------------------
+    def errors(self) -> list[str]:
+        return [message for section in SECTIONS for message in self.forms[section].errors()]
+
+    def section_values(self) -> dict[str, dict[str, Any]]:
+        return {section: self.forms[section].values() for section in SECTIONS}
+
+    def apply_to(self, config: RunConfig) -> RunConfig:
+        """Fill ``config``'s task / algorithm / model / train sections from the forms (valid fields)."""
+        values = self.section_values()
+        config.task = TaskConfig(**values["task"])
+        config.algorithm = ALGORITHM_CONFIGS[self.algorithm_name()](**values["algorithm"])
+        config.model = ModelConfig(**values["model"])
+        train = TrainConfig(**values["train"])
+        train.device = config.train.device
+        config.train = train
+        return config
+
+    def load_config(self, config: RunConfig) -> None:
+        self.set_algorithm(config.algorithm.name)
+        self.forms["task"].load(config.task)
+        self.forms["algorithm"].load(config.algorithm)
+        self.forms["model"].load(config.model)
+        self.forms["train"].load(config.train)
+        self.config_changed.emit()
+
+    def reset_defaults(self) -> None:
+        cls = ALGORITHM_CONFIGS[self.algorithm_name()]
+        self.load_config(RunConfig(algorithm=cls()))
+
+    def field(self, key: str) -> Any:
+        """The editor of ``section.name`` (e.g. ``task.n_shot``), for scripts and tests."""
+        section, name = key.split(".", 1)
+        return self.forms[section].editor(name)
+
+    # -- presets ------------------------------------------------------------
+    def ask_save_path(self) -> str:
+        start = st.read_str(st.KEY_PRESET_FOLDER, str(Path.home()))
+        path, _ = QFileDialog.getSaveFileName(self, "Save preset", str(Path(start) / "preset.json"),
+                                              "Presets (*.json)")
+        return path
+
+    def ask_load_path(self) -> str:
+        start = st.read_str(st.KEY_PRESET_FOLDER, str(Path.home()))
+        path, _ = QFileDialog.getOpenFileName(self, "Load preset", start, "Presets (*.json);;All files (*)")
+        return path
+
+    @staticmethod
+    def remember_folder(path: str | Path) -> None:
+        st.settings().setValue(st.KEY_PRESET_FOLDER, str(Path(path).parent))

@@ -1,0 +1,301 @@
+"""Evaluation view: test accuracy with its 95% CI, per-class accuracy, a confusion matrix and the
+misclassified query images, from :func:`engine.evaluation.evaluate` run in a worker thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QColor, QIcon, QImage, QPixmap
+from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QHeaderView, QLabel,
+                               QListView, QListWidget, QListWidgetItem, QProgressBar, QPushButton, QSpinBox,
+                               QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+
+from engine.training.run_store import RunRecord
+from studio.datasets import load_data_cached
+from studio.plots import BarChart, ConfusionMatrixView
+from studio.worker import WorkerHandle, run_in_worker
+
+GALLERY_SIZE = 60
+GALLERY_THUMB = 72
+
+
+@dataclass
+class EvaluationOutput:
+    """The engine's EvaluationResult plus what the view needs to show it."""
+
+    result: Any
+    run_dir: Path
+    checkpoint_step: int
+    thumbnails: list[QImage | None] = field(default_factory=list)
+
+
+def _thumbnail(path: Path | None) -> QImage | None:
+    if path is None:
+        return None
+    image = QImage(str(path))
+    if image.isNull():
+        return None
+    return image.scaled(GALLERY_THUMB, GALLERY_THUMB, Qt.AspectRatioMode.KeepAspectRatio,
+                        Qt.TransformationMode.SmoothTransformation)
+
+
+def evaluation_job(checkpoint: Path, device: str, episodes: int, n_way: int, n_shot: int, n_query: int,
+                   seed: int = 0) -> Callable[[Any, Any], EvaluationOutput]:
+    """The function :func:`run_in_worker` runs: load the checkpoint and its data, then evaluate."""
+
+    def job(progress: Any, should_stop: Any) -> EvaluationOutput:
+        from engine.evaluation import evaluate
+        from engine.training.checkpoint import load_algorithm
+
+        algorithm, ckpt = load_algorithm(checkpoint, device=device)
+        data = load_data_cached(ckpt.config.data, split=ckpt.split)
+        result = evaluate(algorithm, data, part="test", episodes=episodes, n_way=n_way, n_shot=n_shot,
+                          n_query=n_query, seed=seed, progress=progress, should_stop=should_stop)
+        thumbs = [_thumbnail(m.path) for m in result.misclassified[:GALLERY_SIZE]]
+        return EvaluationOutput(result, checkpoint.parent.parent, ckpt.step, thumbs)
+
+    return job
+
+
+class EvaluationPanel(QWidget):
+    """Evaluate a run's checkpoint on its test classes and show the results."""
+
+    error = Signal(str)
+    evaluated = Signal(object)   # EvaluationOutput
+
+    def __init__(self, device_getter: Callable[[], str] | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.device_getter = device_getter or (lambda: "cpu")
+        self.record: RunRecord | None = None
+        self.output: EvaluationOutput | None = None
+        self._handle: WorkerHandle | None = None
+        self._running = False
+
+        self.run_label = QLabel("No run selected. Train a model, or pick a run in the Runs table and press "
+                                "Evaluate.")
+        self.run_label.setObjectName("evaluation_run")
+        self.run_label.setWordWrap(True)
+        self.checkpoint_combo = QComboBox()
+        self.checkpoint_combo.addItem("best (top validation accuracy)", "best")
+        self.checkpoint_combo.addItem("last", "last")
+        self.episodes_spin = self._spin(1, 100_000, 600, "Episodes to average over (600 is the usual protocol).")
+        self.n_way_spin = self._spin(2, 1000, 5, "Classes per test episode.")
+        self.n_shot_spin = self._spin(1, 1000, 1, "Support images per class.")
+        self.n_query_spin = self._spin(1, 1000, 15, "Query images per class.")
+        self.evaluate_button = QPushButton("Evaluate")
+        self.evaluate_button.setObjectName("evaluate_button")
+        self.evaluate_button.setEnabled(False)
+        self.evaluate_button.clicked.connect(self.start)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.auto_evaluate = QCheckBox("Evaluate every finished run")
+        self.auto_evaluate.setChecked(True)
+        self.auto_evaluate.setToolTip("Evaluate every finished run on its test classes automatically.")
+        self.progress = QProgressBar()
+        self.progress.setObjectName("evaluation_progress")
+        self.progress.setFormat("episode %v / %m")
+        self.progress.hide()
+
+        controls = QVBoxLayout()
+        settings_row = QHBoxLayout()
+        for label, widget in (("Checkpoint", self.checkpoint_combo), ("Episodes", self.episodes_spin),
+                              ("N-way", self.n_way_spin), ("K-shot", self.n_shot_spin),
+                              ("Queries", self.n_query_spin)):
+            settings_row.addWidget(QLabel(label))
+            settings_row.addWidget(widget)
+        settings_row.addStretch(1)
+        action_row = QHBoxLayout()
+        action_row.addWidget(self.evaluate_button)
+        action_row.addWidget(self.cancel_button)
+        action_row.addWidget(self.auto_evaluate)
+        action_row.addWidget(self.progress, 1)
+        controls.addLayout(settings_row)
+        controls.addLayout(action_row)
+
+        self.accuracy_label = QLabel("")
+        self.accuracy_label.setObjectName("evaluation_accuracy")
+        self.accuracy_label.setStyleSheet("font-size: 14pt; font-weight: bold;")
+        self.accuracy_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.details_label = QLabel("")
+        self.details_label.setStyleSheet("color: #606060;")
+
+        self.confusion = ConfusionMatrixView()
+        self.confusion.setMinimumSize(220, 200)
+        self.bars = BarChart()
+        self.class_table = QTableWidget(0, 3)
+        self.class_table.setObjectName("per_class_table")
+        self.class_table.setHorizontalHeaderLabels(["#", "Class", "Accuracy"])
+        self.class_table.verticalHeader().hide()
+        self.class_table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        self.class_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.class_table.setSortingEnabled(True)
+        self.gallery = QListWidget()
+        self.gallery.setObjectName("misclassified_gallery")
+        self.gallery.setViewMode(QListView.ViewMode.IconMode)
+        self.gallery.setIconSize(QSize(GALLERY_THUMB, GALLERY_THUMB))
+        self.gallery.setGridSize(QSize(GALLERY_THUMB + 70, GALLERY_THUMB + 48))
+        self.gallery.setResizeMode(QListView.ResizeMode.Adjust)
+        self.gallery.setMovement(QListView.Movement.Static)
+        self.gallery.setWordWrap(True)
+        self.gallery.setSpacing(4)
+        self.gallery_label = QLabel("Misclassified query images, most confident mistakes first")
+        self.gallery_label.setStyleSheet("font-weight: bold;")
+
+        right = QSplitter(Qt.Orientation.Vertical)
+        right.addWidget(self.bars)
+        right.addWidget(self.class_table)
+        top = QSplitter(Qt.Orientation.Horizontal)
+        top.addWidget(self.confusion)
+        top.addWidget(right)
+        top.setStretchFactor(0, 3)
+        top.setStretchFactor(1, 2)
+        gallery_box = QWidget()
+        gallery_layout = QVBoxLayout(gallery_box)
+        gallery_layout.setContentsMargins(0, 0, 0, 0)
+        gallery_layout.addWidget(self.gallery_label)
+        gallery_layout.addWidget(self.gallery)
+        body = QSplitter(Qt.Orientation.Vertical)
+        body.addWidget(top)
+        body.addWidget(gallery_box)
+        body.setStretchFactor(0, 3)
+        body.setStretchFactor(1, 2)
+        self.gallery.setMinimumHeight(GALLERY_THUMB + 56)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.addWidget(self.run_label)
+        layout.addLayout(controls)
+        layout.addWidget(self.accuracy_label)
+        layout.addWidget(self.details_label)
+        layout.addWidget(body, 1)
+
+    @staticmethod
+    def _spin(low: int, high: int, value: int, tip: str) -> QSpinBox:
+        spin = QSpinBox()
+        spin.setRange(low, high)
+        spin.setValue(value)
+        spin.setToolTip(tip)
+        return spin
+
+    # -- choosing what to evaluate --------------------------------------------
+    def set_run(self, record: RunRecord, task: Any = None) -> None:
+        """Evaluate this run next; ``task`` (a TaskConfig) sets the episode shape."""
+        self.record = record
+        if task is not None:
+            self.n_way_spin.setValue(task.n_way)
+            self.n_shot_spin.setValue(task.n_shot)
+        has_checkpoint = record.best_checkpoint.is_file() or record.last_checkpoint.is_file()
+        self.run_label.setText(f"Run <b>{record.name}</b> ({record.algorithm}, {record.status}, "
+                               f"{record.steps_done:,} steps)" + ("" if has_checkpoint else
+                                                                  " — no checkpoint to evaluate yet"))
+        self.evaluate_button.setEnabled(has_checkpoint and not self.is_running())
+
+    def checkpoint_path(self) -> Path | None:
+        if self.record is None:
+            return None
+        best, last = self.record.best_checkpoint, self.record.last_checkpoint
+        if self.checkpoint_combo.currentData() == "last":
+            return last if last.is_file() else (best if best.is_file() else None)
+        return best if best.is_file() else (last if last.is_file() else None)
+
+    # -- running ------------------------------------------------------------
+    def is_running(self) -> bool:
+        """True from :meth:`start` until the result (or error) has been shown."""
+        return self._running
+
+    def start(self) -> WorkerHandle | None:
+        path = self.checkpoint_path()
+        if path is None or self.is_running():
+            return None
+        episodes = self.episodes_spin.value()
+        job = evaluation_job(path, self.device_getter(), episodes, self.n_way_spin.value(),
+                             self.n_shot_spin.value(), self.n_query_spin.value())
+        self.progress.setRange(0, 0)
+        self.progress.setFormat("loading checkpoint and data…")
+        self.progress.show()
+        self.evaluate_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self._running = True
+        self._handle = run_in_worker(job, on_result=self._show, on_error=self._failed, on_progress=self._progress)
+        return self._handle
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.stop()
+
+    def wait(self, timeout_ms: int = 60000) -> bool:
+        return self._handle.wait(timeout_ms) if self._handle is not None else True
+
+    def _progress(self, done: int, total: int) -> None:
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(done)
+        self.progress.setFormat("episode %v / %m")
+
+    def _finished(self) -> None:
+        self._running = False
+        self.progress.hide()
+        self.cancel_button.setEnabled(False)
+        self.evaluate_button.setEnabled(self.checkpoint_path() is not None)
+
+    def _failed(self, message: str) -> None:
+        self._finished()
+        self.accuracy_label.setText("Evaluation failed")
+        self.details_label.setText(message)
+        self.error.emit(message)
+
+    # -- results ------------------------------------------------------------
+    def _show(self, output: EvaluationOutput) -> None:
+        self._finished()
+        self.output = output
+        result = output.result
+        self.accuracy_label.setText(f"Test accuracy {result.accuracy:.2%} ± {result.ci95:.2%}")
+        self.details_label.setText(
+            f"95% confidence interval over {result.n_episodes} episodes, {result.n_way}-way {result.n_shot}-shot, "
+            f"{len(result.class_names)} test classes; checkpoint at step {output.checkpoint_step:,}.")
+        confusion = result.confusion.numpy() if hasattr(result.confusion, "numpy") else np.asarray(result.confusion)
+        self.confusion.set_matrix(confusion, result.class_names)
+        self.bars.set_values(result.per_class_accuracy)
+        self._fill_class_table(result.class_names, result.per_class_accuracy)
+        self._fill_gallery(result.misclassified[:GALLERY_SIZE], output.thumbnails)
+        self.evaluated.emit(output)
+
+    def _fill_class_table(self, names: list[str], accuracies: list[float]) -> None:
+        self.class_table.setSortingEnabled(False)
+        self.class_table.setRowCount(len(names))
+        for row, (name, accuracy) in enumerate(zip(names, accuracies)):
+            index = QTableWidgetItem()
+            index.setData(Qt.ItemDataRole.DisplayRole, row)
+            value = QTableWidgetItem()
+            value.setData(Qt.ItemDataRole.DisplayRole, round(float(accuracy) * 100, 1))
+            value.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            self.class_table.setItem(row, 0, index)
+            self.class_table.setItem(row, 1, QTableWidgetItem(name))
+            self.class_table.setItem(row, 2, value)
+        self.class_table.setSortingEnabled(True)
+        self.class_table.sortItems(2, Qt.SortOrder.AscendingOrder)  # hardest classes first
+        self.class_table.setHorizontalHeaderLabels(["#", "Class", "Accuracy (%)"])
+
+    def _fill_gallery(self, mistakes: list[Any], thumbnails: list[QImage | None]) -> None:
+        self.gallery.clear()
+        for mistake, image in zip(mistakes, thumbnails):
+            pixmap = QPixmap.fromImage(image) if image is not None else QPixmap(GALLERY_THUMB, GALLERY_THUMB)
+            if image is None:
+                pixmap.fill(QColor("#e0e0e0"))
+            item = QListWidgetItem(QIcon(pixmap), f"{_short(mistake.true_class)} → "
+                                                  f"{_short(mistake.predicted_class)}\n{mistake.confidence:.0%}")
+            item.setToolTip(f"{mistake.path}\ntrue: {mistake.true_class}\npredicted: {mistake.predicted_class}\n"
+                            f"confidence: {mistake.confidence:.1%} (episode {mistake.episode})")
+            self.gallery.addItem(item)
+        self.gallery_label.setText(f"Misclassified query images, most confident mistakes first "
+                                   f"({len(mistakes)} shown)")
+
+
+def _short(name: str, limit: int = 14) -> str:
+    tail = name.split("/")[-1]
+    return tail if len(tail) <= limit else tail[: limit - 1] + "…"

@@ -1,0 +1,272 @@
+"""Run history: every run folder under the runs root, as a table.
+
+The history is the folder on disk (:class:`engine.training.run_store.RunStore`),
+so it survives restarts and includes CLI runs. Select several runs to overlay
+their curves; open one to see its plots and config; rename inline (or with
+F2); delete with confirmation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from PySide6.QtCore import QItemSelectionModel, Qt, Signal
+from PySide6.QtGui import QColor, QKeySequence, QShortcut
+from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QInputDialog, QLabel, QMessageBox,
+                               QPushButton, QSizePolicy, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+
+from engine.config import BUILTIN_GLYPHS
+from engine.errors import EngineError
+from engine.training.run_store import RunRecord, RunStore
+from studio.panels.training_panel import format_duration
+
+COLUMNS = ["Name", "Status", "Algorithm", "Data set", "Device", "Best val. acc.", "Duration", "Steps", "Created"]
+STATUS_COLOURS = {"running": "#1f77b4", "finished": "#2ca02c", "stopped": "#b35c00", "failed": "#d62728",
+                  "interrupted": "#8c564b"}
+RUN_ROLE = Qt.ItemDataRole.UserRole + 1
+
+
+def dataset_label(root: str) -> str:
+    return "built-in glyphs" if root == BUILTIN_GLYPHS else (Path(root).name or root)
+
+
+class _SortItem(QTableWidgetItem):
+    """Sorts by a numeric key when one is set."""
+
+    def __init__(self, text: str, key: Any = None) -> None:
+        super().__init__(text)
+        self.key = key
+
+    def __lt__(self, other: QTableWidgetItem) -> bool:  # noqa: D105
+        if isinstance(other, _SortItem) and self.key is not None and other.key is not None:
+            return self.key < other.key
+        return self.text().lower() < other.text().lower()
+
+
+class RunsPanel(QWidget):
+    """The run history table and its actions."""
+
+    selection_changed = Signal(list)      # list[RunRecord]
+    open_requested = Signal(object)       # RunRecord
+    evaluate_requested = Signal(object)   # RunRecord
+    resume_requested = Signal(object)     # RunRecord
+    error = Signal(str)
+
+    def __init__(self, store: RunStore, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.store = store
+        self.records: list[RunRecord] = []
+        self.confirm: Callable[[str, str], bool] = self._confirm_dialog
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setObjectName("runs_table")
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.DoubleClicked
+                                   | QAbstractItemView.EditTrigger.EditKeyPressed)
+        self.table.verticalHeader().hide()
+        self.table.setAlternatingRowColors(True)
+        self.table.setSortingEnabled(True)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        header.setStretchLastSection(True)
+        self.table.setColumnWidth(0, 240)
+        self.table.itemSelectionChanged.connect(self._selection_changed)
+        self.table.itemChanged.connect(self._item_changed)
+        self.table.doubleClicked.connect(self._double_clicked)
+
+        self.open_button = QPushButton("Open")
+        self.open_button.setToolTip("Show the selected run's curves and load its settings into the forms.")
+        self.evaluate_button = QPushButton("Evaluate…")
+        self.evaluate_button.setToolTip("Evaluate the selected run's best checkpoint on its test classes.")
+        self.resume_button = QPushButton("Continue")
+        self.resume_button.setToolTip("Continue a stopped or interrupted run from its last checkpoint.")
+        self.rename_button = QPushButton("Rename…")
+        self.delete_button = QPushButton("Delete…")
+        self.refresh_button = QPushButton("Refresh")
+        self.open_button.clicked.connect(lambda: self._emit_single(self.open_requested))
+        self.evaluate_button.clicked.connect(lambda: self._emit_single(self.evaluate_requested))
+        self.resume_button.clicked.connect(lambda: self._emit_single(self.resume_requested))
+        self.rename_button.clicked.connect(self.rename_selected)
+        self.delete_button.clicked.connect(self.delete_selected)
+        self.refresh_button.clicked.connect(self.refresh)
+        QShortcut(QKeySequence(Qt.Key.Key_Delete), self.table, self.delete_selected,
+                  context=Qt.ShortcutContext.WidgetShortcut)
+        self.hint = QLabel("Select several runs to overlay their curves.")
+        self.hint.setStyleSheet("color: #808080;")
+        self.hint.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+
+        buttons = QHBoxLayout()
+        for button in (self.open_button, self.evaluate_button, self.resume_button, self.rename_button,
+                       self.delete_button):
+            buttons.addWidget(button)
+        buttons.addWidget(self.hint, 1)
+        buttons.addWidget(self.refresh_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(buttons)
+        layout.addWidget(self.table)
+        self._filling = False
+        self._sorted_once = False
+        self.refresh()
+
+    # -- table --------------------------------------------------------------
+    def refresh(self) -> None:
+        """Re-read the run folders (keeps the selection)."""
+        selected = {r.run_dir for r in self.selected_records()}
+        self.records = self.store.list_runs()
+        self._filling = True
+        self.table.setSortingEnabled(False)
+        self.table.clearSelection()
+        self.table.setRowCount(len(self.records))
+        for row, record in enumerate(self.records):
+            self._fill_row(row, record)
+        self.table.setSortingEnabled(True)
+        for col in range(1, len(COLUMNS)):  # once per refresh, not once per cell
+            self.table.resizeColumnToContents(col)
+        header = self.table.horizontalHeader()
+        if not self._sorted_once:
+            self.table.sortItems(COLUMNS.index("Created"), Qt.SortOrder.DescendingOrder)
+            self._sorted_once = True
+        else:
+            self.table.sortItems(header.sortIndicatorSection(), header.sortIndicatorOrder())
+        for row in range(self.table.rowCount()):
+            if self.table.item(row, 0).data(RUN_ROLE) in {str(d) for d in selected}:
+                self._select_row(row)
+        self._filling = False
+        self._update_buttons()
+
+    def _select_row(self, row: int) -> None:
+        model = self.table.selectionModel()
+        index = self.table.model().index(row, 0)
+        model.select(index, QItemSelectionModel.SelectionFlag.Select | QItemSelectionModel.SelectionFlag.Rows)
+
+    def _fill_row(self, row: int, record: RunRecord) -> None:
+        best = record.best_val_accuracy
+        cells = [
+            _SortItem(record.name),
+            _SortItem(record.status),
+            _SortItem(record.algorithm),
+            _SortItem(dataset_label(record.dataset)),
+            _SortItem(record.device),
+            _SortItem(f"{best:.2%}" if best is not None else "–", best if best is not None else -1.0),
+            _SortItem(format_duration(record.duration_s), record.duration_s),
+            _SortItem(f"{record.steps_done:,} / {record.total_steps:,}", record.steps_done),
+            _SortItem(record.created.replace("T", " ")[:19]),
+        ]
+        status = cells[COLUMNS.index("Status")]
+        cells[COLUMNS.index("Data set")].setToolTip(record.dataset)
+        status.setForeground(QColor(STATUS_COLOURS.get(record.status, "#303030")))
+        if record.message:
+            status.setToolTip(record.message)
+        for col, cell in enumerate(cells):
+            if col != 0:
+                cell.setFlags(cell.flags() & ~Qt.ItemFlag.ItemIsEditable)
+            cell.setData(RUN_ROLE, str(record.run_dir))
+            if COLUMNS[col] in ("Best val. acc.", "Duration", "Steps"):
+                cell.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            self.table.setItem(row, col, cell)
+        cells[0].setToolTip(f"{record.run_dir}\nDouble-click to rename.")
+
+    def record_for(self, run_dir: str | Path) -> RunRecord | None:
+        for record in self.records:
+            if str(record.run_dir) == str(run_dir):
+                return record
+        return None
+
+    def row_of(self, run_dir: str | Path) -> int:
+        for row in range(self.table.rowCount()):
+            if self.table.item(row, 0).data(RUN_ROLE) == str(run_dir):
+                return row
+        return -1
+
+    def selected_records(self) -> list[RunRecord]:
+        rows = sorted({index.row() for index in self.table.selectionModel().selectedRows()})
+        out = []
+        for row in rows:
+            record = self.record_for(self.table.item(row, 0).data(RUN_ROLE))
+            if record is not None:
+                out.append(record)
+        return out
+
+    def select_runs(self, run_dirs: list[str | Path]) -> None:
+        self.table.clearSelection()
+        for run_dir in run_dirs:
+            row = self.row_of(run_dir)
+            if row >= 0:
+                self._select_row(row)
+
+    def _selection_changed(self) -> None:
+        if self._filling:
+            return
+        self._update_buttons()
+        self.selection_changed.emit(self.selected_records())
+
+    def _update_buttons(self) -> None:
+        records = self.selected_records()
+        single = len(records) == 1
+        self.open_button.setEnabled(single)
+        self.evaluate_button.setEnabled(single and records[0].best_checkpoint.is_file() if single else False)
+        self.resume_button.setEnabled(single and records[0].status in ("stopped", "interrupted")
+                                      and records[0].last_checkpoint.is_file() if single else False)
+        self.rename_button.setEnabled(single)
+        self.delete_button.setEnabled(bool(records) and all(r.status != "running" for r in records))
+
+    def _emit_single(self, signal: Any) -> None:
+        records = self.selected_records()
+        if len(records) == 1:
+            signal.emit(records[0])
+
+    def _double_clicked(self, index: Any) -> None:
+        if index.column() != 0:
+            record = self.record_for(self.table.item(index.row(), 0).data(RUN_ROLE))
+            if record is not None:
+                self.open_requested.emit(record)
+
+    # -- rename / delete ----------------------------------------------------
+    def _item_changed(self, item: QTableWidgetItem) -> None:
+        if self._filling or item.column() != 0:
+            return
+        record = self.record_for(item.data(RUN_ROLE))
+        if record is None or item.text() == record.name:
+            return
+        self.rename(record, item.text())
+
+    def rename(self, record: RunRecord, name: str) -> bool:
+        try:
+            self.store.rename(record.run_dir, name)
+        except EngineError as error:
+            self.error.emit(str(error))
+            self.refresh()
+            return False
+        self.refresh()
+        return True
+
+    def rename_selected(self) -> None:
+        records = self.selected_records()
+        if len(records) != 1:
+            return
+        name, ok = QInputDialog.getText(self, "Rename run", "New name:", text=records[0].name)
+        if ok:
+            self.rename(records[0], name)
+
+    def delete_selected(self) -> None:
+        records = [r for r in self.selected_records() if r.status != "running"]
+        if not records:
+            return
+        names = "\n".join(f"  • {r.name}" for r in records[:10]) + ("\n  …" if len(records) > 10 else "")
+        if not self.confirm("Delete runs", f"Delete {len(records)} run(s) and their checkpoints from disk?\n\n{names}"):
+            return
+        for record in records:
+            try:
+                self.store.delete(record.run_dir)
+            except (EngineError, OSError) as error:
+                self.error.emit(str(error))
+        self.refresh()
+        self.selection_changed.emit(self.selected_records())
+
+    def _confirm_dialog(self, title: str, text: str) -> bool:
+        answer = QMessageBox.question(self, title, text, QMessageBox.StandardButton.Yes
+                                      | QMessageBox.StandardButton.Cancel, QMessageBox.StandardButton.Cancel)
+        return answer == QMessageBox.StandardButton.Yes

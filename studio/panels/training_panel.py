@@ -1,0 +1,144 @@
+"""Training controls: Train, Pause/Resume, Stop, the device and a progress bar with speed and time left."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QHBoxLayout, QLabel, QProgressBar, QPushButton, QSizePolicy, QStyle, QVBoxLayout,
+                               QWidget)
+
+from studio.panels.device_panel import DevicePanel
+
+
+def format_duration(seconds: float) -> str:
+    if not math.isfinite(seconds) or seconds < 0:
+        return "–"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m {seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+class TrainingPanel(QWidget):
+    """The run controls. State: "idle", "starting", "running", "paused", "stopping"."""
+
+    train_clicked = Signal()
+    pause_clicked = Signal()
+    stop_clicked = Signal()
+
+    def __init__(self, device_panel: DevicePanel | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        style = self.style()
+        self.train_button = QPushButton(style.standardIcon(QStyle.StandardPixmap.SP_MediaPlay), "Train")
+        self.train_button.setObjectName("train_button")
+        self.train_button.setToolTip("Start training with these settings (Ctrl+Enter)")
+        self.train_button.setDefault(True)
+        self.train_button.setMinimumWidth(90)
+        self.train_button.setStyleSheet("QPushButton:enabled { font-weight: bold; }")
+        self.pause_button = QPushButton(style.standardIcon(QStyle.StandardPixmap.SP_MediaPause), "Pause")
+        self.pause_button.setObjectName("pause_button")
+        self.pause_button.setToolTip("Pause after the current step / resume")
+        self.stop_button = QPushButton(style.standardIcon(QStyle.StandardPixmap.SP_MediaStop), "Stop")
+        self.stop_button.setObjectName("stop_button")
+        self.stop_button.setToolTip("Stop after the current step; the checkpoint is kept (Esc)")
+        self.train_button.clicked.connect(self.train_clicked)
+        self.pause_button.clicked.connect(self.pause_clicked)
+        self.stop_button.clicked.connect(self.stop_clicked)
+
+        self.device_panel = device_panel or DevicePanel()
+        self.progress = QProgressBar()
+        self.progress.setObjectName("training_progress")
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setFormat("idle")
+        self.progress.setToolTip("Training progress")
+        self.progress.setMinimumWidth(150)
+        self.rate_label = QLabel("")
+        self.rate_label.setObjectName("rate_label")
+        self.rate_label.setMinimumWidth(60)
+        self.rate_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.message_label = QLabel("")
+        self.message_label.setObjectName("train_message")
+        self.message_label.setWordWrap(True)
+        self.message_label.setStyleSheet("color: #d62728;")
+        self.message_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.message_label.hide()
+
+        row = QHBoxLayout()
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.train_button)
+        row.addWidget(self.pause_button)
+        row.addWidget(self.stop_button)
+        row.addSpacing(12)
+        row.addWidget(self.device_panel)
+        row.addSpacing(12)
+        row.addWidget(self.progress, 1)
+        row.addWidget(self.rate_label, 1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 4, 6, 4)
+        layout.setSpacing(2)
+        layout.addLayout(row)
+        layout.addWidget(self.message_label)
+        self.state = "idle"
+        self._blocked_message = ""
+        self.set_state("idle")
+
+    # -- state --------------------------------------------------------------
+    def set_state(self, state: str) -> None:
+        self.state = state
+        busy = state in ("starting", "running", "paused", "stopping")
+        self.train_button.setEnabled(not busy and not self._blocked_message)
+        self.pause_button.setEnabled(state in ("running", "paused"))
+        self.pause_button.setText("Resume" if state == "paused" else "Pause")
+        self.pause_button.setIcon(self.style().standardIcon(
+            QStyle.StandardPixmap.SP_MediaPlay if state == "paused" else QStyle.StandardPixmap.SP_MediaPause))
+        self.stop_button.setEnabled(state in ("starting", "running", "paused"))
+        self.device_panel.setEnabled(not busy)
+        if state == "starting":
+            self.progress.setRange(0, 0)
+            self.rate_label.setText("loading data and building the model…")
+        elif state == "paused":
+            self.rate_label.setText("paused")
+        elif state == "stopping":
+            self.rate_label.setText("stopping after this step…")
+
+    def set_blocked(self, message: str) -> None:
+        """Disable Train with a visible reason (e.g. the invalid field), or enable it with ""."""
+        self._blocked_message = message
+        self.message_label.setText(f"Cannot train yet: {message}" if message else "")
+        self.message_label.setVisible(bool(message))
+        self.set_state(self.state)
+
+    @property
+    def blocked_message(self) -> str:
+        return self._blocked_message
+
+    # -- progress -----------------------------------------------------------
+    def show_start(self, start_step: int, total_steps: int) -> None:
+        self.progress.setRange(0, max(total_steps, 1))
+        self.progress.setValue(start_step)
+        self.progress.setFormat(f"step {start_step} / {total_steps}")
+
+    def show_step(self, metrics: Any) -> None:
+        if self.progress.maximum() != metrics.total_steps:
+            self.progress.setRange(0, max(metrics.total_steps, 1))
+        self.progress.setValue(metrics.step)
+        self.progress.setFormat(f"step {metrics.step:,} / {metrics.total_steps:,}  (%p%)")
+        if self.state == "running":
+            self.rate_label.setText(f"{metrics.episodes_per_second:,.1f} episodes/s · "
+                                    f"elapsed {format_duration(metrics.elapsed_s)} · "
+                                    f"{format_duration(metrics.eta_s)} left")
+
+    def show_end(self, status: str, steps_done: int | None = None, message: str = "") -> None:
+        if self.progress.maximum() == 0:
+            self.progress.setRange(0, 1)
+            self.progress.setValue(0)
+        text = {"finished": "finished", "stopped": "stopped", "failed": "failed"}.get(status, status)
+        self.progress.setFormat(f"{text} at step {steps_done:,}" if steps_done is not None else text)
+        self.rate_label.setText(message)

@@ -1,0 +1,579 @@
+"""Live training curves and evaluation charts (pyqtgraph).
+
+Curves are created once and updated with ``setData``; data lives in numpy
+arrays that grow by doubling (amortised O(1) appends), and the plots redraw on
+a timer only when new points arrived. Auto down-sampling ("peak") and
+clip-to-view keep a 100k-step run smooth.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QFont, QPen
+from PySide6.QtWidgets import QCheckBox, QGridLayout, QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
+
+pg.setConfigOptions(antialias=False, background="w", foreground="#303030")
+
+PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+           "#7f7f7f", "#bcbd22"]
+
+
+class GrowingArray:
+    """A float64 array with amortised O(1) appends (capacity doubles when full)."""
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self._data = np.empty(max(1, capacity), dtype=np.float64)
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def _reserve(self, needed: int) -> None:
+        if needed <= self._data.size:
+            return
+        capacity = self._data.size
+        while capacity < needed:
+            capacity *= 2
+        grown = np.empty(capacity, dtype=np.float64)
+        grown[: self._size] = self._data[: self._size]
+        self._data = grown
+
+    def extend(self, values: Iterable[float] | np.ndarray) -> None:
+        values = np.asarray(values if isinstance(values, np.ndarray) else list(values), dtype=np.float64)
+        self._reserve(self._size + values.size)
+        self._data[self._size: self._size + values.size] = values
+        self._size += values.size
+
+    def append(self, value: float) -> None:
+        self._reserve(self._size + 1)
+        self._data[self._size] = value
+        self._size += 1
+
+    @property
+    def view(self) -> np.ndarray:
+        """The filled part (a view, not a copy)."""
+        return self._data[: self._size]
+
+    @property
+    def capacity(self) -> int:
+        return self._data.size
+
+    def clear(self) -> None:
+        self._size = 0
+
+
+class EmaSeries:
+    """Raw values plus their bias-corrected exponential moving average, kept incrementally."""
+
+    def __init__(self, alpha: float = 0.0) -> None:
+        self.x = GrowingArray()
+        self.raw = GrowingArray()
+        self.smooth = GrowingArray()
+        self.alpha = alpha
+        self._ema = 0.0
+        self._weight = 0.0
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def extend(self, xs: Sequence[float], ys: Sequence[float]) -> None:
+        self.x.extend(xs)
+        self.raw.extend(ys)
+        self.smooth.extend(self._smooth_values(ys))
+
+    def _smooth_values(self, ys: Iterable[float]) -> list[float]:
+        a = self.alpha
+        out = []
+        ema, weight = self._ema, self._weight
+        for y in ys:
+            if not math.isfinite(y):
+                out.append(float("nan"))
+                continue
+            ema = a * ema + (1.0 - a) * y
+            weight = a * weight + (1.0 - a)
+            out.append(ema / weight if weight > 0 else y)
+        self._ema, self._weight = ema, weight
+        return out
+
+    def set_alpha(self, alpha: float) -> None:
+        """Change the smoothing and recompute the whole smoothed series."""
+        self.alpha = float(alpha)
+        self._ema = self._weight = 0.0
+        raw = self.raw.view.copy()
+        self.smooth.clear()
+        self.smooth.extend(self._smooth_values(raw.tolist()))
+
+    def clear(self) -> None:
+        self.x.clear()
+        self.raw.clear()
+        self.smooth.clear()
+        self._ema = self._weight = 0.0
+
+
+def _configure_plot(plot: pg.PlotItem, title: str, y_label: str) -> None:
+    plot.setTitle(title, size="10pt")
+    plot.setLabel("bottom", "step")
+    plot.setLabel("left", y_label)
+    for axis in ("left", "bottom"):
+        plot.getAxis(axis).enableAutoSIPrefix(False)
+    plot.getAxis("left").setWidth(56)  # a fixed width: new tick labels never re-layout the plot
+    plot.showGrid(x=False, y=True, alpha=0.25)
+    plot.setDownsampling(auto=True, mode="peak")
+    plot.setClipToView(True)
+    plot.getViewBox().setMouseMode(pg.ViewBox.RectMode)
+
+
+class HoverReadout:
+    """A vertical crosshair and a label with the step and the values of the curves under the mouse."""
+
+    def __init__(self, plot: pg.PlotItem, fmt: str = "{:.4g}") -> None:
+        self.plot = plot
+        self.fmt = fmt
+        self.line = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen("#888888", style=Qt.PenStyle.DashLine))
+        self.label = pg.TextItem(anchor=(0, 0), color="#202020", fill=pg.mkBrush(255, 255, 255, 220),
+                                 border=pg.mkPen("#bbbbbb"))
+        self.label.setZValue(100)
+        self.line.setZValue(99)
+        self.hide()
+        plot.addItem(self.line, ignoreBounds=True)
+        plot.addItem(self.label, ignoreBounds=True)
+        self.text = ""
+        self._proxy = pg.SignalProxy(plot.scene().sigMouseMoved, rateLimit=30, slot=self._moved)
+
+    def hide(self) -> None:
+        self.line.hide()
+        self.label.hide()
+
+    def _moved(self, event: tuple[Any, ...]) -> None:
+        position = event[0]
+        view = self.plot.getViewBox()
+        if not self.plot.sceneBoundingRect().contains(position):
+            self.hide()
+            return
+        point = view.mapSceneToView(position)
+        self.show_at(point.x())
+
+    def show_at(self, x: float) -> str:
+        """Place the read-out at step ``x``; returns the text shown (empty if no curve has data)."""
+        lines = []
+        step = None
+        for item in self.plot.listDataItems():
+            xs, ys = item.xData, item.yData
+            name = item.name()
+            if xs is None or len(xs) == 0 or not name:
+                continue
+            i = int(np.clip(np.searchsorted(xs, x), 0, len(xs) - 1))
+            if i > 0 and abs(xs[i - 1] - x) < abs(xs[i] - x):
+                i -= 1
+            step = xs[i] if step is None else step
+            lines.append(f"{name}: {self.fmt.format(ys[i])}")
+        if not lines:
+            self.hide()
+            return ""
+        self.text = f"step {int(step)}\n" + "\n".join(lines)
+        self.label.setText(self.text)
+        view_range = self.plot.getViewBox().viewRange()
+        self.line.setPos(step)
+        self.label.setPos(step, view_range[1][1])
+        self.line.show()
+        self.label.show()
+        return self.text
+
+
+@dataclass
+class _RunCurves:
+    """The curves of one overlaid past run."""
+
+    loss: pg.PlotDataItem
+    accuracy: pg.PlotDataItem
+    val: pg.PlotDataItem
+    lr: pg.PlotDataItem
+
+
+class TrainingPlots(QWidget):
+    """Four live plots: training loss, training accuracy, validation accuracy (95% CI band), learning rate.
+
+    Feed it with :meth:`add_steps` (a list of StepMetrics-like objects) and
+    :meth:`add_validation`. A timer ticking at ``refresh_hz`` pushes new data to
+    at most ``plots_per_tick`` changed plots per tick (round robin), so the GUI
+    thread never spends long in one paint, even with a busy training thread.
+    Past runs can be overlaid with :meth:`set_overlays`.
+    """
+
+    smoothing_changed = Signal(float)
+    PLOTS = ("loss", "accuracy", "val", "lr")
+
+    def __init__(self, refresh_hz: float = 20.0, plots_per_tick: int = 1, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.loss = EmaSeries()
+        self.accuracy = EmaSeries()
+        self.lr_x = GrowingArray()
+        self.lr_y = GrowingArray()
+        self.val_x = GrowingArray()
+        self.val_y = GrowingArray()
+        self.val_ci = GrowingArray()
+        self._dirty: set[str] = set()
+        self._next = 0
+        self.plots_per_tick = plots_per_tick
+        self.n_redraws = 0
+        self._overlays: list[_RunCurves] = []
+
+        self.widgets = {name: pg.PlotWidget() for name in self.PLOTS}
+        self.graphics = QWidget()
+        self.graphics.setMinimumSize(400, 300)
+        grid = QGridLayout(self.graphics)
+        grid.setContentsMargins(0, 0, 0, 0)
+        grid.setSpacing(2)
+        for i, name in enumerate(self.PLOTS):
+            grid.addWidget(self.widgets[name], i // 2, i % 2)
+        self.loss_plot = self.widgets["loss"].getPlotItem()
+        self.accuracy_plot = self.widgets["accuracy"].getPlotItem()
+        self.val_plot = self.widgets["val"].getPlotItem()
+        self.lr_plot = self.widgets["lr"].getPlotItem()
+        _configure_plot(self.loss_plot, "Training loss", "loss")
+        _configure_plot(self.accuracy_plot, "Training accuracy", "accuracy")
+        _configure_plot(self.val_plot, "Validation accuracy (95% CI)", "accuracy")
+        _configure_plot(self.lr_plot, "Learning rate", "lr")
+
+        raw_pen = pg.mkPen(QColor(31, 119, 180, 70), width=1)
+        main_pen = pg.mkPen(PALETTE[0], width=2)
+        self.loss_raw = self.loss_plot.plot([], [], pen=raw_pen)
+        self.loss_curve = self.loss_plot.plot([], [], pen=main_pen, name="loss")
+        self.accuracy_raw = self.accuracy_plot.plot([], [], pen=raw_pen)
+        self.accuracy_curve = self.accuracy_plot.plot([], [], pen=main_pen, name="accuracy")
+        self.val_upper = pg.PlotDataItem([], [], pen=pg.mkPen(None))
+        self.val_lower = pg.PlotDataItem([], [], pen=pg.mkPen(None))
+        self.val_band = pg.FillBetweenItem(self.val_upper, self.val_lower, brush=pg.mkBrush(214, 39, 40, 50))
+        self.val_plot.addItem(self.val_upper)
+        self.val_plot.addItem(self.val_lower)
+        self.val_plot.addItem(self.val_band)
+        self.val_curve = self.val_plot.plot([], [], pen=pg.mkPen(PALETTE[1], width=2), symbol="o", symbolSize=5,
+                                            symbolBrush=PALETTE[1], symbolPen=None, name="val accuracy")
+        self.lr_curve = self.lr_plot.plot([], [], pen=pg.mkPen(PALETTE[2], width=2), name="lr")
+        self.main_curves = {"loss": self.loss_curve, "accuracy": self.accuracy_curve, "val": self.val_curve,
+                            "lr": self.lr_curve}
+        self.readouts = [HoverReadout(self.loss_plot), HoverReadout(self.accuracy_plot),
+                         HoverReadout(self.val_plot), HoverReadout(self.lr_plot, fmt="{:.3g}")]
+
+        self.smoothing_slider = QSlider(Qt.Orientation.Horizontal)
+        self.smoothing_slider.setRange(0, 99)
+        self.smoothing_slider.setValue(85)
+        self.smoothing_slider.setFixedWidth(160)
+        self.smoothing_slider.setToolTip("Exponential moving average of the training curves "
+                                         "(0 = raw values; the raw curve stays visible, faint).")
+        self.smoothing_label = QLabel()
+        self.smoothing_slider.valueChanged.connect(self._smoothing_moved)
+        self.show_raw = QCheckBox("raw")
+        self.show_raw.setChecked(True)
+        self.show_raw.setToolTip("Show the unsmoothed training curves, faint, behind the smoothed ones.")
+        self.show_raw.toggled.connect(self._toggle_raw)
+        self.status_label = QLabel("No run yet: press Train.")
+        self.status_label.setStyleSheet("color: #606060;")
+
+        bar = QHBoxLayout()
+        bar.addWidget(self.status_label, 1)
+        bar.addWidget(QLabel("Smoothing"))
+        bar.addWidget(self.smoothing_slider)
+        bar.addWidget(self.smoothing_label)
+        bar.addWidget(self.show_raw)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(bar)
+        layout.addWidget(self.graphics, 1)
+        self._smoothing_moved(self.smoothing_slider.value())
+
+        self.timer = QTimer(self)
+        self.timer.setInterval(int(1000 / refresh_hz))
+        self.timer.timeout.connect(self.refresh)
+        self.timer.start()
+
+    # -- data in ------------------------------------------------------------
+    def clear(self) -> None:
+        for series in (self.loss, self.accuracy):
+            series.clear()
+        for array in (self.lr_x, self.lr_y, self.val_x, self.val_y, self.val_ci):
+            array.clear()
+        self._dirty.update(self.PLOTS)
+
+    def add_steps(self, metrics: Sequence[Any]) -> None:
+        """Append step metrics (objects with step, loss, accuracy, lr attributes)."""
+        if not metrics:
+            return
+        steps = [m.step for m in metrics]
+        self.loss.extend(steps, [m.loss for m in metrics])
+        self.accuracy.extend(steps, [m.accuracy for m in metrics])
+        self.lr_x.extend(steps)
+        self.lr_y.extend([m.lr for m in metrics])
+        self._dirty.update(("loss", "accuracy", "lr"))
+
+    def add_validation(self, step: int, accuracy: float, ci95: float) -> None:
+        self.val_x.append(step)
+        self.val_y.append(accuracy)
+        self.val_ci.append(ci95)
+        self._dirty.add("val")
+
+    def load_metrics(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Replace the curves with a finished run's metrics.jsonl rows."""
+        self.clear()
+        steps, vals = split_metric_rows(rows)
+        self.loss.extend(steps["step"], steps["loss"])
+        self.accuracy.extend(steps["step"], steps["accuracy"])
+        self.lr_x.extend(steps["step"])
+        self.lr_y.extend(steps["lr"])
+        self.val_x.extend(vals["step"])
+        self.val_y.extend(vals["accuracy"])
+        self.val_ci.extend(vals["ci95"])
+        self.refresh(everything=True)
+        for plot in (self.loss_plot, self.accuracy_plot, self.val_plot):
+            plot.enableAutoRange()
+        self.auto_step_range()
+        self._fit_lr_range()
+
+    @property
+    def n_points(self) -> int:
+        return len(self.loss)
+
+    # -- overlays -----------------------------------------------------------
+    def set_overlays(self, runs: Sequence[tuple[str, Sequence[dict[str, Any]]]]) -> None:
+        """Overlay past runs' curves: a list of (label, metrics rows); an empty list removes them."""
+        for curves in self._overlays:
+            self.loss_plot.removeItem(curves.loss)
+            self.accuracy_plot.removeItem(curves.accuracy)
+            self.val_plot.removeItem(curves.val)
+            self.lr_plot.removeItem(curves.lr)
+        self._overlays = []
+        if runs:
+            self._ensure_legends()
+        for i, (label, rows) in enumerate(runs):
+            steps, vals = split_metric_rows(rows)
+            pen = pg.mkPen(PALETTE[(i + 3) % len(PALETTE)], width=1.5, style=Qt.PenStyle.DashLine)
+            smooth = self.loss.alpha
+            self._overlays.append(_RunCurves(
+                self.loss_plot.plot(steps["step"], ema(steps["loss"], smooth), pen=pen, name=label),
+                self.accuracy_plot.plot(steps["step"], ema(steps["accuracy"], smooth), pen=pen, name=label),
+                self.val_plot.plot(vals["step"], vals["accuracy"], pen=pen, symbol="t", symbolSize=6,
+                                   symbolBrush=pen.color(), symbolPen=None, name=label),
+                self.lr_plot.plot(steps["step"], steps["lr"], pen=pen, name=label),
+            ))
+
+    @property
+    def n_overlays(self) -> int:
+        return len(self._overlays)
+
+    def _ensure_legends(self) -> None:
+        """Legends appear with the first overlay (a single live run needs none: the titles say it)."""
+        for name in self.PLOTS:
+            plot = self.widgets[name].getPlotItem()
+            if plot.legend is None:
+                legend = plot.addLegend(offset=(-8, 8) if name == "loss" else (-8, -8),
+                                        labelTextSize="8pt")
+                legend.addItem(self.main_curves[name], "this run")
+
+    # -- drawing ------------------------------------------------------------
+    def _smoothing_moved(self, value: int) -> None:
+        alpha = value / 100.0
+        self.smoothing_label.setText(f"{alpha:.2f}")
+        self.loss.set_alpha(alpha)
+        self.accuracy.set_alpha(alpha)
+        self._dirty.update(("loss", "accuracy"))
+        self.refresh(everything=True)
+        self.smoothing_changed.emit(alpha)
+
+    def set_smoothing(self, alpha: float) -> None:
+        self.smoothing_slider.setValue(int(round(alpha * 100)))
+
+    def _toggle_raw(self, shown: bool) -> None:
+        self.loss_raw.setVisible(shown)
+        self.accuracy_raw.setVisible(shown)
+
+    def refresh(self, everything: bool = False) -> bool:
+        """Push new data to the changed plots (``plots_per_tick`` of them, or all with ``everything``).
+
+        Returns False (and does nothing) when nothing changed.
+        """
+        if not self._dirty:
+            return False
+        budget = len(self.PLOTS) if everything else self.plots_per_tick
+        for _ in range(len(self.PLOTS)):
+            if budget == 0 or not self._dirty:
+                break
+            name = self.PLOTS[self._next]
+            self._next = (self._next + 1) % len(self.PLOTS)
+            if name in self._dirty:
+                self._dirty.discard(name)
+                self._update_plot(name)
+                budget -= 1
+        self.n_redraws += 1
+        return True
+
+    def _fit_lr_range(self) -> None:
+        """A constant learning rate would get a meaningless +-0.5 range: show it from 0 instead."""
+        view = self.lr_plot.getViewBox()
+        values = self.lr_y.view
+        finite = values[np.isfinite(values)]
+        if finite.size == 0:
+            return
+        low, high = float(finite.min()), float(finite.max())
+        if high - low <= 1e-9 * max(abs(high), 1e-30):
+            view.disableAutoRange(axis=pg.ViewBox.YAxis)
+            view.setYRange(0.0, high * 1.25 if high > 0 else 1.0, padding=0)
+        elif not view.state["autoRange"][1]:
+            view.enableAutoRange(axis=pg.ViewBox.YAxis)
+
+    def set_step_range(self, total_steps: int) -> None:
+        """Fix every plot's step axis to 0..total_steps for a live run: aligned plots, and axes that
+        do not change (nor repaint) with every new point. Zooming with the mouse still works."""
+        for plot in (self.loss_plot, self.accuracy_plot, self.val_plot, self.lr_plot):
+            view = plot.getViewBox()
+            view.disableAutoRange(axis=pg.ViewBox.XAxis)
+            view.setXRange(0, max(total_steps, 1), padding=0.01)
+
+    def auto_step_range(self) -> None:
+        for plot in (self.loss_plot, self.accuracy_plot, self.val_plot, self.lr_plot):
+            plot.getViewBox().enableAutoRange(axis=pg.ViewBox.XAxis)
+
+    @property
+    def pending(self) -> bool:
+        """Whether some plot has data it does not show yet."""
+        return bool(self._dirty)
+
+    def _update_plot(self, name: str) -> None:
+        if name == "loss":
+            self.loss_raw.setData(self.loss.x.view, self.loss.raw.view)
+            self.loss_curve.setData(self.loss.x.view, self.loss.smooth.view)
+        elif name == "accuracy":
+            self.accuracy_raw.setData(self.accuracy.x.view, self.accuracy.raw.view)
+            self.accuracy_curve.setData(self.accuracy.x.view, self.accuracy.smooth.view)
+        elif name == "lr":
+            self.lr_curve.setData(self.lr_x.view, self.lr_y.view)
+            self._fit_lr_range()
+        else:
+            vx, vy, ci = self.val_x.view, self.val_y.view, self.val_ci.view
+            self.val_upper.setData(vx, vy + ci)
+            self.val_lower.setData(vx, vy - ci)
+            self.val_curve.setData(vx, vy)
+
+
+def ema(values: Sequence[float], alpha: float) -> np.ndarray:
+    series = EmaSeries(alpha)
+    series.extend(range(len(values)), values)
+    return series.smooth.view.copy()
+
+
+def split_metric_rows(rows: Sequence[dict[str, Any]]) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """metrics.jsonl rows -> (step columns: step/loss/accuracy/lr, validation columns: step/accuracy/ci95)."""
+    steps: dict[str, list[float]] = {"step": [], "loss": [], "accuracy": [], "lr": []}
+    vals: dict[str, list[float]] = {"step": [], "accuracy": [], "ci95": []}
+    for row in rows:
+        kind = row.get("kind", "step")
+        try:
+            if kind == "step":
+                values = [float(row.get(k, math.nan)) for k in ("step", "loss", "accuracy", "lr")]
+                for key, value in zip(("step", "loss", "accuracy", "lr"), values):
+                    steps[key].append(value)
+            elif kind == "validation":
+                values = [float(row.get(k, math.nan)) for k in ("step", "accuracy", "ci95")]
+                for key, value in zip(("step", "accuracy", "ci95"), values):
+                    vals[key].append(value)
+        except (TypeError, ValueError):
+            continue
+    return steps, vals
+
+
+# ---------------------------------------------------------------------------
+# Evaluation charts
+# ---------------------------------------------------------------------------
+class ConfusionMatrixView(pg.GraphicsLayoutWidget):
+    """A heatmap of a confusion matrix (rows = true class, columns = predicted), row-normalised."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.plot = self.addPlot()
+        self.plot.setTitle("Confusion matrix (row-normalised)", size="10pt")
+        self.plot.setLabel("left", "true class")
+        self.plot.setLabel("bottom", "predicted class")
+        self.plot.invertY(True)
+        self.plot.setAspectLocked(True)
+        self.plot.getViewBox().setMouseEnabled(x=True, y=True)
+        self.image = pg.ImageItem(axisOrder="row-major")
+        self.plot.addItem(self.image)
+        self.colormap = pg.colormap.get("viridis")
+        self.image.setLookupTable(self.colormap.getLookupTable(nPts=256))
+        self.colorbar = pg.ColorBarItem(values=(0.0, 1.0), colorMap=self.colormap, interactive=False, width=12)
+        self.colorbar.setImageItem(self.image, insert_in=self.plot)
+        self.matrix = np.zeros((0, 0))
+        self.counts = np.zeros((0, 0))
+        self.hover_label = pg.TextItem(color="#ffffff", fill=pg.mkBrush(0, 0, 0, 180), anchor=(0, 1))
+        self.hover_label.setZValue(10)
+        self.hover_label.hide()
+        self.plot.addItem(self.hover_label, ignoreBounds=True)
+        self.class_names: list[str] = []
+        self._proxy = pg.SignalProxy(self.plot.scene().sigMouseMoved, rateLimit=30, slot=self._moved)
+
+    def set_matrix(self, counts: np.ndarray, class_names: Sequence[str]) -> None:
+        counts = np.asarray(counts, dtype=np.float64)
+        totals = counts.sum(axis=1, keepdims=True)
+        self.counts = counts
+        self.matrix = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+        self.class_names = list(class_names)
+        self.image.setImage(self.matrix, levels=(0.0, 1.0), autoLevels=False)
+        self.image.setRect(0, 0, counts.shape[1], counts.shape[0])
+        n = counts.shape[0]
+        self.plot.getAxis("bottom").setTicks([_index_ticks(n, 12)])
+        self.plot.getAxis("left").setTicks([_index_ticks(n, 24)])
+        self.plot.autoRange()
+
+    def _moved(self, event: tuple[Any, ...]) -> None:
+        position = event[0]
+        if self.matrix.size == 0 or not self.plot.sceneBoundingRect().contains(position):
+            self.hover_label.hide()
+            return
+        point = self.plot.getViewBox().mapSceneToView(position)
+        row, col = int(math.floor(point.y())), int(math.floor(point.x()))
+        n_rows, n_cols = self.matrix.shape
+        if not (0 <= row < n_rows and 0 <= col < n_cols):
+            self.hover_label.hide()
+            return
+        name = (lambda i: self.class_names[i] if i < len(self.class_names) else str(i))
+        self.hover_label.setText(f"true {row} {name(row)}\npred {col} {name(col)}\n"
+                                 f"{self.matrix[row, col]:.0%} ({int(self.counts[row, col])})")
+        self.hover_label.setPos(point.x(), point.y())
+        self.hover_label.show()
+
+
+def _index_ticks(n: int, max_ticks: int) -> list[tuple[float, str]]:
+    """Tick labels at cell centres: every class when few, else a round stride."""
+    every = 1
+    for stride in (1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000):
+        every = stride
+        if n / stride <= max_ticks:
+            break
+    return [(i + 0.5, str(i)) for i in range(0, n, every)]
+
+
+class BarChart(pg.PlotWidget):
+    """Per-class accuracy as bars (class index on the x axis)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setTitle("Per-class accuracy", size="10pt")
+        self.setLabel("bottom", "test class")
+        self.setLabel("left", "accuracy")
+        for axis in ("left", "bottom"):
+            self.getAxis(axis).enableAutoSIPrefix(False)
+        self.showGrid(y=True, alpha=0.25)
+        self.setYRange(0, 1)
+        self.bars = pg.BarGraphItem(x=[], height=[], width=0.8, brush=PALETTE[0])
+        self.addItem(self.bars)
+
+    def set_values(self, values: Sequence[float]) -> None:
+        values = np.nan_to_num(np.asarray(values, dtype=np.float64))
+        self.bars.setOpts(x=np.arange(len(values)), height=values, width=0.8)
+        self.setXRange(-0.5, max(len(values) - 0.5, 0.5))
+        self.setYRange(0, 1.0)

@@ -1,0 +1,399 @@
+"""The one bridge between engine callbacks and Qt signals.
+
+Everything slow (training, evaluation, data loading, adaptation) runs in a
+``QThread``; results come back as queued signals, so slots always run in the
+GUI thread. Nothing in this module trains or evaluates anything itself: it only
+calls the engine and forwards what the engine reports.
+
+* :class:`QtCallbackAdapter` is an :class:`engine.training.callbacks.Callback`
+  whose hooks emit signals. Step metrics are coalesced: at most
+  ``max_rate_hz`` emissions per second, each carrying every step since the last
+  one, so no point is lost and the GUI is never flooded.
+* :class:`TrainingWorker` runs one :class:`engine.training.trainer.Trainer` in a
+  thread and exposes ``pause()`` / ``resume()`` / ``stop()`` through a
+  :class:`engine.training.control.RunControl`.
+* :func:`run_in_worker` runs any function in a thread with progress, cancel and
+  error reporting (evaluation, data loading, the adapt panel).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from PySide6.QtCore import QObject, QThread, QTimer, Qt, Signal
+
+from engine.config import RunConfig
+from engine.errors import EngineError
+from engine.training.callbacks import (Callback, CheckpointInfo, RunInfo, RunSummary, StepMetrics,
+                                       ValidationResult)
+from engine.training.control import RunControl
+
+log = logging.getLogger("studio")
+
+ProgressFn = Callable[[int, int], None]
+StopFn = Callable[[], bool]
+
+
+def describe_exception(error: BaseException) -> str:
+    """The one-line message the user sees: an EngineError's own text, else type and message."""
+    if isinstance(error, EngineError):
+        return str(error)
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+# ---------------------------------------------------------------------------
+# Training callbacks -> signals
+# ---------------------------------------------------------------------------
+class QtCallbackAdapter(QObject, Callback):
+    """Turns trainer callbacks (called in the worker thread) into Qt signals.
+
+    ``steps`` carries a ``list[StepMetrics]``: the steps since the previous
+    emission. Call :meth:`flush` (from any thread) to emit what is pending now,
+    e.g. after a pause; every other hook flushes pending steps first so the
+    order of events is kept.
+    """
+
+    run_started = Signal(object)      # RunInfo
+    steps = Signal(list)              # list[StepMetrics]
+    validation = Signal(object)       # ValidationResult
+    checkpoint = Signal(object)       # CheckpointInfo
+    log = Signal(str, str)            # message, level
+    finished = Signal(object)         # RunSummary
+    failed = Signal(str, object)      # message, RunSummary | None
+
+    def __init__(self, max_rate_hz: float = 25.0, parent: QObject | None = None) -> None:
+        QObject.__init__(self, parent)
+        self.min_interval_s = 1.0 / max_rate_hz
+        self._lock = threading.Lock()
+        self._pending: list[StepMetrics] = []
+        self._last_emit = 0.0
+        self.n_emissions = 0
+
+    # -- hooks (worker thread) ----------------------------------------------
+    def on_run_start(self, info: RunInfo) -> None:
+        self.run_started.emit(info)
+
+    def on_step(self, metrics: StepMetrics) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._pending.append(metrics)
+            if now - self._last_emit < self.min_interval_s:
+                return
+            batch, self._pending = self._pending, []
+            self._last_emit = now
+        self._emit_steps(batch)
+
+    def on_validation(self, result: ValidationResult) -> None:
+        self.flush()
+        self.validation.emit(result)
+
+    def on_checkpoint(self, info: CheckpointInfo) -> None:
+        self.flush()
+        self.checkpoint.emit(info)
+
+    def on_log(self, message: str, level: str = "info") -> None:
+        self.log.emit(message, level)
+
+    def on_finished(self, summary: RunSummary) -> None:
+        self.flush()
+        self.finished.emit(summary)
+
+    def on_failed(self, message: str, summary: RunSummary) -> None:
+        self.flush()
+        self.failed.emit(message, summary)
+
+    # -- any thread ---------------------------------------------------------
+    def flush(self, only_if_stale: bool = False) -> None:
+        """Emit the pending steps now (with ``only_if_stale``: only if the rate limit allows)."""
+        now = time.monotonic()
+        with self._lock:
+            if not self._pending or (only_if_stale and now - self._last_emit < self.min_interval_s):
+                return
+            batch, self._pending = self._pending, []
+            self._last_emit = now
+        self._emit_steps(batch)
+
+    def _emit_steps(self, batch: list[StepMetrics]) -> None:
+        self.n_emissions += 1
+        self.steps.emit(batch)
+
+
+class _TrainThread(QThread):
+    """Builds and runs the Trainer; reports construction errors the trainer cannot."""
+
+    crashed = Signal(str)
+
+    def __init__(self, make_trainer: Callable[[], Any]) -> None:
+        super().__init__()
+        self._make_trainer = make_trainer
+        self.summary: RunSummary | None = None
+
+    def run(self) -> None:  # worker thread
+        try:
+            trainer = self._make_trainer()
+            self.summary = trainer.run()
+        except BaseException as error:  # noqa: BLE001 - every failure must reach the GUI
+            if not isinstance(error, EngineError):
+                log.error("training crashed:\n%s", traceback.format_exc())
+            self.crashed.emit(describe_exception(error))
+
+
+class TrainingWorker(QObject):
+    """One training run in a background thread.
+
+    Signals mirror :class:`QtCallbackAdapter` and are delivered in the GUI
+    thread. ``failed`` fires once whether the trainer reported the failure
+    itself or could not even be built; ``done`` fires last, always.
+    """
+
+    run_started = Signal(object)
+    steps = Signal(list)
+    validation = Signal(object)
+    checkpoint = Signal(object)
+    log = Signal(str, str)
+    finished = Signal(object)
+    failed = Signal(str, object)
+    done = Signal()
+
+    def __init__(self, config: RunConfig, run_dir: Path | None, *, data: Any = None,
+                 resume_from: Path | None = None, extra_steps: int = 0,
+                 max_rate_hz: float = 25.0, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.config = config
+        self.run_dir = run_dir if resume_from is None else resume_from
+        self.control = RunControl()
+        self.adapter = QtCallbackAdapter(max_rate_hz)
+        self._failed_reported = False
+        self._data = data
+        self._resume_from = resume_from
+        self._extra_steps = extra_steps
+        queued = Qt.ConnectionType.QueuedConnection
+        self.adapter.run_started.connect(self.run_started, queued)
+        self.adapter.steps.connect(self.steps, queued)
+        self.adapter.validation.connect(self.validation, queued)
+        self.adapter.checkpoint.connect(self.checkpoint, queued)
+        self.adapter.log.connect(self.log, queued)
+        self.adapter.finished.connect(self.finished, queued)
+        self.adapter.failed.connect(self._on_failed, queued)
+        self._thread = _TrainThread(self._make_trainer)
+        self._thread.crashed.connect(self._on_crashed, queued)
+        self._thread.finished.connect(self._on_thread_finished, queued)
+        # Steps that arrived just before a pause would otherwise wait for the next step.
+        self._flush_timer = QTimer(self)
+        self._flush_timer.setInterval(200)
+        self._flush_timer.timeout.connect(lambda: self.adapter.flush(only_if_stale=True))
+
+    def _make_trainer(self) -> Any:  # worker thread
+        from engine.training.trainer import Trainer
+
+        from studio.datasets import load_data_cached  # decoded once per process, shared by all views
+
+        if self._resume_from is not None:
+            from engine.training.checkpoint import load_checkpoint
+            from engine.training.run_store import CHECKPOINT_DIR, LAST_CHECKPOINT
+
+            last = Path(self._resume_from) / CHECKPOINT_DIR / LAST_CHECKPOINT
+            data = None
+            if last.is_file():  # else Trainer.resume reports the missing checkpoint itself
+                checkpoint = load_checkpoint(last)
+                data = load_data_cached(checkpoint.config.data, split=checkpoint.split)
+            return Trainer.resume(self._resume_from, callbacks=[self.adapter], control=self.control,
+                                  extra_steps=self._extra_steps, data=data)
+        data = self._data
+        if data is None:
+            self.adapter.on_log(f"loading data set {self.config.data.root}")
+            data = load_data_cached(self.config.data)
+        return Trainer(self.config, run_dir=self.run_dir, callbacks=[self.adapter], control=self.control,
+                       data=data)
+
+    # -- control (GUI thread) -------------------------------------------------
+    def start(self) -> None:
+        self._flush_timer.start()
+        self._thread.start()
+
+    def pause(self) -> None:
+        self.control.pause()
+
+    def resume(self) -> None:
+        self.control.resume()
+
+    def stop(self) -> None:
+        self.control.stop()
+
+    @property
+    def paused(self) -> bool:
+        return self.control.paused
+
+    def is_running(self) -> bool:
+        return self._thread.isRunning()
+
+    def wait(self, timeout_ms: int = -1) -> bool:
+        """Block until the thread ended; True if it did."""
+        if timeout_ms < 0:
+            return self._thread.wait()
+        return self._thread.wait(timeout_ms)
+
+    @property
+    def summary(self) -> RunSummary | None:
+        return self._thread.summary
+
+    # -- internal -----------------------------------------------------------
+    def _on_failed(self, message: str, summary: object) -> None:
+        if not self._failed_reported:
+            self._failed_reported = True
+            self.failed.emit(message, summary)
+
+    def _on_crashed(self, message: str) -> None:
+        self._on_failed(message, None)
+
+    def _on_thread_finished(self) -> None:
+        self._thread.wait()  # see _Job._thread_finished: the OS thread must be gone before GC may run
+        self._flush_timer.stop()
+        self.adapter.flush()
+        self.done.emit()
+
+
+# ---------------------------------------------------------------------------
+# Generic background jobs
+# ---------------------------------------------------------------------------
+class _Job(QObject):
+    """Lives in the GUI thread; the worker thread emits its private signals (queued)."""
+
+    _result = Signal(object)
+    _error = Signal(str)
+    _progress = Signal(int, int)
+    done = Signal()
+
+    def __init__(self, on_result: Callable[[Any], None], on_error: Callable[[str], None],
+                 on_progress: ProgressFn | None) -> None:
+        super().__init__()
+        self.delivered = False
+        self._on_result_cb = on_result
+        self._on_error_cb = on_error
+        self._on_progress_cb = on_progress
+        queued = Qt.ConnectionType.QueuedConnection
+        self._result.connect(self._deliver_result, queued)
+        self._error.connect(self._deliver_error, queued)
+        self._progress.connect(self._deliver_progress, queued)
+
+    def _deliver_result(self, value: object) -> None:
+        self._on_result_cb(value)
+
+    def _deliver_error(self, message: str) -> None:
+        self._on_error_cb(message)
+
+    def _deliver_progress(self, done: int, total: int) -> None:
+        if self._on_progress_cb is not None:
+            self._on_progress_cb(done, total)
+
+    def _thread_finished(self) -> None:
+        handle = _HANDLES.pop(id(self), None)
+        if handle is not None:
+            # QThread emits finished() before its OS thread has exited; a QThread destroyed in
+            # between (e.g. by Python's garbage collector) can deadlock on the GIL. Wait it out.
+            handle.thread.wait()
+        self.delivered = True
+        self.done.emit()
+
+
+class _JobThread(QThread):
+    def __init__(self, fn: Callable[[ProgressFn, StopFn], Any], job: _Job,
+                 stop_event: threading.Event, min_progress_interval_s: float) -> None:
+        super().__init__()
+        self._fn = fn
+        self._job = job
+        self._stop_event = stop_event
+        self._min_interval = min_progress_interval_s
+        self._last_progress = 0.0
+
+    def _progress(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done < total and now - self._last_progress < self._min_interval:
+            return
+        self._last_progress = now
+        self._job._progress.emit(int(done), int(total))
+
+    def run(self) -> None:  # worker thread
+        try:
+            value = self._fn(self._progress, self._stop_event.is_set)
+        except BaseException as error:  # noqa: BLE001 - reported to the GUI
+            if not isinstance(error, EngineError):
+                log.error("background task failed:\n%s", traceback.format_exc())
+            self._job._error.emit(describe_exception(error))
+        else:
+            self._job._result.emit(value)
+
+
+@dataclass
+class WorkerHandle:
+    """A running :func:`run_in_worker` job: cancel it, wait for it, ask whether it runs.
+
+    ``handle.done`` (a signal) fires in the GUI thread after the result or error callback.
+    """
+
+    thread: _JobThread
+    job: _Job
+    stop_event: threading.Event
+
+    def stop(self) -> None:
+        """Ask the job to stop: its ``should_stop()`` returns True from now on."""
+        self.stop_event.set()
+
+    def is_running(self) -> bool:
+        """True until the job's result or error has been delivered in the GUI thread."""
+        return not self.job.delivered
+
+    def wait(self, timeout_ms: int = -1) -> bool:
+        """Block until the thread ended (its result is delivered by the event loop afterwards)."""
+        return self.thread.wait() if timeout_ms < 0 else self.thread.wait(timeout_ms)
+
+    @property
+    def done(self) -> Any:
+        return self.job.done
+
+
+_HANDLES: dict[int, WorkerHandle] = {}
+
+
+def run_in_worker(fn: Callable[[ProgressFn, StopFn], Any], *, on_result: Callable[[Any], None],
+                  on_error: Callable[[str], None], on_progress: ProgressFn | None = None,
+                  min_progress_interval_s: float = 0.05) -> WorkerHandle:
+    """Run ``fn(progress, should_stop)`` in a background thread.
+
+    ``fn`` may call ``progress(done, total)`` as often as it likes (emissions are
+    rate-limited) and should return early when ``should_stop()`` is True.
+    ``on_result(value)``, ``on_error(message)`` and ``on_progress(done, total)``
+    are called in the GUI thread. ``message`` is an EngineError's own text, or
+    ``"Type: text"`` for other exceptions, whose traceback goes to the
+    ``studio`` logger (shown in the log pane).
+    """
+    job = _Job(on_result, on_error, on_progress)
+    stop_event = threading.Event()
+    thread = _JobThread(fn, job, stop_event, min_progress_interval_s)
+    handle = WorkerHandle(thread, job, stop_event)
+    # Queued after the result/error events posted earlier from the worker thread, so order holds.
+    thread.finished.connect(job._thread_finished, Qt.ConnectionType.QueuedConnection)
+    _HANDLES[id(job)] = handle  # keep the Python objects alive while the thread runs
+    thread.start()
+    return handle
+
+
+def active_handles() -> list[WorkerHandle]:
+    """Jobs started by :func:`run_in_worker` that have not finished yet."""
+    return list(_HANDLES.values())
+
+
+def stop_all_jobs(timeout_ms: int = 5000) -> None:
+    """Ask every running job to stop and wait for their threads (used when the window closes)."""
+    handles = active_handles()
+    for handle in handles:
+        handle.stop()
+    for handle in handles:
+        handle.wait(timeout_ms)

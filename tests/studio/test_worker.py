@@ -1,0 +1,186 @@
+"""studio.worker: callbacks become throttled, queued signals; background jobs report results and errors."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import pytest
+
+from engine.config import RunConfig
+from engine.errors import DatasetError
+from engine.training.callbacks import RunSummary, StepMetrics, ValidationResult
+from studio.worker import QtCallbackAdapter, TrainingWorker, describe_exception, run_in_worker
+
+
+def _metrics(step: int) -> StepMetrics:
+    return StepMetrics(step, 1000, 1.0 / step, 0.5, 1e-3, 10.0, step * 0.01, 1.0)
+
+
+def test_adapter_coalesces_steps_without_losing_any(qtbot):
+    adapter = QtCallbackAdapter(max_rate_hz=25)
+    batches: list[list[StepMetrics]] = []
+    threads: list[object] = []
+    adapter.steps.connect(lambda batch: (batches.append(batch), threads.append(threading.current_thread())))
+    done = threading.Event()
+
+    def trainer_thread() -> None:
+        for step in range(1, 1001):
+            adapter.on_step(_metrics(step))
+        adapter.on_validation(ValidationResult(1000, 0.5, 0.1, 5, True))
+        done.set()
+
+    validations = []
+    adapter.validation.connect(validations.append)
+    worker = threading.Thread(target=trainer_thread)
+    worker.start()
+    qtbot.waitUntil(lambda: done.is_set() and bool(validations), timeout=10_000)
+    worker.join()
+    steps = [m.step for batch in batches for m in batch]
+    assert steps == list(range(1, 1001))  # every point, in order
+    assert len(batches) < 100  # but far fewer signals than steps
+    assert all(t is threading.main_thread() for t in threads)  # delivered in the GUI thread
+
+
+def test_adapter_flush_delivers_steps_left_before_a_pause(qtbot):
+    adapter = QtCallbackAdapter(max_rate_hz=1)
+    received = []
+    adapter.steps.connect(received.extend)
+    adapter.on_step(_metrics(1))   # emitted: first call
+    adapter.on_step(_metrics(2))   # held back by the rate limit
+    assert [m.step for m in received] == [1]
+    adapter.flush()
+    assert [m.step for m in received] == [1, 2]
+
+
+class _FakeTrainer:
+    """Stands in for engine.training.trainer.Trainer: steps until stopped, honouring pause."""
+
+    instances: list["_FakeTrainer"] = []
+
+    def __init__(self, config, *, run_dir=None, callbacks=(), control=None, data=None):
+        self.callbacks, self.control, self.run_dir = callbacks, control, run_dir
+        _FakeTrainer.instances.append(self)
+
+    def run(self):
+        step = 0
+        while True:
+            self.control.wait_while_paused()
+            if self.control.stop_requested:
+                break
+            step += 1
+            for cb in self.callbacks:
+                cb.on_step(_metrics(step))
+            time.sleep(0.002)
+        summary = RunSummary(self.run_dir, "stopped", step, None, None, 0.1)
+        for cb in self.callbacks:
+            cb.on_finished(summary)
+        return summary
+
+
+def test_training_worker_pause_resume_stop(qtbot, monkeypatch):
+    import engine.training.trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "Trainer", _FakeTrainer)
+    worker = TrainingWorker(RunConfig(), None, data=object())
+    received: list[int] = []
+    worker.steps.connect(lambda batch: received.extend(m.step for m in batch))
+    finished = []
+    worker.finished.connect(finished.append)
+    worker.start()
+    qtbot.waitUntil(lambda: len(received) > 20, timeout=10_000)
+    worker.pause()
+    qtbot.wait(300)
+    paused_at = len(received)
+    qtbot.wait(500)
+    assert len(received) == paused_at
+    worker.resume()
+    qtbot.waitUntil(lambda: len(received) > paused_at + 10, timeout=10_000)
+    with qtbot.waitSignal(worker.done, timeout=10_000):
+        worker.stop()
+    assert finished and finished[0].status == "stopped"
+    assert received == list(range(1, len(received) + 1))
+    assert finished[0].steps_done == received[-1]
+
+
+def test_training_worker_reports_a_trainer_that_cannot_be_built(qtbot, monkeypatch):
+    import engine.training.trainer as trainer_module
+
+    def broken(*args, **kwargs):
+        raise DatasetError("/data/missing: dataset folder not found")
+
+    monkeypatch.setattr(trainer_module, "Trainer", broken)
+    worker = TrainingWorker(RunConfig(), None, data=object())
+    failures = []
+    worker.failed.connect(lambda message, summary: failures.append((message, summary)))
+    with qtbot.waitSignal(worker.done, timeout=10_000):
+        worker.start()
+    assert failures == [("/data/missing: dataset folder not found", None)]
+
+
+def test_run_in_worker_result_and_progress(qtbot):
+    progress, results = [], []
+
+    def job(report, should_stop):
+        for i in range(1, 6):
+            report(i, 5)
+        return threading.current_thread() is not threading.main_thread()
+
+    handle = run_in_worker(job, on_result=results.append, on_error=pytest.fail,
+                           on_progress=lambda d, t: progress.append((d, t)))
+    with qtbot.waitSignal(handle.done, timeout=10_000):
+        pass
+    assert results == [True]  # ran in another thread
+    assert progress[-1] == (5, 5)
+
+
+def test_run_in_worker_engine_error_is_its_message(qtbot):
+    errors = []
+
+    def job(report, should_stop):
+        raise DatasetError("/photos/cat.png: not an image")
+
+    handle = run_in_worker(job, on_result=pytest.fail, on_error=errors.append)
+    with qtbot.waitSignal(handle.done, timeout=10_000):
+        pass
+    assert errors == ["/photos/cat.png: not an image"]
+
+
+def test_run_in_worker_bug_gives_type_and_logs_the_traceback(qtbot, caplog):
+    errors = []
+
+    def job(report, should_stop):
+        raise ValueError("boom")
+
+    with caplog.at_level(logging.ERROR, logger="studio"):
+        handle = run_in_worker(job, on_result=pytest.fail, on_error=errors.append)
+        with qtbot.waitSignal(handle.done, timeout=10_000):
+            pass
+    assert errors == ["ValueError: boom"]
+    assert "Traceback" in caplog.text and "boom" in caplog.text
+
+
+def test_run_in_worker_can_be_cancelled(qtbot):
+    results = []
+    started = threading.Event()
+
+    def job(report, should_stop):
+        started.set()
+        count = 0
+        while not should_stop():
+            count += 1
+            time.sleep(0.001)
+        return "stopped"
+
+    handle = run_in_worker(job, on_result=results.append, on_error=pytest.fail)
+    assert started.wait(5)
+    with qtbot.waitSignal(handle.done, timeout=10_000):
+        handle.stop()
+    assert results == ["stopped"] and not handle.is_running()
+
+
+def test_describe_exception():
+    assert describe_exception(DatasetError("x.png: bad")) == "x.png: bad"
+    assert describe_exception(KeyError("k")) == "KeyError: 'k'"
+    assert describe_exception(RuntimeError()) == "RuntimeError"
