@@ -95,7 +95,7 @@ def remove_stale_temp_files(folder: str | os.PathLike[str]) -> list[Path]:
         return removed
     for entry in entries:
         pid = _temp_file_pid(entry.name)
-        if pid is None or _process_exists(pid):
+        if pid is None or process_exists(pid):
             continue
         try:
             os.unlink(entry.path)
@@ -115,7 +115,8 @@ def _temp_file_pid(name: str) -> int | None:
     return int(parts[-2])
 
 
-def _process_exists(pid: int) -> bool:
+def process_exists(pid: int) -> bool:
+    """Whether a process with this pid exists on this machine (one owned by another user counts)."""
     if pid <= 0:
         return False
     try:

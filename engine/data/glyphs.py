@@ -40,6 +40,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from engine.errors import ConfigError, DatasetError
+from engine.io import process_exists
 
 FORMAT_VERSION = 1
 MARKER_NAME = "COMPLETE"
@@ -618,19 +619,10 @@ def _remove_stale_temps(cache: Path, final_name: str) -> None:
             old = time.time() - entry.stat().st_mtime > STALE_TEMP_S
         except OSError:
             continue
-        same_host_dead = match["host"] == socket.gethostname() and not _pid_alive(int(match["pid"]))
+        same_host_dead = match["host"] == socket.gethostname() and not process_exists(int(match["pid"]))
         if old or same_host_dead:
             shutil.rmtree(entry, ignore_errors=True)
 
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
 
 
 def _move_into_place(temp: Path, final: Path) -> None:

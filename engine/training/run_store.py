@@ -45,7 +45,7 @@ except ImportError:  # pragma: no cover - not POSIX: liveness falls back to the 
 
 from engine.config import RunConfig
 from engine.errors import ConfigError, EngineError, TrainingError
-from engine.io import atomic_write_json, atomic_write_text, remove_stale_temp_files
+from engine.io import atomic_write_json, atomic_write_text, process_exists, remove_stale_temp_files
 
 RUN_FILE = "run.json"
 CONFIG_FILE = "config.json"
@@ -195,7 +195,7 @@ def run_is_alive(run_dir: Path | str, pid: int | None) -> bool:
     locked = run_is_locked(run_dir)
     if locked is not None:
         return locked
-    return _pid_alive(pid)
+    return bool(pid) and process_exists(int(pid))
 
 
 def _lock_owner(path: Path) -> int | None:
@@ -205,17 +205,6 @@ def _lock_owner(path: Path) -> int | None:
         return None
     return int(text) if text.isdigit() else None
 
-
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class RunStore:
