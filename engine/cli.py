@@ -208,7 +208,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from engine.inference import predict_folders
 
-    report = predict_folders(Path(args.checkpoint), Path(args.support), [Path(q) for q in args.query],
+    report = predict_folders(Path(args.checkpoint), Path(args.support) if args.support else None, [Path(q) for q in args.query],
                              device=args.device, steps=args.steps)
     if args.json:
         print(json.dumps(report, indent=2))
@@ -270,9 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("predict", help="classify query images given a support folder of new classes")
     pr.add_argument("--checkpoint", required=True, help="a training checkpoint or a saved adapted classifier")
-    # Optional: a saved adapted classifier brings its own classes. The default is engine.inference.NO_SUPPORT
-    # (cmd_predict wraps the value in Path); predict_folders says when a training checkpoint needs --support.
-    pr.add_argument("--support", default="(no --support given)",
+    # Optional: a saved adapted classifier brings its own classes; predict_folders says when a training
+    # checkpoint needs --support.
+    pr.add_argument("--support", default=None,
                     help="folder with one sub-folder of images per new class (required with a training "
                          "checkpoint; ignored with a saved adapted classifier)")
     pr.add_argument("--query", required=True, nargs="+", help="query image files or folders")

@@ -63,10 +63,6 @@ def _evaluation_classes(data: FewShotData, train_classes: Sequence[str], mode: s
     return ids, f"{len(ids)} classes unseen in training"
 
 
-NO_SUPPORT = "(no --support given)"
-"""What ``meta-engine predict`` passes as the support folder when ``--support`` is omitted."""
-
-
 def predict_folders(checkpoint: Path, support_dir: Path | None, queries: Sequence[Path], *, device: str = "cpu",
                     steps: int | None = None) -> dict[str, Any]:
     """Adapt to ``support_dir`` (one sub-folder per class) and classify the query files/folders.
@@ -76,8 +72,6 @@ def predict_folders(checkpoint: Path, support_dir: Path | None, queries: Sequenc
     """
     from engine.adapted import is_adapted_file, load_adapted
 
-    if support_dir is not None and str(support_dir) == NO_SUPPORT:
-        support_dir = None
     if is_adapted_file(checkpoint):
         adapted = load_adapted(checkpoint, device=device)
         files, truth = _query_files(queries, adapted.class_names)

@@ -32,7 +32,7 @@ from studio.worker import WorkerHandle, run_in_worker
 
 SPLIT_FIELDS = ["split_mode", "train_ratio", "val_ratio", "split_seed"]
 PREPROCESSING_FIELDS = ["image_size", "channels", "augment_rotations", "augment_flips", "augment_color_jitter",
-                        "cache_budget_mb"]
+                        "augment_affine", "cache_budget_mb"]
 THUMB_CLASSES = 6
 THUMBS_PER_CLASS = 5
 THUMB_SIZE = 36
