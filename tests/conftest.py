@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -71,3 +72,22 @@ def glyph_root() -> Path:
     from engine.data.glyphs import ensure_glyph_dataset
 
     return ensure_glyph_dataset(seed=0)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Leave without the interpreter's teardown once the studio tests have run.
+
+    With Qt widgets, pyqtgraph items and worker threads alive until the very end, PySide6
+    6.11 can crash while Python destroys them at exit (after every test has passed and the
+    summary is printed), turning a green run into exit code 139. The result is final here:
+    flush and exit with pytest's own status.
+    """
+    if "PySide6.QtWidgets" not in sys.modules:
+        return
+    session.config.add_cleanup(lambda: _exit_now(int(session.exitstatus)))
+
+
+def _exit_now(exitstatus: int) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(exitstatus)

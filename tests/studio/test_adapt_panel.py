@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication, QImage
 from PySide6.QtWidgets import QApplication
 
@@ -86,7 +86,7 @@ def mime_for(paths: list[Path]) -> QMimeData:
 
 def drop(widget, mime: QMimeData) -> QDropEvent:
     """A real drag-enter then drop, delivered through Qt's event dispatch."""
-    enter = QDragEnterEvent(QPointF(20, 20), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+    enter = QDragEnterEvent(QPoint(20, 20), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
                             Qt.KeyboardModifier.NoModifier)
     QApplication.sendEvent(widget, enter)
     assert enter.isAccepted()
