@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import asdict
 from collections import OrderedDict
-from typing import Any, Callable
+from typing import Callable
 
 from engine.config import DataConfig
 from engine.data.dataset import FewShotData, load_data
@@ -25,8 +26,7 @@ _cache: "OrderedDict[str, FewShotData]" = OrderedDict()
 
 
 def cache_key(cfg: DataConfig, split: ClassSplit | None = None) -> str:
-    from dataclasses import asdict
-
+    """The identity of a loaded data set: every data setting and the split."""
     return json.dumps({"data": asdict(cfg), "split": split.to_dict() if split is not None else None},
                       sort_keys=True)
 
@@ -66,7 +66,3 @@ def clear_cache() -> None:
     with _lock:
         _cache.clear()
 
-
-def describe(data: Any) -> str:
-    store = data.store
-    return f"{len(store.class_names)} classes, {len(store)} images"

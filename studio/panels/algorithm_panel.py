@@ -16,7 +16,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QGroupBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout,
                                QWidget)
 
-from engine.config import ALGORITHM_CONFIGS, AlgorithmConfig, ModelConfig, RunConfig, TaskConfig, TrainConfig
+from engine.config import ALGORITHM_CONFIGS, ModelConfig, RunConfig, TaskConfig, TrainConfig
 from engine.errors import ConfigError
 from studio import settings as st
 from studio.panels.config_form import ConfigForm

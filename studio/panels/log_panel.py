@@ -7,8 +7,8 @@ import html
 import logging
 
 from PySide6.QtCore import QObject, Qt, Signal
-from PySide6.QtGui import QFont, QFontDatabase
-from PySide6.QtWidgets import QHBoxLayout, QPlainTextEdit, QPushButton, QTextEdit, QVBoxLayout, QWidget
+from PySide6.QtGui import QFontDatabase
+from PySide6.QtWidgets import QHBoxLayout, QPushButton, QTextEdit, QVBoxLayout, QWidget
 
 LEVEL_COLOURS = {"debug": "#808080", "info": "#303030", "warning": "#b35c00", "error": "#d62728"}
 MAX_LINES = 5000
