@@ -91,3 +91,42 @@ def _exit_now(exitstatus: int) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(exitstatus)
+
+
+_OUTCOMES = {"passed": 0, "failed": 0, "skipped": 0}
+WATCHDOG_S = float(os.environ.get("META_STUDIO_TEST_WATCHDOG_S", "90"))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+        _OUTCOMES[report.outcome] = _OUTCOMES.get(report.outcome, 0) + 1
+    elif report.outcome == "failed":  # a teardown error
+        _OUTCOMES["failed"] += 1
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Arm a watchdog as the last test is torn down.
+
+    Rarely, a full run with Qt worker threads blocks in the final teardown after every test
+    has run. If the process is still alive WATCHDOG_S seconds later, report the counts and
+    leave with the right status instead of hanging CI.
+    """
+    if nextitem is not None or "PySide6.QtWidgets" not in sys.modules:
+        return
+    import threading
+    import time
+
+    capture = item.config.pluginmanager.getplugin("capturemanager")
+
+    def watchdog() -> None:
+        time.sleep(WATCHDOG_S)
+        if capture is not None:
+            capture.suspend_global_capture(in_=False)
+        counts = dict(_OUTCOMES)
+        print(f"\nwatchdog: teardown did not finish in {WATCHDOG_S:.0f} s after the last test; "
+              "results are final:", flush=True)
+        print(f"{counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped", flush=True)
+        os._exit(1 if counts["failed"] else 0)
+
+    threading.Thread(target=watchdog, name="pytest-exit-watchdog", daemon=True).start()
