@@ -31,7 +31,7 @@ from studio.panels.log_panel import LogPanel
 from studio.panels.runs_panel import RunsPanel, dataset_label
 from studio.panels.training_panel import TrainingPanel
 from studio.plots import TrainingPlots
-from studio.worker import TrainingWorker, run_in_worker, stop_all_jobs
+from studio.worker import TrainingWorker, install_main_thread_gc, run_in_worker, stop_all_jobs
 
 try:  # the adapt view is optional until its module exists
     from studio.panels.adapt_panel import AdaptPanel
@@ -82,6 +82,7 @@ class MainWindow(QMainWindow):
     def __init__(self, store: RunStore | None = None, *, restore_settings: bool = True,
                  load_data: bool = True) -> None:
         super().__init__()
+        install_main_thread_gc()  # Qt objects must never be garbage-collected in a worker thread
         self.setWindowTitle("Meta Studio")
         self.setObjectName("MetaStudioMainWindow")
         self.store = store or RunStore(default_runs_root())
@@ -571,11 +572,10 @@ class MainWindow(QMainWindow):
         """Stop a running training cleanly (its checkpoint is kept), then close."""
         self._closing = True
         self.save_settings()
-        if self.worker is not None:
-            self.status_label.setText("stopping the run and saving its checkpoint…")
-            QApplication.processEvents()
-            worker = self.worker
+        worker = self.worker
+        if worker is not None:
             worker.stop()
+            self.status_label.setText("stopping the run and saving its checkpoint…")
             worker.wait()
             QApplication.processEvents()  # deliver the last signals (finished, done)
         self.evaluation_panel.cancel()

@@ -18,6 +18,7 @@ calls the engine and forwards what the engine reports.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from PySide6.QtCore import QObject, QThread, QTimer, Qt, Signal
+from PySide6.QtCore import QCoreApplication, QObject, QThread, QTimer, Qt, Signal
 
 from engine.config import RunConfig
 from engine.errors import EngineError
@@ -38,6 +39,45 @@ log = logging.getLogger("studio")
 
 ProgressFn = Callable[[int, int], None]
 StopFn = Callable[[], bool]
+
+
+class MainThreadGarbageCollector(QObject):
+    """Run Python's cyclic garbage collector only in the GUI thread.
+
+    Automatic collection runs in whichever thread happens to allocate; when that
+    is a worker thread and the garbage holds Qt objects of the GUI (a closed
+    window, a finished job), their C++ destructors run there and can deadlock
+    with the GUI thread (a Qt mutex on one side, the GIL on the other). So the
+    automatic collector is switched off and a timer collects in the GUI thread,
+    with the thresholds Python would have used.
+    """
+
+    def __init__(self, interval_ms: int = 500) -> None:
+        super().__init__()
+        self.thresholds = gc.get_threshold()
+        gc.disable()
+        self.timer = QTimer(self)
+        self.timer.timeout.connect(self.check)
+        self.timer.start(interval_ms)
+
+    def check(self) -> None:
+        counts = gc.get_count()
+        for generation in (2, 1, 0):
+            if counts[generation] > self.thresholds[generation]:
+                gc.collect(generation)
+                return
+
+
+_collector: MainThreadGarbageCollector | None = None
+
+
+def install_main_thread_gc() -> MainThreadGarbageCollector:
+    """Install the :class:`MainThreadGarbageCollector` once (call from the GUI thread)."""
+    global _collector
+    if _collector is None:
+        _collector = MainThreadGarbageCollector()
+        _collector.moveToThread(QCoreApplication.instance().thread())
+    return _collector
 
 
 def describe_exception(error: BaseException) -> str:
