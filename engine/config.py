@@ -208,6 +208,13 @@ class TrainConfig:
     val_every: int = param(200, "Validate every this many steps (0 = only at the end).", min=0)
     val_episodes: int = param(100, "Episodes per validation.", min=1, max=100_000)
     checkpoint_every: int = param(200, "Save the last checkpoint every this many steps.", min=1)
+    lr_schedule: str = param("constant", "Outer learning-rate schedule: constant; step (multiply by "
+                             "lr_decay_factor every lr_decay_every steps, as in the ProtoNet paper); cosine "
+                             "(from the set rate down to 0 at the last step).",
+                             choices=("constant", "step", "cosine"))
+    lr_decay_every: int = param(2000, "Step schedule: decay the learning rate every this many steps.", min=1)
+    lr_decay_factor: float = param(0.5, "Step schedule: multiply the learning rate by this at each decay.",
+                                   min=0.0, max=1.0, exclusive_min=True)
     seed: int = param(0, "Seed of everything random in the run.", min=0)
     device: str = param("cpu", "cpu, cuda, cuda:N or mps.")
     num_threads: int = param(0, "CPU threads for PyTorch (0 = PyTorch's default).", min=0, max=1024)

@@ -89,6 +89,16 @@ class Algorithm(ABC):
         self.task_batching = "auto"
         self.scaler: torch.amp.GradScaler | None = None
         self._scaler_state: dict[str, Any] | None = None
+        self.lr_scale = 1.0
+
+    def set_lr_scale(self, scale: float) -> None:
+        """Scale every outer learning rate to ``scale`` times its configured value (a schedule's
+        factor); algorithms without an optimiser read ``self.lr_scale`` themselves."""
+        self.lr_scale = float(scale)
+        for optimizer in self.optimizers().values():
+            for group in optimizer.param_groups:
+                group.setdefault("initial_lr", group["lr"])
+                group["lr"] = group["initial_lr"] * self.lr_scale
 
     # -- runtime: precision, memory format, distributed --------------------
     def configure_runtime(self, precision: str = "fp32", channels_last: bool = False,

@@ -125,9 +125,9 @@ class Reptile(Algorithm):
         self.average_over_ranks(deltas)  # torch.distributed: the mean over every rank's tasks
         with torch.no_grad():
             for parameter, delta in zip(params, deltas):
-                parameter.add_(delta, alpha=self.config.lr / len(tasks))
+                parameter.add_(delta, alpha=self.config.lr * self.lr_scale / len(tasks))
         return {"loss": sum(losses) / len(losses), "accuracy": sum(accuracies) / len(accuracies),
-                "lr": float(self.config.lr)}
+                "lr": float(self.config.lr * self.lr_scale)}
 
     def adapt(self, support_x: Tensor, support_y: Tensor, *, steps: int | None = None,
               progress: ProgressCallback | None = None) -> Predictor:

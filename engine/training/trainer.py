@@ -49,6 +49,7 @@ from engine.training.callbacks import (Callback, CallbackList, CheckpointInfo, R
 from engine.training.checkpoint import load_algorithm, resolve_device, save_checkpoint
 from engine.training.control import RunControl
 from engine.training.memory import estimate_maml_memory
+from engine.training.schedule import lr_factor
 
 VALIDATION_SEED_OFFSET = 1_000_003
 HOST_OUT_OF_MEMORY = ("out of memory: lower task.meta_batch_size, task.n_query or data.image_size, or "
@@ -308,6 +309,7 @@ class Trainer:
     def _train_step(self, step: int) -> dict[str, float]:
         batch = self.algorithm.prepare_batch(self._next_batch())
         self.algorithm.train(True)
+        self.algorithm.set_lr_scale(lr_factor(self.config.train, step))
         metrics = self.algorithm.meta_train_step(batch)
         metrics = distributed.average_metrics(metrics, self._device)
         loss = float(metrics.get("loss", float("nan")))
