@@ -1,35 +1,39 @@
 """How much does the studio window cost a training run?
 
 Trains the same short run (ProtoNet on the built-in glyphs, 200 steps by
-default) twice: headless through ``engine.training.trainer.Trainer`` and inside
-the studio window (offscreen, live plots, log pane, runs table), and prints
-the steps per second of both and their ratio. Target: the window costs < 5%.
+default) headless through ``engine.training.trainer.Trainer`` (as the CLI does)
+and inside the studio window (offscreen, live plots, log pane, runs table),
+and prints the steps per second of both and their ratio. Target: the window
+costs < 5%.
 
-Both runs get the already decoded data set, so only the training loop is
-timed (from the first to the last step callback). Not a test; run:
+Each measurement runs in a fresh process (alternating headless / window), so
+neither inherits the other's warm caches or thread pools: a process whose main
+thread already ran PyTorch ops keeps an OpenMP team that slows PyTorch in any
+other thread by up to 3x on a small machine, which would make the comparison
+meaningless. Timing is from the first to the last step callback (data loading
+and model building excluded). Not a test; run:
 
-    QT_QPA_PLATFORM=offscreen python bench/bench_studio_overhead.py [--steps 200] [--repeats 2]
+    python bench/bench_studio_overhead.py [--steps 200] [--repeats 2] [--threads 0]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from PySide6.QtCore import QEventLoop  # noqa: E402
-
-from engine.config import RunConfig  # noqa: E402
-from engine.training.callbacks import Callback, StepMetrics  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 
-def bench_config(steps: int, threads: int) -> RunConfig:
+def bench_config(steps: int, threads: int):
+    from engine.config import RunConfig
+
     return RunConfig.from_dict({
         "name": "bench",
         "task": {"n_way": 5, "n_shot": 1, "n_query": 15, "meta_batch_size": 4},
@@ -39,100 +43,128 @@ def bench_config(steps: int, threads: int) -> RunConfig:
     })
 
 
-class StepClock(Callback):
-    """Wall time between the first and the last step callback."""
+def _step_clock():
+    from engine.training.callbacks import Callback
 
-    def __init__(self) -> None:
-        self.first: tuple[int, float] | None = None
-        self.last: tuple[int, float] | None = None
+    class StepClock(Callback):
+        """Wall time between the first and the last step callback."""
 
-    def on_step(self, metrics: StepMetrics) -> None:
-        now = time.perf_counter()
-        if self.first is None:
-            self.first = (metrics.step, now)
-        self.last = (metrics.step, now)
+        def __init__(self) -> None:
+            self.first: tuple[int, float] | None = None
+            self.last: tuple[int, float] | None = None
 
-    def steps_per_second(self) -> float:
-        assert self.first is not None and self.last is not None
-        return (self.last[0] - self.first[0]) / max(self.last[1] - self.first[1], 1e-9)
+        def on_step(self, metrics) -> None:
+            now = time.perf_counter()
+            if self.first is None:
+                self.first = (metrics.step, now)
+            self.last = (metrics.step, now)
+
+        def steps_per_second(self) -> float:
+            assert self.first is not None and self.last is not None, "no step was reported"
+            return (self.last[0] - self.first[0]) / max(self.last[1] - self.first[1], 1e-9)
+
+    return StepClock()
 
 
-def run_headless(config: RunConfig, data: object, runs: Path) -> float:
+def measure_headless(steps: int, threads: int) -> dict:
+    """The Trainer in the main thread of this process, as ``meta-engine train`` runs it."""
+    from engine.data.dataset import load_data
     from engine.training.trainer import Trainer
 
-    clock = StepClock()
-    Trainer(config, run_dir=runs / f"headless-{time.time_ns()}", callbacks=[clock], data=data).run()
-    return clock.steps_per_second()
+    config = bench_config(steps, threads)
+    data = load_data(config.data)
+    runs = Path(os.environ["META_STUDIO_HOME"])
+    Trainer(bench_config(10, threads), run_dir=runs / "warm-up", data=data).run()
+    clock = _step_clock()
+    Trainer(config, run_dir=runs / "headless", callbacks=[clock], data=data).run()
+    return {"steps_per_s": clock.steps_per_second()}
 
 
-def run_in_window(config: RunConfig, window: object, app: object) -> float:
-    """Start the run from the window (as the Train button does) and time its steps in the worker thread."""
-    window.algorithm_panel.load_config(config)
-    worker = window.start_training()
-    if worker is None:
-        raise SystemExit(f"the window refused to train: {window.config_errors()}")
-    clock = StepClock()
-    worker.adapter.on_step = _chain(worker.adapter.on_step, clock.on_step)
-    gui_cpu, wall = time.thread_time(), time.perf_counter()
-    loop = QEventLoop()
-    worker.done.connect(loop.quit)
-    loop.exec()  # the real event loop, as in the app (no polling)
-    gui_cpu, wall = time.thread_time() - gui_cpu, time.perf_counter() - wall
-    print(f"  GUI thread CPU: {gui_cpu:.1f} s over {wall:.1f} s ({gui_cpu / wall:.0%} of a core)")
-    return clock.steps_per_second()
+def measure_window(steps: int, threads: int) -> dict:
+    """The same run started from the window (as the Train button does), the event loop running."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtCore import QEventLoop
+
+    from studio.app import create_application
+    from studio.main_window import MainWindow
+
+    app = create_application([])
+    app.setOrganizationName("MetaStudioBench")
+    window = MainWindow(restore_settings=False)
+    window.evaluation_panel.auto_evaluate.setChecked(False)
+    window.resize(1600, 1000)
+    window.show()
+    while window.dataset_panel.is_loading():  # decoded in a worker thread, as in the app
+        app.processEvents()
+        time.sleep(0.01)
+
+    def train(config) -> tuple[float, float, float]:
+        window.algorithm_panel.load_config(config)
+        worker = window.start_training()
+        if worker is None:
+            raise SystemExit(f"the window refused to train: {window.config_errors()}")
+        clock = _step_clock()
+        original = worker.adapter.on_step
+
+        def on_step(metrics) -> None:
+            clock.on_step(metrics)
+            original(metrics)
+
+        worker.adapter.on_step = on_step
+        loop = QEventLoop()
+        worker.done.connect(loop.quit)
+        gui_cpu, wall = time.thread_time(), time.perf_counter()
+        loop.exec()  # the real event loop, as in the app (no polling)
+        return clock.steps_per_second(), time.thread_time() - gui_cpu, time.perf_counter() - wall
+
+    train(bench_config(10, threads))  # warm-up, like the headless run
+    rate, gui_cpu, wall = train(bench_config(steps, threads))
+    result = {"steps_per_s": rate, "gui_cpu_s": gui_cpu, "wall_s": wall, "plot_redraws": window.plots.n_redraws}
+    window.close()
+    return result
 
 
-def _chain(first, second):
-    def both(metrics: StepMetrics) -> None:
-        second(metrics)
-        first(metrics)
-    return both
+def run_child(mode: str, steps: int, threads: int, home: Path) -> dict:
+    env = dict(os.environ, META_STUDIO_HOME=str(home / f"{mode}-{time.time_ns()}"),
+               PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, __file__, "--child", mode, "--steps", str(steps), "--threads",
+                          str(threads)], env=env, capture_output=True, text=True, check=False)
+    for line in reversed(out.stdout.splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    raise SystemExit(f"{mode} run failed:\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = PyTorch's default)")
+    parser.add_argument("--child", choices=("headless", "window"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
+    if args.child:
+        measure = measure_headless if args.child == "headless" else measure_window
+        print(json.dumps(measure(args.steps, args.threads)), flush=True)
+        return 0
+
     home = Path(tempfile.mkdtemp(prefix="meta-studio-bench-"))
-    os.environ["META_STUDIO_HOME"] = str(home)
-    config = bench_config(args.steps, args.threads)
-
-    from studio.app import create_application
-    from studio.datasets import load_data_cached
-
-    app = create_application([])
-    app.setOrganizationName("MetaStudioBench")
-    print("loading the built-in glyphs…", flush=True)
-    data = load_data_cached(config.data)
-
-    from studio.main_window import MainWindow
-
-    window = MainWindow(restore_settings=False)
-    window.evaluation_panel.auto_evaluate.setChecked(False)
-    window.show()
-    while window.dataset_panel.is_loading():
-        app.processEvents()
-        time.sleep(0.01)
-    window.plots.set_smoothing(0.85)
-
-    run_headless(bench_config(10, args.threads), data, home)  # warm-up (lazy imports, allocator)
-    headless, studio = [], []
+    headless, window = [], []
     for repeat in range(args.repeats):
-        headless.append(run_headless(config, data, home))
-        studio.append(run_in_window(config, window, app))
-        print(f"repeat {repeat + 1}: headless {headless[-1]:.1f} steps/s, window {studio[-1]:.1f} steps/s",
-              flush=True)
-    best_headless, best_studio = max(headless), max(studio)
-    cost = 1.0 - best_studio / best_headless
-    print(f"\n{args.steps} steps of ProtoNet (5-way 1-shot, 4 episodes/step) on the built-in glyphs")
-    print(f"headless Trainer : {best_headless:8.1f} steps/s")
-    print(f"studio window    : {best_studio:8.1f} steps/s  (offscreen, live plots)")
-    print(f"ratio window/headless = {best_studio / best_headless:.3f}  (window costs {cost:+.1%}; target < 5%)")
-    print(f"plot redraws so far: {window.plots.n_redraws}")
-    window.close()
+        headless.append(run_child("headless", args.steps, args.threads, home))
+        window.append(run_child("window", args.steps, args.threads, home))
+        w = window[-1]
+        print(f"repeat {repeat + 1}: headless {headless[-1]['steps_per_s']:.2f} steps/s, window "
+              f"{w['steps_per_s']:.2f} steps/s (GUI thread CPU {w['gui_cpu_s']:.1f} s of {w['wall_s']:.1f} s, "
+              f"{w['plot_redraws']} plot refreshes)", flush=True)
+    best_headless = max(r["steps_per_s"] for r in headless)
+    best_window = max(r["steps_per_s"] for r in window)
+    ratio = best_window / best_headless
+    print(f"\n{args.steps} steps of ProtoNet (5-way 1-shot, 15 queries, 4 episodes/step, conv4-32) "
+          f"on the built-in glyphs, best of {args.repeats}")
+    print(f"headless Trainer : {best_headless:8.2f} steps/s")
+    print(f"studio window    : {best_window:8.2f} steps/s  (offscreen, live plots)")
+    print(f"ratio window/headless = {ratio:.3f}  (the window costs {1 - ratio:+.1%}; target < 5%)")
     return 0
 
 

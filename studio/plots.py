@@ -209,7 +209,7 @@ class TrainingPlots(QWidget):
     smoothing_changed = Signal(float)
     PLOTS = ("loss", "accuracy", "val", "lr")
 
-    def __init__(self, refresh_hz: float = 20.0, plots_per_tick: int = 1, parent: QWidget | None = None) -> None:
+    def __init__(self, refresh_hz: float = 12.0, plots_per_tick: int = 1, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.loss = EmaSeries()
         self.accuracy = EmaSeries()
@@ -256,6 +256,11 @@ class TrainingPlots(QWidget):
         self.val_curve = self.val_plot.plot([], [], pen=pg.mkPen(PALETTE[1], width=2), symbol="o", symbolSize=5,
                                             symbolBrush=PALETTE[1], symbolPen=None, name="val accuracy")
         self.lr_curve = self.lr_plot.plot([], [], pen=pg.mkPen(PALETTE[2], width=2), name="lr")
+        self._follow = {name: True for name in self.PLOTS}
+        self._fitted = {name: False for name in self.PLOTS}
+        for name in self.PLOTS:
+            self.widgets[name].getPlotItem().getViewBox().sigRangeChangedManually.connect(
+                lambda *_, n=name: self._follow.__setitem__(n, False))
         self.main_curves = {"loss": self.loss_curve, "accuracy": self.accuracy_curve, "val": self.val_curve,
                             "lr": self.lr_curve}
         self.readouts = [HoverReadout(self.loss_plot), HoverReadout(self.accuracy_plot),
@@ -295,6 +300,7 @@ class TrainingPlots(QWidget):
 
     # -- data in ------------------------------------------------------------
     def clear(self) -> None:
+        self._fitted = {name: False for name in self.PLOTS}
         for series in (self.loss, self.accuracy):
             series.clear()
         for array in (self.lr_x, self.lr_y, self.val_x, self.val_y, self.val_ci):
@@ -330,10 +336,10 @@ class TrainingPlots(QWidget):
         self.val_y.extend(vals["accuracy"])
         self.val_ci.extend(vals["ci95"])
         self.refresh(everything=True)
-        for plot in (self.loss_plot, self.accuracy_plot, self.val_plot):
-            plot.enableAutoRange()
         self.auto_step_range()
-        self._fit_lr_range()
+        for name in self.PLOTS:
+            self._fitted[name] = False
+            self._fit_y(name)
 
     @property
     def n_points(self) -> int:
@@ -361,6 +367,8 @@ class TrainingPlots(QWidget):
                                    symbolBrush=pen.color(), symbolPen=None, name=label),
                 self.lr_plot.plot(steps["step"], steps["lr"], pen=pen, name=label),
             ))
+        for name in self.PLOTS:
+            self._fit_y(name)
 
     @property
     def n_overlays(self) -> int:
@@ -391,6 +399,9 @@ class TrainingPlots(QWidget):
     def _toggle_raw(self, shown: bool) -> None:
         self.loss_raw.setVisible(shown)
         self.accuracy_raw.setVisible(shown)
+        for name in ("loss", "accuracy"):
+            self._fitted[name] = False
+            self._fit_y(name)
 
     def refresh(self, everything: bool = False) -> bool:
         """Push new data to the changed plots (``plots_per_tick`` of them, or all with ``everything``).
@@ -412,19 +423,49 @@ class TrainingPlots(QWidget):
         self.n_redraws += 1
         return True
 
-    def _fit_lr_range(self) -> None:
-        """A constant learning rate would get a meaningless +-0.5 range: show it from 0 instead."""
-        view = self.lr_plot.getViewBox()
-        values = self.lr_y.view
-        finite = values[np.isfinite(values)]
-        if finite.size == 0:
-            return
-        low, high = float(finite.min()), float(finite.max())
-        if high - low <= 1e-9 * max(abs(high), 1e-30):
+    def _y_values(self, name: str) -> list[np.ndarray]:
+        """The values the y range of plot ``name`` must show (its own curves and the overlays)."""
+        if name == "loss":
+            own = [self.loss.raw.view if self.show_raw.isChecked() else self.loss.smooth.view]
+        elif name == "accuracy":
+            own = [self.accuracy.raw.view if self.show_raw.isChecked() else self.accuracy.smooth.view]
+        elif name == "lr":
+            own = [self.lr_y.view]
+        else:
+            own = [self.val_y.view + self.val_ci.view, self.val_y.view - self.val_ci.view]
+        overlays = [getattr(curves, name).yData for curves in self._overlays]
+        return own + [values for values in overlays if values is not None]
+
+    def _fit_y(self, name: str) -> None:
+        """Keep the data in view with a y range that changes rarely (so the axis is rarely redrawn).
+
+        The range is refitted, to rounded bounds with some headroom, only when data leaves it or
+        fills less than 40% of it. A plot the user zoomed or panned is left alone until its "A"
+        (auto-range) button is pressed.
+        """
+        view = self.widgets[name].getPlotItem().getViewBox()
+        if view.state["autoRange"][1]:  # fresh, or the user pressed "A": we manage y from now on
             view.disableAutoRange(axis=pg.ViewBox.YAxis)
-            view.setYRange(0.0, high * 1.25 if high > 0 else 1.0, padding=0)
-        elif not view.state["autoRange"][1]:
-            view.enableAutoRange(axis=pg.ViewBox.YAxis)
+            self._follow[name] = True
+        if not self._follow[name]:
+            return
+        chunks = [v[np.isfinite(v)] for v in self._y_values(name) if v is not None and len(v)]
+        chunks = [c for c in chunks if c.size]
+        if not chunks:
+            return
+        low = min(float(c.min()) for c in chunks)
+        high = max(float(c.max()) for c in chunks)
+        current_low, current_high = view.viewRange()[1]
+        span = max(high - low, abs(high) * 1e-3, 1e-12)
+        inside = current_low <= low and high <= current_high
+        if inside and span >= 0.4 * (current_high - current_low) and self._fitted[name]:
+            return
+        if name == "lr" and high - low <= 1e-9 * max(abs(high), 1e-30):
+            low, high = 0.0, high * 1.25 if high > 0 else 1.0  # a constant rate, shown from 0
+        else:
+            low, high = _nice_range(low - 0.08 * span, high + 0.08 * span)
+        self._fitted[name] = True
+        view.setYRange(low, high, padding=0)
 
     def set_step_range(self, total_steps: int) -> None:
         """Fix every plot's step axis to 0..total_steps for a live run: aligned plots, and axes that
@@ -452,12 +493,22 @@ class TrainingPlots(QWidget):
             self.accuracy_curve.setData(self.accuracy.x.view, self.accuracy.smooth.view)
         elif name == "lr":
             self.lr_curve.setData(self.lr_x.view, self.lr_y.view)
-            self._fit_lr_range()
         else:
             vx, vy, ci = self.val_x.view, self.val_y.view, self.val_ci.view
             self.val_upper.setData(vx, vy + ci)
             self.val_lower.setData(vx, vy - ci)
             self.val_curve.setData(vx, vy)
+        self._fit_y(name)
+
+
+def _nice_range(low: float, high: float) -> tuple[float, float]:
+    """Widen [low, high] to multiples of a round step (1, 2 or 5 times a power of ten)."""
+    span = high - low
+    if not math.isfinite(span) or span <= 0:
+        return low - 0.5, high + 0.5
+    magnitude = 10 ** math.floor(math.log10(span))
+    step = next(m * magnitude for m in (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0) if span / (m * magnitude) <= 12)
+    return math.floor(low / step) * step, math.ceil(high / step) * step
 
 
 def ema(values: Sequence[float], alpha: float) -> np.ndarray:

@@ -108,7 +108,7 @@ class QtCallbackAdapter(QObject, Callback):
     finished = Signal(object)         # RunSummary
     failed = Signal(str, object)      # message, RunSummary | None
 
-    def __init__(self, max_rate_hz: float = 25.0, parent: QObject | None = None) -> None:
+    def __init__(self, max_rate_hz: float = 20.0, parent: QObject | None = None) -> None:
         QObject.__init__(self, parent)
         self.min_interval_s = 1.0 / max_rate_hz
         self._lock = threading.Lock()
@@ -204,7 +204,7 @@ class TrainingWorker(QObject):
 
     def __init__(self, config: RunConfig, run_dir: Path | None, *, data: Any = None,
                  resume_from: Path | None = None, extra_steps: int = 0,
-                 max_rate_hz: float = 25.0, parent: QObject | None = None) -> None:
+                 max_rate_hz: float = 20.0, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.config = config
         self.run_dir = run_dir if resume_from is None else resume_from

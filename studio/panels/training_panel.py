@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (QHBoxLayout, QLabel, QProgressBar, QPushButton, QSizePolicy, QStyle, QVBoxLayout,
                                QWidget)
 
@@ -87,6 +88,13 @@ class TrainingPanel(QWidget):
         layout.addWidget(self.message_label)
         self.state = "idle"
         self._blocked_message = ""
+        self.max_text_hz = 6.0
+        self._latest: Any = None
+        self._last_shown = 0.0
+        self._pending_timer = QTimer(self)
+        self._pending_timer.setSingleShot(True)
+        self._pending_timer.setInterval(int(1000 / self.max_text_hz))
+        self._pending_timer.timeout.connect(self._show_latest)
         self.set_state("idle")
 
     # -- state --------------------------------------------------------------
@@ -126,6 +134,20 @@ class TrainingPanel(QWidget):
         self.progress.setFormat(f"step {start_step} / {total_steps}")
 
     def show_step(self, metrics: Any) -> None:
+        """Show the latest step; redrawn at most ``max_text_hz`` times a second (text is read, not watched)."""
+        self._latest = metrics
+        now = time.monotonic()
+        if now - self._last_shown < 1.0 / self.max_text_hz and metrics.step < metrics.total_steps:
+            if not self._pending_timer.isActive():
+                self._pending_timer.start()
+            return
+        self._show_latest()
+
+    def _show_latest(self) -> None:
+        metrics = self._latest
+        if metrics is None:
+            return
+        self._last_shown = time.monotonic()
         if self.progress.maximum() != metrics.total_steps:
             self.progress.setRange(0, max(metrics.total_steps, 1))
         self.progress.setValue(metrics.step)
@@ -136,6 +158,8 @@ class TrainingPanel(QWidget):
                                     f"{format_duration(metrics.eta_s)} left")
 
     def show_end(self, status: str, steps_done: int | None = None, message: str = "") -> None:
+        self._pending_timer.stop()
+        self._latest = None
         if self.progress.maximum() == 0:
             self.progress.setRange(0, 1)
             self.progress.setValue(0)
