@@ -42,6 +42,26 @@ except ModuleNotFoundError as _error:
 
 log = logging.getLogger("studio")
 
+# The teaching views: (tab title, module, class). Each class is built as ``Class(window)``.
+# TEMPORARY while they are being written in parallel: a module that does not exist yet is skipped.
+VIEW_TABS: tuple[tuple[str, str, str], ...] = (
+    ("Race", "studio.panels.race_panel", "RacePanel"),
+    ("Episodes", "studio.panels.inspector_panel", "InspectorPanel"),
+    ("Inner loop", "studio.panels.scrubber_panel", "ScrubberPanel"),
+    ("Regression", "studio.panels.regression_panel", "RegressionPanel"),
+)
+
+
+def _view_class(module_name: str, class_name: str) -> Any:
+    import importlib
+
+    try:
+        return getattr(importlib.import_module(module_name), class_name)
+    except ModuleNotFoundError as error:
+        if error.name != module_name:
+            raise
+        return None
+
 
 def _scrolled(widget: QWidget, horizontal: bool = False) -> QScrollArea:
     """``widget`` in a frameless scroll area (vertical only unless ``horizontal``)."""
@@ -128,6 +148,12 @@ class MainWindow(QMainWindow):
             self.adapt_panel = AdaptPanel(self)
             # scrolled, so that its width never sets the window's minimum width
             self.center_tabs.addTab(_scrolled(self.adapt_panel, horizontal=True), "Adapt")
+        self.views: dict[str, QWidget] = {}
+        for title, module_name, class_name in VIEW_TABS:
+            view_class = _view_class(module_name, class_name)
+            if view_class is not None:
+                self.views[title] = view_class(self)
+                self.center_tabs.addTab(self.views[title], title)
 
         central = QWidget()
         layout = QVBoxLayout(central)
