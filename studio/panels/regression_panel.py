@@ -1,0 +1,487 @@
+"""Regression view: few-shot sine fitting live, MAML next to a pre-trained baseline (Finn et al. 2017).
+
+Two plots side by side (MAML | pre-trained), each with the true sine (dashed), the
+support points, the model before fine-tuning (dotted) and the fitted curve after the
+slider's number of SGD steps on the support points, with its MSE against the true curve.
+
+* Click on a plot to add a support point at the clicked x; its y is the true sine's value
+  there (noise-free, like the paper's tasks), so a click only has to pick an x. "Undo last
+  point" and "Clear" edit the set; "New sine" draws a random task of the family
+  (amplitude 0.1-5, phase 0-pi) and "Draw K points" K random support points on it.
+* The step slider (0..10) shows the fit after that many steps; "Play" animates 0 -> 10 at
+  300 ms per step with a QTimer.
+* The models are the shipped ``assets/sinusoid_maml.pt`` and ``assets/sinusoid_pretrained.pt``
+  (trained at the paper's settings, see assets/make_sinusoid_models.py); "Train" retrains
+  both live in a worker thread (``studio.worker.run_in_worker``) with a progress bar.
+
+Fits run in a worker thread. :func:`engine.regression.fit_trajectory` (10 steps, 11 x 200
+predictions) measured 5-17 ms per model with one PyTorch thread, but 170-560 ms with PyTorch's
+default two threads, on a two-core machine busy with other work (load 8-10: every tiny matrix
+product then waits for a core), which in the GUI thread would freeze the window. So each
+change of the points, the sine or the models starts one fit job (changes made meanwhile are
+coalesced into one more job, older results are dropped) and moving the slider only calls
+``setData`` with the precomputed curves. The true sine and the support points are redrawn
+at once.
+
+Jobs of this view (fits and training) run their tensor work with one intra-op thread
+(:func:`single_thread`): the 2x40 network is fastest that way and does not fight other work
+for cores. With PyTorch's OpenMP backend the count is a setting of the calling thread (the
+GUI thread and running trainings keep theirs); PyTorch also records it as the default for
+threads that start their first parallel work while the job runs, and the job restores it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pyqtgraph as pg
+import torch
+from PySide6.QtCore import QPointF, Qt, QTimer, Signal
+from PySide6.QtWidgets import (QHBoxLayout, QLabel, QProgressBar, QPushButton, QSlider, QSpinBox, QVBoxLayout,
+                               QWidget)
+
+from engine.data.sinusoid import SinusoidTask, SinusoidTasks
+from engine.errors import EngineError
+from engine.regression import (KINDS, MODEL_TITLES, RegressionConfig, RegressionModel, fit_trajectory,
+                               load_models, train_both, trajectory_mse)
+from studio.plots import PALETTE
+from studio.worker import WorkerHandle, run_in_worker
+
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
+X_RANGE = (-5.0, 5.0)
+GRID_POINTS = 200
+TEST_STEPS = RegressionConfig.test_steps
+PLAY_INTERVAL_MS = 300
+DEFAULT_K = 5
+MAX_POINTS = 100
+DEFAULT_TRAIN_STEPS = 5000
+Y_LIMIT = 6.5
+COLOURS = {"maml": PALETTE[0], "pretrained": PALETTE[1]}
+CLICK_TIP = ("Click to add a support point at that x. Its y is the true sine's value there (noise-free, like "
+             "the paper's tasks), so only the x you click matters; the fits then use every support point.")
+
+
+@contextlib.contextmanager
+def single_thread() -> Iterator[None]:
+    """Run the block with one PyTorch intra-op thread, then restore the previous count."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+@dataclass
+class FitResult:
+    """Curves of one fit job: per model kind, [TEST_STEPS + 1, GRID_POINTS] predictions and MSE per step."""
+
+    generation: int
+    trajectories: dict[str, np.ndarray]
+    mses: dict[str, np.ndarray]
+    milliseconds: float
+
+
+def fit_job(generation: int, models: dict[str, RegressionModel], x_support: torch.Tensor,
+            y_support: torch.Tensor, grid: torch.Tensor, true_y: torch.Tensor) -> Any:
+    """The function :func:`run_in_worker` runs: fit every model to the support points, 0..TEST_STEPS steps."""
+
+    def job(progress: Any, should_stop: Any) -> FitResult:
+        started = time.perf_counter()
+        trajectories, mses = {}, {}
+        with single_thread():
+            for kind, model in models.items():
+                trajectory = fit_trajectory(model.params, x_support, y_support, grid, steps=TEST_STEPS,
+                                            lr=model.config.inner_lr)
+                trajectories[kind] = trajectory.numpy()
+                mses[kind] = trajectory_mse(trajectory, true_y).numpy()
+        return FitResult(generation, trajectories, mses, (time.perf_counter() - started) * 1000.0)
+
+    return job
+
+
+def training_job(config: RegressionConfig) -> Any:
+    """The function :func:`run_in_worker` runs for Train: both models, one thread."""
+
+    def job(progress: Any, should_stop: Any) -> dict[str, RegressionModel]:
+        with single_thread():
+            return train_both(config, progress, should_stop)
+
+    return job
+
+
+class SinePlot(pg.PlotWidget):
+    """One model's view: true sine, support points, prior and fitted curve, MSE; emits clicks in data units."""
+
+    clicked = Signal(float, float)   # x, y of a left click inside the plot area
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(background="w")
+        self.kind = kind
+        self.setMenuEnabled(False)
+        self.hideButtons()
+        self.setMouseEnabled(x=False, y=False)
+        self.showGrid(x=True, y=True, alpha=0.15)
+        self.setXRange(*X_RANGE, padding=0.03)
+        self.setYRange(-Y_LIMIT, Y_LIMIT, padding=0)
+        self.setTitle(MODEL_TITLES[kind], size="11pt", bold=True)
+        self.getPlotItem().getAxis("bottom").setLabel("x")
+        self.getPlotItem().getAxis("left").setLabel("y")
+        self.setToolTip(CLICK_TIP)
+        legend = self.addLegend(offset=(-6, -6), labelTextSize="8pt", brush=pg.mkBrush(255, 255, 255, 210))
+        colour = COLOURS[kind]
+        self.true_curve = self.plot([], [], pen=pg.mkPen("#555555", width=1.6, style=Qt.PenStyle.DashLine),
+                                    name="true sine")
+        self.prior_curve = self.plot([], [], pen=pg.mkPen(colour, width=1.2, style=Qt.PenStyle.DotLine),
+                                     name="before fine-tuning")
+        self.fit_curve = self.plot([], [], pen=pg.mkPen(colour, width=2.6), name="fine-tuned")
+        self.points = pg.ScatterPlotItem(size=10, brush=pg.mkBrush("#ffbf00"), pen=pg.mkPen("#303030", width=1.2))
+        self.addItem(self.points)
+        legend.addItem(self.points, "support points")
+        self.mse_text = pg.TextItem(anchor=(0, 0), color="#202020", fill=pg.mkBrush(255, 255, 255, 220),
+                                    border=pg.mkPen("#bbbbbb"))
+        self.mse_text.setPos(X_RANGE[0], Y_LIMIT - 0.1)
+        self.addItem(self.mse_text)
+        self.scene().sigMouseClicked.connect(self._on_click)
+
+    def _on_click(self, event: Any) -> None:
+        if event.button() != Qt.MouseButton.LeftButton:
+            return
+        view_box = self.getPlotItem().vb
+        if not view_box.sceneBoundingRect().contains(event.scenePos()):
+            return
+        point = view_box.mapSceneToView(event.scenePos())
+        event.accept()
+        self.clicked.emit(float(point.x()), float(point.y()))
+
+    def pixel_of(self, x: float, y: float) -> Any:
+        """Viewport pixel (QPoint) of data point (x, y): where a click lands there."""
+        return self.mapFromScene(self.getPlotItem().vb.mapViewToScene(QPointF(x, y)))
+
+
+class RegressionPanel(QWidget):
+    """The regression demo tab; ``window`` is the MainWindow (or None) for error dialogs."""
+
+    models_changed = Signal(str)    # description of the models now shown
+    fitted = Signal()               # after every refit (points, sine or models changed)
+
+    def __init__(self, window: Any = None, parent: QWidget | None = None, *, seed: int = 7) -> None:
+        super().__init__(parent)
+        self.main_window = window
+        self.models: dict[str, RegressionModel] = {}
+        self.models_source = ""
+        self.sampler = SinusoidTasks(seed=seed)
+        self.rng = np.random.default_rng(seed)
+        self.task: SinusoidTask = self.sampler.sample(k_shot=1, k_query=0)
+        self.support_x: list[float] = []
+        self.grid = torch.linspace(*X_RANGE, GRID_POINTS)
+        self.grid_np = self.grid.numpy()
+        self.trajectories: dict[str, np.ndarray] = {}
+        self.mses: dict[str, np.ndarray] = {}
+        self.fit_ms = 0.0
+        self.generation = 0
+        self._handle: WorkerHandle | None = None
+        self._fit_handle: WorkerHandle | None = None
+        self._fit_pending = False
+
+        self._build()
+        self.load_shipped_models()
+        self.draw_points()
+
+    # -- layout ---------------------------------------------------------------------------------------
+    def _build(self) -> None:
+        self.new_sine_button = self._button("New sine", self.new_sine, "Draw a random sine of the family "
+                                            "(amplitude 0.1-5, phase 0-pi) with K random support points.")
+        self.k_spin = QSpinBox()
+        self.k_spin.setRange(1, 50)
+        self.k_spin.setValue(DEFAULT_K)
+        self.k_spin.setPrefix("K = ")
+        self.k_spin.setToolTip("Support points drawn by New sine and Draw K points (the paper reports K = 5).")
+        self.draw_button = self._button("Draw K points", self.draw_points,
+                                        "Replace the support points with K random x on this sine.")
+        self.undo_button = self._button("Undo last point", self.undo_point, "Remove the last support point.")
+        self.clear_button = self._button("Clear", self.clear_points, "Remove every support point.")
+        self.count_label = QLabel("")
+        self.count_label.setObjectName("regression_points")
+        self.count_label.setToolTip(CLICK_TIP)
+        top = QHBoxLayout()
+        for widget in (self.new_sine_button, self.k_spin, self.draw_button, self.undo_button, self.clear_button,
+                       self.count_label):
+            top.addWidget(widget)
+        top.addStretch(1)
+        hint = QLabel("Click a plot to add a point")
+        hint.setStyleSheet("color: #777;")
+        hint.setToolTip(CLICK_TIP)
+        top.addWidget(hint)
+
+        self.step_slider = QSlider(Qt.Orientation.Horizontal)
+        self.step_slider.setRange(0, TEST_STEPS)
+        self.step_slider.setPageStep(1)
+        self.step_slider.setTickPosition(QSlider.TickPosition.TicksBelow)
+        self.step_slider.setTickInterval(1)
+        self.step_slider.setMinimumWidth(260)
+        self.step_slider.setToolTip("Gradient steps of fine-tuning on the support points (0 = the trained model "
+                                    "as is).")
+        self.step_slider.valueChanged.connect(self.show_step)
+        self.step_label = QLabel("")
+        self.step_label.setMinimumWidth(110)
+        self.play_button = self._button("Play", self.toggle_play, f"Animate the fit from step 0 to "
+                                        f"{TEST_STEPS}, {PLAY_INTERVAL_MS} ms per step.")
+        self.play_timer = QTimer(self)
+        self.play_timer.setInterval(PLAY_INTERVAL_MS)
+        self.play_timer.timeout.connect(self._tick)
+        self.procedure_label = QLabel(f"plain SGD, lr {RegressionConfig.inner_lr:g}, on the support MSE "
+                                      "(same for both)")
+        self.procedure_label.setStyleSheet("color: #555;")
+        steps_row = QHBoxLayout()
+        steps_row.addWidget(QLabel("Fine-tuning step"))
+        steps_row.addWidget(self.step_slider, 1)
+        steps_row.addWidget(self.step_label)
+        steps_row.addWidget(self.play_button)
+        steps_row.addSpacing(12)
+        steps_row.addWidget(self.procedure_label)
+
+        self.plots = {kind: SinePlot(kind) for kind in KINDS}
+        plots_row = QHBoxLayout()
+        for plot in self.plots.values():
+            plot.clicked.connect(self.add_point)
+            plots_row.addWidget(plot, 1)
+
+        self.models_label = QLabel("")
+        self.models_label.setObjectName("regression_models")
+        self.models_label.setWordWrap(True)
+        self.train_steps_spin = QSpinBox()
+        self.train_steps_spin.setRange(10, 1_000_000)
+        self.train_steps_spin.setSingleStep(1000)
+        self.train_steps_spin.setValue(DEFAULT_TRAIN_STEPS)
+        self.train_steps_spin.setSuffix(" steps")
+        self.train_steps_spin.setToolTip("Training steps of each model for Train (the shipped models: 70000, the "
+                                         "paper's; about 20 minutes for both on two CPU cores).")
+        self.train_button = self._button("Train", self.start_training, "Retrain both models from scratch in the "
+                                         "background (MAML, then the pre-trained baseline), with the paper's "
+                                         "settings except the number of steps.")
+        self.cancel_button = self._button("Cancel", self.cancel_training, "Stop training; keep the current models.")
+        self.cancel_button.setEnabled(False)
+        self.shipped_button = self._button("Shipped models", self.load_shipped_models,
+                                           f"Reload the models shipped in {ASSETS}.")
+        self.progress = QProgressBar()
+        self.progress.setObjectName("regression_progress")
+        self.progress.hide()
+        train_row = QHBoxLayout()
+        train_row.addWidget(self.models_label, 1)
+        for widget in (self.train_steps_spin, self.train_button, self.cancel_button, self.shipped_button):
+            train_row.addWidget(widget)
+        train_row.addWidget(self.progress, 1)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.addLayout(top)
+        layout.addLayout(steps_row)
+        layout.addLayout(plots_row, 1)
+        layout.addLayout(train_row)
+
+    def _button(self, text: str, slot: Any, tip: str) -> QPushButton:
+        button = QPushButton(text)
+        button.setToolTip(tip)
+        button.clicked.connect(lambda _checked=False: slot())
+        return button
+
+    # -- models ---------------------------------------------------------------------------------------
+    def load_shipped_models(self, folder: Path = ASSETS) -> bool:
+        """Load the two shipped models; on failure say why in the models line and keep what was shown."""
+        try:
+            models = load_models(folder)
+        except EngineError as error:
+            self.models_label.setText(f"<span style='color:#b00020'>Could not load the shipped models: "
+                                      f"{error}</span> Press Train to make new ones.")
+            return False
+        self.set_models(models, "shipped models")
+        return True
+
+    def set_models(self, models: dict[str, RegressionModel], source: str) -> None:
+        """Show these models (keys "maml" and "pretrained") and refit."""
+        self.models = dict(models)
+        self.models_source = source
+        parts = [f"{model.title}: {model.steps_done:,} steps" for model in self.models.values()]
+        self.models_label.setText(f"Models: {source} ({'; '.join(parts)}).")
+        lr = next(iter(self.models.values())).config.inner_lr
+        self.procedure_label.setText(f"plain SGD, lr {lr:g}, on the support MSE (same for both)")
+        self.refit()
+        self.models_changed.emit(source)
+
+    # -- the task and its support points ------------------------------------------------------------
+    def new_sine(self) -> None:
+        """A random sine of the family with K random support points."""
+        self.task = self.sampler.sample(k_shot=1, k_query=0)
+        self.draw_points()
+
+    def draw_points(self) -> None:
+        """Replace the support points with K uniformly random x on the current sine."""
+        self.support_x = [float(x) for x in self.rng.uniform(*X_RANGE, size=self.k_spin.value())]
+        self.refit()
+
+    def add_point(self, x: float, _y: float = 0.0) -> None:
+        """Add a support point at ``x`` (y = the true sine's value there); x outside [-5, 5] is ignored."""
+        if not X_RANGE[0] <= x <= X_RANGE[1] or len(self.support_x) >= MAX_POINTS:
+            return
+        self.support_x.append(float(x))
+        self.refit()
+
+    def undo_point(self) -> None:
+        if self.support_x:
+            self.support_x.pop()
+            self.refit()
+
+    def clear_points(self) -> None:
+        self.support_x = []
+        self.refit()
+
+    def support_y(self) -> list[float]:
+        """y of the support points: the true sine at their x."""
+        return self.task.true_curve(torch.tensor(self.support_x, dtype=torch.float32)).tolist()
+
+    # -- fitting and drawing ----------------------------------------------------------------------------
+    def refit(self) -> None:
+        """Redraw the sine and the points now, and fit both models to the points in a worker."""
+        self.generation += 1
+        true_y = self.task.true_curve(self.grid)
+        xs = torch.tensor(self.support_x, dtype=torch.float32)
+        ys = self.task.true_curve(xs)
+        true_np, points_y = true_y.numpy(), ys.numpy()
+        for plot in self.plots.values():
+            plot.true_curve.setData(self.grid_np, true_np)
+            plot.points.setData(np.asarray(self.support_x, dtype=np.float64), points_y)
+        n = len(self.support_x)
+        self.count_label.setText(f"K = {n} support point{'s' if n != 1 else ''}")
+        self.undo_button.setEnabled(n > 0)
+        self.clear_button.setEnabled(n > 0)
+        if not self.models:
+            return
+        if self._fit_handle is not None:
+            self._fit_pending = True     # the running job's result will be stale: fit again when it ends
+            return
+        self._fit_pending = False
+        job = fit_job(self.generation, dict(self.models), xs, ys, self.grid, true_y)
+        self._fit_handle = run_in_worker(job, on_result=self._fitted, on_error=self._fit_failed)
+
+    def is_fitting(self) -> bool:
+        """True while the curves do not yet show the current points, sine and models."""
+        return self._fit_handle is not None or self._fit_pending
+
+    def _fit_finished(self) -> None:
+        self._fit_handle = None
+        if self._fit_pending:
+            self.refit()
+
+    def _fitted(self, result: FitResult) -> None:
+        if result.generation == self.generation:
+            self.trajectories, self.mses, self.fit_ms = result.trajectories, result.mses, result.milliseconds
+            for kind, plot in self.plots.items():
+                plot.prior_curve.setData(self.grid_np, self.trajectories[kind][0])
+            self.show_step(self.step_slider.value())
+            self.fitted.emit()
+        else:
+            self._fit_pending = True
+        self._fit_finished()
+
+    def _fit_failed(self, message: str) -> None:
+        self._fit_finished()
+        self.models_label.setText(f"<span style='color:#b00020'>Fitting failed: {message}</span>")
+
+    def show_step(self, step: int) -> None:
+        """Draw the fit after ``step`` steps on both plots (setData only) with its MSE."""
+        self.step_label.setText(f"step {step} / {TEST_STEPS}")
+        for kind, plot in self.plots.items():
+            if kind not in self.trajectories:
+                plot.fit_curve.setData([], [])
+                plot.mse_text.setText("no model loaded")
+                continue
+            plot.fit_curve.setData(self.grid_np, self.trajectories[kind][step])
+            note = "" if self.support_x else "  (no support points: nothing to fit)"
+            before = f"  (before fine-tuning: {self.mses[kind][0]:.3f})" if step else ""
+            plot.mse_text.setText(f"step {step}: MSE {self.mses[kind][step]:.3f}{before}{note}")
+            plot.mse_text.setToolTip("Mean squared error of the curve against the true sine on "
+                                     f"{GRID_POINTS} evenly spaced x in [-5, 5].")
+
+    def mse_at(self, kind: str, step: int | None = None) -> float:
+        """MSE of ``kind`` against the true sine after ``step`` steps (default: the slider's)."""
+        return float(self.mses[kind][self.step_slider.value() if step is None else step])
+
+    # -- playing --------------------------------------------------------------------------------------
+    def toggle_play(self) -> None:
+        if self.play_timer.isActive():
+            self.stop_playing()
+            return
+        if self.step_slider.value() >= TEST_STEPS:
+            self.step_slider.setValue(0)
+        self.play_button.setText("Pause")
+        self.play_timer.start()
+
+    def stop_playing(self) -> None:
+        self.play_timer.stop()
+        self.play_button.setText("Play")
+
+    def is_playing(self) -> bool:
+        return self.play_timer.isActive()
+
+    def _tick(self) -> None:
+        step = self.step_slider.value() + 1
+        self.step_slider.setValue(min(step, TEST_STEPS))
+        if step >= TEST_STEPS:
+            self.stop_playing()
+
+    # -- training -------------------------------------------------------------------------------------
+    def is_training(self) -> bool:
+        return self._handle is not None
+
+    def start_training(self, steps: int | None = None) -> WorkerHandle | None:
+        """Retrain both models (``steps`` each, default the spin box) in a worker thread."""
+        if self.is_training():
+            return None
+        config = RegressionConfig(steps=int(steps or self.train_steps_spin.value()))
+        self.train_button.setEnabled(False)
+        self.shipped_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.progress.setRange(0, 2 * config.steps)
+        self.progress.setValue(0)
+        self.progress.setFormat("training MAML… %p%")
+        self.progress.show()
+        self._handle = run_in_worker(training_job(config), on_result=self._trained, on_error=self._training_failed,
+                                     on_progress=self._training_progress)
+        return self._handle
+
+    def cancel_training(self) -> None:
+        if self._handle is not None:
+            self._handle.stop()
+            self.progress.setFormat("stopping…")
+
+    def _training_progress(self, done: int, total: int) -> None:
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(done)
+        self.progress.setFormat(("training MAML" if done <= total // 2 else "training the baseline") + "… %p%")
+
+    def _training_done(self) -> None:
+        self._handle = None
+        self.progress.hide()
+        self.train_button.setEnabled(True)
+        self.shipped_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+
+    def _trained(self, models: dict[str, RegressionModel]) -> None:
+        self._training_done()
+        if any(model.stopped for model in models.values()):
+            self.models_label.setText(self.models_label.text() + " Training cancelled; these models are kept.")
+            return
+        seconds = sum(model.train_seconds for model in models.values())
+        self.set_models(models, f"trained here in {seconds:.0f} s")
+
+    def _training_failed(self, message: str) -> None:
+        self._training_done()
+        self.models_label.setText(f"<span style='color:#b00020'>Training failed: {message}</span>")
+        if self.main_window is not None and hasattr(self.main_window, "show_error"):
+            self.main_window.show_error("Regression training failed", message)
