@@ -209,7 +209,9 @@ class MainWindow(QMainWindow):
         self.pause_action = self._action("Pause / Resume", self.toggle_pause, [QKeySequence("Ctrl+P")])
         self.stop_action = self._action("Stop", self.stop_training, [QKeySequence(Qt.Key.Key_Escape)])
         self.evaluate_action = self._action("Evaluate selected run", self._evaluate_selected, [QKeySequence("Ctrl+E")])
-        for action in (self.train_action, self.pause_action, self.stop_action, None, self.evaluate_action):
+        self.handoff_action = self._action("Hand off as torchrun command…", self.handoff_to_torchrun)
+        for action in (self.train_action, self.pause_action, self.stop_action, None, self.evaluate_action, None,
+                       self.handoff_action):
             run_menu.addSeparator() if action is None else run_menu.addAction(action)
 
         view_menu = menu.addMenu("&View")
@@ -330,6 +332,23 @@ class MainWindow(QMainWindow):
         return True
 
     # ------------------------------------------------------------------ training
+    def handoff_dialog(self) -> Any:
+        """The torchrun hand-off dialog for the current config (None, with the error shown, if it is invalid)."""
+        from studio.panels.torchrun_dialog import TorchrunDialog
+
+        config = self.current_config()
+        if config is None:
+            self.show_error("Cannot hand off the run", self.config_errors()[0])
+            return None
+        return TorchrunDialog(config, self.store.root, self)
+
+    def handoff_to_torchrun(self) -> None:
+        dialog = self.handoff_dialog()
+        if dialog is not None:
+            dialog.exec()
+            if dialog.saved_path is not None:
+                log.info("config for torchrun saved to %s; command: %s", dialog.saved_path, dialog.command_line())
+
     def is_training(self) -> bool:
         return self.worker is not None
 

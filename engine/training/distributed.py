@@ -28,13 +28,16 @@ import os
 import shlex
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Iterable, Mapping
+from typing import TYPE_CHECKING, Iterable, Mapping
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
 from engine.errors import ConfigError
+
+if TYPE_CHECKING:
+    from engine.config import RunConfig
 
 DEFAULT_TIMEOUT = timedelta(minutes=30)
 
@@ -138,6 +141,25 @@ def check_divisible(total: int, world_size: int, field_name: str) -> None:
     if total % world_size:
         raise ConfigError(f"{field_name} ({total}) must be divisible by the number of processes ({world_size}) "
                           "so that every rank gets an equal share")
+
+
+def handoff_problems(config: "RunConfig", world_size: int) -> list[str]:
+    """Why ``config`` cannot train on ``world_size`` ranks (empty when it can), each naming its field.
+
+    The same rule the trainer enforces at start-up: episodic algorithms split the
+    meta-batch, class-batch baselines split the batch.
+    """
+    from engine.algorithms.registry import ALGORITHMS
+
+    if ALGORITHMS[config.algorithm.name].batch_kind == "episodes":
+        total, name = config.task.meta_batch_size, "task.meta_batch_size"
+    else:
+        total, name = int(getattr(config.algorithm, "batch_size", 1)), "algorithm.batch_size"
+    try:
+        check_divisible(total, world_size, name)
+    except ConfigError as error:
+        return [str(error)]
+    return []
 
 
 def shard(total: int, world: World | None) -> slice:

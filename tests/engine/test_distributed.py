@@ -260,3 +260,14 @@ def test_torchrun_command_lines() -> None:
 
 if __name__ == "__main__":  # the entry point torchrun runs (see torchrun_runs)
     sys.exit(torchrun_entry(sys.argv[1]))
+
+
+def test_handoff_problems_name_the_field_that_does_not_split() -> None:
+    from engine.config import RunConfig
+
+    episodic = RunConfig.from_dict({"task": {"meta_batch_size": 6}})
+    assert distributed.handoff_problems(episodic, 3) == []
+    assert "task.meta_batch_size (6)" in distributed.handoff_problems(episodic, 4)[0]
+    baseline = RunConfig.from_dict({"algorithm": {"name": "baseline", "batch_size": 64}})
+    assert distributed.handoff_problems(baseline, 4) == []
+    assert "algorithm.batch_size (64)" in distributed.handoff_problems(baseline, 3)[0]
