@@ -19,15 +19,16 @@ the whole batch.
 
 from __future__ import annotations
 
+import copy
 import math
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from engine.algorithms.base import Algorithm, Predictor, ProgressCallback
-from engine.algorithms.functional import CosineHead, accuracy, check_support, eval_mode
+from engine.algorithms.functional import CosineHead, accuracy, check_support, eval_mode, last
 from engine.config import AlgorithmConfig, BaselineConfig
 from engine.data.types import ClassBatch, Task
 
@@ -55,20 +56,42 @@ def make_head(kind: str, in_features: int, n_classes: int, scale: float,
 
 def fit_head(features: Tensor, labels: Tensor, n_classes: int, *, kind: str, steps: int, lr: float,
              scale: float, progress: ProgressCallback | None = None) -> nn.Module:
-    """Fit a new head on fixed [S, D] features and [S] labels: ``steps`` full-batch Adam steps."""
+    """Fit a new head on fixed [S, D] features and [S] labels: ``steps`` full-batch Adam steps.
+
+    The last head of :func:`iter_fit_head` (one fitting loop).
+    """
+    return last(iter_fit_head(features, labels, n_classes, kind=kind, steps=steps, lr=lr, scale=scale,
+                              progress=progress))
+
+
+def iter_fit_head(features: Tensor, labels: Tensor, n_classes: int, *, kind: str, steps: int, lr: float,
+                  scale: float, progress: ProgressCallback | None = None) -> Iterator[nn.Module]:
+    """The heads of :func:`fit_head` after 0, 1, ..., ``steps`` Adam steps (``steps + 1`` frozen copies).
+
+    features: [S, D] fixed support features; labels: [S] in 0..n_classes-1. Step 0 is the new
+    head freshly drawn from ``HEAD_SEED`` (it knows nothing of the support set yet). Each
+    yielded head is a separate module without gradients that later steps do not change.
+    ``progress(done, steps)`` is called after each step. Gradients are enabled while a step
+    runs, never across a ``yield``.
+    """
     generator = torch.Generator().manual_seed(HEAD_SEED)
     head = make_head(kind, features.shape[1], n_classes, scale, generator).to(features.device)
     optimizer = torch.optim.Adam(head.parameters(), lr=lr)
-    with torch.enable_grad():
-        for step in range(steps):
+    yield _frozen_copy(head)
+    for step in range(steps):
+        with torch.enable_grad():
             loss = F.cross_entropy(head(features), labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            if progress is not None:
-                progress(step + 1, steps)
-    head.requires_grad_(False)
-    return head
+        if progress is not None:
+            progress(step + 1, steps)
+        yield _frozen_copy(head)
+
+
+def _frozen_copy(head: nn.Module) -> nn.Module:
+    """A copy of ``head`` whose parameters need no gradients."""
+    return copy.deepcopy(head).requires_grad_(False)
 
 
 class HeadPredictor(Predictor):
@@ -89,9 +112,12 @@ class HeadPredictor(Predictor):
 
     def predict(self, query_x: Tensor) -> Tensor:
         """[Q, C, H, W] -> [Q, n_classes] probabilities."""
-        features = self._features(query_x)
+        return self.predict_features(self._features(query_x)).to(query_x.device)
+
+    def predict_features(self, features: Tensor) -> Tensor:
+        """[Q, D] frozen backbone features (as ``embed`` gives them) -> [Q, n_classes] probabilities."""
         with torch.no_grad():
-            return self.head(features).softmax(1).to(query_x.device)
+            return self.head(features.to(self.head.weight.device)).softmax(1)
 
     def state(self) -> dict[str, Any]:
         kind = "cosine" if isinstance(self.head, CosineHead) else "linear"
@@ -167,13 +193,29 @@ class Baseline(ClassifierPretraining):
 
     def adapt(self, support_x: Tensor, support_y: Tensor, *, steps: int | None = None,
               progress: ProgressCallback | None = None) -> Predictor:
-        """Fit a new head on the frozen support features (``steps`` defaults to finetune_steps)."""
+        """Fit a new head on the frozen support features (``steps`` defaults to finetune_steps).
+
+        The last predictor of :meth:`iter_adapt` (one fitting loop for both).
+        """
+        return last(self.iter_adapt(support_x, support_y, steps=steps, progress=progress))
+
+    def iter_adapt(self, support_x: Tensor, support_y: Tensor, *, steps: int | None = None,
+                   progress: ProgressCallback | None = None) -> Iterator[HeadPredictor]:
+        """The predictors after 0, 1, ..., ``steps`` head-fitting steps (``steps + 1`` of them, lazily).
+
+        support_x: [S, C, H, W]; support_y: [S] in 0..n-1. The support features are computed
+        once (backbone frozen, eval mode). Step 0 is the freshly initialised head (seeded
+        random weights, zero bias: its accuracy is that of a random linear read-out, about
+        chance), then one full-batch Adam step at finetune_lr per predictor. The k-th
+        predictor equals ``adapt(support_x, support_y, steps=k)``.
+        """
         n_classes = check_support(support_x, support_y)
         steps = self.config.finetune_steps if steps is None else max(0, int(steps))
         features = self.support_features(support_x)
-        head = fit_head(features, support_y.to(self.device), n_classes, kind=self.config.head, steps=steps,
-                        lr=self.config.finetune_lr, scale=self.config.cosine_scale, progress=progress)
-        return HeadPredictor(self.backbone, head)
+        for head in iter_fit_head(features, support_y.to(self.device), n_classes, kind=self.config.head,
+                                  steps=steps, lr=self.config.finetune_lr, scale=self.config.cosine_scale,
+                                  progress=progress):
+            yield HeadPredictor(self.backbone, head)
 
     def predictor_from_state(self, state: dict[str, Any]) -> Predictor:
         return HeadPredictor(self.backbone, head_from_state(state, self.device))

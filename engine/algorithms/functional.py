@@ -190,24 +190,52 @@ def inner_loop(model: nn.Module, params: Params, x: Tensor, y: Tensor, *, lr: fl
     return params
 
 
+def iter_adapted_parameters(model: nn.Module, params: Params, x: Tensor, y: Tensor, *, lr: float, steps: int,
+                            loss_fn: LossFn, adapt_names: Sequence[str] | None = None,
+                            progress: ProgressCallback | None = None) -> Iterator[Params]:
+    """The test-time inner loop, one state at a time: yields ``steps + 1`` detached parameter dicts.
+
+    The first is a copy of ``params`` (no update yet), then the parameters after 1, 2, ...,
+    ``steps`` plain gradient steps (no graph kept). Calls ``progress(done, steps)`` after
+    each step. The input tensors are never modified; each yielded dict is a fresh set of
+    tensors that later steps do not touch. Gradients are enabled only while a step is
+    computed, never across a ``yield`` (the caller's grad mode is left alone).
+    """
+    names = list(params) if adapt_names is None else list(adapt_names)
+    params = {n: p.detach().clone() for n, p in params.items()}
+    yield params
+    for step in range(steps):
+        with torch.enable_grad():
+            live = {n: (p.detach().requires_grad_() if n in names else p) for n, p in params.items()}
+            live = inner_loop(model, live, x, y, lr=lr, steps=1, loss_fn=loss_fn, create_graph=False,
+                              adapt_names=names)
+        params = {n: p.detach() for n, p in live.items()}
+        if progress is not None:
+            progress(step + 1, steps)
+        yield params
+
+
 def adapt_parameters(model: nn.Module, params: Params, x: Tensor, y: Tensor, *, lr: float, steps: int,
                      loss_fn: LossFn, adapt_names: Sequence[str] | None = None,
                      progress: ProgressCallback | None = None) -> Params:
     """Test-time inner loop keeping no graph; returns detached copies (``steps == 0``: the input values).
 
-    Calls ``progress(done, steps)`` after each step. The input tensors are never modified.
+    The last state of :func:`iter_adapted_parameters` (the one inner loop). Calls
+    ``progress(done, steps)`` after each step. The input tensors are never modified.
     """
-    names = list(params) if adapt_names is None else list(adapt_names)
-    params = {n: p.detach().clone() for n, p in params.items()}
-    with torch.enable_grad():
-        for step in range(steps):
-            live = {n: (p.requires_grad_() if n in names else p) for n, p in params.items()}
-            live = inner_loop(model, live, x, y, lr=lr, steps=1, loss_fn=loss_fn, create_graph=False,
-                              adapt_names=names)
-            params = {n: p.detach() for n, p in live.items()}
-            if progress is not None:
-                progress(step + 1, steps)
-    return params
+    return last(iter_adapted_parameters(model, params, x, y, lr=lr, steps=steps, loss_fn=loss_fn,
+                                        adapt_names=adapt_names, progress=progress))
+
+
+def last(items: Iterable[Any]) -> Any:
+    """The last item of a non-empty iterable (runs it to the end)."""
+    sentinel = object()
+    final: Any = sentinel
+    for final in items:
+        pass
+    if final is sentinel:
+        raise ValueError("last() of an empty iterable")
+    return final
 
 
 class FunctionalPredictor(Predictor):

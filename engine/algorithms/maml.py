@@ -30,7 +30,7 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, ContextManager, Sequence
+from typing import Any, Callable, ContextManager, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -39,8 +39,8 @@ from torch.func import functional_call
 
 from engine.algorithms.base import Algorithm, Predictor, ProgressCallback
 from engine.algorithms.functional import (
-    BackboneWithHead, FunctionalPredictor, LossFn, Params, accuracy, adapt_parameters, check_support,
-    functional_predictor_from_state, inner_loop, resized_head, use_batch_statistics,
+    BackboneWithHead, FunctionalPredictor, LossFn, Params, accuracy, check_support,
+    functional_predictor_from_state, inner_loop, iter_adapted_parameters, last, resized_head, use_batch_statistics,
 )
 from engine.config import MAMLConfig
 from engine.data.types import ClassBatch, Task
@@ -308,7 +308,22 @@ class MAML(Algorithm):
     # -- adaptation -------------------------------------------------------
     def adapt(self, support_x: Tensor, support_y: Tensor, *, steps: int | None = None,
               progress: ProgressCallback | None = None) -> Predictor:
-        """``steps`` (default test_inner_steps) SGD steps at test_inner_lr on the support set, on copies."""
+        """``steps`` (default test_inner_steps) SGD steps at test_inner_lr on the support set, on copies.
+
+        The last predictor of :meth:`iter_adapt` (one inner loop for both).
+        """
+        return last(self.iter_adapt(support_x, support_y, steps=steps, progress=progress))
+
+    def iter_adapt(self, support_x: Tensor, support_y: Tensor, *, steps: int | None = None,
+                   progress: ProgressCallback | None = None) -> Iterator[FunctionalPredictor]:
+        """The predictors after 0, 1, ..., ``steps`` inner steps (``steps + 1`` of them, lazily).
+
+        support_x: [S, C, H, W]; support_y: [S] in 0..n-1. Step 0 is the meta-learned
+        initialisation (with the head rule of ``resized_head``); each next predictor is one
+        SGD step at test_inner_lr further (ANIL: on the head only, over fixed support features).
+        The k-th predictor equals ``adapt(support_x, support_y, steps=k)``. ``progress(done, steps)``
+        is called after each step; the algorithm's weights are never modified.
+        """
         n_classes = check_support(support_x, support_y)
         steps = self.config.test_inner_steps if steps is None else max(0, int(steps))
         support_x, support_y = support_x.to(self.device), support_y.to(self.device)
@@ -317,16 +332,17 @@ class MAML(Algorithm):
         if self.config.anil:
             with torch.no_grad():
                 features = self.backbone(support_x)
-            head = adapt_parameters(self.head, {"weight": weight, "bias": bias}, features, support_y, lr=lr,
-                                    steps=steps, loss_fn=F.cross_entropy, progress=progress)
-            params = {f"backbone.{n}": p.detach().clone() for n, p in self.backbone.named_parameters()}
-            params.update({"head.weight": head["weight"], "head.bias": head["bias"]})
-        else:
-            params = {n: p.detach() for n, p in self.model.named_parameters()}
-            params.update({"head.weight": weight, "head.bias": bias})
-            params = adapt_parameters(self.model, params, support_x, support_y, lr=lr, steps=steps,
-                                      loss_fn=F.cross_entropy, progress=progress)
-        return FunctionalPredictor(self.model, params)
+            backbone = {f"backbone.{n}": p.detach().clone() for n, p in self.backbone.named_parameters()}
+            for head in iter_adapted_parameters(self.head, {"weight": weight, "bias": bias}, features, support_y,
+                                                lr=lr, steps=steps, loss_fn=F.cross_entropy, progress=progress):
+                yield FunctionalPredictor(self.model, {**backbone, "head.weight": head["weight"],
+                                                       "head.bias": head["bias"]})
+            return
+        params = {n: p.detach() for n, p in self.model.named_parameters()}
+        params.update({"head.weight": weight, "head.bias": bias})
+        for adapted in iter_adapted_parameters(self.model, params, support_x, support_y, lr=lr, steps=steps,
+                                               loss_fn=F.cross_entropy, progress=progress):
+            yield FunctionalPredictor(self.model, adapted)
 
     def predictor_from_state(self, state: dict[str, Any]) -> Predictor:
         return functional_predictor_from_state(self.model, state, self.device)
@@ -346,9 +362,5 @@ def fit_regression(model: nn.Module, x: Tensor, y: Tensor, inner_lr: float, step
     dicts: the initial parameters, then those after each step (plot the fit after 0, 1, ... steps
     with ``torch.func.functional_call(model, params, (x_grid,))``). ``model`` is not modified.
     """
-    params = {n: p.detach().clone() for n, p in model.named_parameters()}
-    history = [params]
-    for _ in range(steps):
-        params = adapt_parameters(model, params, x, y, lr=inner_lr, steps=1, loss_fn=F.mse_loss)
-        history.append(params)
-    return history
+    params = {n: p.detach() for n, p in model.named_parameters()}
+    return list(iter_adapted_parameters(model, params, x, y, lr=inner_lr, steps=steps, loss_fn=F.mse_loss))

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from typing import Any, Callable, ContextManager
+from typing import Any, Callable, ContextManager, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from engine.algorithms.base import Algorithm, Predictor, ProgressCallback
 from engine.algorithms.functional import (
-    BackboneWithHead, FunctionalPredictor, accuracy, check_support, functional_predictor_from_state,
+    BackboneWithHead, FunctionalPredictor, accuracy, check_support, functional_predictor_from_state, last,
     resized_head, use_batch_statistics,
 )
 from engine.config import ReptileConfig
@@ -53,28 +53,46 @@ def train_inner(model: nn.Module, x: Tensor, y: Tensor, *, lr: float, steps: int
     Updates ``model`` in place; returns (loss, accuracy) of the last step's forward
     (nan, nan for zero steps). ``autocast``: context for the forward passes (mixed
     precision); ``fp16``: scale the loss with a fresh GradScaler (like the fresh Adam
-    state, one per call), which skips a step whose gradients overflow.
+    state, one per call), which skips a step whose gradients overflow. Runs
+    :func:`iter_train_inner` to its end (one inner loop).
+    """
+    loss_value, accuracy_value = float("nan"), float("nan")
+    for loss_value, accuracy_value in iter_train_inner(model, x, y, lr=lr, steps=steps, progress=progress,
+                                                       autocast=autocast, fp16=fp16):
+        pass
+    return loss_value, accuracy_value
+
+
+def iter_train_inner(model: nn.Module, x: Tensor, y: Tensor, *, lr: float, steps: int,
+                     progress: ProgressCallback | None = None,
+                     autocast: Callable[[], ContextManager[Any]] = contextlib.nullcontext,
+                     fp16: bool = False) -> Iterator[tuple[float, float]]:
+    """The inner loop of :func:`train_inner`, pausing after each of its ``steps`` Adam steps.
+
+    Yields, after each step (``model`` updated in place), the (loss, accuracy) of that
+    step's forward (computed before its update). ``progress(done, steps)`` is called
+    after each step, before the yield. Gradients are enabled while a step runs, never
+    across a ``yield``.
     """
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=ADAM_BETAS)
     device_type = next(model.parameters()).device.type
     scaler = torch.amp.GradScaler(device_type, init_scale=INNER_FP16_SCALE) if fp16 else None
-    loss_value, accuracy_value = float("nan"), float("nan")
     for step in range(steps):
-        with autocast():
-            logits = model(x)
-        loss = F.cross_entropy(logits.float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
-        loss_value, accuracy_value = float(loss.item()), accuracy(logits.detach(), y)
+        with torch.enable_grad():
+            with autocast():
+                logits = model(x)
+            loss = F.cross_entropy(logits.float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                optimizer.step()
         if progress is not None:
             progress(step + 1, steps)
-    return loss_value, accuracy_value
+        yield float(loss.item()), accuracy(logits.detach(), y)
 
 
 class Reptile(Algorithm):
@@ -131,16 +149,34 @@ class Reptile(Algorithm):
 
     def adapt(self, support_x: Tensor, support_y: Tensor, *, steps: int | None = None,
               progress: ProgressCallback | None = None) -> Predictor:
-        """``steps`` (default test_inner_steps) Adam steps on the support set of a copy of the model."""
+        """``steps`` (default test_inner_steps) Adam steps on the support set of a copy of the model.
+
+        The last predictor of :meth:`iter_adapt` (one inner loop for both).
+        """
+        return last(self.iter_adapt(support_x, support_y, steps=steps, progress=progress))
+
+    def iter_adapt(self, support_x: Tensor, support_y: Tensor, *, steps: int | None = None,
+                   progress: ProgressCallback | None = None) -> Iterator[FunctionalPredictor]:
+        """The predictors after 0, 1, ..., ``steps`` inner Adam steps (``steps + 1`` of them, lazily).
+
+        support_x: [S, C, H, W]; support_y: [S] in 0..n-1. Step 0 is the meta-learned
+        initialisation (head rule of ``resized_head``); then one Adam step (betas (0, 0.999),
+        one fresh optimiser for the whole loop) at inner_lr per predictor, on a copy of the
+        model. The k-th predictor equals ``adapt(support_x, support_y, steps=k)``; each holds
+        its own snapshot of the weights. ``progress(done, steps)`` is called after each step.
+        """
         n_classes = check_support(support_x, support_y)
         steps = self.config.test_inner_steps if steps is None else max(0, int(steps))
         model = self._copy_with_head(n_classes)
         model.train(True)
-        with torch.enable_grad():
-            train_inner(model, support_x.to(self.device), support_y.to(self.device),
-                        lr=self.config.inner_lr, steps=steps, progress=progress)
-        params = {n: p.detach() for n, p in model.named_parameters()}
-        return FunctionalPredictor(self.model, params)
+        yield self._snapshot(model)
+        for _ in iter_train_inner(model, support_x.to(self.device), support_y.to(self.device),
+                                  lr=self.config.inner_lr, steps=steps, progress=progress):
+            yield self._snapshot(model)
+
+    def _snapshot(self, model: BackboneWithHead) -> FunctionalPredictor:
+        """A predictor with a copy of ``model``'s current weights (later inner steps do not change it)."""
+        return FunctionalPredictor(self.model, {n: p.detach().clone() for n, p in model.named_parameters()})
 
     def _copy_with_head(self, n_classes: int) -> BackboneWithHead:
         weight, bias = resized_head(self.head.weight.detach(), self.head.bias.detach(), n_classes)
