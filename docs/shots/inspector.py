@@ -1,0 +1,127 @@
+"""Screenshot of the Episodes tab (episode inspector) on a real run, for the docs.
+
+    xvfb-run -a -s "-screen 0 1600x1000x24" python docs/shots/inspector.py [--out docs/screenshot-inspector.png]
+
+Trains a short ProtoNet run on the built-in glyphs with the engine's Trainer (in a
+temporary run history, so the window shows just this run), opens the real main window,
+selects the run in the Runs table, inspects 100 test episodes on the Episodes tab,
+pages to an episode with a wrong prediction and saves ``window.grab()``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="docs/screenshot-inspector.png", help="PNG file to write")
+    parser.add_argument("--train-steps", type=int, default=300, help="meta-training steps of the run")
+    parser.add_argument("--episodes", type=int, default=100, help="episodes to inspect")
+    parser.add_argument("--size", default="1600x1000", help="window size WxH")
+    parser.add_argument("--home", help="reuse a META_STUDIO_HOME whose run history already holds a run this "
+                                         "script trained (skips the training)")
+    parser.add_argument("--timeout", type=float, default=900.0, help="give up after this many seconds")
+    return parser.parse_args(argv)
+
+
+def train_run(steps: int) -> Path:
+    """A short real run in the (temporary) default run history; returns its folder."""
+    from engine.config import RunConfig
+    from engine.training.run_store import RunStore, default_runs_root
+    from engine.training.trainer import Trainer
+
+    config = RunConfig()
+    config.name = f"ProtoNet 5-way 1-shot glyphs, {steps} steps"
+    config.model.hidden_channels = 32
+    config.task.meta_batch_size = 2
+    config.train.steps = steps
+    config.train.val_every, config.train.val_episodes = max(steps // 3, 1), 50
+    config.train.checkpoint_every = steps
+    config.train.num_threads = 2
+    started = time.monotonic()
+    summary = Trainer(config, run_dir=RunStore(default_runs_root()).new_run_dir(config.name)).run()
+    if summary.status != "finished":
+        raise SystemExit(f"training {summary.status}: {summary.message}")
+    print(f"trained {summary.steps_done} steps in {time.monotonic() - started:.0f} s, best validation accuracy "
+          f"{summary.best_val_accuracy:.1%}")
+    return summary.run_dir
+
+
+def trained_run() -> Path:
+    from engine.training.run_store import RunStore, default_runs_root
+
+    finished = [r for r in RunStore(default_runs_root()).list_runs() if r.status == "finished"]
+    if not finished:
+        raise SystemExit(f"no finished run in {default_runs_root()}")
+    print(f"reusing {finished[0].run_dir}")
+    return finished[0].run_dir
+
+
+def wait_until(app: object, condition: object, timeout: float, what: str) -> None:
+    from PySide6.QtTest import QTest
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        QTest.qWait(50)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    os.environ["META_STUDIO_HOME"] = args.home or tempfile.mkdtemp(prefix="meta-studio-shot-")
+    run_dir = trained_run() if args.home else train_run(args.train_steps)
+
+    from studio.app import create_application
+
+    app = create_application()
+    from studio.main_window import MainWindow
+
+    window = MainWindow(restore_settings=False)
+    window.show_error = lambda title, message: print(f"error: {title}: {message}", file=sys.stderr)
+    width, height = (int(v) for v in args.size.lower().split("x"))
+    window.resize(width, height)
+    window.move(0, 0)
+    window.show()
+    wait_until(app, lambda: window.dataset_panel.index is not None and not window.dataset_panel.is_loading(),
+               args.timeout, "the data set")
+    panel = window.views["Episodes"]
+    window.runs_panel.refresh()
+    window.runs_panel.select_runs([run_dir])
+    window.center_tabs.setCurrentWidget(panel)
+    assert panel.run_dir() == run_dir, "the Episodes tab did not follow the runs table"
+    panel.episodes_spin.setValue(args.episodes)
+    started = time.monotonic()
+    if panel.start() is None:
+        raise SystemExit("the Inspect button is disabled")
+    wait_until(app, lambda: not panel.is_running(), args.timeout, "the inspection")
+    if panel.inspection is None:
+        raise SystemExit(f"inspection failed: {panel.summary_label.text()}")
+    print(f"inspected {panel.inspection.n_episodes} episodes in {time.monotonic() - started:.1f} s: "
+          f"mean {panel.inspection.mean:.1%} ± {panel.inspection.ci95:.1%}")
+    if not panel.next_mistake():
+        print("no episode with a mistake", file=sys.stderr)
+    from PySide6.QtTest import QTest
+
+    QTest.qWait(500)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not window.grab().save(str(out)):
+        raise SystemExit(f"{out}: could not write the screenshot")
+    print(f"wrote {out} ({panel.page_label.text()}, {panel.episode_label.text()})")
+    window.close()
+    return 0
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    os._exit(code)  # skip interpreter teardown with live Qt objects (see tests/conftest.py)
