@@ -5,11 +5,23 @@ from __future__ import annotations
 import argparse
 import sys
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QEventLoop, Qt, QTimer
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication
 
 from studio import settings as st
+
+
+def wait_ms(ms: int) -> None:
+    """Run the Qt event loop for ``ms`` milliseconds (for scripts that drive the window).
+
+    Unlike ``QTest.qWait``, which in PySide6 6.11 keeps the GIL while it sleeps and so
+    starves Python worker threads (a training thread ran 45x slower), a QEventLoop
+    releases the GIL while it waits.
+    """
+    loop = QEventLoop()
+    QTimer.singleShot(max(int(ms), 0), loop.quit)
+    loop.exec()
 
 
 def create_application(argv: list[str] | None = None) -> QApplication:

@@ -66,13 +66,13 @@ def trained_run() -> Path:
 
 
 def wait_until(app: object, condition: object, timeout: float, what: str) -> None:
-    from PySide6.QtTest import QTest
+    from studio.app import wait_ms
 
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
             raise SystemExit(f"timed out waiting for {what}")
-        QTest.qWait(50)
+        wait_ms(50)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,9 +109,9 @@ def main(argv: list[str] | None = None) -> int:
           f"mean {panel.inspection.mean:.1%} ± {panel.inspection.ci95:.1%}")
     if not panel.next_mistake():
         print("no episode with a mistake", file=sys.stderr)
-    from PySide6.QtTest import QTest
+    from studio.app import wait_ms
 
-    QTest.qWait(500)
+    wait_ms(500)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if not window.grab().save(str(out)):

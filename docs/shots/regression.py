@@ -31,13 +31,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def wait_until(condition: object, timeout: float, what: str) -> None:
-    from PySide6.QtTest import QTest
+    from studio.app import wait_ms
 
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
             raise SystemExit(f"timed out waiting for {what}")
-        QTest.qWait(50)
+        wait_ms(50)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,9 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     panel.step_slider.setValue(0)
     panel.toggle_play()
     wait_until(lambda: not panel.is_playing(), args.timeout, "the animation")
-    from PySide6.QtTest import QTest
+    from studio.app import wait_ms
 
-    QTest.qWait(300)
+    wait_ms(300)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if not window.grab().save(str(out)):
