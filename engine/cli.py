@@ -16,6 +16,7 @@ from typing import Any, Sequence
 from engine.config import (ALGORITHM_CONFIGS, DataConfig, ModelConfig, RunConfig, TaskConfig, TrainConfig,
                            describe_fields)
 from engine.errors import ConfigError, EngineError
+from engine.race import RaceCallback
 from engine.training.callbacks import Callback, RunInfo, RunSummary, StepMetrics, ValidationResult
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -49,7 +50,7 @@ def _help(spec) -> str:
     extra = f" (default {spec.default!r}"
     if spec.choices:
         extra += f"; one of {', '.join(map(str, spec.choices))}"
-    return spec.help + extra + ")"
+    return (spec.help + extra + ")").replace("%", "%%")  # argparse formats help with %
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -190,6 +191,110 @@ def _train(args: argparse.Namespace, *, main: bool) -> int:
     return EXIT_OK
 
 
+# -- race -------------------------------------------------------------------------------------------------
+def _add_shared_config_flags(parser: argparse.ArgumentParser) -> None:
+    """The data / task / model / train flags (a race's shared sections; no per-algorithm flags)."""
+    for section, cls in SECTIONS:
+        group = parser.add_argument_group(f"{section} options")
+        for spec in describe_fields(cls, section):
+            group.add_argument(_flag(spec.name), dest=f"{section}.{spec.name}", default=None,
+                               metavar=spec.kind.__name__.upper(), help=_help(spec))
+
+
+def race_config_from_args(args: argparse.Namespace) -> Any:
+    """A JSON race config (``--config``) overridden by ``--algorithms`` and the shared flags; validated."""
+    from engine.race import RaceConfig
+
+    raw: dict[str, Any] = _read_json_config(Path(args.config)) if args.config else {}
+    if args.algorithms is not None:
+        names = [name.strip() for name in args.algorithms.split(",") if name.strip()]
+        by_name = {a.get("name"): a for a in raw.get("algorithms", []) if isinstance(a, dict)}
+        raw["algorithms"] = [by_name.get(name, {"name": name}) for name in names]
+    elif not raw.get("algorithms"):
+        raise ConfigError("--algorithms: name 2 to 4 algorithms, e.g. --algorithms protonet,maml,reptile,baseline++")
+    for dest, value in vars(args).items():
+        if value is not None and "." in dest:
+            section, name = dest.split(".", 1)
+            raw.setdefault(section, {})[name] = value
+    if args.test_episodes is not None:
+        raw["test_episodes"] = args.test_episodes
+    if args.test_seed is not None:
+        raw["test_seed"] = args.test_seed
+    if args.name:
+        raw["name"] = args.name
+    return RaceConfig.from_dict(raw)
+
+
+class RaceProgress(RaceCallback):
+    """Plain progress lines of a race on stderr (at most one line of step counts every ``every_s`` seconds)."""
+
+    def __init__(self, stream: Any = None, every_s: float = 5.0) -> None:
+        self.stream = stream or sys.stderr
+        self.every_s = every_s
+        self._last = 0.0
+        self._latest: dict[str, StepMetrics] = {}
+
+    def on_race_start(self, info: Any) -> None:
+        self._print(f"race folder: {info.race_dir}  device: {info.device}  {info.total_steps} steps each, "
+                    f"round-robin: {', '.join(info.algorithms)}")
+        for name, stream in info.streams.items():
+            self._print(f"  {name} trains on {stream}")
+
+    def on_step(self, algorithm: str, metrics: StepMetrics, seconds: float) -> None:
+        self._latest[algorithm] = metrics
+        now = time.monotonic()
+        if now - self._last < self.every_s:
+            return
+        self._last = now
+        self._print(" | ".join(f"{name} {m.step}/{m.total_steps} acc {m.accuracy:.3f}"
+                               for name, m in self._latest.items()))
+
+    def on_validation(self, algorithm: str, result: ValidationResult, seconds: float) -> None:
+        self._print(f"{algorithm} step {result.step}: validation accuracy {100 * result.accuracy:.2f}% "
+                    f"+- {100 * result.ci95:.2f}% after {seconds:.1f} s of its own compute")
+
+    def on_log(self, message: str, level: str = "info") -> None:
+        if level in ("warning", "error"):
+            self._print(f"{level}: {message}")
+        elif message.startswith("evaluating"):
+            self._print(message)
+
+    def on_failed(self, message: str) -> None:
+        self._print(f"error: {message}")
+
+    def _print(self, text: str) -> None:
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+
+def cmd_race(args: argparse.Namespace) -> int:
+    """Race 2 to 4 algorithms on one data set and one episode stream; print the final table."""
+    from engine.race import Race, format_table, new_race_dir
+    from engine.training.control import RunControl
+    from engine.training.run_store import default_runs_root
+
+    config = race_config_from_args(args)
+    if args.run_dir:
+        race_dir = Path(args.run_dir)
+    else:
+        race_dir = new_race_dir(Path(args.runs_dir) if args.runs_dir else default_runs_root(), config.display_name)
+    control = RunControl()
+    callbacks = [] if args.quiet else [RaceProgress()]
+    try:
+        result = Race(config, race_dir=race_dir, callbacks=callbacks, control=control).run()
+    except KeyboardInterrupt:
+        control.stop()
+        raise
+    if result.status == "failed" and not result.rows:  # could not start (data, folder); already printed
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps({**result.to_dict(), "race_dir": str(race_dir)}, indent=2))
+    else:
+        print(format_table(result))
+        print(f"race folder: {race_dir}")
+    return EXIT_FAILED if result.status == "failed" or any(r.status == "failed" for r in result.rows) else EXIT_OK
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from engine.inference import evaluate_checkpoint
 
@@ -232,6 +337,58 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_regression(args: argparse.Namespace) -> int:
+    """Train MAML and the pre-trained baseline on sinusoids, print their K-shot MSE next to the paper's."""
+    import torch
+
+    from engine.regression import (PAPER_MSE, RegressionConfig, evaluate_regression, format_table, save_models,
+                                   train_both, validate_regression_config)
+
+    config = validate_regression_config(RegressionConfig(
+        k_shot=args.k, steps=args.steps, eval_tasks=args.eval_tasks, seed=args.seed,
+        inner_lr=args.test_lr if args.test_lr is not None else RegressionConfig.inner_lr))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    reporter = _RegressionProgress(quiet=args.quiet)
+    models = train_both(config, progress=reporter)
+    evaluation = evaluate_regression(models, n_tasks=config.eval_tasks, k=config.k_shot, steps=(1, config.test_steps),
+                                     seed=config.eval_seed, lr=config.inner_lr)
+    paths = save_models(Path(args.out), models) if args.out else {}
+    if args.json:
+        print(json.dumps({
+            "config": config.to_dict(), "evaluation": evaluation.to_json(),
+            "paper": {name: {str(s): v for s, v in by_step.items()} for name, by_step in PAPER_MSE.items()},
+            "models": {name: {"steps_done": m.steps_done, "final_loss": m.final_loss,
+                              "train_seconds": round(m.train_seconds, 2), "file": str(paths[name]) if paths else None}
+                       for name, m in models.items()},
+        }, indent=2))
+    else:
+        print(format_table(evaluation, models))
+        for name, path in paths.items():
+            print(f"saved {name}: {path}")
+    return EXIT_OK
+
+
+class _RegressionProgress:
+    """``progress(done, total)`` for cmd_regression: a plain line on stderr every few seconds."""
+
+    def __init__(self, quiet: bool, every_s: float = 5.0) -> None:
+        self.quiet, self.every_s = quiet, every_s
+        self.started = self.last = time.monotonic()
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if self.quiet or (now - self.last < self.every_s and done != total):
+            return
+        self.last = now
+        elapsed = now - self.started
+        eta = elapsed / max(done, 1) * (total - done)
+        half = total // 2
+        model = "MAML" if done <= half else "pre-trained"
+        print(f"{model}: step {done if done <= half else done - half}/{half}  ({elapsed:.0f} s, eta {eta:.0f} s)",
+              file=sys.stderr, flush=True)
+
+
 # -- parser ---------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="meta-engine", description="Few-shot meta-learning engine of Meta Studio.")
@@ -251,6 +408,24 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_config_flags(train)
     train.set_defaults(func=cmd_train)
+
+    race = sub.add_parser("race", help="race 2 to 4 algorithms on the same data, the same seeded episodes and "
+                                       "the same device; prints test accuracy (95%% CI), training time and "
+                                       "peak memory per algorithm")
+    race.add_argument("--algorithms", help="comma-separated, e.g. protonet,maml,reptile,baseline++ "
+                                           f"(of {', '.join(ALGORITHM_CONFIGS)})")
+    race.add_argument("--config", help="JSON race config (shared sections, an 'algorithms' list with "
+                                       "hyperparameters, test_episodes); flags override it")
+    race.add_argument("--dataset", dest="data.root", default=None, help="alias of --root")
+    race.add_argument("--name", help="race name")
+    race.add_argument("--test-episodes", type=int, help="seeded test episodes per algorithm (default 600)")
+    race.add_argument("--test-seed", type=int, help="seed of the test episodes (default 0)")
+    race.add_argument("--runs-dir", help="runs root; the race goes to RUNS/races/ (default: the studio's)")
+    race.add_argument("--run-dir", help="exact race folder to write")
+    race.add_argument("--json", action="store_true", help="print the result table as JSON")
+    race.add_argument("--quiet", action="store_true", help="no progress lines")
+    _add_shared_config_flags(race)
+    race.set_defaults(func=cmd_race)
 
     ev = sub.add_parser("evaluate", help="accuracy with 95%% CI on held-out classes")
     ev.add_argument("--checkpoint", required=True)
@@ -287,6 +462,22 @@ def build_parser() -> argparse.ArgumentParser:
     insp.add_argument("folder")
     insp.add_argument("--json", action="store_true")
     insp.set_defaults(func=cmd_inspect)
+
+    reg = sub.add_parser("regression", help="sinusoid regression (Finn et al. 2017): train MAML and a pre-trained "
+                                            "baseline on the 2x40 MLP, print the K-shot MSE after 1 and 10 "
+                                            "fine-tuning steps next to the paper's")
+    reg.add_argument("--k", type=int, default=5, help="support points per task, training and test (default 5)")
+    reg.add_argument("--steps", type=int, default=70000, help="training steps of each model (default 70000, "
+                                                              "the paper's)")
+    reg.add_argument("--eval-tasks", type=int, default=600, help="fresh test sines (default 600)")
+    reg.add_argument("--seed", type=int, default=0, help="seed of the initialisation and training sines")
+    reg.add_argument("--test-lr", type=float, help="SGD step size of MAML's inner loop and of test-time "
+                                                    "fine-tuning (default 0.01, the paper's)")
+    reg.add_argument("--threads", type=int, default=1, help="CPU threads (default 1: fastest for this network)")
+    reg.add_argument("--out", help="folder to save sinusoid_maml.pt and sinusoid_pretrained.pt in")
+    reg.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    reg.add_argument("--json", action="store_true")
+    reg.set_defaults(func=cmd_regression)
     return parser
 
 

@@ -14,6 +14,9 @@ calls the engine and forwards what the engine reports.
   :class:`engine.training.control.RunControl`.
 * :func:`run_in_worker` runs any function in a thread with progress, cancel and
   error reporting (evaluation, data loading, the adapt panel).
+* :class:`RaceWorker` runs one :class:`engine.race.Race` (2 to 4 algorithms on one data
+  set and one episode stream) in a thread; :class:`QtRaceAdapter` turns its callbacks into
+  signals with the same step coalescing.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from PySide6.QtCore import QCoreApplication, QObject, QThread, QTimer, Qt, Signa
 
 from engine.config import RunConfig
 from engine.errors import EngineError
+from engine.race import AlgorithmResult, Race, RaceCallback, RaceConfig, RaceInfo, RaceResult
 from engine.training.callbacks import (Callback, CheckpointInfo, RunInfo, RunSummary, StepMetrics,
                                        ValidationResult)
 from engine.training.control import RunControl
@@ -165,6 +169,34 @@ class QtCallbackAdapter(QObject, Callback):
         self.steps.emit(batch)
 
 
+_COMPUTE_THREADS: int | None = None
+
+
+def keep_gui_thread_single_threaded() -> None:
+    """Run PyTorch single-threaded in the GUI thread; worker threads keep the full thread count.
+
+    On a small CPU, once the GUI thread has run one large (OpenMP-parallel) tensor op, PyTorch
+    in every other thread of the process runs about 30% slower for the rest of its life
+    (measured on 2 cores without Qt: `bench/bench_thread_penalty.py`). With one thread in the
+    GUI thread no second OpenMP team ever exists. Worker threads call
+    :func:`use_compute_threads` when they start. Call once, in the GUI thread, at start-up.
+    """
+    global _COMPUTE_THREADS
+    import torch
+
+    if _COMPUTE_THREADS is None:
+        _COMPUTE_THREADS = torch.get_num_threads()
+    torch.set_num_threads(1)
+
+
+def use_compute_threads() -> None:
+    """In a worker thread: PyTorch's default thread count (undoing the GUI thread's 1)."""
+    if _COMPUTE_THREADS is not None:
+        import torch
+
+        torch.set_num_threads(_COMPUTE_THREADS)
+
+
 class _TrainThread(QThread):
     """Builds and runs the Trainer; reports construction errors the trainer cannot."""
 
@@ -176,6 +208,7 @@ class _TrainThread(QThread):
         self.summary: RunSummary | None = None
 
     def run(self) -> None:  # worker thread
+        use_compute_threads()
         try:
             trainer = self._make_trainer()
             self.summary = trainer.run()
@@ -361,6 +394,7 @@ class _JobThread(QThread):
         self._job._progress.emit(int(done), int(total))
 
     def run(self) -> None:  # worker thread
+        use_compute_threads()
         try:
             value = self._fn(self._progress, self._stop_event.is_set)
         except BaseException as error:  # noqa: BLE001 - reported to the GUI
@@ -437,3 +471,193 @@ def stop_all_jobs(timeout_ms: int = 5000) -> None:
         handle.stop()
     for handle in handles:
         handle.wait(timeout_ms)
+
+
+# ---------------------------------------------------------------------------
+# Algorithm races
+# ---------------------------------------------------------------------------
+class QtRaceAdapter(QObject, RaceCallback):
+    """Turns race callbacks (called in the race thread) into Qt signals.
+
+    ``steps`` carries a ``list[tuple[str, StepMetrics, float]]`` (algorithm, metrics, its own
+    compute seconds): every step since the previous emission, at most ``max_rate_hz`` emissions
+    per second, as :class:`QtCallbackAdapter` does for one run. Every other hook flushes pending
+    steps first, so the order of events is kept.
+    """
+
+    race_started = Signal(object)            # RaceInfo
+    steps = Signal(list)                     # list[tuple[str, StepMetrics, float]]
+    validation = Signal(str, object, float)  # algorithm, ValidationResult, seconds
+    log = Signal(str, str)                   # message, level
+    algorithm_finished = Signal(str, object) # algorithm, AlgorithmResult
+    race_finished = Signal(object)           # RaceResult
+    failed = Signal(str)                     # message
+
+    def __init__(self, max_rate_hz: float = 20.0, parent: QObject | None = None) -> None:
+        QObject.__init__(self, parent)
+        self.min_interval_s = 1.0 / max_rate_hz
+        self._lock = threading.Lock()
+        self._pending: list[tuple[str, StepMetrics, float]] = []
+        self._last_emit = 0.0
+        self.n_emissions = 0
+
+    # -- hooks (race thread) ---------------------------------------------------
+    def on_race_start(self, info: RaceInfo) -> None:
+        self.race_started.emit(info)
+
+    def on_step(self, algorithm: str, metrics: StepMetrics, seconds: float) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._pending.append((algorithm, metrics, seconds))
+            if now - self._last_emit < self.min_interval_s:
+                return
+            batch, self._pending = self._pending, []
+            self._last_emit = now
+        self._emit_steps(batch)
+
+    def on_validation(self, algorithm: str, result: ValidationResult, seconds: float) -> None:
+        self.flush()
+        self.validation.emit(algorithm, result, seconds)
+
+    def on_log(self, message: str, level: str = "info") -> None:
+        self.log.emit(message, level)
+
+    def on_algorithm_finished(self, algorithm: str, row: AlgorithmResult) -> None:
+        self.flush()
+        self.algorithm_finished.emit(algorithm, row)
+
+    def on_race_finished(self, result: RaceResult) -> None:
+        self.flush()
+        self.race_finished.emit(result)
+
+    def on_failed(self, message: str) -> None:
+        self.flush()
+        self.failed.emit(message)
+
+    # -- any thread ---------------------------------------------------------------
+    def flush(self, only_if_stale: bool = False) -> None:
+        """Emit the pending steps now (with ``only_if_stale``: only if the rate limit allows)."""
+        now = time.monotonic()
+        with self._lock:
+            if not self._pending or (only_if_stale and now - self._last_emit < self.min_interval_s):
+                return
+            batch, self._pending = self._pending, []
+            self._last_emit = now
+        self._emit_steps(batch)
+
+    def _emit_steps(self, batch: list[tuple[str, StepMetrics, float]]) -> None:
+        self.n_emissions += 1
+        self.steps.emit(batch)
+
+
+class _RaceThread(QThread):
+    """Runs the race; reports failures the race itself cannot (it never raises EngineError)."""
+
+    crashed = Signal(str)
+
+    def __init__(self, run_race: Callable[[], Any]) -> None:
+        super().__init__()
+        self._run_race = run_race
+        self.result: RaceResult | None = None
+
+    def run(self) -> None:  # race thread
+        use_compute_threads()
+        try:
+            self.result = self._run_race()
+        except BaseException as error:  # noqa: BLE001 - every failure must reach the GUI
+            if not isinstance(error, EngineError):
+                log.error("race crashed:\n%s", traceback.format_exc())
+            self.crashed.emit(describe_exception(error))
+
+
+class RaceWorker(QObject):
+    """One :class:`engine.race.Race` in a background thread, with pause / resume / stop.
+
+    Signals mirror :class:`QtRaceAdapter` and are delivered in the GUI thread; ``failed``
+    fires at most once, ``done`` fires last, always. ``data``: the already decoded data set
+    (else it is loaded, through the studio's cache, in the race thread).
+    """
+
+    race_started = Signal(object)
+    steps = Signal(list)
+    validation = Signal(str, object, float)
+    log = Signal(str, str)
+    algorithm_finished = Signal(str, object)
+    race_finished = Signal(object)
+    failed = Signal(str)
+    done = Signal()
+
+    def __init__(self, config: RaceConfig, race_dir: Path | None, *, data: Any = None,
+                 max_rate_hz: float = 20.0, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.config = config
+        self.race_dir = race_dir
+        self.control = RunControl()
+        self.adapter = QtRaceAdapter(max_rate_hz)
+        self._data = data
+        self._failed_reported = False
+        queued = Qt.ConnectionType.QueuedConnection
+        self.adapter.race_started.connect(self.race_started, queued)
+        self.adapter.steps.connect(self.steps, queued)
+        self.adapter.validation.connect(self.validation, queued)
+        self.adapter.log.connect(self.log, queued)
+        self.adapter.algorithm_finished.connect(self.algorithm_finished, queued)
+        self.adapter.race_finished.connect(self.race_finished, queued)
+        self.adapter.failed.connect(self._on_failed, queued)
+        self._thread = _RaceThread(self._run_race)
+        self._thread.crashed.connect(self._on_failed, queued)
+        self._thread.finished.connect(self._on_thread_finished, queued)
+        self._flush_timer = QTimer(self)
+        self._flush_timer.setInterval(200)
+        self._flush_timer.timeout.connect(lambda: self.adapter.flush(only_if_stale=True))
+
+    def _run_race(self) -> RaceResult:  # race thread
+        from studio.datasets import load_data_cached  # decoded once per process, shared by all views
+
+        data = self._data
+        if data is None:
+            self.adapter.on_log(f"loading data set {self.config.data.root}")
+            data = load_data_cached(self.config.data)
+        return Race(self.config, race_dir=self.race_dir, callbacks=[self.adapter], control=self.control,
+                    data=data).run()
+
+    # -- control (GUI thread) -------------------------------------------------
+    def start(self) -> None:
+        self._flush_timer.start()
+        self._thread.start()
+
+    def pause(self) -> None:
+        self.control.pause()
+
+    def resume(self) -> None:
+        self.control.resume()
+
+    def stop(self) -> None:
+        self.control.stop()
+
+    @property
+    def paused(self) -> bool:
+        return self.control.paused
+
+    def is_running(self) -> bool:
+        return self._thread.isRunning()
+
+    def wait(self, timeout_ms: int = -1) -> bool:
+        """Block until the race thread ended; True if it did."""
+        return self._thread.wait() if timeout_ms < 0 else self._thread.wait(timeout_ms)
+
+    @property
+    def result(self) -> RaceResult | None:
+        return self._thread.result
+
+    # -- internal -------------------------------------------------------------
+    def _on_failed(self, message: str) -> None:
+        if not self._failed_reported:
+            self._failed_reported = True
+            self.failed.emit(message)
+
+    def _on_thread_finished(self) -> None:
+        self._thread.wait()  # the OS thread must be gone before garbage collection may run
+        self._flush_timer.stop()
+        self.adapter.flush()
+        self.done.emit()

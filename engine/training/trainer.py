@@ -7,6 +7,12 @@ reports every event to its callbacks. It never raises for bad input: an
 :class:`~engine.errors.EngineError` ends the run with status ``failed`` and the
 message goes to ``Callback.on_failed``.
 
+Step by step: ``Trainer.steps()`` is the same run as a generator that yields a
+:class:`StepOutcome` after each step (and that step's validation and
+checkpoint), so a caller can interleave several trainers (an algorithm race,
+:mod:`engine.race`); ``run()`` simply exhausts it. ``sampler=`` lets several
+trainers draw from one shared stream of training batches.
+
 Reproducibility: every checkpoint carries the sampler's random state, so a run
 resumed from its checkpoint at step ``s`` continues with exactly the episodes
 the uninterrupted run would have drawn (on CPU the curves are identical).
@@ -29,8 +35,9 @@ import math
 import os
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Generator, Iterator, Protocol, Sequence
 
 import torch
 
@@ -56,6 +63,30 @@ HOST_OUT_OF_MEMORY = ("out of memory: lower task.meta_batch_size, task.n_query o
                       "data.cache_budget_mb to leave more memory to the model")
 
 
+class BatchSampler(Protocol):
+    """What the trainer draws training batches from (EpisodeSampler, ClassBatchSampler, a shared stream)."""
+
+    def sample(self) -> Any: ...
+
+    def sample_batch(self, n: int) -> list[Task]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """What :meth:`Trainer.steps` yields after each step, its validation and checkpoint done.
+
+    train_seconds: wall-clock seconds of this training step alone (batch to the device,
+    forward, backward, update), without validation, checkpoints, callbacks or pauses.
+    """
+
+    metrics: StepMetrics
+    train_seconds: float
+
+
 def _is_out_of_memory(error: RuntimeError) -> bool:
     """PyTorch's CPU allocator reports exhaustion as a plain RuntimeError."""
     text = str(error)
@@ -66,7 +97,11 @@ class Trainer:
     """Runs one training run (new or resumed) and reports through callbacks."""
 
     def __init__(self, config: RunConfig, *, run_dir: Path | None = None, callbacks: Sequence[Callback] = (),
-                 control: RunControl | None = None, data: FewShotData | None = None) -> None:
+                 control: RunControl | None = None, data: FewShotData | None = None,
+                 sampler: BatchSampler | None = None) -> None:
+        """``sampler``: draw training batches from it instead of building the seeded sampler of
+        ``config`` (several trainers sharing one stream); it must yield what this config trains on
+        (``task.meta_batch_size`` episodes per ``sample_batch``, or class batches from ``sample``)."""
         self.config = config
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.callbacks = CallbackList(list(callbacks))
@@ -83,6 +118,9 @@ class Trainer:
         self._lock: rs.RunLock | None = None
         self._world: distributed.World | None = None
         self._device = torch.device("cpu")
+        self._given_sampler = sampler
+        self.summary: RunSummary | None = None
+        self.train_seconds = 0.0  # seconds spent in training steps by this trainer (see StepOutcome)
 
     @classmethod
     def resume(cls, run_dir: Path | str, *, callbacks: Sequence[Callback] = (), control: RunControl | None = None,
@@ -101,23 +139,36 @@ class Trainer:
     # -- public -----------------------------------------------------------
     def run(self) -> RunSummary:
         """Train to the end, until stopped, or until an error; never raises EngineError."""
+        for _ in self.steps():
+            pass
+        assert self.summary is not None
+        return self.summary
+
+    def steps(self) -> Iterator[StepOutcome]:
+        """The run of :meth:`run`, one step per iteration; ``self.summary`` is set when it ends.
+
+        Set-up happens in the first iteration, the end of the run (record, ``on_finished`` or
+        ``on_failed``) after the last. Stop through the RunControl: closing the generator early
+        only releases the run folder (which then reads as interrupted).
+        """
         started = self._started = time.perf_counter()
         try:
             self._setup()
-            status = self._loop(started)
-            return self._finish(status, started)
+            status = yield from self._loop(started)
+            self.summary = self._finish(status, started)
         except EngineError as error:
-            return self._fail(str(error), started)
+            self.summary = self._fail(str(error), started)
         except torch.cuda.OutOfMemoryError:
-            return self._fail("the GPU ran out of memory: lower task.meta_batch_size, task.n_query or "
-                              "data.image_size, or train first-order MAML", started)
+            self.summary = self._fail("the GPU ran out of memory: lower task.meta_batch_size, task.n_query or "
+                                      "data.image_size, or train first-order MAML", started)
         except MemoryError:
-            return self._fail(HOST_OUT_OF_MEMORY, started)
+            self.summary = self._fail(HOST_OUT_OF_MEMORY, started)
         except Exception as error:  # a bug: keep the run record honest and report it
             if isinstance(error, RuntimeError) and _is_out_of_memory(error):
-                return self._fail(HOST_OUT_OF_MEMORY, started)
-            self.callbacks.on_log(traceback.format_exc(), "error")
-            return self._fail(f"internal error: {type(error).__name__}: {error}", started)
+                self.summary = self._fail(HOST_OUT_OF_MEMORY, started)
+            else:
+                self.callbacks.on_log(traceback.format_exc(), "error")
+                self.summary = self._fail(f"internal error: {type(error).__name__}: {error}", started)
         finally:
             if self._metrics is not None:
                 self._metrics.close()
@@ -229,7 +280,9 @@ class Trainer:
     def _make_samplers(self) -> None:
         cfg, data = self.config, self.data
         augment = cfg.data.augment_flips or cfg.data.augment_color_jitter or cfg.data.augment_affine
-        if self.algorithm.batch_kind == "classes":
+        if self._given_sampler is not None:
+            self._sampler = self._given_sampler
+        elif self.algorithm.batch_kind == "classes":
             batch_size = int(getattr(cfg.algorithm, "batch_size", 64))
             self._sampler = data.class_batches(batch_size, cfg.train.seed, augment=augment)
         else:
@@ -270,7 +323,8 @@ class Trainer:
             return {}
 
     # -- loop -------------------------------------------------------------
-    def _loop(self, started: float) -> str:
+    def _loop(self, started: float) -> Generator[StepOutcome, None, str]:
+        """Train the remaining steps, yielding after each; returns the status (finished or stopped)."""
         cfg = self.config.train
         step = self._start_step
         tick = time.perf_counter()
@@ -282,7 +336,10 @@ class Trainer:
             if distributed.any_rank(self.control.stop_requested, self._device):
                 self._save(step - 1, is_best=False)
                 return "stopped"
+            step_started = time.perf_counter()
             metrics = self._train_step(step)
+            train_seconds = time.perf_counter() - step_started
+            self.train_seconds += train_seconds
             if self._saves_at(step) and not self._weights_are_finite():  # every rank checks: no rank waits alone
                 raise TrainingError(f"the weights became NaN or infinite at step {step}; training stopped there. "
                                     f"Try a lower learning rate ({self._learning_rates()}); the last good "
@@ -292,11 +349,12 @@ class Trainer:
             if now - tick >= 0.5 or step == cfg.steps or rate == 0.0:
                 rate = episodes_done / max(now - tick, 1e-9)
                 tick, episodes_done = now, 0
-            self._report_step(step, metrics, rate, started)
+            reported = self._report_step(step, metrics, rate, started)
             if (cfg.val_every and step % cfg.val_every == 0) or step == cfg.steps:
                 self._validate(step)
             elif step % cfg.checkpoint_every == 0:
                 self._save(step, is_best=False)
+            yield StepOutcome(reported, train_seconds)
         if step < cfg.steps:
             return "stopped"
         return "finished"
@@ -346,7 +404,7 @@ class Trainer:
         tasks = self._sampler.sample_batch(self.config.task.meta_batch_size)
         return tasks[distributed.shard(len(tasks), self._world)]
 
-    def _report_step(self, step: int, metrics: dict[str, float], rate: float, started: float) -> None:
+    def _report_step(self, step: int, metrics: dict[str, float], rate: float, started: float) -> StepMetrics:
         total = self.config.train.steps
         elapsed = time.perf_counter() - started
         steps_per_s = rate / max(self._episodes_per_step(), 1)
@@ -356,8 +414,10 @@ class Trainer:
                "time": round(self._elapsed_before + elapsed, 4)}
         if self._metrics is not None:
             self._metrics.write(row)
-        self.callbacks.on_step(StepMetrics(step, total, row["loss"], row["accuracy"], row["lr"], rate,
-                                           self._elapsed_before + elapsed, eta))
+        reported = StepMetrics(step, total, row["loss"], row["accuracy"], row["lr"], rate,
+                               self._elapsed_before + elapsed, eta)
+        self.callbacks.on_step(reported)
+        return reported
 
     def _validate(self, step: int) -> None:
         if self._world is not None and not self._world.is_main:

@@ -1,0 +1,650 @@
+"""Race view: 2 to 4 algorithms trained side by side on the same data, the same seeded episodes and the
+same device, with one curve per algorithm (against steps or each algorithm's own compute seconds) and a
+final table (test accuracy with 95% CI on identical test episodes, training time, peak memory).
+
+The shared settings (data, task, model, training steps, device) come from the Setup panel
+(``window.current_config()``); each racing algorithm uses its registry-default hyperparameters. The race
+runs in a :class:`studio.worker.RaceWorker` thread (:mod:`engine.race`) and is saved under
+``<runs>/races/``; saved races are listed here and reopen with their curves and table.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyqtgraph as pg
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
+from PySide6.QtWidgets import (QAbstractItemView, QButtonGroup, QCheckBox, QComboBox, QGridLayout, QGroupBox,
+                               QHBoxLayout, QHeaderView, QLabel, QListWidget, QListWidgetItem, QPushButton,
+                               QRadioButton, QSpinBox, QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout,
+                               QWidget)
+
+from engine.config import ALGORITHM_CONFIGS
+from engine.errors import ConfigError, EngineError
+from engine.race import (CPU_MEMORY_METHOD, CUDA_MEMORY_METHOD, MAX_ALGORITHMS, MIN_ALGORITHMS,
+                         SHARED_STREAM_NOTE, AlgorithmResult, RaceConfig, RaceInfo, RaceResult, SavedRace,
+                         batch_kind, default_race_name, format_accuracy, format_memory, list_races, load_race,
+                         new_race_dir)
+from engine.training.callbacks import StepMetrics, ValidationResult
+from engine.training.run_store import RunStore
+from studio.plots import PALETTE, EmaSeries, GrowingArray
+from studio.worker import RaceWorker
+
+log = logging.getLogger("studio")
+
+SMOOTHING = 0.8
+TABLE_COLUMNS = ["Algorithm", "Status", "Steps", "Test accuracy (95% CI)", "Train time", "Peak memory"]
+STATUS_COLOURS = {"finished": "#2ca02c", "stopped": "#b35c00", "failed": "#d62728", "running": "#1f77b4",
+                  "interrupted": "#8c564b", "damaged": "#d62728"}
+SAVED_ROLE = Qt.ItemDataRole.UserRole + 1
+DEFAULT_ALGORITHMS = ("protonet", "maml", "reptile", "baseline++")
+METRIC_HELP = ("Validation accuracy: every algorithm on the same seeded validation episodes (the fair "
+               "comparison). Training accuracy and loss are each algorithm's own training objective, smoothed: "
+               "Baseline, Baseline++ and SimpleShot classify all training classes at once, Reptile reports its "
+               "inner loop, so their training curves are not comparable with the episodic ones.")
+TITLES = {"val": "Validation accuracy (the same seeded episodes for every algorithm)",
+          "accuracy": "Training accuracy (smoothed; each algorithm's own training task)",
+          "loss": "Training loss (smoothed; each algorithm's own objective)"}
+
+
+@dataclass
+class RacerSeries:
+    """One algorithm's points: training loss/accuracy by step (smoothed), own seconds, validation points."""
+
+    loss: EmaSeries = field(default_factory=lambda: EmaSeries(SMOOTHING))
+    accuracy: EmaSeries = field(default_factory=lambda: EmaSeries(SMOOTHING))
+    seconds: GrowingArray = field(default_factory=GrowingArray)
+    val_step: GrowingArray = field(default_factory=GrowingArray)
+    val_seconds: GrowingArray = field(default_factory=GrowingArray)
+    val_accuracy: GrowingArray = field(default_factory=GrowingArray)
+
+    def add_steps(self, steps: list[int], losses: list[float], accuracies: list[float],
+                  seconds: list[float]) -> None:
+        self.loss.extend(steps, losses)
+        self.accuracy.extend(steps, accuracies)
+        self.seconds.extend(seconds)
+
+    def add_validation(self, step: int, accuracy: float, seconds: float) -> None:
+        self.val_step.append(step)
+        self.val_accuracy.append(accuracy)
+        self.val_seconds.append(seconds)
+
+
+class RacePanel(QWidget):
+    """Pick 2-4 algorithms, race them, watch one curve each, compare the final table, reopen old races."""
+
+    race_ended = Signal(str)   # finished / stopped / failed
+
+    def __init__(self, window: Any) -> None:
+        super().__init__()
+        self.window = window
+        self.worker: RaceWorker | None = None
+        self.race_dir: Path | None = None
+        self.order: list[str] = []
+        self.series: dict[str, RacerSeries] = {}
+        self.curves: dict[str, pg.PlotDataItem] = {}
+        self.rows: dict[str, AlgorithmResult] = {}
+        self.last_step: dict[str, int] = {}
+        self.total_steps = 0
+        self.saved: SavedRace | None = None
+        self._dirty = False
+        self._build()
+        self._update_buttons()
+        self.refresh_saved()
+        self.timer = QTimer(self)
+        self.timer.setInterval(100)
+        self.timer.timeout.connect(self.redraw)
+        self.timer.start()
+        window.installEventFilter(self)   # stop a running race cleanly when the window closes
+        if hasattr(window, "training_started"):
+            window.training_started.connect(self._training_started)
+
+    # ------------------------------------------------------------------ layout
+    def _build(self) -> None:
+        self.checks: dict[str, QCheckBox] = {}
+        picker = QGroupBox("Algorithms (2 to 4)")
+        grid = QGridLayout(picker)
+        grid.setContentsMargins(6, 4, 6, 4)
+        for i, (name, cls) in enumerate(ALGORITHM_CONFIGS.items()):
+            box = QCheckBox(_short_title(name))
+            box.setObjectName(f"race_check_{name}")
+            box.setToolTip(f"{cls.title}: {cls.summary}\nRaces with its default hyperparameters"
+                           + (" and trains on its own seeded class-batch stream." if batch_kind(name) == "classes"
+                              else " on the shared stream of seeded episodes."))
+            box.setChecked(name in DEFAULT_ALGORITHMS)
+            box.toggled.connect(lambda *_: self._update_buttons())
+            self.checks[name] = box
+            grid.addWidget(box, i // 4, i % 4)
+
+        self.test_episodes = QSpinBox()
+        self.test_episodes.setRange(1, 100_000)
+        self.test_episodes.setValue(600)
+        self.test_episodes.setToolTip("Seeded test episodes each algorithm is evaluated on at the end: the very "
+                                      "same episodes for every algorithm.")
+        self.start_button = QPushButton("Start race")
+        self.start_button.setObjectName("race_start")
+        self.start_button.clicked.connect(self.start)
+        self.pause_button = QPushButton("Pause")
+        self.pause_button.clicked.connect(self.toggle_pause)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setToolTip("Stop every algorithm after its current step (checkpoints are kept; "
+                                    "no test evaluation).")
+        self.stop_button.clicked.connect(self.stop)
+        self.status_label = QLabel("Shared settings (data, task, model, steps, device) come from the Setup "
+                                   "panel.")
+        self.status_label.setObjectName("race_status")
+        self.status_label.setWordWrap(True)
+        actions = QHBoxLayout()
+        actions.addWidget(QLabel("Test episodes"))
+        actions.addWidget(self.test_episodes)
+        actions.addWidget(self.start_button)
+        actions.addWidget(self.pause_button)
+        actions.addWidget(self.stop_button)
+        actions.addWidget(self.status_label, 1)
+        note = QLabel(SHARED_STREAM_NOTE + " Time is each algorithm's own compute time in its training steps.")
+        note.setWordWrap(True)
+        note.setStyleSheet("color: #606060;")
+
+        self.plot_widget = self._build_plot()
+        self.table = QTableWidget(0, len(TABLE_COLUMNS))
+        self.table.setObjectName("race_table")
+        self.table.setHorizontalHeaderLabels(TABLE_COLUMNS)
+        self.table.verticalHeader().hide()
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
+        rows_height = self.table.verticalHeader().defaultSectionSize() * MAX_ALGORITHMS
+        self.table.setMinimumHeight(rows_height + self.table.horizontalHeader().sizeHint().height() + 6)
+        self.table.itemSelectionChanged.connect(self._update_buttons)
+        self.table.doubleClicked.connect(lambda *_: self.open_selected_run())
+        self.table_note = QLabel("")
+        self.table_note.setObjectName("race_table_note")
+        self.table_note.setWordWrap(True)
+        self.table_note.setStyleSheet("color: #606060;")
+        self.table_note.setMinimumHeight(2 * self.table_note.fontMetrics().lineSpacing() + 4)  # wraps to 2 lines
+        self.open_run_button = QPushButton("Open run")
+        self.open_run_button.setToolTip("Open the selected algorithm's run folder like any run (curves, settings, "
+                                        "evaluation).")
+        self.open_run_button.clicked.connect(self.open_selected_run)
+        table_box = QWidget()
+        table_layout = QVBoxLayout(table_box)
+        table_layout.setContentsMargins(0, 0, 0, 0)
+        title_row = QHBoxLayout()
+        title_row.addWidget(_bold("Results"))
+        title_row.addStretch(1)
+        title_row.addWidget(self.open_run_button)
+        table_layout.addLayout(title_row)
+        table_layout.addWidget(self.table, 1)
+        table_layout.addWidget(self.table_note)
+
+        self.saved_list = QListWidget()
+        self.saved_list.setObjectName("race_saved_list")
+        self.saved_list.setWordWrap(True)
+        self.saved_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.saved_list.setMinimumWidth(260)
+        self.saved_list.itemDoubleClicked.connect(lambda *_: self.open_selected_race())
+        self.saved_list.itemSelectionChanged.connect(self._update_buttons)
+        self.open_race_button = QPushButton("Open race")
+        self.open_race_button.clicked.connect(self.open_selected_race)
+        saved_box = QWidget()
+        saved_layout = QVBoxLayout(saved_box)
+        saved_layout.setContentsMargins(0, 0, 0, 0)
+        saved_row = QHBoxLayout()
+        saved_row.addWidget(_bold("Saved races"))
+        saved_row.addStretch(1)
+        saved_row.addWidget(self.open_race_button)
+        saved_layout.addLayout(saved_row)
+        saved_layout.addWidget(self.saved_list, 1)
+
+        bottom = QSplitter(Qt.Orientation.Horizontal)
+        bottom.addWidget(table_box)
+        bottom.addWidget(saved_box)
+        bottom.setStretchFactor(0, 5)
+        bottom.setStretchFactor(1, 2)
+        body = QSplitter(Qt.Orientation.Vertical)
+        body.addWidget(self.plot_box)
+        body.addWidget(bottom)
+        body.setStretchFactor(0, 3)
+        body.setStretchFactor(1, 2)
+        body.setChildrenCollapsible(False)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.addWidget(picker)
+        layout.addLayout(actions)
+        layout.addWidget(note)
+        layout.addWidget(body, 1)
+
+    def _build_plot(self) -> pg.PlotWidget:
+        self.x_steps = QRadioButton("steps")
+        self.x_steps.setChecked(True)
+        self.x_seconds = QRadioButton("seconds")
+        self.x_seconds.setToolTip("Each algorithm's own compute seconds in its training steps.")
+        self.x_group = QButtonGroup(self)
+        self.x_group.addButton(self.x_steps)
+        self.x_group.addButton(self.x_seconds)
+        self.x_steps.toggled.connect(lambda *_: self._axes_changed())
+        self.metric_combo = QComboBox()
+        self.metric_combo.setObjectName("race_metric")
+        for text, key in (("validation accuracy", "val"), ("training accuracy", "accuracy"),
+                          ("training loss", "loss")):
+            self.metric_combo.addItem(text, key)
+        self.metric_combo.setToolTip(METRIC_HELP)
+        self.metric_combo.currentIndexChanged.connect(lambda *_: self._axes_changed())
+        widget = pg.PlotWidget()
+        widget.setMinimumHeight(220)
+        self.plot = widget.getPlotItem()
+        self.plot.showGrid(x=False, y=True, alpha=0.25)
+        for axis in ("left", "bottom"):
+            self.plot.getAxis(axis).enableAutoSIPrefix(False)
+        self.plot.getAxis("left").setWidth(56)
+        self.plot.setDownsampling(auto=True, mode="peak")
+        self.plot.setClipToView(True)
+        self.legend = QLabel("")  # above the plot, so it never hides a curve
+        self.legend.setObjectName("race_legend")
+        self.legend.setTextFormat(Qt.TextFormat.RichText)
+        bar = QHBoxLayout()
+        bar.addWidget(_bold("Race"))
+        bar.addSpacing(12)
+        bar.addWidget(self.legend)
+        bar.addStretch(1)
+        bar.addWidget(QLabel("y:"))
+        bar.addWidget(self.metric_combo)
+        bar.addWidget(QLabel("x:"))
+        bar.addWidget(self.x_steps)
+        bar.addWidget(self.x_seconds)
+        self.plot_box = QWidget()
+        box_layout = QVBoxLayout(self.plot_box)
+        box_layout.setContentsMargins(0, 0, 0, 0)
+        box_layout.addLayout(bar)
+        box_layout.addWidget(widget, 1)
+        self._label_axes()
+        return widget
+
+    # ------------------------------------------------------------------ state
+    def selected_algorithms(self) -> list[str]:
+        return [name for name, box in self.checks.items() if box.isChecked()]
+
+    def set_algorithms(self, names: list[str]) -> None:
+        for name, box in self.checks.items():
+            box.setChecked(name in names)
+
+    def is_racing(self) -> bool:
+        return self.worker is not None
+
+    def x_axis(self) -> str:
+        return "seconds" if self.x_seconds.isChecked() else "steps"
+
+    def set_x_axis(self, axis: str) -> None:
+        (self.x_seconds if axis == "seconds" else self.x_steps).setChecked(True)
+
+    def _update_buttons(self) -> None:
+        n = len(self.selected_algorithms())
+        racing = self.worker is not None
+        self.start_button.setEnabled(not racing and MIN_ALGORITHMS <= n <= MAX_ALGORITHMS)
+        self.start_button.setToolTip("" if MIN_ALGORITHMS <= n <= MAX_ALGORITHMS else
+                                     f"Tick {MIN_ALGORITHMS} to {MAX_ALGORITHMS} algorithms (now {n}).")
+        self.pause_button.setEnabled(racing)
+        self.stop_button.setEnabled(racing)
+        for box in self.checks.values():
+            box.setEnabled(not racing)
+        self.test_episodes.setEnabled(not racing)
+        self.open_race_button.setEnabled(not racing and bool(self.saved_list.selectedItems()))
+        self.open_run_button.setEnabled(self._selected_run_dir() is not None)
+
+    # ------------------------------------------------------------------ racing
+    def start(self) -> RaceWorker | None:
+        """Start a race of the ticked algorithms with the Setup panel's shared settings."""
+        if self.worker is not None:
+            return None
+        if self.window.is_training():
+            self.window.show_error("Cannot start the race", "A training run is in progress: stop it or wait for it "
+                                   "to end, so the race has the machine to itself.")
+            return None
+        if self.window.dataset_panel.is_loading():
+            self.window.show_error("Cannot start the race", "The data set is still loading.")
+            return None
+        config = self._race_config()
+        if config is None:
+            return None
+        try:
+            race_dir = new_race_dir(self.window.store.root, config.display_name)
+        except OSError as error:
+            self.window.show_error("Cannot start the race", f"{self.window.store.root}: {error.strerror or error}")
+            return None
+        worker = RaceWorker(config, race_dir, data=self.window.dataset_panel.loaded_data(config.data))
+        self._begin(worker, config, race_dir)
+        return worker
+
+    def _race_config(self) -> RaceConfig | None:
+        base = self.window.current_config()
+        if base is None:
+            errors = self.window.config_errors()
+            self.window.show_error("Cannot start the race", errors[0] if errors else "the settings are incomplete")
+            return None
+        try:
+            return RaceConfig.from_run_config(base, self.selected_algorithms(),
+                                              test_episodes=self.test_episodes.value()).validate()
+        except ConfigError as error:
+            self.window.show_error("Cannot start the race", str(error))
+            return None
+
+    def _begin(self, worker: RaceWorker, config: RaceConfig, race_dir: Path) -> None:
+        self.worker = worker
+        self.race_dir = race_dir
+        self.saved = None
+        self._reset(config.algorithm_names, config.train.steps)
+        worker.race_started.connect(self._race_started)
+        worker.steps.connect(self._on_steps)
+        worker.validation.connect(self._on_validation)
+        worker.log.connect(self._on_log)
+        worker.algorithm_finished.connect(self._algorithm_finished)
+        worker.race_finished.connect(self._race_finished)
+        worker.failed.connect(self._race_failed)
+        worker.done.connect(self._done)
+        self.status_label.setText(f"Starting {config.display_name}…")
+        self.pause_button.setText("Pause")
+        self._update_buttons()
+        worker.start()
+        log.info("race %s started in %s", config.display_name, race_dir)
+
+    def toggle_pause(self) -> None:
+        if self.worker is None:
+            return
+        if self.worker.paused:
+            self.worker.resume()
+            self.pause_button.setText("Pause")
+            self.status_label.setText("Racing…")
+        else:
+            self.worker.pause()
+            self.pause_button.setText("Resume")
+            self.status_label.setText("Paused (after the current step)")
+
+    def stop(self) -> None:
+        if self.worker is None:
+            return
+        self.worker.stop()
+        self.status_label.setText("Stopping after the current step…")
+
+    def wait(self, timeout_ms: int = 60_000) -> bool:
+        return self.worker.wait(timeout_ms) if self.worker is not None else True
+
+    # -- worker signals (GUI thread) --------------------------------------------
+    def _race_started(self, info: RaceInfo) -> None:
+        self.status_label.setText(f"Racing on {info.device}: {info.total_steps:,} steps each, one step of each "
+                                  "algorithm in turn")
+        for name, stream in info.streams.items():
+            log.info("race: %s trains on %s", name, stream)
+
+    def _on_steps(self, batch: list[tuple[str, StepMetrics, float]]) -> None:
+        grouped: dict[str, tuple[list, list, list, list]] = {}
+        for name, metrics, seconds in batch:
+            columns = grouped.setdefault(name, ([], [], [], []))
+            for column, value in zip(columns, (metrics.step, metrics.loss, metrics.accuracy, seconds)):
+                column.append(value)
+            self.last_step[name] = metrics.step
+        for name, (steps, losses, accuracies, seconds) in grouped.items():
+            if name in self.series:
+                self.series[name].add_steps(steps, losses, accuracies, seconds)
+        self._dirty = True
+        progress = ", ".join(f"{_short_title(n)} {self.last_step.get(n, 0)}" for n in self.order)
+        if self.worker is not None and not self.worker.paused:
+            self.status_label.setText(f"Racing: step {progress} of {self.total_steps:,}")
+
+    def _on_validation(self, name: str, result: ValidationResult, seconds: float) -> None:
+        if name in self.series:
+            self.series[name].add_validation(result.step, result.accuracy, seconds)
+            self._dirty = True
+        log.info("race: %s validation at step %d: %.2f%% ± %.2f%%", name, result.step, 100 * result.accuracy,
+                 100 * result.ci95)
+
+    def _on_log(self, message: str, level: str) -> None:
+        getattr(log, level if level in ("warning", "error") else "info")("race: %s", message)
+        if message.startswith("evaluating"):
+            self.status_label.setText(message[0].upper() + message[1:] + "…")
+
+    def _algorithm_finished(self, name: str, row: AlgorithmResult) -> None:
+        self.rows[name] = row
+        self._fill_table()
+
+    def _race_finished(self, result: RaceResult) -> None:
+        self.rows = {row.algorithm: row for row in result.rows}
+        self._fill_table(result)
+        self.status_label.setText(f"Race {result.status} in {result.duration_s:.1f} s"
+                                  + (f" ({result.message})" if result.message else ""))
+        log.info("race %s in %.1f s", result.status, result.duration_s)
+        self.redraw(force=True)
+        self.race_ended.emit(result.status)
+
+    def _race_failed(self, message: str) -> None:
+        self.status_label.setText(f"Race failed: {message}")
+        log.error("race failed: %s", message)
+        self.race_ended.emit("failed")
+        self.window.show_error("Race failed", message)
+
+    def _done(self) -> None:
+        self.worker = None
+        if self.race_dir is not None and self.race_dir.is_dir() and not any(self.race_dir.iterdir()):
+            self.race_dir.rmdir()
+        self.redraw(force=True)
+        self.refresh_saved()
+        self._update_buttons()
+
+    def _training_started(self, *_: Any) -> None:
+        if self.worker is not None:
+            log.warning("race: a training run started while the race runs; they now share the machine, so the "
+                        "race's wall-clock times include that contention")
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt)
+        if watched is self.window and event.type() == QEvent.Type.Close and self.worker is not None:
+            self.worker.stop()
+            self.worker.wait()
+        return False
+
+    # ------------------------------------------------------------------ curves
+    def _reset(self, names: list[str], total_steps: int) -> None:
+        for item in self.curves.values():
+            self.plot.removeItem(item)
+        self.order = list(names)
+        self.total_steps = total_steps
+        self.series = {name: RacerSeries() for name in names}
+        self.curves, self.rows, self.last_step = {}, {}, {}
+        for i, name in enumerate(names):
+            colour = PALETTE[i % len(PALETTE)]
+            self.curves[name] = self.plot.plot([], [], pen=pg.mkPen(colour, width=2), name=_short_title(name),
+                                               symbolSize=7, symbolBrush=colour, symbolPen=pg.mkPen("#ffffff"))
+        self.legend.setText("&nbsp;&nbsp;&nbsp;".join(
+            f'<span style="color:{PALETTE[i % len(PALETTE)]}; font-weight:bold;">&#9473;&#9473;</span>&nbsp;'
+            f"{_short_title(name)}" for i, name in enumerate(names)))
+        self._fill_table()
+        self._axes_changed()
+
+    def metric(self) -> str:
+        """What the y axis shows: "val" (validation accuracy), "accuracy" or "loss" (training, smoothed)."""
+        return self.metric_combo.currentData()
+
+    def set_metric(self, metric: str) -> None:
+        self.metric_combo.setCurrentIndex(self.metric_combo.findData(metric))
+
+    def _label_axes(self) -> None:
+        metric = self.metric()
+        self.plot.setLabel("bottom", "own compute seconds" if self.x_axis() == "seconds" else "step")
+        self.plot.setLabel("left", "loss" if metric == "loss" else "accuracy")
+        self.plot.setTitle(TITLES[metric], size="10pt")
+
+    def _axes_changed(self) -> None:
+        self._label_axes()
+        for curve in self.curves.values():
+            curve.setSymbol("o" if self.metric() == "val" else None)
+        self.plot.enableAutoRange()
+        self.redraw(force=True)
+
+    def redraw(self, force: bool = False) -> None:
+        """Push the new points to the curves (on the timer, only when something arrived)."""
+        if not (self._dirty or force):
+            return
+        self._dirty = False
+        seconds_axis = self.x_axis() == "seconds"
+        metric = self.metric()
+        for name, series in self.series.items():
+            if metric == "val":
+                x = series.val_seconds.view if seconds_axis else series.val_step.view
+                self.curves[name].setData(x, series.val_accuracy.view)
+                continue
+            values = series.loss if metric == "loss" else series.accuracy
+            x = series.seconds.view if seconds_axis else values.x.view
+            n = min(len(x), len(values.smooth))
+            self.curves[name].setData(x[:n], values.smooth.view[:n])
+
+    def n_points(self, name: str) -> int:
+        """Points of ``name``'s curve as drawn."""
+        x = self.curves[name].xData
+        return 0 if x is None else len(x)
+
+    # ------------------------------------------------------------------ table
+    def _fill_table(self, result: RaceResult | None = None) -> None:
+        self.table.setRowCount(len(self.order))
+        for i, name in enumerate(self.order):
+            row = self.rows.get(name)
+            waiting = "racing" if self.worker is not None else (self.saved.status if self.saved else "")
+            cells = [_short_title(name), row.status if row else waiting,
+                     f"{row.steps_done:,} / {row.total_steps:,}" if row else "",
+                     format_accuracy(row).replace("+-", "±") if row else "",
+                     f"{row.train_seconds:.1f} s" if row else "", format_memory(row) if row else ""]
+            for column, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                if column >= 2:
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                if column == 0:
+                    item.setForeground(pg.mkColor(PALETTE[i % len(PALETTE)]))
+                    item.setData(Qt.ItemDataRole.UserRole, name)
+                if column == 1 and row is not None:
+                    item.setForeground(pg.mkColor(STATUS_COLOURS.get(row.status, "#303030")))
+                    item.setToolTip(row.message)
+                if column == 5 and row is not None:
+                    item.setToolTip(row.memory_method)
+                self.table.setItem(i, column, item)
+        self.table_note.setText(self._table_note(result))
+        self.table_note.setToolTip(self._table_note(result, full=True))
+        self._update_buttons()
+
+    def _table_note(self, result: RaceResult | None, full: bool = False) -> str:
+        """What the table's numbers mean (``full``: with the complete memory method, for the tooltip)."""
+        rows = list(self.rows.values())
+        if not rows:
+            return ""
+        parts = []
+        tested = [r for r in rows if r.test_accuracy is not None]
+        if tested:
+            seed = f" (seed {result.test_seed})" if result is not None else ""
+            parts.append(f"Test: final weights, the same {tested[0].test_episodes} seeded "
+                         f"{self._episode_shape()} test episodes{seed} for every algorithm.")
+        methods = sorted({r.memory_method for r in rows if r.memory_method})
+        parts += [f"Peak memory: {m if full else _short_method(m)}." for m in methods]
+        parts += [f"{_short_title(r.algorithm)}: {r.message}" for r in rows if r.message]
+        return " ".join(parts)
+
+    def _episode_shape(self) -> str:
+        config = self.saved.config if self.saved is not None else (self.worker.config if self.worker else None)
+        if config is None:
+            try:
+                config = load_race(self.race_dir).config if self.race_dir else None
+            except EngineError:
+                config = None
+        if config is None:
+            return ""
+        return f"{config.task.eval_n_way}-way {config.task.eval_n_shot}-shot"
+
+    def _selected_run_dir(self) -> Path | None:
+        rows = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []
+        if not rows or self.race_dir is None:
+            return None
+        item = self.table.item(rows[0].row(), 0)
+        row = self.rows.get(item.data(Qt.ItemDataRole.UserRole)) if item is not None else None
+        if row is None or not row.run_dir:
+            return None
+        path = self.race_dir / row.run_dir
+        return path if path.is_dir() else None
+
+    def open_selected_run(self) -> None:
+        """Open the selected algorithm's run folder in the main window like any run."""
+        run_dir = self._selected_run_dir()
+        if run_dir is None:
+            return
+        try:
+            record = RunStore(run_dir.parent).record(run_dir)
+        except EngineError as error:
+            self.window.show_error("Cannot open the run", str(error))
+            return
+        self.window.open_run(record)
+
+    # ------------------------------------------------------------------ saved races
+    def refresh_saved(self) -> None:
+        self.saved_list.clear()
+        for entry in list_races(self.window.store.root):
+            when = entry.created.replace("T", " ")[:16]
+            algorithms = ", ".join(_short_title(a) for a in entry.algorithms)
+            item = QListWidgetItem(f"{algorithms or entry.name}\n{when} · {entry.status}"
+                                   + (f" · {entry.name}" if entry.name != default_race_name(entry.algorithms) else ""))
+            item.setData(SAVED_ROLE, str(entry.folder))
+            item.setToolTip(f"{entry.name}\n{entry.folder}")
+            item.setForeground(pg.mkColor(STATUS_COLOURS.get(entry.status, "#303030")) if entry.status == "damaged"
+                               else pg.mkColor("#202020"))
+            self.saved_list.addItem(item)
+        self._update_buttons()
+
+    def open_selected_race(self) -> SavedRace | None:
+        items = self.saved_list.selectedItems()
+        return self.open_race(Path(items[0].data(SAVED_ROLE))) if items else None
+
+    def open_race(self, folder: Path) -> SavedRace | None:
+        """Redraw a saved race's curves and table."""
+        if self.worker is not None:
+            return None
+        try:
+            saved = load_race(folder)
+        except EngineError as error:
+            self.window.show_error("Cannot open the race", str(error))
+            return None
+        self.race_dir = folder
+        self._reset(saved.config.algorithm_names, saved.config.train.steps)
+        self.saved = saved
+        for name, curve in saved.curves.items():
+            series = self.series[name]
+            series.add_steps(curve.step, curve.loss, curve.accuracy, curve.seconds)
+            for step, accuracy, seconds in zip(curve.val_step, curve.val_accuracy, curve.val_seconds):
+                series.add_validation(step, accuracy, seconds)
+        if saved.result is not None:
+            self.rows = {row.algorithm: row for row in saved.result.rows}
+        self._fill_table(saved.result)
+        self.redraw(force=True)
+        self.status_label.setText(f"{saved.name} ({saved.status})" + ("" if saved.result is not None else
+                                                                      ": no result table (the race did not end)"))
+        return saved
+
+
+def _short_method(method: str) -> str:
+    """A one-line form of a memory method (the full text is in the tooltips)."""
+    if method == CPU_MEMORY_METHOD:
+        return "CPU, its state + batch + peak of one step profiled with torch.profiler"
+    if method == CUDA_MEMORY_METHOD:
+        return "torch.cuda.max_memory_allocated in its steps, minus the others' tensors"
+    return method
+
+
+def _short_title(name: str) -> str:
+    return {"protonet": "ProtoNet", "maml": "MAML", "fomaml": "FOMAML", "reptile": "Reptile",
+            "matching": "Matching Nets", "baseline": "Baseline", "baseline++": "Baseline++",
+            "simpleshot": "SimpleShot"}.get(name, name)
+
+
+def _bold(text: str) -> QLabel:
+    label = QLabel(text)
+    label.setStyleSheet("font-weight: bold;")
+    return label
