@@ -31,7 +31,8 @@ from studio.panels.log_panel import LogPanel
 from studio.panels.runs_panel import RunsPanel, dataset_label
 from studio.panels.training_panel import TrainingPanel
 from studio.plots import TrainingPlots
-from studio.worker import TrainingWorker, install_main_thread_gc, run_in_worker, stop_all_jobs
+from studio.worker import (TrainingWorker, install_main_thread_gc, keep_gui_thread_single_threaded, run_in_worker,
+                           stop_all_jobs)
 
 try:  # the adapt view is optional until its module exists
     from studio.panels.adapt_panel import AdaptPanel
@@ -103,6 +104,7 @@ class MainWindow(QMainWindow):
                  load_data: bool = True) -> None:
         super().__init__()
         install_main_thread_gc()  # Qt objects must never be garbage-collected in a worker thread
+        keep_gui_thread_single_threaded()  # heavy tensor work runs in workers, at full speed
         self.setWindowTitle("Meta Studio")
         self.setObjectName("MetaStudioMainWindow")
         self.store = store or RunStore(default_runs_root())

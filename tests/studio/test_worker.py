@@ -184,3 +184,22 @@ def test_describe_exception():
     assert describe_exception(DatasetError("x.png: bad")) == "x.png: bad"
     assert describe_exception(KeyError("k")) == "KeyError: 'k'"
     assert describe_exception(RuntimeError()) == "RuntimeError"
+
+
+def test_gui_thread_runs_torch_single_threaded_and_workers_get_the_full_count(qtbot):
+    import torch
+
+    import studio.worker as worker
+
+    before = torch.get_num_threads()
+    try:
+        worker.keep_gui_thread_single_threaded()
+        assert torch.get_num_threads() == 1
+        results = []
+        handle = run_in_worker(lambda progress, should_stop: torch.get_num_threads(),
+                               on_result=results.append, on_error=results.append)
+        qtbot.waitUntil(lambda: results, timeout=30_000)
+        handle.wait(10_000)
+        assert results == [worker._COMPUTE_THREADS] and worker._COMPUTE_THREADS >= 1
+    finally:
+        torch.set_num_threads(before)
