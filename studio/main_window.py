@@ -1,10 +1,10 @@
 """The Meta Studio main window: set up a run, train it, watch it, evaluate it, compare runs.
 
 Layout: a "Setup" dock (Data and Algorithm tabs) on the left; the run controls
-on top; the live curves, the evaluation view (and the adapt view when present)
-in the centre; the run history and the log in a bottom dock. Everything slow
-runs in worker threads (:mod:`studio.worker`); the window only calls engine
-APIs and shows what they report.
+on top; the live curves, the evaluation and adapt views and the teaching views (race,
+episodes, inner loop, regression) in the centre; the run history and the log in a
+bottom dock. Everything slow runs in worker threads (:mod:`studio.worker`); the
+window only calls engine APIs and shows what they report.
 """
 
 from __future__ import annotations
@@ -23,45 +23,31 @@ from engine.errors import ConfigError, EngineError
 from engine.training.callbacks import RunInfo, RunSummary, StepMetrics, ValidationResult
 from engine.training.run_store import RunRecord, RunStore, default_runs_root
 from studio import settings as st
+from studio.panels.adapt_panel import AdaptPanel
 from studio.panels.algorithm_panel import AlgorithmPanel, read_preset, write_preset
 from studio.panels.dataset_panel import DatasetPanel
 from studio.panels.device_panel import DevicePanel
 from studio.panels.evaluation_panel import EvaluationPanel
+from studio.panels.inspector_panel import InspectorPanel
 from studio.panels.log_panel import LogPanel
+from studio.panels.race_panel import RacePanel
+from studio.panels.regression_panel import RegressionPanel
 from studio.panels.runs_panel import RunsPanel, dataset_label
+from studio.panels.scrubber_panel import ScrubberPanel
 from studio.panels.training_panel import TrainingPanel
 from studio.plots import TrainingPlots
 from studio.worker import (TrainingWorker, install_main_thread_gc, keep_gui_thread_single_threaded, run_in_worker,
                            stop_all_jobs)
 
-try:  # the adapt view is optional until its module exists
-    from studio.panels.adapt_panel import AdaptPanel
-except ModuleNotFoundError as _error:
-    if _error.name != "studio.panels.adapt_panel":
-        raise
-    AdaptPanel = None
-
 log = logging.getLogger("studio")
 
-# The teaching views: (tab title, module, class). Each class is built as ``Class(window)``.
-# TEMPORARY while they are being written in parallel: a module that does not exist yet is skipped.
-VIEW_TABS: tuple[tuple[str, str, str], ...] = (
-    ("Race", "studio.panels.race_panel", "RacePanel"),
-    ("Episodes", "studio.panels.inspector_panel", "InspectorPanel"),
-    ("Inner loop", "studio.panels.scrubber_panel", "ScrubberPanel"),
-    ("Regression", "studio.panels.regression_panel", "RegressionPanel"),
+# The teaching views next to the curves; each is built as ``View(window)``.
+VIEW_TABS: tuple[tuple[str, type], ...] = (
+    ("Race", RacePanel),
+    ("Episodes", InspectorPanel),
+    ("Inner loop", ScrubberPanel),
+    ("Regression", RegressionPanel),
 )
-
-
-def _view_class(module_name: str, class_name: str) -> Any:
-    import importlib
-
-    try:
-        return getattr(importlib.import_module(module_name), class_name)
-    except ModuleNotFoundError as error:
-        if error.name != module_name:
-            raise
-        return None
 
 
 def _scrolled(widget: QWidget, horizontal: bool = False) -> QScrollArea:
@@ -145,17 +131,13 @@ class MainWindow(QMainWindow):
         self.center_tabs.setDocumentMode(True)
         self.center_tabs.addTab(self.plots, "Training curves")
         self.center_tabs.addTab(self.evaluation_panel, "Evaluation")
-        self.adapt_panel = None
-        if AdaptPanel is not None:
-            self.adapt_panel = AdaptPanel(self)
-            # scrolled, so that its width never sets the window's minimum width
-            self.center_tabs.addTab(_scrolled(self.adapt_panel, horizontal=True), "Adapt")
+        self.adapt_panel = AdaptPanel(self)
+        # scrolled, so that its width never sets the window's minimum width
+        self.center_tabs.addTab(_scrolled(self.adapt_panel, horizontal=True), "Adapt")
         self.views: dict[str, QWidget] = {}
-        for title, module_name, class_name in VIEW_TABS:
-            view_class = _view_class(module_name, class_name)
-            if view_class is not None:
-                self.views[title] = view_class(self)
-                self.center_tabs.addTab(self.views[title], title)
+        for title, view_class in VIEW_TABS:
+            self.views[title] = view_class(self)
+            self.center_tabs.addTab(self.views[title], title)
 
         central = QWidget()
         layout = QVBoxLayout(central)
@@ -531,8 +513,7 @@ class MainWindow(QMainWindow):
         self.load_config(config)
         self._set_evaluation_run(record)
         self.center_tabs.setCurrentWidget(self.plots)
-        if self.adapt_panel is not None and hasattr(self.adapt_panel, "set_run"):
-            self.adapt_panel.set_run(record)
+        self.adapt_panel.set_run(record)
 
     def _set_evaluation_run(self, record: RunRecord) -> None:
         task = None
