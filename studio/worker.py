@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import shiboken6
 from PySide6.QtCore import QCoreApplication, QObject, QThread, QTimer, Qt, Signal
 
 from engine.config import RunConfig
@@ -336,6 +337,13 @@ class TrainingWorker(QObject):
 # ---------------------------------------------------------------------------
 # Generic background jobs
 # ---------------------------------------------------------------------------
+def _receiver_alive(callback: Callable[..., Any]) -> bool:
+    """False when ``callback`` is a method of a Qt object whose C++ side is gone (a closed panel):
+    a job that outlives its view then ends quietly instead of touching deleted widgets."""
+    owner = getattr(callback, "__self__", None)
+    return not isinstance(owner, QObject) or shiboken6.isValid(owner)
+
+
 class _Job(QObject):
     """Lives in the GUI thread; the worker thread emits its private signals (queued)."""
 
@@ -357,13 +365,15 @@ class _Job(QObject):
         self._progress.connect(self._deliver_progress, queued)
 
     def _deliver_result(self, value: object) -> None:
-        self._on_result_cb(value)
+        if _receiver_alive(self._on_result_cb):
+            self._on_result_cb(value)
 
     def _deliver_error(self, message: str) -> None:
-        self._on_error_cb(message)
+        if _receiver_alive(self._on_error_cb):
+            self._on_error_cb(message)
 
     def _deliver_progress(self, done: int, total: int) -> None:
-        if self._on_progress_cb is not None:
+        if self._on_progress_cb is not None and _receiver_alive(self._on_progress_cb):
             self._on_progress_cb(done, total)
 
     def _thread_finished(self) -> None:

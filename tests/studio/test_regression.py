@@ -27,7 +27,9 @@ def panel(qtbot) -> Iterator[RegressionPanel]:
     yield widget
     widget.stop_playing()
     widget.cancel_training()
-    qtbot.waitUntil(lambda: not widget.is_training() and not widget.is_fitting(), timeout=60_000)
+    for handle in (widget._handle, widget._fit_handle):  # no worker may outlive the test
+        if handle is not None:
+            assert handle.wait(60_000)
 
 
 def wait_fit(qtbot, panel: RegressionPanel) -> None:

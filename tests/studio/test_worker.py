@@ -198,8 +198,9 @@ def test_gui_thread_runs_torch_single_threaded_and_workers_get_the_full_count(qt
         results = []
         handle = run_in_worker(lambda progress, should_stop: torch.get_num_threads(),
                                on_result=results.append, on_error=results.append)
-        qtbot.waitUntil(lambda: results, timeout=30_000)
+        qtbot.waitUntil(lambda: bool(results), timeout=30_000)
         handle.wait(10_000)
         assert results == [worker._COMPUTE_THREADS] and worker._COMPUTE_THREADS >= 1
     finally:
         torch.set_num_threads(before)
+
