@@ -432,7 +432,7 @@ class InspectorPanel(QWidget):
         if runs_panel is not None:
             runs_panel.selection_changed.connect(self._runs_selected)
         if hasattr(window, "training_ended"):
-            window.training_ended.connect(lambda _status: self.refresh_runs())
+            window.training_ended.connect(self._refresh_if_visible)
 
     # -- layout ---------------------------------------------------------------
     def _build(self) -> None:
@@ -596,6 +596,12 @@ class InspectorPanel(QWidget):
         if position < 0:  # another run than before: take its episode shape
             self._run_chosen()
         self._update_buttons()
+
+    def _refresh_if_visible(self, *_: Any) -> None:
+        """After a training run: re-read the runs now if this view is on screen (else when it is shown),
+        so that a hidden view adds no work to the GUI thread at the end of every run."""
+        if self.isVisible():
+            self.refresh_runs()
 
     def showEvent(self, event: Any) -> None:  # noqa: N802 (Qt)
         super().showEvent(event)

@@ -442,7 +442,7 @@ class ScrubberPanel(QWidget):
         self._build()
         self.refresh_runs()
         window.runs_panel.selection_changed.connect(self.follow_selection)
-        window.training_ended.connect(lambda _status: self.refresh_runs())
+        window.training_ended.connect(self._refresh_if_visible)
 
     # -- layout ---------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -552,6 +552,12 @@ class ScrubberPanel(QWidget):
         return QSize(900, 600)
 
     # -- runs -----------------------------------------------------------------------------------
+    def _refresh_if_visible(self, *_: Any) -> None:
+        """After a training run: re-read the runs now if this view is on screen (else when it is shown),
+        so that a hidden view adds no work to the GUI thread at the end of every run."""
+        if self.isVisible():
+            self.refresh_runs()
+
     def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt override
         super().showEvent(event)
         self.refresh_runs()
