@@ -198,28 +198,70 @@ def use_compute_threads() -> None:
         torch.set_num_threads(_COMPUTE_THREADS)
 
 
-class _TrainThread(QThread):
-    """Builds and runs the Trainer; reports construction errors the trainer cannot."""
+class _WorkThread(QThread):
+    """Runs ``work()`` (a training run, a race) and keeps its return value; reports failures the
+    work cannot report itself (building a trainer, a bug) through ``crashed``."""
 
     crashed = Signal(str)
 
-    def __init__(self, make_trainer: Callable[[], Any]) -> None:
+    def __init__(self, work: Callable[[], Any], what: str) -> None:
         super().__init__()
-        self._make_trainer = make_trainer
-        self.summary: RunSummary | None = None
+        self._work = work
+        self._what = what
+        self.value: Any = None
 
     def run(self) -> None:  # worker thread
         use_compute_threads()
         try:
-            trainer = self._make_trainer()
-            self.summary = trainer.run()
+            self.value = self._work()
         except BaseException as error:  # noqa: BLE001 - every failure must reach the GUI
             if not isinstance(error, EngineError):
-                log.error("training crashed:\n%s", traceback.format_exc())
+                log.error("%s crashed:\n%s", self._what, traceback.format_exc())
             self.crashed.emit(describe_exception(error))
 
 
-class TrainingWorker(QObject):
+class _WorkerControls:
+    """Start, pause/resume/stop (through ``self.control``), wait, and the end of the thread:
+    shared by :class:`TrainingWorker` and :class:`RaceWorker` (GUI thread)."""
+
+    control: RunControl
+    adapter: Any
+    _thread: _WorkThread
+    _flush_timer: QTimer
+    done: Any
+
+    def start(self) -> None:
+        self._flush_timer.start()
+        self._thread.start()
+
+    def pause(self) -> None:
+        self.control.pause()
+
+    def resume(self) -> None:
+        self.control.resume()
+
+    def stop(self) -> None:
+        self.control.stop()
+
+    @property
+    def paused(self) -> bool:
+        return self.control.paused
+
+    def is_running(self) -> bool:
+        return self._thread.isRunning()
+
+    def wait(self, timeout_ms: int = -1) -> bool:
+        """Block until the thread ended; True if it did."""
+        return self._thread.wait() if timeout_ms < 0 else self._thread.wait(timeout_ms)
+
+    def _on_thread_finished(self) -> None:
+        self._thread.wait()  # see _Job._thread_finished: the OS thread must be gone before GC may run
+        self._flush_timer.stop()
+        self.adapter.flush()
+        self.done.emit()
+
+
+class TrainingWorker(QObject, _WorkerControls):
     """One training run in a background thread.
 
     Signals mirror :class:`QtCallbackAdapter` and are delivered in the GUI
@@ -256,7 +298,7 @@ class TrainingWorker(QObject):
         self.adapter.log.connect(self.log, queued)
         self.adapter.finished.connect(self.finished, queued)
         self.adapter.failed.connect(self._on_failed, queued)
-        self._thread = _TrainThread(self._make_trainer)
+        self._thread = _WorkThread(lambda: self._make_trainer().run(), "training")
         self._thread.crashed.connect(self._on_crashed, queued)
         self._thread.finished.connect(self._on_thread_finished, queued)
         # Steps that arrived just before a pause would otherwise wait for the next step.
@@ -287,36 +329,9 @@ class TrainingWorker(QObject):
         return Trainer(self.config, run_dir=self.run_dir, callbacks=[self.adapter], control=self.control,
                        data=data)
 
-    # -- control (GUI thread) -------------------------------------------------
-    def start(self) -> None:
-        self._flush_timer.start()
-        self._thread.start()
-
-    def pause(self) -> None:
-        self.control.pause()
-
-    def resume(self) -> None:
-        self.control.resume()
-
-    def stop(self) -> None:
-        self.control.stop()
-
-    @property
-    def paused(self) -> bool:
-        return self.control.paused
-
-    def is_running(self) -> bool:
-        return self._thread.isRunning()
-
-    def wait(self, timeout_ms: int = -1) -> bool:
-        """Block until the thread ended; True if it did."""
-        if timeout_ms < 0:
-            return self._thread.wait()
-        return self._thread.wait(timeout_ms)
-
     @property
     def summary(self) -> RunSummary | None:
-        return self._thread.summary
+        return self._thread.value
 
     # -- internal -----------------------------------------------------------
     def _on_failed(self, message: str, summary: object) -> None:
@@ -326,12 +341,6 @@ class TrainingWorker(QObject):
 
     def _on_crashed(self, message: str) -> None:
         self._on_failed(message, None)
-
-    def _on_thread_finished(self) -> None:
-        self._thread.wait()  # see _Job._thread_finished: the OS thread must be gone before GC may run
-        self._flush_timer.stop()
-        self.adapter.flush()
-        self.done.emit()
 
 
 # ---------------------------------------------------------------------------
@@ -560,27 +569,7 @@ class QtRaceAdapter(QObject, RaceCallback):
         self.steps.emit(batch)
 
 
-class _RaceThread(QThread):
-    """Runs the race; reports failures the race itself cannot (it never raises EngineError)."""
-
-    crashed = Signal(str)
-
-    def __init__(self, run_race: Callable[[], Any]) -> None:
-        super().__init__()
-        self._run_race = run_race
-        self.result: RaceResult | None = None
-
-    def run(self) -> None:  # race thread
-        use_compute_threads()
-        try:
-            self.result = self._run_race()
-        except BaseException as error:  # noqa: BLE001 - every failure must reach the GUI
-            if not isinstance(error, EngineError):
-                log.error("race crashed:\n%s", traceback.format_exc())
-            self.crashed.emit(describe_exception(error))
-
-
-class RaceWorker(QObject):
+class RaceWorker(QObject, _WorkerControls):
     """One :class:`engine.race.Race` in a background thread, with pause / resume / stop.
 
     Signals mirror :class:`QtRaceAdapter` and are delivered in the GUI thread; ``failed``
@@ -614,7 +603,7 @@ class RaceWorker(QObject):
         self.adapter.algorithm_finished.connect(self.algorithm_finished, queued)
         self.adapter.race_finished.connect(self.race_finished, queued)
         self.adapter.failed.connect(self._on_failed, queued)
-        self._thread = _RaceThread(self._run_race)
+        self._thread = _WorkThread(self._run_race, "race")
         self._thread.crashed.connect(self._on_failed, queued)
         self._thread.finished.connect(self._on_thread_finished, queued)
         self._flush_timer = QTimer(self)
@@ -631,43 +620,12 @@ class RaceWorker(QObject):
         return Race(self.config, race_dir=self.race_dir, callbacks=[self.adapter], control=self.control,
                     data=data).run()
 
-    # -- control (GUI thread) -------------------------------------------------
-    def start(self) -> None:
-        self._flush_timer.start()
-        self._thread.start()
-
-    def pause(self) -> None:
-        self.control.pause()
-
-    def resume(self) -> None:
-        self.control.resume()
-
-    def stop(self) -> None:
-        self.control.stop()
-
-    @property
-    def paused(self) -> bool:
-        return self.control.paused
-
-    def is_running(self) -> bool:
-        return self._thread.isRunning()
-
-    def wait(self, timeout_ms: int = -1) -> bool:
-        """Block until the race thread ended; True if it did."""
-        return self._thread.wait() if timeout_ms < 0 else self._thread.wait(timeout_ms)
-
     @property
     def result(self) -> RaceResult | None:
-        return self._thread.result
+        return self._thread.value
 
     # -- internal -------------------------------------------------------------
     def _on_failed(self, message: str) -> None:
         if not self._failed_reported:
             self._failed_reported = True
             self.failed.emit(message)
-
-    def _on_thread_finished(self) -> None:
-        self._thread.wait()  # the OS thread must be gone before garbage collection may run
-        self._flush_timer.stop()
-        self.adapter.flush()
-        self.done.emit()
