@@ -19,6 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
+from shotlib import open_window, save_grab, wait_until  # noqa: E402 (this folder)
+
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -65,16 +67,6 @@ def trained_run() -> Path:
     return finished[0].run_dir
 
 
-def wait_until(app: object, condition: object, timeout: float, what: str) -> None:
-    from studio.app import wait_ms
-
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        wait_ms(50)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     os.environ["META_STUDIO_HOME"] = args.home or tempfile.mkdtemp(prefix="meta-studio-shot-")
@@ -83,16 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     from studio.app import create_application
 
     app = create_application()
-    from studio.main_window import MainWindow
-
-    window = MainWindow(restore_settings=False)
-    window.show_error = lambda title, message: print(f"error: {title}: {message}", file=sys.stderr)
-    width, height = (int(v) for v in args.size.lower().split("x"))
-    window.resize(width, height)
-    window.move(0, 0)
-    window.show()
-    wait_until(app, lambda: window.dataset_panel.index is not None and not window.dataset_panel.is_loading(),
-               args.timeout, "the data set")
+    window = open_window(args.size, lambda title, message: print(f"error: {title}: {message}", file=sys.stderr),
+                         args.timeout)
     panel = window.views["Episodes"]
     window.runs_panel.refresh()
     window.runs_panel.select_runs([run_dir])
@@ -102,20 +86,14 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     if panel.start() is None:
         raise SystemExit("the Inspect button is disabled")
-    wait_until(app, lambda: not panel.is_running(), args.timeout, "the inspection")
+    wait_until(lambda: not panel.is_running(), args.timeout, "the inspection")
     if panel.inspection is None:
         raise SystemExit(f"inspection failed: {panel.summary_label.text()}")
     print(f"inspected {panel.inspection.n_episodes} episodes in {time.monotonic() - started:.1f} s: "
           f"mean {panel.inspection.mean:.1%} ± {panel.inspection.ci95:.1%}")
     if not panel.next_mistake():
         print("no episode with a mistake", file=sys.stderr)
-    from studio.app import wait_ms
-
-    wait_ms(500)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if not window.grab().save(str(out)):
-        raise SystemExit(f"{out}: could not write the screenshot")
+    out = save_grab(window, args.out)
     print(f"wrote {out} ({panel.page_label.text()}, {panel.episode_label.text()})")
     window.close()
     return 0

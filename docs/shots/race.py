@@ -20,6 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
+from shotlib import open_window, save_grab, wait_until  # noqa: E402 (this folder)
+
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -35,34 +37,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def wait_until(condition: object, timeout: float, what: str) -> None:
-    from studio.app import wait_ms
-
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        wait_ms(50)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     os.environ["META_STUDIO_HOME"] = tempfile.mkdtemp(prefix="meta-studio-shot-")
     from studio.app import create_application
 
     app = create_application()
-    from studio.main_window import MainWindow
-
-    window = MainWindow(restore_settings=False)
     errors: list[str] = []
-    window.show_error = lambda title, message: errors.append(f"{title}: {message}")
-    width, height = (int(v) for v in args.size.lower().split("x"))
-    window.resize(width, height)
-    window.move(0, 0)
-    window.show()
+    window = open_window(args.size, lambda title, message: errors.append(f"{title}: {message}"), args.timeout)
     window.evaluation_panel.auto_evaluate.setChecked(False)
-    wait_until(lambda: window.dataset_panel.index is not None and not window.dataset_panel.is_loading(),
-               args.timeout, "the data set")
     settings = {"task.n_query": 5, "task.meta_batch_size": args.meta_batch_size,
                 "model.hidden_channels": args.hidden_channels,
                 "train.steps": args.steps, "train.val_every": max(args.steps // 5, 1), "train.val_episodes": 30,
@@ -87,13 +70,7 @@ def main(argv: list[str] | None = None) -> int:
               f"peak {memory}")
     panel.set_x_axis(args.x)
     panel.saved_list.setCurrentRow(0)
-    from studio.app import wait_ms
-
-    wait_ms(500)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if not window.grab().save(str(out)):
-        raise SystemExit(f"{out}: could not write the screenshot")
+    out = save_grab(window, args.out)
     print(f"wrote {out}")
     window.close()
     return 0

@@ -14,10 +14,11 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
+
+from shotlib import open_window, save_grab, wait_until  # noqa: E402 (this folder)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -30,32 +31,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def wait_until(condition: object, timeout: float, what: str) -> None:
-    from studio.app import wait_ms
-
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        wait_ms(50)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     os.environ["META_STUDIO_HOME"] = tempfile.mkdtemp(prefix="meta-studio-shot-")
     from studio.app import create_application
 
     app = create_application()
-    from studio.main_window import MainWindow
-
-    window = MainWindow(restore_settings=False)
-    window.show_error = lambda title, message: print(f"error: {title}: {message}", file=sys.stderr)
-    width, height = (int(v) for v in args.size.lower().split("x"))
-    window.resize(width, height)
-    window.move(0, 0)
-    window.show()
-    wait_until(lambda: window.dataset_panel.index is not None and not window.dataset_panel.is_loading(),
-               args.timeout, "the data set")
+    window = open_window(args.size, lambda title, message: print(f"error: {title}: {message}", file=sys.stderr),
+                         args.timeout)
     panel = window.views["Regression"]
     window.center_tabs.setCurrentWidget(panel)
     if not panel.models:
@@ -67,13 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     panel.step_slider.setValue(0)
     panel.toggle_play()
     wait_until(lambda: not panel.is_playing(), args.timeout, "the animation")
-    from studio.app import wait_ms
-
-    wait_ms(300)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if not window.grab().save(str(out)):
-        raise SystemExit(f"{out}: could not write the screenshot")
+    out = save_grab(window, args.out, settle_ms=300)
     mse = ", ".join(f"{kind} {panel.mse_at(kind, 0):.2f} -> {panel.mse_at(kind):.2f}" for kind in panel.models)
     print(f"wrote {out}: K = {len(panel.support_x)}, step {panel.step_slider.value()}, MSE {mse}; "
           f"fit of both models took {panel.fit_ms:.1f} ms")
