@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QHBoxLay
 from engine.training.run_store import RunRecord
 from studio.datasets import load_data_cached
 from studio.plots import BarChart, ConfusionMatrixView
+from studio.panels.background_job import BackgroundJobMixin
 from studio.worker import WorkerHandle, run_in_worker
 
 GALLERY_SIZE = 60
@@ -62,7 +63,7 @@ def evaluation_job(checkpoint: Path, device: str, episodes: int, n_way: int, n_s
     return job
 
 
-class EvaluationPanel(QWidget):
+class EvaluationPanel(QWidget, BackgroundJobMixin):
     """Evaluate a run's checkpoint on its test classes and show the results."""
 
     error = Signal(str)
@@ -224,18 +225,6 @@ class EvaluationPanel(QWidget):
         self._running = True
         self._handle = run_in_worker(job, on_result=self._show, on_error=self._failed, on_progress=self._progress)
         return self._handle
-
-    def cancel(self) -> None:
-        if self._handle is not None:
-            self._handle.stop()
-
-    def wait(self, timeout_ms: int = 60000) -> bool:
-        return self._handle.wait(timeout_ms) if self._handle is not None else True
-
-    def _progress(self, done: int, total: int) -> None:
-        self.progress.setRange(0, max(total, 1))
-        self.progress.setValue(done)
-        self.progress.setFormat("episode %v / %m")
 
     def _finished(self) -> None:
         self._running = False

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (QComboBox, QFormLayout, QFrame, QGridLayout, QHBo
 
 from engine.errors import EngineError
 from engine.training.run_store import RunRecord
+from studio.panels.background_job import BackgroundJobMixin
 from studio.worker import WorkerHandle, run_in_worker
 
 THUMB = 56             # thumbnail side in pixels: 28-px glyphs are shown at 2x
@@ -408,7 +409,7 @@ class EpisodeView(QWidget):
 
 
 # -- the panel -----------------------------------------------------------------------------------------
-class InspectorPanel(QWidget):
+class InspectorPanel(QWidget, BackgroundJobMixin):
     """Pick a run, inspect N seeded episodes in the background, then browse them."""
 
     inspected = Signal(object)   # engine.inspection.EpisodeInspection
@@ -666,19 +667,6 @@ class InspectorPanel(QWidget):
         self._update_buttons()
         self._handle = run_in_worker(job, on_result=self._show, on_error=self._failed, on_progress=self._progress)
         return self._handle
-
-    def cancel(self) -> None:
-        """Stop after the current episode; the episodes done so far are shown."""
-        if self._handle is not None:
-            self._handle.stop()
-
-    def wait(self, timeout_ms: int = 60_000) -> bool:
-        return self._handle.wait(timeout_ms) if self._handle is not None else True
-
-    def _progress(self, done: int, total: int) -> None:
-        self.progress.setRange(0, max(total, 1))
-        self.progress.setValue(done)
-        self.progress.setFormat("episode %v / %m")
 
     def _finished(self) -> None:
         self._running = False

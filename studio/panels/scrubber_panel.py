@@ -31,6 +31,7 @@ from engine.training.run_store import RunRecord
 from studio.datasets import load_data_cached
 from studio.panels.adapt_cards import pixels_to_qimage
 from studio.plots import PALETTE
+from studio.panels.background_job import BackgroundJobMixin
 from studio.worker import WorkerHandle, run_in_worker
 
 THUMB = 48              # query thumbnails (28 px glyphs scaled up)
@@ -424,8 +425,10 @@ class TrajectoryPlot(pg.GraphicsLayoutWidget):
 
 
 # -- the panel --------------------------------------------------------------------------------------
-class ScrubberPanel(QWidget):
+class ScrubberPanel(QWidget, BackgroundJobMixin):
     """The "Inner loop" view: pick a run and an episode, run its inner loop, scrub the steps."""
+
+    progress_unit = "step"
 
     scrubbed = Signal(object)     # ScrubOutput, after it is shown
     error = Signal(str)
@@ -652,19 +655,6 @@ class ScrubberPanel(QWidget):
         self._update_buttons()
         self._handle = run_in_worker(job, on_result=self._show, on_error=self._failed, on_progress=self._progress)
         return self._handle
-
-    def cancel(self) -> None:
-        """Stop the loop after the current step; the steps done so far are shown."""
-        if self._handle is not None:
-            self._handle.stop()
-
-    def wait(self, timeout_ms: int = 60_000) -> bool:
-        return self._handle.wait(timeout_ms) if self._handle is not None else True
-
-    def _progress(self, done: int, total: int) -> None:
-        self.progress.setRange(0, max(1, total))
-        self.progress.setValue(done)
-        self.progress.setFormat("step %v / %m")
 
     def _finished(self) -> None:
         self._running = False
