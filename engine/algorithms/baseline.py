@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from engine.algorithms.base import Algorithm, Predictor, ProgressCallback
-from engine.algorithms.functional import CosineHead, accuracy, check_support, eval_mode, last
+from engine.algorithms.functional import CosineHead, check_support, correct_fraction, eval_mode, last, step_metrics
 from engine.config import AlgorithmConfig, BaselineConfig
 from engine.data.types import ClassBatch, Task
 
@@ -172,8 +172,7 @@ class ClassifierPretraining(Algorithm):
         logits = self.head(features)
         loss = F.cross_entropy(logits, batch.y)
         self.backward_and_step(loss, self.optimizer)
-        return {"loss": float(loss.item()), "accuracy": accuracy(logits.detach(), batch.y),
-                "lr": float(self.optimizer.param_groups[0]["lr"])}
+        return step_metrics(loss, [correct_fraction(logits.detach(), batch.y)], self.optimizer.param_groups[0]["lr"])
 
     def observe_features(self, features: Tensor) -> None:
         """Hook: the detached [B, D] training features of each step."""

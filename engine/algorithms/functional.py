@@ -82,13 +82,28 @@ def squared_euclidean(a: Tensor, b: Tensor) -> Tensor:
 
 def class_means(features: Tensor, labels: Tensor, n_classes: int) -> Tensor:
     """[S, D] features, [S] labels in 0..n-1 -> [n, D] per-class mean (one matmul)."""
-    one_hot = F.one_hot(labels, n_classes).to(features.dtype)          # [S, n]
+    classes = torch.arange(n_classes, device=labels.device)
+    one_hot = (labels.unsqueeze(1) == classes).to(features.dtype)      # [S, n]; F.one_hot would wait for the GPU
     return (one_hot.t() @ features) / one_hot.sum(0).unsqueeze(1)
 
 
 def accuracy(logits: Tensor, labels: Tensor) -> float:
     """Fraction of rows of [N, n] scores whose argmax equals [N] labels."""
-    return float((logits.argmax(1) == labels).float().mean().item())
+    return float(correct_fraction(logits, labels).item())
+
+
+def correct_fraction(logits: Tensor, labels: Tensor) -> Tensor:
+    """0-d float tensor on the scores' device: the fraction of rows of [N, n] scores whose argmax
+    equals [N] labels. No device-to-host read (a training step reads all its metrics at once)."""
+    return (logits.argmax(1) == labels).float().mean()
+
+
+def step_metrics(loss: Tensor, accuracies: Sequence[Tensor], lr: float) -> dict[str, float]:
+    """A training step's metrics from a 0-d loss and per-task 0-d accuracies, read from the device
+    with ONE transfer (each ``.item()`` would stall the host until the GPU catches up)."""
+    accuracy_value = accuracies[0] if len(accuracies) == 1 else torch.stack(list(accuracies)).mean()
+    loss_value, accuracy_value = torch.stack([loss.detach().float(), accuracy_value.float()]).tolist()
+    return {"loss": loss_value, "accuracy": accuracy_value, "lr": float(lr)}
 
 
 def split_rows(features: Tensor, sizes: Sequence[int]) -> list[Tensor]:

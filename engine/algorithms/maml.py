@@ -39,8 +39,9 @@ from torch.func import functional_call
 
 from engine.algorithms.base import Algorithm, Predictor, ProgressCallback
 from engine.algorithms.functional import (
-    BackboneWithHead, FunctionalPredictor, LossFn, Params, accuracy, check_support,
-    functional_predictor_from_state, inner_loop, iter_adapted_parameters, last, resized_head, use_batch_statistics,
+    BackboneWithHead, FunctionalPredictor, LossFn, Params, check_support, correct_fraction,
+    functional_predictor_from_state, inner_loop, iter_adapted_parameters, last, resized_head, step_metrics,
+    use_batch_statistics,
 )
 from engine.config import MAMLConfig
 from engine.data.types import ClassBatch, Task
@@ -50,6 +51,9 @@ TaskTensors = tuple[Tensor, Tensor, Tensor, Tensor]
 """(support_x, support_y, query_x, query_y) of one task."""
 ContextFactory = Callable[[], ContextManager[Any]]
 BENCHMARK_REPEATS = 3
+MEMORY_SHARE = 0.5
+"""``task_batching="auto"`` picks a vmap path only if its measured peak stays within this share of the
+device's memory (the rest is left to the allocator's fragmentation, other programs and the evaluation)."""
 
 
 @dataclass
@@ -58,18 +62,24 @@ class MetaGradient:
 
     grads: parameter name -> d(mean query loss)/d(parameter); parameters of the
         ``features`` module are named ``"features." + name``.
-    loss: mean query loss over the tasks (after adaptation).
+    losses: [T] detached query losses of the tasks (after adaptation), on their device.
     query_outputs: per task, the detached [Q, ...] model outputs on the query set.
     """
 
     grads: dict[str, Tensor]
-    loss: float
+    losses: Tensor
     query_outputs: list[Tensor]
+
+    @property
+    def loss(self) -> float:
+        """Mean query loss over the tasks (reads it from the device)."""
+        return float(self.losses.mean().item())
 
 
 def maml_meta_gradient(model: nn.Module, tasks: Sequence[TaskTensors | Task], *, inner_lr: float,
                        inner_steps: int, first_order: bool, loss_fn: LossFn,
-                       features: nn.Module | None = None, batched: bool = False, loss_scale: float = 1.0,
+                       features: nn.Module | None = None, batched: bool = False, chunk_size: int = 0,
+                       loss_scale: float = 1.0,
                        inner_context: ContextFactory = contextlib.nullcontext,
                        query_context: ContextFactory = contextlib.nullcontext) -> MetaGradient:
     """The MAML meta-gradient of the mean query loss over ``tasks`` w.r.t. the parameters.
@@ -81,22 +91,21 @@ def maml_meta_gradient(model: nn.Module, tasks: Sequence[TaskTensors | Task], *,
     adapted parameters. ``features`` (ANIL): a module applied to the images before
     ``model`` with its parameters fixed in the inner loop and trained in the outer loop.
 
-    batched: run all tasks at once with ``torch.func.vmap`` (all tasks must have the
-    same shapes; see :func:`batched_query_losses`); otherwise task by task, freeing
-    each task's graph before the next (memory of one task). Both give the same result.
+    batched: run the tasks through ``torch.func.vmap`` (all tasks must have the same
+    shapes; see :func:`batched_query_losses`), ``chunk_size`` tasks per call (0 = all at
+    once); each chunk's graph is freed before the next, so memory grows with the chunk,
+    not the meta-batch. Otherwise task by task, freeing each task's graph before the next
+    (memory of one task). All give the same result.
     loss_scale: the returned gradients are those of ``loss_scale * meta-loss`` (fp16
     loss scaling; ``loss`` is unscaled). inner_context / query_context: context
     factories for the support-side and query-side forward passes (mixed precision).
     """
     named = meta_parameters(model, features)
     if batched:
-        losses, outputs = batched_query_losses(model, tasks, inner_lr=inner_lr, inner_steps=inner_steps,
-                                               first_order=first_order, loss_fn=loss_fn, features=features,
-                                               inner_context=inner_context, query_context=query_context)
-        grads = torch.autograd.grad(losses.mean() * loss_scale, [p for _, p in named], allow_unused=True)
-        grads = [torch.zeros_like(p) if g is None else g for (_, p), g in zip(named, grads)]
-        return MetaGradient({n: g for (n, _), g in zip(named, grads)}, float(losses.detach().mean().item()),
-                            list(outputs.detach().unbind(0)))
+        return _chunked_meta_gradient(model, tasks, named, chunk_size or len(tasks), loss_scale=loss_scale,
+                                      inner_lr=inner_lr, inner_steps=inner_steps, first_order=first_order,
+                                      loss_fn=loss_fn, features=features, inner_context=inner_context,
+                                      query_context=query_context)
     totals = [torch.zeros_like(p) for _, p in named]
     losses_list, outputs_list = [], []
     for task in tasks:
@@ -118,10 +127,28 @@ def maml_meta_gradient(model: nn.Module, tasks: Sequence[TaskTensors | Task], *,
         for total, grad in zip(totals, grads):
             if grad is not None:
                 total.add_(grad)
-        losses_list.append(float(loss.detach().item()))
+        losses_list.append(loss.detach())
         outputs_list.append(query_out.detach())
-    return MetaGradient({n: g for (n, _), g in zip(named, totals)}, sum(losses_list) / len(losses_list),
-                        outputs_list)
+    return MetaGradient({n: g for (n, _), g in zip(named, totals)}, torch.stack(losses_list), outputs_list)
+
+
+def _chunked_meta_gradient(model: nn.Module, tasks: Sequence[TaskTensors | Task],
+                           named: list[tuple[str, nn.Parameter]], chunk_size: int, *, loss_scale: float,
+                           **batched_args: Any) -> MetaGradient:
+    """The batched path, ``chunk_size`` tasks per vmap call, each chunk differentiated (and its graph
+    freed) before the next: peak memory of one chunk, the same sum as one call over all tasks."""
+    totals: list[Tensor | None] = [None] * len(named)
+    losses_list, outputs_list = [], []
+    for start in range(0, len(tasks), chunk_size):
+        losses, outputs = batched_query_losses(model, tasks[start:start + chunk_size], **batched_args)
+        grads = torch.autograd.grad(losses.sum() * (loss_scale / len(tasks)), [p for _, p in named],
+                                    allow_unused=True)
+        totals = [total if grad is None else grad if total is None else total.add_(grad)
+                  for total, grad in zip(totals, grads)]
+        losses_list.append(losses.detach())
+        outputs_list.extend(outputs.detach().unbind(0))
+    grads_by_name = {n: torch.zeros_like(p) if total is None else total for (n, p), total in zip(named, totals)}
+    return MetaGradient(grads_by_name, torch.cat(losses_list), outputs_list)
 
 
 def meta_parameters(model: nn.Module, features: nn.Module | None = None) -> list[tuple[str, nn.Parameter]]:
@@ -213,8 +240,9 @@ class MAML(Algorithm):
         self.head = nn.Linear(backbone.out_features, n_way)
         self.model = BackboneWithHead(self.backbone, self.head)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
-        self._batching_choice: dict[tuple[Any, ...], bool] = {}
-        self.batching_timings: dict[bool, float] = {}
+        self._batching_choice: dict[tuple[Any, ...], int] = {}
+        self.batching_timings: dict[int, float] = {}
+        self.batching_peaks: dict[int, float] = {}
 
     def modules(self) -> dict[str, nn.Module]:
         return {"backbone": self.backbone, "head": self.head}
@@ -229,14 +257,14 @@ class MAML(Algorithm):
             raise TypeError("MAML trains on episodes (a list of Task), not on a ClassBatch")
         tasks = self.prepare_batch(batch)
         self.train(True)
-        result = self.meta_gradient(tasks, batched=self.uses_batched_tasks(tasks), loss_scale=self.loss_scale)
+        chunk = self.task_chunk(tasks)
+        result = self.meta_gradient(tasks, batched=chunk > 0, chunk_size=chunk, loss_scale=self.loss_scale)
         self.optimizer.zero_grad(set_to_none=True)
         for name, parameter in self._named_meta_parameters():
-            parameter.grad = result.grads[name]
+            parameter.grad = _like(parameter, result.grads[name])
         self.optimizer_step(self.optimizer)
-        accuracies = [accuracy(out, task.query_y) for out, task in zip(result.query_outputs, tasks)]
-        return {"loss": result.loss, "accuracy": sum(accuracies) / len(accuracies),
-                "lr": float(self.optimizer.param_groups[0]["lr"])}
+        accuracies = [correct_fraction(out, task.query_y) for out, task in zip(result.query_outputs, tasks)]
+        return step_metrics(result.losses.mean(), accuracies, self.optimizer.param_groups[0]["lr"])
 
     def _model_and_features(self) -> tuple[nn.Module, nn.Module | None]:
         return (self.head, self.backbone) if self.config.anil else (self.model, None)
@@ -244,7 +272,8 @@ class MAML(Algorithm):
     def _named_meta_parameters(self) -> list[tuple[str, nn.Parameter]]:
         return meta_parameters(*self._model_and_features())
 
-    def meta_gradient(self, tasks: Sequence[Task], *, batched: bool, loss_scale: float = 1.0) -> MetaGradient:
+    def meta_gradient(self, tasks: Sequence[Task], *, batched: bool, chunk_size: int = 0,
+                      loss_scale: float = 1.0) -> MetaGradient:
         """The meta-gradient of ``tasks`` (on the device) at the current weights; changes nothing.
 
         Mixed precision: bf16 runs everything under autocast; fp16 keeps the inner loop
@@ -256,54 +285,75 @@ class MAML(Algorithm):
         inner_context = contextlib.nullcontext if self.precision == "fp16" else self.autocast
         return maml_meta_gradient(model, tasks, inner_lr=self.config.inner_lr, inner_steps=self.config.inner_steps,
                                   first_order=self.config.first_order, loss_fn=F.cross_entropy, features=features,
-                                  batched=batched, loss_scale=loss_scale, inner_context=inner_context,
+                                  batched=batched, chunk_size=chunk_size, loss_scale=loss_scale,
+                                  inner_context=inner_context,
                                   query_context=self.autocast)
 
     def uses_batched_tasks(self, tasks: Sequence[Task]) -> bool:
-        """Whether this meta-batch runs through the vmap path (``train.task_batching``).
+        """Whether this meta-batch runs through the vmap path (see :meth:`task_chunk`)."""
+        return self.task_chunk(tasks) > 0
 
-        "loop" / "vmap" force a path (vmap needs equal task shapes and falls back to
-        the loop otherwise). "auto": the loop on the CPU (a static rule: there vmap
-        measured 2-2.7x slower, Conv-4 5-way 1-shot 15-query at meta-batch 4 and 16), and
-        on an accelerator a one-off micro-benchmark at the first meta-batch of each shape
-        (on an H100, vmap measured 5.8x faster than the loop at meta-batch 16 and 12.8x at
-        32, second order): both paths compute the
-        meta-gradient (no step is taken) ``BENCHMARK_REPEATS`` times after a warm-up,
-        and the faster one is remembered per (device, shapes, variant). A vmap path that
-        fails (unsupported operation, out of memory) counts as slower.
+    def task_chunk(self, tasks: Sequence[Task]) -> int:
+        """How this meta-batch runs: 0 = task by task (the loop), k > 0 = ``torch.func.vmap`` over k tasks
+        per call (``train.task_batching``, ``train.vmap_chunk``).
+
+        "loop" / "vmap" force a path (vmap needs equal task shapes and falls back to the loop
+        otherwise; its chunk is ``vmap_chunk``, 0 = the whole meta-batch). "auto": the loop on
+        the CPU (a static rule: there vmap measured 2-2.7x slower, Conv-4 5-way 1-shot 15-query
+        at meta-batch 4 and 16); on an accelerator a one-off micro-benchmark at the first
+        meta-batch of each shape (on an H100, vmap measured 5.8x faster than the loop at
+        meta-batch 16 and 12.8x at 32, second order). Each candidate computes the meta-gradient
+        (no step is taken) ``BENCHMARK_REPEATS`` times after a warm-up, with its peak memory
+        read on CUDA; the fastest whose peak stays within ``MEMORY_SHARE`` of the device's
+        memory wins, remembered per (device, shapes, variant). When the whole meta-batch
+        does not fit, a quarter of it per call is tried too. A vmap path that fails
+        (unsupported operation, out of memory) counts as slower.
         """
+        whole = self.vmap_chunk if 0 < self.vmap_chunk < len(tasks) else len(tasks)
         if self.task_batching == "loop" or len(tasks) < 2 or not same_shapes(tasks):
-            return False
+            return 0
         if self.task_batching == "vmap":
-            return True
+            return whole
         if self.device.type == "cpu":
-            return False
+            return 0
         key = (str(self.device), tuple(tuple(t.shape) for t in _task_tensors(tasks[0])), len(tasks),
-               self.precision, self.channels_last)
+               self.precision, self.channels_last, whole)
         if key not in self._batching_choice:
-            self._batching_choice[key] = self._benchmark_batching(tasks)
+            self._batching_choice[key] = self._benchmark_batching(tasks, whole)
         return self._batching_choice[key]
 
-    def _benchmark_batching(self, tasks: Sequence[Task]) -> bool:
-        timings = {}
-        for batched in (False, True):
-            try:
-                timings[batched] = self._time_meta_gradient(tasks, batched)
-            except (RuntimeError, torch.cuda.OutOfMemoryError):
-                timings[batched] = float("inf")
-                if self.device.type == "cuda":
-                    torch.cuda.empty_cache()
-        self.batching_timings = timings
-        return timings[True] < timings[False]
+    def _benchmark_batching(self, tasks: Sequence[Task], whole: int) -> int:
+        self.batching_timings, self.batching_peaks = {}, {}
+        budget = MEMORY_SHARE * _device_memory(self.device)
+        for chunk in (0, whole):
+            self._measure_path(tasks, chunk)
+        if whole >= 8 and self.batching_peaks[whole] > budget:  # trade some speed for memory
+            self._measure_path(tasks, whole // 4)
+        fitting = [c for c in self.batching_timings if c == 0 or self.batching_peaks[c] <= budget]
+        return min(fitting, key=lambda c: self.batching_timings[c])
 
-    def _time_meta_gradient(self, tasks: Sequence[Task], batched: bool) -> float:
-        self.meta_gradient(tasks, batched=batched)  # warm-up (kernel selection, allocator)
+    def _measure_path(self, tasks: Sequence[Task], chunk: int) -> None:
+        try:
+            self.batching_timings[chunk], self.batching_peaks[chunk] = self._time_meta_gradient(tasks, chunk)
+        except (RuntimeError, torch.cuda.OutOfMemoryError):
+            self.batching_timings[chunk], self.batching_peaks[chunk] = float("inf"), float("inf")
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+
+    def _time_meta_gradient(self, tasks: Sequence[Task], chunk: int) -> tuple[float, float]:
+        """(seconds per meta-gradient, peak bytes allocated on CUDA, else 0) on path ``chunk``."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+        self.meta_gradient(tasks, batched=chunk > 0, chunk_size=chunk)  # warm-up (kernel selection, allocator)
         _synchronize(self.device)
         started = time.perf_counter()
         for _ in range(BENCHMARK_REPEATS):
-            self.meta_gradient(tasks, batched=batched)
+            self.meta_gradient(tasks, batched=chunk > 0, chunk_size=chunk)
         _synchronize(self.device)
-        return (time.perf_counter() - started) / BENCHMARK_REPEATS
+        seconds = (time.perf_counter() - started) / BENCHMARK_REPEATS
+        peak = float(torch.cuda.max_memory_allocated(self.device)) if self.device.type == "cuda" else 0.0
+        return seconds, peak
 
     # -- adaptation -------------------------------------------------------
     def adapt(self, support_x: Tensor, support_y: Tensor, *, steps: int | None = None,
@@ -346,6 +396,21 @@ class MAML(Algorithm):
 
     def predictor_from_state(self, state: dict[str, Any]) -> Predictor:
         return functional_predictor_from_state(self.model, state, self.device)
+
+
+def _like(parameter: Tensor, grad: Tensor) -> Tensor:
+    """``grad`` in ``parameter``'s memory layout (a channels-last conv weight gets a channels-last gradient:
+    the fused CUDA Adam requires matching strides, and ``.backward()`` would have produced them)."""
+    if grad.stride() == parameter.stride():
+        return grad
+    return torch.empty_like(parameter).copy_(grad)
+
+
+def _device_memory(device: torch.device) -> float:
+    """Total memory of a CUDA device in bytes (infinite elsewhere: no budget applies)."""
+    if device.type == "cuda":
+        return float(torch.cuda.get_device_properties(device).total_memory)
+    return float("inf")
 
 
 def _synchronize(device: torch.device) -> None:

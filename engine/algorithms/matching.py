@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from engine.algorithms.base import Algorithm, Predictor, ProgressCallback
 from engine.algorithms.functional import (
-    accuracy, check_support, class_means, embed_tasks, eval_mode,
+    check_support, class_means, correct_fraction, embed_tasks, eval_mode, step_metrics,
 )
 from engine.config import MatchingConfig
 from engine.data.types import ClassBatch, Task
@@ -108,11 +108,10 @@ class MatchingNetworks(Algorithm):
             probabilities = matching_probabilities(support.float(), task.support_y, query.float(), task.n_way,
                                                    scale)
             losses.append(F.nll_loss(torch.log(probabilities + EPS), task.query_y))
-            accuracies.append(accuracy(probabilities.detach(), task.query_y))
+            accuracies.append(correct_fraction(probabilities.detach(), task.query_y))
         loss = torch.stack(losses).mean()
         self.backward_and_step(loss, self.optimizer)
-        return {"loss": float(loss.item()), "accuracy": sum(accuracies) / len(accuracies),
-                "lr": float(self.optimizer.param_groups[0]["lr"])}
+        return step_metrics(loss, accuracies, self.optimizer.param_groups[0]["lr"])
 
     def adapt(self, support_x: Tensor, support_y: Tensor, *, steps: int | None = None,
               progress: ProgressCallback | None = None) -> Predictor:

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from engine.algorithms.base import Algorithm, Predictor, ProgressCallback
 from engine.algorithms.functional import (
-    accuracy, check_support, class_means, embed_tasks, eval_mode, squared_euclidean,
+    check_support, class_means, correct_fraction, embed_tasks, eval_mode, squared_euclidean, step_metrics,
 )
 from engine.config import ProtoNetConfig
 from engine.data.types import ClassBatch, Task
@@ -75,11 +75,10 @@ class ProtoNet(Algorithm):
         for task, (support, query) in zip(tasks, embedded):
             logits = prototype_logits(support.float(), task.support_y, query.float(), task.n_way)
             losses.append(F.cross_entropy(logits, task.query_y))
-            accuracies.append(accuracy(logits.detach(), task.query_y))
-        loss = torch.stack(losses).mean()
+            accuracies.append(correct_fraction(logits.detach(), task.query_y))
+        loss = losses[0] if len(losses) == 1 else torch.stack(losses).mean()
         self.backward_and_step(loss, self.optimizer)
-        return {"loss": float(loss.item()), "accuracy": sum(accuracies) / len(accuracies),
-                "lr": float(self.optimizer.param_groups[0]["lr"])}
+        return step_metrics(loss, accuracies, self.optimizer.param_groups[0]["lr"])
 
     def adapt(self, support_x: Tensor, support_y: Tensor, *, steps: int | None = None,
               progress: ProgressCallback | None = None) -> Predictor:

@@ -34,8 +34,8 @@ from torch import Tensor, nn
 
 from engine.algorithms.base import Algorithm, Predictor, ProgressCallback
 from engine.algorithms.functional import (
-    BackboneWithHead, FunctionalPredictor, accuracy, check_support, functional_predictor_from_state, last,
-    resized_head, use_batch_statistics,
+    BackboneWithHead, FunctionalPredictor, check_support, correct_fraction, functional_predictor_from_state, last,
+    resized_head, step_metrics, use_batch_statistics,
 )
 from engine.config import ReptileConfig
 from engine.data.types import ClassBatch, Task
@@ -47,16 +47,16 @@ INNER_FP16_SCALE = 2.0 ** 12
 def train_inner(model: nn.Module, x: Tensor, y: Tensor, *, lr: float, steps: int,
                 progress: ProgressCallback | None = None,
                 autocast: Callable[[], ContextManager[Any]] = contextlib.nullcontext,
-                fp16: bool = False) -> tuple[float, float]:
+                fp16: bool = False) -> tuple[Tensor, Tensor]:
     """``steps`` full-batch Adam steps (fresh state) of cross-entropy on [N, C, H, W] images, [N] labels.
 
-    Updates ``model`` in place; returns (loss, accuracy) of the last step's forward
-    (nan, nan for zero steps). ``autocast``: context for the forward passes (mixed
+    Updates ``model`` in place; returns (loss, accuracy) of the last step's forward as 0-d
+    tensors on the model's device, not read to the host (nan, nan for zero steps). ``autocast``: context for the forward passes (mixed
     precision); ``fp16``: scale the loss with a fresh GradScaler (like the fresh Adam
     state, one per call), which skips a step whose gradients overflow. Runs
     :func:`iter_train_inner` to its end (one inner loop).
     """
-    loss_value, accuracy_value = float("nan"), float("nan")
+    loss_value = accuracy_value = torch.full((), float("nan"), device=next(model.parameters()).device)
     for loss_value, accuracy_value in iter_train_inner(model, x, y, lr=lr, steps=steps, progress=progress,
                                                        autocast=autocast, fp16=fp16):
         pass
@@ -66,11 +66,12 @@ def train_inner(model: nn.Module, x: Tensor, y: Tensor, *, lr: float, steps: int
 def iter_train_inner(model: nn.Module, x: Tensor, y: Tensor, *, lr: float, steps: int,
                      progress: ProgressCallback | None = None,
                      autocast: Callable[[], ContextManager[Any]] = contextlib.nullcontext,
-                     fp16: bool = False) -> Iterator[tuple[float, float]]:
+                     fp16: bool = False) -> Iterator[tuple[Tensor, Tensor]]:
     """The inner loop of :func:`train_inner`, pausing after each of its ``steps`` Adam steps.
 
     Yields, after each step (``model`` updated in place), the (loss, accuracy) of that
-    step's forward (computed before its update). ``progress(done, steps)`` is called
+    step's forward (computed before its update) as 0-d device tensors: reading them is the
+    caller's choice, so the inner loop never waits for the GPU. ``progress(done, steps)`` is called
     after each step, before the yield. Gradients are enabled while a step runs, never
     across a ``yield``.
     """
@@ -92,7 +93,7 @@ def iter_train_inner(model: nn.Module, x: Tensor, y: Tensor, *, lr: float, steps
                 optimizer.step()
         if progress is not None:
             progress(step + 1, steps)
-        yield float(loss.item()), accuracy(logits.detach(), y)
+        yield loss.detach(), correct_fraction(logits.detach(), y)
 
 
 class Reptile(Algorithm):
@@ -144,8 +145,7 @@ class Reptile(Algorithm):
         with torch.no_grad():
             for parameter, delta in zip(params, deltas):
                 parameter.add_(delta, alpha=self.config.lr * self.lr_scale / len(tasks))
-        return {"loss": sum(losses) / len(losses), "accuracy": sum(accuracies) / len(accuracies),
-                "lr": float(self.config.lr * self.lr_scale)}
+        return step_metrics(torch.stack(losses).mean(), accuracies, self.config.lr * self.lr_scale)
 
     def adapt(self, support_x: Tensor, support_y: Tensor, *, steps: int | None = None,
               progress: ProgressCallback | None = None) -> Predictor:

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from engine.algorithms.base import Algorithm
-from engine.config import RunConfig
+from engine.config import RunConfig, resolve_channels_last
 from engine.data.preprocess import Preprocessing
 from engine.data.splits import ClassSplit
 from engine.errors import CheckpointError, ConfigError, EngineError
@@ -167,6 +167,9 @@ def load_algorithm(path: Path | str, device: str = "cpu") -> tuple[Algorithm, Ch
                               f"({_first_line(error)})") from None
     _check_optimizer_state(checkpoint.path, algorithm)
     algorithm.to(resolve_device(device))
+    # the run's memory format, so that predictions match the trained run's to the bit
+    algorithm.configure_runtime(channels_last=resolve_channels_last(
+        config.train.channels_last, algorithm.device, config.data.image_size))
     algorithm.train(False)
     return algorithm, checkpoint
 

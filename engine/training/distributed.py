@@ -212,6 +212,8 @@ def average_tensors_(tensors: list[Tensor], world: World | None = None) -> None:
 
 def average_floating_buffers(modules: Iterable[torch.nn.Module]) -> None:
     """Average the floating-point buffers (BatchNorm running statistics, feature means) over ranks."""
+    if current_world() is None:
+        return  # (called every step: not even the list of buffers in a single process)
     buffers = [b for m in modules for b in m.buffers() if b is not None and b.is_floating_point()]
     average_tensors_(buffers)
 

@@ -34,7 +34,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from engine.config import MAMLConfig, RunConfig
+from engine.config import MAMLConfig, RunConfig, resolve_channels_last
 from engine.data.types import Task
 from engine.errors import ConfigError
 
@@ -117,7 +117,8 @@ def estimate_maml_memory(config: RunConfig, device: torch.device | str = "cpu", 
         batched = _default_path(config, device, vmap, tasks_per_process)
     profile = vmap if batched else loop
     available = available_bytes(device)
-    needed = profile.needed_for(tasks_per_process) if profile.measured else max(profile.partial, available + 1)
+    at_once = _tasks_per_vmap_call(config, tasks_per_process) if batched else tasks_per_process
+    needed = profile.needed_for(at_once) if profile.measured else max(profile.partial, available + 1)
     estimate = MemoryEstimate(needed, available, needed <= available, "", batched, profile.fixed,
                               profile.first_task, profile.per_task, tasks_per_process)
     estimate.message = _message(config, device, estimate, profile.measured, world_size)
@@ -142,7 +143,13 @@ def _default_path(config: RunConfig, device: torch.device, vmap: _Profile, n_tas
         return mode == "vmap" and n_tasks >= 2
     if device.type == "cpu" or not vmap.measured:
         return False
-    return vmap.needed_for(n_tasks) <= available_bytes(device)
+    return vmap.needed_for(_tasks_per_vmap_call(config, n_tasks)) <= available_bytes(device)
+
+
+def _tasks_per_vmap_call(config: RunConfig, n_tasks: int) -> int:
+    """Tasks whose graphs the vmap path holds at once: ``train.vmap_chunk`` (0 = all) of ``n_tasks``."""
+    chunk = config.train.vmap_chunk
+    return min(chunk, n_tasks) if chunk > 0 else n_tasks
 
 
 def _measure(config: RunConfig, device: torch.device) -> tuple[_Profile, _Profile]:
@@ -155,7 +162,8 @@ def _measure(config: RunConfig, device: torch.device) -> tuple[_Profile, _Profil
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(0)
         algorithm = build_algorithm(config, n_train_classes=max(config.task.n_way, 1)).to(device)
-        algorithm.configure_runtime(config.train.precision, config.train.channels_last, "loop")
+        channels_last = resolve_channels_last(config.train.channels_last, device, config.data.image_size)
+        algorithm.configure_runtime(config.train.precision, channels_last, "loop")
         tasks = _synthetic_tasks(config, 2, algorithm)
     param_bytes = sum(p.numel() * p.element_size() for p in algorithm.model.parameters())
     input_bytes = sum(t.numel() * t.element_size()
@@ -260,6 +268,9 @@ def _message(config: RunConfig, device: torch.device, estimate: MemoryEstimate, 
     if 1 <= smaller < meta_batch:
         advice.append(f"lower task.meta_batch_size to {smaller}")
     if estimate.batched:
+        chunk = _largest_meta_batch(estimate) if measured else 0
+        if 1 <= chunk < estimate.tasks_per_process:
+            advice.append(f"set train.vmap_chunk to {chunk} (tasks per vmap call)")
         advice.append("set train.task_batching to loop (one task at a time)")
     if not advice or smaller < 1:
         advice.append("lower task.n_query, data.image_size or model.hidden_channels")

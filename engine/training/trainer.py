@@ -22,6 +22,15 @@ and ``train.task_batching`` go to ``Algorithm.configure_runtime``; batches are
 pinned and copied to CUDA without blocking; MAML on CUDA first checks that a step
 fits in GPU memory (:mod:`engine.training.memory`).
 
+Prefetching (:mod:`engine.training.prefetch`): on CUDA and MPS the next step's batch is
+drawn (sampled, collated, pinned) in a background thread while the current step runs,
+one batch ahead, so sampling stays off the critical path of a few-millisecond step; the
+copy to the device stays in the main thread (``prepare_batch``, non-blocking). The
+episodes, the checkpointed sampler state and so the resumed sequence are exactly those
+of the inline trainer. On the CPU batches are drawn inline (see
+:func:`~engine.training.prefetch.prefetch_default`); a ``sampler=`` passed in is always
+drawn inline (it may be shared, and the race already draws ahead of its steps).
+
 torch.distributed (``torchrun ... -m engine train``, see
 :mod:`engine.training.distributed`): when a process group is initialised, every
 rank draws the same global batch and trains on its slice, gradients are averaged,
@@ -43,7 +52,7 @@ import torch
 
 from engine.algorithms.base import Algorithm
 from engine.algorithms.registry import build_algorithm
-from engine.config import RunConfig, validate
+from engine.config import RunConfig, resolve_channels_last, validate
 from engine.data.dataset import FewShotData, load_data
 from engine.data.types import ClassBatch, Task
 from engine.errors import ConfigError, EngineError, TrainingError
@@ -56,6 +65,7 @@ from engine.training.callbacks import (Callback, CallbackList, CheckpointInfo, R
 from engine.training.checkpoint import load_algorithm, resolve_device, save_checkpoint
 from engine.training.control import RunControl
 from engine.training.memory import estimate_maml_memory
+from engine.training.prefetch import BatchPrefetcher, pin_batch, prefetch_default
 from engine.training.schedule import lr_factor
 
 VALIDATION_SEED_OFFSET = 1_000_003
@@ -98,10 +108,14 @@ class Trainer:
 
     def __init__(self, config: RunConfig, *, run_dir: Path | None = None, callbacks: Sequence[Callback] = (),
                  control: RunControl | None = None, data: FewShotData | None = None,
-                 sampler: BatchSampler | None = None) -> None:
+                 sampler: BatchSampler | None = None, prefetch: bool | None = None) -> None:
         """``sampler``: draw training batches from it instead of building the seeded sampler of
         ``config`` (several trainers sharing one stream); it must yield what this config trains on
-        (``task.meta_batch_size`` episodes per ``sample_batch``, or class batches from ``sample``)."""
+        (``task.meta_batch_size`` episodes per ``sample_batch``, or class batches from ``sample``).
+        Such a sampler is always drawn from inline, in the calling thread.
+
+        ``prefetch``: draw the next batch of the trainer's own sampler in a background thread;
+        None (default) decides by device (:func:`~engine.training.prefetch.prefetch_default`)."""
         self.config = config
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.callbacks = CallbackList(list(callbacks))
@@ -119,12 +133,17 @@ class Trainer:
         self._world: distributed.World | None = None
         self._device = torch.device("cpu")
         self._given_sampler = sampler
+        self._prefetch_choice = prefetch
+        self._prefetcher: BatchPrefetcher | None = None
         self.summary: RunSummary | None = None
         self.train_seconds = 0.0  # seconds spent in training steps by this trainer (see StepOutcome)
+        # of those, seconds the main thread spent getting each step's batch (waiting for the prefetched
+        # batch or drawing it inline) and preparing it (prepare_batch): sampling on the critical path
+        self.batch_seconds = 0.0
 
     @classmethod
     def resume(cls, run_dir: Path | str, *, callbacks: Sequence[Callback] = (), control: RunControl | None = None,
-               extra_steps: int = 0, data: FewShotData | None = None) -> "Trainer":
+               extra_steps: int = 0, data: FewShotData | None = None, prefetch: bool | None = None) -> "Trainer":
         """Continue a stopped or interrupted run from its last checkpoint (optionally for more steps)."""
         run_dir = Path(run_dir)
         last = run_dir / rs.CHECKPOINT_DIR / rs.LAST_CHECKPOINT
@@ -132,7 +151,7 @@ class Trainer:
             raise EngineError(f"{run_dir}: no checkpoint to resume from ({last} is missing)")
         config = rs.RunStore(run_dir.parent).read_config(run_dir)
         config.train.steps += max(0, extra_steps)
-        trainer = cls(config, run_dir=run_dir, callbacks=callbacks, control=control, data=data)
+        trainer = cls(config, run_dir=run_dir, callbacks=callbacks, control=control, data=data, prefetch=prefetch)
         trainer._resume_from = last
         return trainer
 
@@ -170,6 +189,7 @@ class Trainer:
                 self.callbacks.on_log(traceback.format_exc(), "error")
                 self.summary = self._fail(f"internal error: {type(error).__name__}: {error}", started)
         finally:
+            self._stop_prefetching()
             if self._metrics is not None:
                 self._metrics.close()
             if self._lock is not None:
@@ -242,7 +262,8 @@ class Trainer:
         if checkpoint is None:
             algorithm = build_algorithm(cfg, n_train_classes=n_train)
             algorithm.to(device)
-        algorithm.configure_runtime(cfg.train.precision, cfg.train.channels_last, cfg.train.task_batching)
+        channels_last = resolve_channels_last(cfg.train.channels_last, device, cfg.data.image_size)
+        algorithm.configure_runtime(cfg.train.precision, channels_last, cfg.train.task_batching, cfg.train.vmap_chunk)
         self.algorithm = algorithm
         self._check_memory(cfg, device)
         return n_train
@@ -271,7 +292,7 @@ class Trainer:
         cfg, parts = self.config.train, []
         if cfg.precision != "fp32":
             parts.append(cfg.precision)
-        if cfg.channels_last:
+        if self.algorithm.channels_last:
             parts.append("channels-last")
         if self._world is not None:
             parts.append(f"{self._world.world_size} processes ({self._world.backend})")
@@ -330,6 +351,7 @@ class Trainer:
         tick = time.perf_counter()
         episodes_done = 0
         rate = 0.0
+        self._start_prefetching(cfg.steps - self._start_step)
         for step in range(self._start_step + 1, cfg.steps + 1):
             if self._world is None:
                 self.control.wait_while_paused()
@@ -365,7 +387,11 @@ class Trainer:
         return self.config.task.meta_batch_size
 
     def _train_step(self, step: int) -> dict[str, float]:
-        batch = self.algorithm.prepare_batch(self._next_batch())
+        asked = time.perf_counter()
+        batch = self.algorithm.prepare_batch(self._take_batch())
+        if self._prefetcher is not None:  # the copies are issued: the thread may draw the next batch now
+            self._prefetcher.release()
+        self.batch_seconds += time.perf_counter() - asked
         self.algorithm.train(True)
         self.algorithm.set_lr_scale(lr_factor(self.config.train, step))
         metrics = self.algorithm.meta_train_step(batch)
@@ -392,6 +418,53 @@ class Trainer:
         return all(bool(torch.isfinite(tensor).all())
                    for module in self.algorithm.modules().values()
                    for tensor in module.state_dict().values() if tensor.is_floating_point())
+
+    # -- batches ----------------------------------------------------------
+    def _uses_prefetch(self) -> bool:
+        """Prefetch the trainer's own sampler when asked to, or by default on CUDA/MPS. A sampler passed
+        in is never prefetched: it may be shared with other trainers (a race's stream, which the race
+        also draws from between steps), and a second thread drawing from it would race with them."""
+        if self._given_sampler is not None:
+            return False
+        if self._prefetch_choice is not None:
+            return bool(self._prefetch_choice)
+        return prefetch_default(self._device, self.config.data)
+
+    def _start_prefetching(self, n_batches: int) -> None:
+        """From here on only the prefetch thread touches the sampler (draws and state snapshots)."""
+        if self._prefetcher is not None or n_batches <= 0 or not self._uses_prefetch():
+            return
+        pin = self._device.type == "cuda"
+        cuda_index = (self._device.index if self._device.index is not None else torch.cuda.current_device()) \
+            if pin else None
+
+        def draw() -> list[Task] | ClassBatch:
+            batch = self._next_batch()
+            return pin_batch(batch) if pin else batch
+
+        def thread_init() -> None:
+            if cuda_index is not None:  # pin in this device's context (as DataLoader's pin-memory thread does)
+                torch.cuda.set_device(cuda_index)
+
+        self._prefetcher = BatchPrefetcher(draw, self._sampler.state_dict, n_batches, thread_init=thread_init,
+                                           name=f"batch-prefetch-{id(self):x}")
+
+    def _stop_prefetching(self) -> None:
+        prefetcher, self._prefetcher = self._prefetcher, None
+        if prefetcher is not None:
+            prefetcher.close()
+
+    def _take_batch(self) -> list[Task] | ClassBatch:
+        """This step's batch: the prefetched one, or drawn now."""
+        if self._prefetcher is not None:
+            return self._prefetcher.take(hold=True)  # released in _train_step once prepare_batch is done
+        return self._next_batch()
+
+    def _checkpointed_sampler_state(self) -> dict[str, Any]:
+        """The sampler state after the last batch a step took (before the next one is drawn)."""
+        if self._prefetcher is not None:
+            return self._prefetcher.pending_state()
+        return self._sampler.state_dict()
 
     def _next_batch(self) -> list[Task] | ClassBatch:
         """The global batch from the seeded sampler; under torch.distributed this rank's equal slice of it."""
@@ -441,7 +514,7 @@ class Trainer:
         if self._metrics is not None:
             self._metrics.sync()
         extra = {"best": list(self._best) if self._best else None, "elapsed_s": self._elapsed(),
-                 "class_names": list(self.data.store.class_names), "sampler": self._sampler.state_dict()}
+                 "class_names": list(self.data.store.class_names), "sampler": self._checkpointed_sampler_state()}
         # best.pt first: a kill between the two writes never leaves last.pt naming a best model best.pt lacks
         paths = [self.run_dir / rs.CHECKPOINT_DIR / rs.BEST_CHECKPOINT] if is_best else []
         paths.append(self.run_dir / rs.CHECKPOINT_DIR / rs.LAST_CHECKPOINT)

@@ -16,9 +16,10 @@ import torch
 import torch.nn.functional as F
 
 from engine.algorithms.base import Algorithm
+from engine.algorithms import maml as maml_module
 from engine.algorithms.maml import maml_meta_gradient
 from engine.algorithms.registry import ALGORITHMS, build_algorithm
-from engine.config import ALGORITHM_CONFIGS, RunConfig
+from engine.config import ALGORITHM_CONFIGS, RunConfig, resolve_channels_last
 from engine.data.types import ClassBatch, Task
 from engine.errors import ConfigError
 from engine.training.trainer import Trainer
@@ -88,7 +89,7 @@ def test_precision_fields_are_validated() -> None:
         RunConfig.from_dict(raw)
     raw["train"].update(precision="bf16", channels_last="true", task_batching="vmap")
     train = RunConfig.from_dict(raw).train
-    assert (train.precision, train.channels_last, train.task_batching) == ("bf16", True, "vmap")
+    assert (train.precision, train.channels_last, train.task_batching) == ("bf16", "on", "vmap")
 
 
 @pytest.mark.parametrize("name", ["protonet", "maml", "reptile", "baseline"])
@@ -127,6 +128,51 @@ def test_channels_last_computes_the_same_step(name: str) -> None:
     assert a["loss"] == pytest.approx(b["loss"], abs=1e-5)
 
 
+@pytest.mark.parametrize("name", ["protonet", "maml"])
+def test_channels_last_reaches_every_layer_with_one_channel_images(name: str) -> None:
+    """One-channel images are NCHW and channels-last at once; unless their strides say channels-last,
+    the first convolution's output (and with it the whole backbone) falls back to NCHW."""
+    algorithm = build(name)
+    algorithm.configure_runtime(channels_last=True)
+    pool_inputs: list[torch.Tensor] = []
+    pools = [module for module in algorithm.backbone.modules() if isinstance(module, torch.nn.MaxPool2d)]
+    handles = [pool.register_forward_hook(lambda module, inputs, output: pool_inputs.append(inputs[0]))
+               for pool in pools]
+    batch = tasks(2)
+    assert batch[0].query_x.shape[1] == 1
+    algorithm.meta_train_step(batch)
+    for handle in handles:
+        handle.remove()
+    big = [x for x in pool_inputs if x.shape[-1] > 1]
+    assert big and all(x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() for x in big)
+
+
+def test_maml_gradients_take_the_layout_of_channels_last_weights() -> None:
+    """The fused CUDA Adam refuses a gradient whose strides differ from its parameter's (found on an H100:
+    MAML's meta-gradients come back NCHW while channels-last conv weights are not)."""
+    for batching in ("loop", "vmap"):
+        algorithm = build("maml")
+        algorithm.configure_runtime(channels_last=True, task_batching=batching)
+        algorithm.meta_train_step(tasks(2))
+        for parameter in algorithm.model.parameters():
+            assert parameter.grad.stride() == parameter.stride(), batching
+
+
+def test_channels_last_setting_reads_old_bool_configs_and_auto() -> None:
+    raw = RunConfig().to_dict()
+    assert raw["train"]["channels_last"] == "auto" and resolve_channels_last("auto", torch.device("cpu"))
+    for old, new in ((True, "on"), (False, "off"), ("false", "off")):
+        raw["train"]["channels_last"] = old
+        assert RunConfig.from_dict(raw).train.channels_last == new
+    assert not resolve_channels_last("off", torch.device("cpu"))
+    cuda = torch.device("cuda")  # (no GPU needed: only the rule runs)
+    assert not resolve_channels_last("auto", cuda, 28) and resolve_channels_last("auto", cuda, 84)
+    assert resolve_channels_last("on", cuda, 28) and resolve_channels_last("auto", torch.device("cpu"), 28)
+    raw["train"]["channels_last"] = "sideways"
+    with pytest.raises(ConfigError, match=r"train\.channels_last"):
+        RunConfig.from_dict(raw)
+
+
 def test_prepare_batch_on_the_cpu_copies_nothing() -> None:
     algorithm = build("protonet")
     batch = tasks(1)
@@ -163,6 +209,30 @@ def test_vmap_meta_gradient_matches_for_regression_models_in_float64() -> None:
     assert max_gradient_gap(vmap.grads, loop.grads) < 1e-12
 
 
+@pytest.mark.parametrize("chunk", [1, 2, 3])
+def test_vmap_in_chunks_gives_the_whole_meta_gradient(chunk: int) -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(1, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1)).double()
+    g = torch.Generator().manual_seed(1)
+    batch = [tuple(torch.randn(n, 1, generator=g, dtype=torch.float64) for n in (5, 5, 7, 7)) for _ in range(5)]
+    kwargs = dict(inner_lr=0.1, inner_steps=2, first_order=False, loss_fn=F.mse_loss, loss_scale=3.0)
+    whole = maml_meta_gradient(model, batch, batched=True, **kwargs)
+    chunked = maml_meta_gradient(model, batch, batched=True, chunk_size=chunk, **kwargs)
+    assert max_gradient_gap(chunked.grads, whole.grads) < 1e-12
+    assert torch.allclose(chunked.losses, whole.losses, atol=1e-12) and chunked.losses.shape == (5,)
+    assert len(chunked.query_outputs) == 5
+
+
+def test_vmap_chunk_setting_reaches_maml() -> None:
+    algorithm = build("maml")
+    algorithm.configure_runtime(task_batching="vmap", vmap_chunk=3)
+    assert algorithm.task_chunk(tasks(4)) == 3 and algorithm.task_chunk(tasks(2)) == 2
+    algorithm.configure_runtime(task_batching="vmap")
+    assert algorithm.task_chunk(tasks(4)) == 4
+    with pytest.raises(ConfigError, match=r"train\.vmap_chunk"):
+        algorithm.configure_runtime(vmap_chunk=-1)
+
+
 def test_task_batching_modes_choose_the_path() -> None:
     algorithm = build("maml")
     batch = tasks(2)
@@ -176,7 +246,6 @@ def test_task_batching_modes_choose_the_path() -> None:
 
 
 def test_forced_vmap_training_step_runs_the_batched_path(monkeypatch) -> None:
-    from engine.algorithms import maml as maml_module
 
     algorithm = build("maml")
     algorithm.configure_runtime(task_batching="vmap")
@@ -192,16 +261,30 @@ def test_forced_vmap_training_step_runs_the_batched_path(monkeypatch) -> None:
 
 def test_auto_batching_benchmarks_once_per_shape_off_the_cpu(monkeypatch) -> None:
     algorithm = build("maml")
-    timings = {False: 2.0, True: 1.0}
-    runs: list[bool] = []
-    monkeypatch.setattr(algorithm, "_time_meta_gradient", lambda batch, batched: runs.append(batched)
-                        or timings[batched])
+    timings = {0: 2.0, 2: 1.0}
+    runs: list[int] = []
+    monkeypatch.setattr(algorithm, "_time_meta_gradient", lambda batch, chunk: runs.append(chunk)
+                        or (timings[chunk], 1.0))
     algorithm.device = torch.device("meta")  # pretend to be an accelerator; only the decision runs
     batch = tasks(2)
     assert algorithm.uses_batched_tasks(batch) and algorithm.uses_batched_tasks(batch)
-    assert runs == [False, True]  # benchmarked once, remembered
-    timings[True] = 3.0
+    assert runs == [0, 2]  # benchmarked once, remembered
+    timings[2] = 3.0
     assert not algorithm.uses_batched_tasks(tasks(2, n_query=4))  # a new shape: benchmarked again
+
+
+def test_auto_batching_leaves_out_paths_over_the_memory_budget(monkeypatch) -> None:
+    """The whole meta-batch in one vmap call is fastest but would take most of the device: a quarter
+    of it per call is measured too and wins; when nothing batched fits, the loop runs."""
+    algorithm = build("maml")
+    algorithm.device = torch.device("meta")
+    monkeypatch.setattr(maml_module, "_device_memory", lambda device: 100.0)
+    cost = {0: (4.0, 10.0), 8: (1.0, 90.0), 2: (2.0, 30.0)}   # chunk -> (seconds, peak bytes)
+    runs: list[int] = []
+    monkeypatch.setattr(algorithm, "_time_meta_gradient", lambda batch, chunk: runs.append(chunk) or cost[chunk])
+    assert algorithm.task_chunk(tasks(8)) == 2 and runs == [0, 8, 2]
+    cost[2] = (2.0, 60.0)
+    assert algorithm.task_chunk(tasks(8, n_query=4)) == 0
 
 
 # -- CUDA -----------------------------------------------------------------------------------------------------------
@@ -260,9 +343,25 @@ def test_cuda_auto_batching_picks_a_path_by_measuring() -> None:
     algorithm.configure_runtime()
     batch = tasks(4)
     algorithm.meta_train_step(batch)
-    assert set(algorithm.batching_timings) == {False, True}
+    assert set(algorithm.batching_timings) == {0, 4}       # the loop and all 4 tasks per vmap call
     assert all(t > 0 for t in algorithm.batching_timings.values())
+    assert all(0 < peak < float("inf") for peak in algorithm.batching_peaks.values())
     assert len(algorithm._batching_choice) == 1
+
+
+@needs_cuda
+@pytest.mark.parametrize("name", ["protonet", "maml"])
+def test_cuda_adam_steps_fused_and_back_on_the_cpu(name: str) -> None:
+    algorithm = build(name).to("cuda")
+    algorithm.configure_runtime()
+    groups = [g for optimizer in algorithm.optimizers().values() for g in optimizer.param_groups]
+    assert groups and all(g["fused"] is True for g in groups)
+    before = weights(algorithm)
+    algorithm.meta_train_step(tasks(2))
+    assert any(not torch.equal(before[k], v) for k, v in weights(algorithm).items())
+    algorithm.to("cpu").configure_runtime()
+    assert all(g["fused"] is None for g in groups)
+    algorithm.meta_train_step(tasks(2))
 
 
 @needs_cuda
@@ -280,7 +379,7 @@ def test_cuda_prepare_batch_moves_pinned_copies() -> None:
 @pytest.mark.parametrize("name", ["protonet", "maml", "baseline"])
 def test_cuda_trainer_with_bf16_and_channels_last(name: str, tiny_flat, tmp_path) -> None:
     config = tiny_config(tiny_flat, name, steps=4)
-    config.train.device, config.train.precision, config.train.channels_last = "cuda", "bf16", True
+    config.train.device, config.train.precision, config.train.channels_last = "cuda", "bf16", "on"
     summary = Trainer(config, run_dir=tmp_path / "run").run()
     assert summary.status == "finished", summary.message
 
