@@ -45,6 +45,11 @@ def main() -> None:
     parser.add_argument("--data", choices=("random", "glyphs"), default="random")
     parser.add_argument("--variants", default="so,fo", help="comma list of so (second order), fo (first order)")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    parser.add_argument("--paths", default="auto",
+                        help="comma list of our task paths to time and measure: auto (train.task_batching "
+                             "auto, what a run does), loop, vmap (the whole meta-batch per vmap call), vmapN "
+                             "(N tasks per vmap call, train.vmap_chunk)")
+    parser.add_argument("--path", default="auto", help=argparse_hidden())
     parser.add_argument("--memory-probe", choices=("ours", "learn2learn"), help=argparse_hidden())
     parser.add_argument("--variant", default="so", help=argparse_hidden())
     args = parser.parse_args()
@@ -74,12 +79,27 @@ def variant_name(variant: str, meta_batch: int) -> str:
     return f"{'second' if variant == 'so' else 'first'}-order MAML, meta-batch {meta_batch}"
 
 
-def build_pair(variant: str, meta_batch: int, device: torch.device, seed: int, l2l: Any) -> tuple[Any, Any, Any]:
-    """(ours, learn2learn MAML wrapper, its Adam) starting from identical weights."""
+def path_settings(path: str) -> tuple[str, int]:
+    """(train.task_batching, train.vmap_chunk) of a --paths entry."""
+    if path in ("auto", "loop", "vmap"):
+        return path, 0
+    if path.startswith("vmap") and path[4:].isdigit():
+        return "vmap", int(path[4:])
+    raise SystemExit(f"--paths: unknown path {path!r} (auto, loop, vmap or vmapN)")
+
+
+def build_ours_path(variant: str, meta_batch: int, device: torch.device, seed: int, path: str) -> Any:
     algorithm = (MAMLConfig if variant == "so" else FOMAMLConfig)(lr=OUTER_LR, inner_lr=INNER_LR, inner_steps=1)
     config = common.run_config(algorithm, n_way=N_WAY, n_shot=N_SHOT, n_query=N_QUERY, meta_batch=meta_batch,
                                device=device, seed=seed)
-    ours = common.build_ours(config, device, seed)
+    config.train.task_batching, config.train.vmap_chunk = path_settings(path)
+    return common.build_ours(config, device, seed)
+
+
+def build_pair(variant: str, meta_batch: int, device: torch.device, seed: int, l2l: Any,
+               path: str = "auto") -> tuple[Any, Any, Any]:
+    """(ours, learn2learn MAML wrapper, its Adam) starting from identical weights."""
+    ours = build_ours_path(variant, meta_batch, device, seed, path)
     peer_model = torch.nn.Sequential(common.textbook_conv4(batch_statistics=True),
                                      torch.nn.Linear(ours.head.in_features, N_WAY))
     common.copy_in_order(ours.model, peer_model)
@@ -115,35 +135,54 @@ def make_tasks(args: Any, n: int, seed: int, device: torch.device) -> list:
 def run_variant(args: Any, device: torch.device, l2l: Any, variant: str, meta_batch: int) -> str:
     name = variant_name(variant, meta_batch)
     print(f"\n=== {name} ===")
-    ours, peer, peer_optimizer = build_pair(variant, meta_batch, device, args.seed, l2l)
+    paths = [p for p in args.paths.split(",") if p]
+    ours, peer, peer_optimizer = build_pair(variant, meta_batch, device, args.seed, l2l, paths[0])
+    others = {path: build_ours_path(variant, meta_batch, device, args.seed, path) for path in paths[1:]}
     n_steps = args.warmup + args.steps
     pool = make_tasks(args, n_steps * meta_batch, args.seed, device)
     batches = [pool[i * meta_batch:(i + 1) * meta_batch] for i in range(n_steps)]
 
     with common.strict_fp32():
-        check_meta_gradient(ours, peer, batches[0])
-        check_training(ours, peer, peer_optimizer, batches[:3], make_tasks(args, 8, args.seed + 99, device))
+        strict = common.nchw_copy(ours)
+        check_meta_gradient(strict, peer, batches[0])
+        check_training(strict, peer, peer_optimizer, batches[:3], make_tasks(args, 8, args.seed + 99, device))
 
-    timings = common.time_interleaved(
-        {"learn2learn": lambda i: peer_meta_step(peer, peer_optimizer, batches[i % n_steps]),
-         "ours": lambda i: ours.meta_train_step(batches[i % n_steps])},
-        steps=args.steps, warmup=args.warmup, rounds=args.rounds, items_per_step=meta_batch, device=device)
+    contenders = {"learn2learn": lambda i: peer_meta_step(peer, peer_optimizer, batches[i % n_steps]),
+                  contender_name(paths[0]): lambda i: ours.meta_train_step(batches[i % n_steps])}
+    for path, other in others.items():
+        contenders[contender_name(path)] = lambda i, other=other: other.meta_train_step(batches[i % n_steps])
+    timings = common.time_interleaved(contenders, steps=args.steps, warmup=args.warmup, rounds=args.rounds,
+                                      items_per_step=meta_batch, device=device)
     common.print_table([(t.name, t.rate, 1000.0 / t.rate, t.spread) for t in timings.values()],
                        ("contender", "tasks/s", "ms/task", "round spread"))
+    print(f"ours ({paths[0]}) ran {describe_path(ours, batches[0])}")
 
     target = GPU_MB32_TARGET if meta_batch == 32 else SPEED_TARGET[device.type]
-    lines = [common.ratio_line(f"maml {variant} mb{meta_batch} tasks/s", "learn2learn",
-                               timings["learn2learn"].rate, timings["ours"].rate, target)]
+    lines = []
+    for path in paths:
+        label = "" if path == "auto" else f" [{path}]"
+        lines.append(common.ratio_line(f"maml {variant} mb{meta_batch} tasks/s{label}", "learn2learn",
+                                       timings["learn2learn"].rate, timings[contender_name(path)].rate, target))
     if not args.no_memory:
-        lines.append(memory_line(args, device, variant, meta_batch))
+        lines.extend(memory_lines(args, device, variant, meta_batch, paths))
     for line in lines:
         print(line)
     return "\n".join(lines)
 
 
+def contender_name(path: str) -> str:
+    return "ours" if path == "auto" else f"ours {path}"
+
+
+def describe_path(ours: Any, tasks: list) -> str:
+    chunk = ours.task_chunk(tasks)
+    return "task by task (loop)" if chunk == 0 else f"vmap, {chunk} tasks per call"
+
+
 def ours_meta_gradient(ours: Any, tasks: list) -> tuple[float, list[torch.Tensor]]:
     """Our meta-loss and meta-gradients on the path ``meta_train_step`` would take (loop or vmap)."""
-    result = ours.meta_gradient(tasks, batched=ours.uses_batched_tasks(tasks))
+    chunk = ours.task_chunk(tasks)
+    result = ours.meta_gradient(tasks, batched=chunk > 0, chunk_size=chunk)
     return result.loss, [result.grads[n] for n, _ in ours.model.named_parameters()]
 
 
@@ -180,23 +219,29 @@ def check_training(ours: Any, peer: Any, peer_optimizer: Any, batches: list, fre
 
 
 # -- peak memory -----------------------------------------------------------------------------------
-def memory_line(args: Any, device: torch.device, variant: str, meta_batch: int) -> str:
+def memory_lines(args: Any, device: torch.device, variant: str, meta_batch: int, paths: list[str]) -> list[str]:
     script = Path(__file__).resolve()
     peaks = {}
-    for who in ("learn2learn", "ours"):
+    for who, path in [("learn2learn", "auto")] + [("ours", path) for path in paths]:
         probe = ["--memory-probe", who, "--variant", variant, "--meta-batch", str(meta_batch),
                  "--device", str(device), "--threads", str(args.threads), "--seed", str(args.seed),
-                 "--data", args.data, "--warmup", str(args.warmup)]
-        peaks[who] = common.measure_in_subprocess(script, probe)
+                 "--data", args.data, "--warmup", str(args.warmup), "--path", path,
+                 "--channels-last", args.channels_last]
+        peaks[who if who == "learn2learn" else path] = common.measure_in_subprocess(script, probe)
     key = "cuda_peak_mb" if device.type == "cuda" else "max_rss_mb"
-    peer_mb, ours_mb = peaks["learn2learn"][key], peaks["ours"][key]
-    extra = ""
-    if device.type == "cpu":
-        extra = (f"  [above pre-training RSS: learn2learn {peaks['learn2learn']['above_start_mb']:.0f}, "
-                 f"ours {peaks['ours']['above_start_mb']:.0f} MiB]")
-    verdict = "PASS" if ours_mb <= peer_mb * 1.02 else "FAIL"
-    return (f"maml {variant} mb{meta_batch} peak memory MiB ({key})  learn2learn {peer_mb:.0f}  ours {ours_mb:.0f}  "
-            f"ratio {ours_mb / peer_mb:.2f}x (target <= 1x, 2% slack) {verdict}{extra}")
+    peer_mb = peaks["learn2learn"][key]
+    lines = []
+    for path in paths:
+        ours_mb = peaks[path][key]
+        extra = ""
+        if device.type == "cpu":
+            extra = (f"  [above pre-training RSS: learn2learn {peaks['learn2learn']['above_start_mb']:.0f}, "
+                     f"ours {peaks[path]['above_start_mb']:.0f} MiB]")
+        verdict = "PASS" if ours_mb <= peer_mb * 1.02 else "FAIL"
+        label = "" if path == "auto" else f" [{path}]"
+        lines.append(f"maml {variant} mb{meta_batch} peak memory MiB ({key}){label}  learn2learn {peer_mb:.0f}  "
+                     f"ours {ours_mb:.0f}  ratio {ours_mb / peer_mb:.2f}x (target <= 1x, 2% slack) {verdict}{extra}")
+    return lines
 
 
 def memory_probe(args: Any) -> None:
@@ -204,7 +249,8 @@ def memory_probe(args: Any) -> None:
     torch.set_num_threads(max(1, args.threads))
     device = common.resolve_device(args.device)
     l2l = common.quiet_import("learn2learn")  # imported by both children, so both start alike
-    ours, peer, peer_optimizer = build_pair(args.variant, args.meta_batch, device, args.seed, l2l)
+    common.use_channels_last(args.channels_last)
+    ours, peer, peer_optimizer = build_pair(args.variant, args.meta_batch, device, args.seed, l2l, args.path)
     tasks = make_tasks(args, args.meta_batch, args.seed, device)
     step: Callable[[], Any]
     if args.memory_probe == "ours":

@@ -8,6 +8,13 @@
    (``EpisodeSampler.sample``: pick classes and images, one gather, normalise) against
    the ProtoNet step. Target: under 5% of a step. On CUDA the copy of the episode to the
    device is timed too.
+3. What the trainer's loop actually pays per step on its critical path to get the next
+   batch: the main thread's time in ``Trainer`` getting the batch (waiting for the one the
+   prefetch thread drew, or drawing it inline) plus ``prepare_batch`` (the copy to the
+   device), ``Trainer.batch_seconds``, over a short ProtoNet run on the same episodes, with
+   prefetching as the trainer uses it on this device (on for CUDA/MPS, off on the CPU); the
+   other setting is shown too. Same target: under 5% of a ProtoNet step. These are
+   wall-clock times measured inside the trainer.
 """
 
 from __future__ import annotations
@@ -20,8 +27,11 @@ import torch.nn.functional as F
 from torch import nn
 
 import common
-from engine.config import ProtoNetConfig
+from engine.algorithms.base import to_channels_last
+from engine.config import DataConfig, ProtoNetConfig
 from engine.models.conv4 import Conv4
+from engine.training.prefetch import prefetch_default
+from engine.training.trainer import Trainer
 
 N_WAY, N_SHOT, N_QUERY = 5, 5, 15
 STEP_TARGET = 1.15
@@ -46,6 +56,10 @@ def main() -> None:
     plain = nn.Sequential(Conv4(1, 28, 64), nn.Linear(64, N_WAY)).to(device)
     plain_optimizer = torch.optim.Adam(plain.parameters(), lr=1e-3)
     bare = nn.Sequential(Conv4(1, 28, 64), nn.Linear(64, N_WAY)).to(device)
+    if ours.channels_last:  # the plain steps run in the same memory format as ours
+        plain.to(memory_format=torch.channels_last)
+        bare.to(memory_format=torch.channels_last)
+        batches = [(to_channels_last(x), y) for x, y in batches]
 
     def plain_step(i: int) -> None:
         x, y = batches[i % n_pool]
@@ -94,6 +108,48 @@ def main() -> None:
     print(f"episode sampling+collating  {sample_ms + transfer_ms:.3f} ms  step {step_ms:.2f} ms  "
           f"share {100 * share:.2f}% (target < {100 * SAMPLING_TARGET:g}%) "
           f"{'PASS' if share < SAMPLING_TARGET else 'FAIL'}")
+
+    default = prefetch_default(device, DataConfig())  # the glyph data the bench trains on
+    print(f"\n== the trainer's critical path to its next batch: {args.warmup} warm-up + {args.steps} timed steps "
+          f"of Trainer (ProtoNet {N_WAY}-way {N_SHOT}-shot {N_QUERY}-query, meta-batch 1), wall-clock medians ==")
+    costs = {ahead: trainer_batch_cost(data, device, args, ahead) for ahead in (default, not default)}
+    rows = []
+    for ahead, (wait_ms, trainer_step_ms) in costs.items():
+        label = f"prefetch {'on' if ahead else 'off'}" + (" (the trainer's choice here)" if ahead == default else "")
+        rows.append((label, wait_ms, 100.0 * wait_ms / step_ms, trainer_step_ms))
+    common.print_table(rows, ("trainer", "ms/step to get+prepare the batch", "% of a protonet step",
+                              "trainer ms/step"))
+    wait_ms, trainer_step_ms = costs[default]
+    share = wait_ms / step_ms
+    print(f"trainer next-batch wait+prepare_batch  {wait_ms:.3f} ms  step {step_ms:.2f} ms  "
+          f"share {100 * share:.2f}% (target < {100 * SAMPLING_TARGET:g}%) "
+          f"{'PASS' if share < SAMPLING_TARGET else 'FAIL'} "
+          f"(prefetch {'on' if default else 'off'}, as the trainer runs on {device.type}; "
+          f"trainer step {trainer_step_ms:.2f} ms, {costs[not default][1]:.2f} ms with prefetch "
+          f"{'off' if default else 'on'})")
+
+
+def trainer_batch_cost(data, device: torch.device, args, prefetch: bool) -> tuple[float, float]:
+    """Medians over ``args.steps`` steps (after ``args.warmup``) of a short Trainer run: (ms the main
+    thread spends getting and preparing each step's batch, ``Trainer.batch_seconds``; the trainer's
+    ms/step, ``StepOutcome.train_seconds``, which includes it and any slowdown of the step itself)."""
+    config = common.run_config(ProtoNetConfig(lr=1e-3), n_way=N_WAY, n_shot=N_SHOT, n_query=N_QUERY,
+                               meta_batch=1, device=device, seed=args.seed)
+    config.train.steps = args.warmup + max(1, args.steps)
+    config.train.val_every, config.train.val_episodes, config.train.checkpoint_every = 0, 1, 10**9
+    trainer = Trainer(config, data=data, prefetch=prefetch)
+    waits, steps, before = [], [], 0.0
+    for outcome in trainer.steps():
+        if outcome.metrics.step > args.warmup:
+            waits.append(trainer.batch_seconds - before)
+            steps.append(outcome.train_seconds)
+        before = trainer.batch_seconds
+    summary = trainer.summary
+    if summary is None or summary.status != "finished" or not steps:
+        print(f"note: the trainer run ended {summary.status if summary else 'early'}: "
+              f"{summary.message if summary else ''}")
+        return float("nan"), float("nan")
+    return 1000.0 * statistics.median(waits), 1000.0 * statistics.median(steps)
 
 
 def cost_line(label: str, ours_ms: float, floor_ms: float) -> str:

@@ -41,9 +41,6 @@ def main() -> None:
     parser.add_argument("--data", choices=("glyphs", "random"), default="glyphs")
     parser.add_argument("--eval-episodes", type=int, default=100)
     parser.add_argument("--acc-tolerance", type=float, default=0.05)
-    parser.add_argument("--channels-last", action="store_true",
-                        help="run ours with its train.channels_last option (configure_runtime); the peer "
-                             "keeps PyTorch's default layout")
     args = parser.parse_args()
     device = common.setup(args)
     easyfsl_methods = common.peer_or_exit("easyfsl.methods")
@@ -57,16 +54,12 @@ def main() -> None:
     ours = common.build_ours(config, device, args.seed)
     ours_mb4 = common.build_ours(config, device, args.seed)
     peer_backbone = common.copy_in_order(ours.backbone, common.textbook_conv4()).to(device)
-    if args.channels_last:
-        ours.configure_runtime(channels_last=True)
-        ours_mb4.configure_runtime(channels_last=True)
-        print("ours: configure_runtime(channels_last=True)")
     peer = easyfsl_methods.PrototypicalNetworks(peer_backbone).to(device)
     peer_optimizer = torch.optim.Adam(peer.parameters(), lr=1e-3)
 
     print("\n== maths checks (identical weights, identical episode) ==")
     with common.strict_fp32():
-        check_maths(ours, peer, easyfsl_utils.compute_prototypes, train_tasks[0], config, device, args.seed)
+        check_maths(ours, peer, easyfsl_utils.compute_prototypes, train_tasks[0])
 
     def peer_step(i: int) -> None:
         task = train_tasks[i % n_pool]
@@ -116,7 +109,7 @@ def episodes(data, part: str, n: int, seed: int, device: torch.device) -> list:
                               device=device)
 
 
-def check_maths(ours, peer, compute_prototypes, task, config, device: torch.device, seed: int) -> None:
+def check_maths(ours, peer, compute_prototypes, task) -> None:
     """Print the three equality checks on copies (the timed models are left untouched)."""
     # 1. eval-mode prediction
     peer.eval()
@@ -130,8 +123,7 @@ def check_maths(ours, peer, compute_prototypes, task, config, device: torch.devi
     print(common.check_line("probabilities, max |ours - softmax(-easyfsl_logits^2)|",
                             common.max_abs_diff(ours_probs, (-peer_scores.pow(2)).softmax(1)), 1e-4))
     # 2. one training step: our loss and gradients against an easyfsl-built reference
-    twin = common.build_ours(config, device, seed)
-    common.copy_weights(ours.backbone, twin.backbone)
+    twin = common.nchw_copy(ours)
     reference = copy.deepcopy(peer.backbone).train()
     features = reference(torch.cat([task.support_x, task.query_x]))
     support, query = features[: len(task.support_y)], features[len(task.support_y):]

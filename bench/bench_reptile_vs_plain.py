@@ -78,7 +78,7 @@ def main() -> None:
 
     print("\n== maths check (strict float32): copies from the same weights, same tasks ==")
     with common.strict_fp32():
-        check_maths(ours, plain, batches[:3], probe)
+        check_maths(common.nchw_copy(ours), plain, batches[:3], probe)
 
     timings = common.time_interleaved(
         {"plain": lambda i: plain_reptile_step(plain, batches[i % n_steps], inner_lr=INNER_LR,

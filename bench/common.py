@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import io
 import json
 import os
@@ -34,7 +35,7 @@ if str(REPO_ROOT) not in sys.path:  # run as `python bench/x.py` from the repo r
     sys.path.insert(0, str(REPO_ROOT))
 
 from engine.config import (  # noqa: E402
-    AlgorithmConfig, DataConfig, ModelConfig, RunConfig, TaskConfig, TrainConfig,
+    AlgorithmConfig, DataConfig, ModelConfig, RunConfig, TaskConfig, TrainConfig, resolve_channels_last,
 )
 from engine.data.types import Task  # noqa: E402
 
@@ -52,6 +53,9 @@ def make_parser(description: str, *, steps: int, warmup: int, rounds: int = 5) -
     parser.add_argument("--clock", choices=("auto", "wall", "cpu"), default="auto",
                         help="auto: this process's CPU time on --device cpu (robust when other programs share "
                              "the cores), wall-clock time on cuda")
+    parser.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto",
+                        help="our train.channels_last (as the trainer resolves it; default auto, the engine's "
+                             "default); the peers keep PyTorch's default layout")
     return parser
 
 
@@ -62,8 +66,19 @@ def setup(args: argparse.Namespace) -> torch.device:
     device = resolve_device(args.device)
     args.device = str(device)
     use_cpu_clock(args.clock == "cpu" or (args.clock == "auto" and device.type == "cpu"))
-    print(machine_header(device))
+    use_channels_last(getattr(args, "channels_last", "auto"))
+    print(machine_header(device) + f"; ours: train.channels_last {_channels_last} "
+          f"(= {'on' if resolve_channels_last(_channels_last, device, 28) else 'off'} at 28 px)")
     return device
+
+
+_channels_last = "auto"
+
+
+def use_channels_last(setting: str) -> None:
+    """The train.channels_last that :func:`run_config` gives our algorithms (auto | on | off)."""
+    global _channels_last
+    _channels_last = setting
 
 
 _clock: Callable[[], float] = time.perf_counter
@@ -219,15 +234,20 @@ def run_config(algorithm: AlgorithmConfig, *, n_way: int, n_shot: int, n_query: 
     return RunConfig(data=DataConfig(), task=TaskConfig(n_way=n_way, n_shot=n_shot, n_query=n_query,
                                                         meta_batch_size=meta_batch),
                      model=ModelConfig(backbone="conv4"), algorithm=algorithm,
-                     train=TrainConfig(seed=seed, device=str(device)))
+                     train=TrainConfig(seed=seed, device=str(device), channels_last=_channels_last))
 
 
 def build_ours(config: RunConfig, device: torch.device, seed: int, n_train_classes: int = 64) -> Any:
-    """Our algorithm through the public builder, seeded, moved to ``device``."""
+    """Our algorithm through the public builder, seeded, moved to ``device``, with the runtime settings
+    (precision, channels-last, task batching) applied as the trainer applies them."""
     from engine.algorithms.registry import build_algorithm
 
     torch.manual_seed(seed)
-    return build_algorithm(config, n_train_classes=n_train_classes).to(device)
+    algorithm = build_algorithm(config, n_train_classes=n_train_classes).to(device)
+    train = config.train
+    algorithm.configure_runtime(train.precision, resolve_channels_last(train.channels_last, device, config.data.image_size),
+                                train.task_batching, train.vmap_chunk)
+    return algorithm
 
 
 def random_tasks(n: int, *, n_way: int, n_shot: int, n_query: int, seed: int, device: torch.device,
@@ -281,15 +301,35 @@ def strict_fp32() -> Iterator[None]:
 
     PyTorch lets cuDNN use TF32 for float32 convolutions by default on Ampere and later
     GPUs (about 1e-3 relative error, different for different conv algorithms), so the
-    equality checks run in strict float32; the timed runs keep PyTorch's defaults.
+    equality checks run in strict float32 with deterministic cuDNN algorithms (Reptile's inner
+    Adam with beta1 = 0 turns the rounding noise of different algorithms in near-zero
+    gradients into full-size steps); the timed runs keep PyTorch's defaults.
+    Likewise our algorithms built inside the block (and copies made with :func:`nchw_copy`)
+    run in NCHW: PyTorch's channels-last BatchNorm on the CPU sums in float32 (outputs
+    ~1e-4 and gradients ~1e-2 relative off a float64 reference on a glyph episode, against
+    5e-7 and 3e-5 in NCHW), which would hide a real difference in the maths. The timed runs
+    use our default layout; the held-out accuracy checks judge what that layout trains.
     """
-    saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_tf32 = False
+    cudnn = torch.backends.cudnn
+    saved = (cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32, cudnn.deterministic, cudnn.benchmark,
+             _channels_last)
+    cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    cudnn.deterministic, cudnn.benchmark = True, False  # the same algorithm for both sides' convolutions
+    use_channels_last("off")
     try:
         yield
     finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+        cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32, cudnn.deterministic, cudnn.benchmark = saved[:4]
+        use_channels_last(saved[4])
+
+
+def nchw_copy(algorithm: Any) -> Any:
+    """A deep copy of one of our algorithms with its weights back in NCHW (see :func:`strict_fp32`)."""
+    twin = copy.deepcopy(algorithm)
+    for module in twin.modules().values():
+        module.to(memory_format=torch.contiguous_format)
+    twin.channels_last = False
+    return twin
 
 
 def copy_weights(source: nn.Module, target: nn.Module) -> None:
