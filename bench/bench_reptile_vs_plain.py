@@ -77,7 +77,7 @@ def main() -> None:
     probe = make_tasks(args, 1, args.seed + 99, device)[0].query_x
 
     print("\n== maths check (strict float32): copies from the same weights, same tasks ==")
-    with common.strict_fp32():
+    with common.strict_fp32(deterministic=True):
         check_maths(common.nchw_copy(ours), plain, batches[:3], probe)
 
     timings = common.time_interleaved(

@@ -38,6 +38,7 @@ from engine.config import (  # noqa: E402
     AlgorithmConfig, DataConfig, ModelConfig, RunConfig, TaskConfig, TrainConfig, resolve_channels_last,
 )
 from engine.data.types import Task  # noqa: E402
+from engine.training.host_memory import keep_freed_host_memory  # noqa: E402
 
 
 # -- arguments and setup -------------------------------------------------------------------
@@ -67,7 +68,9 @@ def setup(args: argparse.Namespace) -> torch.device:
     args.device = str(device)
     use_cpu_clock(args.clock == "cpu" or (args.clock == "auto" and device.type == "cpu"))
     use_channels_last(getattr(args, "channels_last", "auto"))
-    print(machine_header(device) + f"; ours: train.channels_last {_channels_last} "
+    # as the trainer does; it is process-wide, so the peers in this process get it too
+    tuned = "freed host memory kept (glibc)" if keep_freed_host_memory() else "malloc untouched"
+    print(machine_header(device) + f"; {tuned}; ours: train.channels_last {_channels_last} "
           f"(= {'on' if resolve_channels_last(_channels_last, device, 28) else 'off'} at 28 px)")
     return device
 
@@ -296,14 +299,17 @@ def check_line(label: str, value: float, tolerance: float) -> str:
 
 
 @contextlib.contextmanager
-def strict_fp32() -> Iterator[None]:
+def strict_fp32(deterministic: bool = False) -> Iterator[None]:
     """Full float32 maths inside the block: no TF32 in cuDNN convolutions or CUDA matmuls.
 
     PyTorch lets cuDNN use TF32 for float32 convolutions by default on Ampere and later
     GPUs (about 1e-3 relative error, different for different conv algorithms), so the
-    equality checks run in strict float32 with deterministic cuDNN algorithms (Reptile's inner
-    Adam with beta1 = 0 turns the rounding noise of different algorithms in near-zero
-    gradients into full-size steps); the timed runs keep PyTorch's defaults.
+    equality checks run in strict float32; the timed runs keep PyTorch's defaults.
+    ``deterministic``: also pin cuDNN to deterministic algorithms, so both sides' convolutions
+    round alike. Reptile needs it: its inner Adam with beta1 = 0 turns rounding noise in
+    near-zero gradients into full-size steps (on an H100, outputs 0.02-0.2 apart without it,
+    identical with it). MAML does not: there it measured closer without (meta-gradients 2.8e-5
+    against 1.3e-4 relative), the deterministic algorithms being less accurate.
     Likewise our algorithms built inside the block (and copies made with :func:`nchw_copy`)
     run in NCHW: PyTorch's channels-last BatchNorm on the CPU sums in float32 (outputs
     ~1e-4 and gradients ~1e-2 relative off a float64 reference on a glyph episode, against
@@ -314,7 +320,8 @@ def strict_fp32() -> Iterator[None]:
     saved = (cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32, cudnn.deterministic, cudnn.benchmark,
              _channels_last)
     cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    cudnn.deterministic, cudnn.benchmark = True, False  # the same algorithm for both sides' convolutions
+    if deterministic:
+        cudnn.deterministic, cudnn.benchmark = True, False
     use_channels_last("off")
     try:
         yield

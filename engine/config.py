@@ -223,7 +223,7 @@ class TrainConfig:
                            "fp16 (mixed precision with loss scaling, CUDA only). Weights stay float32.",
                            choices=("fp32", "bf16", "fp16"))
     channels_last: str = param("auto", "Memory format of conv weights and image batches: on (channels-last), off "
-                               "(NCHW), or auto (channels-last on the CPU, measured 1.15-1.4x faster training "
+                               "(NCHW), or auto (channels-last on the CPU, measured 1.24-1.63x faster training "
                                "steps, and on GPUs for images of 64 px and more; see bench/README.md). On the CPU "
                                "its BatchNorm sums in float32 (results differ from NCHW at the 1e-4 level, like "
                                "TF32 on GPUs).",
@@ -423,8 +423,8 @@ def resolve_channels_last(setting: str, device: "Any", image_size: int = 0) -> b
 
     auto: on the CPU always; on a GPU for images of ``GPU_CHANNELS_LAST_FROM`` pixels and more.
     Measured (``bench/bench_layouts.py``, training steps, channels-last against NCHW):
-    CPU, 1 thread: ProtoNet Conv-4 28 px 1.40x faster, second-order MAML 1.15x, first-order
-    1.40x, ProtoNet ResNet-12 84 px 1.15x. H100: ResNet-12 84 px 1.22x (fp32) and 1.02x
+    CPU, 1 thread: ProtoNet Conv-4 28 px 1.63x faster, second-order MAML 1.33x, first-order
+    1.47x, ProtoNet ResNet-12 84 px 1.24x. H100: ResNet-12 84 px 1.22x (fp32) and 1.02x
     (bf16), but Conv-4 at 28 px 0.92x (ProtoNet) and 0.87x (second-order MAML) in fp32:
     steps that small are bound by kernel launches, and the layout only adds conversions.
     The price on the CPU: PyTorch's channels-last BatchNorm kernel sums in float32, so

@@ -1,0 +1,44 @@
+"""Keep freed host memory for reuse during training (glibc's malloc).
+
+A CPU training step allocates and frees hundreds of megabytes of activations and
+gradients. glibc serves every block above its mmap threshold with a fresh mapping and
+unmaps it on free, so the next step touches brand-new pages again: measured for
+second-order MAML (Conv-4, 5-way 1-shot 15-query, meta-batch 16, channels-last, 1 thread)
+149 000 minor page faults per step and ~0.25 s of kernel time, 106-118 ms per task; with
+freed blocks kept, under 1 000 faults and 94-98 ms per task. The price: the process keeps
+its peak heap instead of returning it (as PyTorch's CUDA caching allocator does with GPU
+memory). Set ``META_STUDIO_KEEP_HOST_MEMORY=0`` to leave malloc alone.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import sys
+
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+KEEP_BYTES = 1 << 30   # blocks up to 1 GiB come from (and go back to) the heap; the heap is not trimmed below it
+
+_applied: bool | None = None
+
+
+def keep_freed_host_memory() -> bool:
+    """Tune glibc's malloc once per process (see the module doc); True when it is in effect."""
+    global _applied
+    if _applied is None:
+        _applied = _apply()
+    return _applied
+
+
+def _apply() -> bool:
+    if os.environ.get("META_STUDIO_KEEP_HOST_MEMORY", "1") == "0" or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (musl, ...): nothing to tune
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(M_MMAP_THRESHOLD, KEEP_BYTES)) and bool(mallopt(M_TRIM_THRESHOLD, KEEP_BYTES))
