@@ -18,6 +18,7 @@ from engine.config import (ALGORITHM_CONFIGS, DataConfig, ModelConfig, RunConfig
 from engine.errors import ConfigError, EngineError
 from engine.race import RaceCallback
 from engine.training.callbacks import Callback, RunInfo, RunSummary, StepMetrics, ValidationResult
+from engine.training.host_memory import keep_freed_host_memory_if_alone
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 SECTIONS = (("data", DataConfig), ("task", TaskConfig), ("model", ModelConfig), ("train", TrainConfig))
@@ -482,6 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    keep_freed_host_memory_if_alone()  # first, before torch.distributed or other threads start (host_memory)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -9,6 +9,7 @@ from PySide6.QtCore import QEventLoop, Qt, QTimer
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication
 
+from engine.training.host_memory import keep_freed_host_memory_if_alone
 from studio import settings as st
 
 
@@ -50,6 +51,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Open the main window and run the event loop; returns the exit status."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    keep_freed_host_memory_if_alone()  # before Qt and the workers start threads (engine.training.host_memory)
     app = create_application()
     from studio.main_window import MainWindow
 

@@ -64,7 +64,7 @@ from engine.training.callbacks import (Callback, CallbackList, CheckpointInfo, R
                                        StepMetrics, ValidationResult)
 from engine.training.checkpoint import load_algorithm, resolve_device, save_checkpoint
 from engine.training.control import RunControl
-from engine.training.host_memory import keep_freed_host_memory
+from engine.training.host_memory import keep_freed_host_memory_if_alone
 from engine.training.memory import estimate_maml_memory
 from engine.training.prefetch import BatchPrefetcher, pin_batch, prefetch_default
 from engine.training.schedule import lr_factor
@@ -202,7 +202,7 @@ class Trainer:
         device = self._resolve_runtime(cfg)
         if cfg.train.num_threads:
             torch.set_num_threads(cfg.train.num_threads)
-        keep_freed_host_memory()  # no page faults for every step's fresh activations (host_memory module)
+        keep_freed_host_memory_if_alone()  # no page faults for each step's fresh activations (host_memory)
         torch.manual_seed(cfg.train.seed)
         try:
             n_train = self._load_and_build(cfg, device)

@@ -27,3 +27,21 @@ def test_after_tuning_big_allocations_stop_faulting_in_fresh_pages() -> None:
 def test_the_switch_leaves_malloc_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("META_STUDIO_KEEP_HOST_MEMORY", "0")
     assert host_memory._apply() is False
+
+
+def test_the_trainer_leaves_malloc_alone_while_other_threads_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Changing malloc's thresholds while another thread allocates is a race (it aborted a gloo run)."""
+    import threading
+
+    monkeypatch.setattr(host_memory, "_applied", None)
+    calls: list[int] = []
+    monkeypatch.setattr(host_memory, "_apply", lambda: calls.append(1) or True)
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    other.start()
+    try:
+        assert host_memory.keep_freed_host_memory_if_alone() is False and calls == []
+    finally:
+        release.set()
+        other.join()
+    assert host_memory.keep_freed_host_memory_if_alone() is True and calls == [1]
