@@ -276,17 +276,19 @@ class RunConfig:
                               f"choose one of {', '.join(ALGORITHM_CONFIGS)}")
         config = cls(
             name=str(raw.get("name", "")),
-            data=_section(DataConfig, raw.get("data"), "data"),
-            task=_section(TaskConfig, raw.get("task"), "task"),
-            model=_section(ModelConfig, raw.get("model"), "model"),
-            algorithm=_section(ALGORITHM_CONFIGS[algo_name], algo_raw, "algorithm"),
-            train=_section(TrainConfig, raw.get("train"), "train"),
+            data=config_section(DataConfig, raw.get("data"), "data"),
+            task=config_section(TaskConfig, raw.get("task"), "task"),
+            model=config_section(ModelConfig, raw.get("model"), "model"),
+            algorithm=config_section(ALGORITHM_CONFIGS[algo_name], algo_raw, "algorithm"),
+            train=config_section(TrainConfig, raw.get("train"), "train"),
         )
         validate(config)
         return config
 
 
-def _section(cls: type, raw: Any, prefix: str) -> Any:
+def config_section(cls: type, raw: Any, prefix: str) -> Any:
+    """One config dataclass ``cls`` from its JSON object ``raw`` (None: the defaults), each value coerced to
+    the declared type; ConfigError names ``prefix.field`` for an unknown field or a bad value."""
     if raw is None:
         return cls()
     if not isinstance(raw, dict):

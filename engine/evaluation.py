@@ -85,7 +85,7 @@ def evaluate(algorithm: Algorithm, data: FewShotData, part: str = "test", episod
         if should_stop is not None and should_stop():
             break
         task = sampler.sample()
-        probs = _episode_probabilities(algorithm, task)
+        probs = episode_probabilities(algorithm, task)
         confidence, predicted = probs.max(dim=1)
         accuracies.append(float((predicted == task.query_y).float().mean()))
         true_global = task.class_ids[task.query_y].tolist()
@@ -104,7 +104,7 @@ def evaluate(algorithm: Algorithm, data: FewShotData, part: str = "test", episod
                             confusion, wrong[:MAX_MISCLASSIFIED])
 
 
-def _episode_probabilities(algorithm: Algorithm, task) -> Tensor:
+def episode_probabilities(algorithm: Algorithm, task) -> Tensor:
     """[Q, n_way] probabilities for one episode, via adapt then predict."""
     task = task.to(algorithm.device)
     predictor = algorithm.adapt(task.support_x, task.support_y)

@@ -30,7 +30,7 @@ def evaluate_checkpoint(path: Path, *, dataset: str | None = None, episodes: int
         data_cfg.root = dataset
         data_cfg.augment_rotations = False
     data = load_data(data_cfg, split=checkpoint.split if own else None)
-    class_ids, scope = _evaluation_classes(data, checkpoint.split.train, classes, groups, own)
+    class_ids, scope = evaluation_classes(data, checkpoint.split.train, classes, groups, own)
     if len(class_ids) < n_way:
         raise ConfigError(f"--n-way {n_way}: only {len(class_ids)} classes available in {scope}")
     result = evaluate(algorithm, data, episodes=episodes, n_way=n_way, n_shot=n_shot, n_query=n_query,
@@ -38,8 +38,15 @@ def evaluate_checkpoint(path: Path, *, dataset: str | None = None, episodes: int
     return result, scope
 
 
-def _evaluation_classes(data: FewShotData, train_classes: Sequence[str], mode: str, groups: str | None,
+def evaluation_classes(data: FewShotData, train_classes: Sequence[str], mode: str, groups: str | None,
                         own: bool) -> tuple[list[int], str]:
+    """(class ids of ``data`` to evaluate on, a phrase naming them) for ``evaluate`` and the Episodes view.
+
+    groups: comma-separated group names (wins over ``mode``). mode: "test" (the run's test
+    classes; needs ``own``, the checkpoint's own data set), "all", "novel" (classes, and
+    groups, not seen in training) or "auto" (test on the own data set, else novel).
+    Raises ConfigError for unknown groups or "test" on another data set.
+    """
     names = data.store.class_names
     class_groups = data.store.class_groups
     if groups:

@@ -25,8 +25,8 @@ from engine.data.sampler import EpisodeSampler
 from engine.data.splits import PARTS, ClassSplit
 from engine.data.store import ImageStore
 from engine.errors import CheckpointError, ConfigError
-from engine.evaluation import _episode_probabilities, mean_ci95
-from engine.inference import _evaluation_classes
+from engine.evaluation import episode_probabilities, mean_ci95
+from engine.inference import evaluation_classes
 from engine.training.checkpoint import Checkpoint, load_algorithm
 from engine.training.run_store import BEST_CHECKPOINT, CHECKPOINT_DIR, LAST_CHECKPOINT
 
@@ -218,7 +218,7 @@ def _sampler(data: FewShotData, checkpoint: Checkpoint, split: str, own: bool, n
                               "or use 'novel' or 'all')")
         ids, scope = data.class_ids(split), f"the run's {split} classes"
     else:
-        ids, scope = _evaluation_classes(data, checkpoint.split.train, split, None, own)
+        ids, scope = evaluation_classes(data, checkpoint.split.train, split, None, own)
     if len(ids) < n_way:
         raise ConfigError(f"n_way={n_way}: only {len(ids)} classes available in {scope}")
     if split in PARTS:
@@ -235,7 +235,7 @@ def _run_episodes(algorithm: Algorithm, sampler: EpisodeSampler, n_episodes: int
         if should_stop is not None and should_stop():
             break
         task = sampler.sample()
-        probabilities = _episode_probabilities(algorithm, task)  # [Q, n_way], as evaluate computes it
+        probabilities = episode_probabilities(algorithm, task)  # [Q, n_way], as evaluate computes it
         predicted = probabilities.max(dim=1).indices
         accuracy = float((predicted == task.query_y).float().mean())
         episodes.append(InspectedEpisode(number, [names[int(c)] for c in task.class_ids], task.support_index.clone(),

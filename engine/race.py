@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from engine.config import (ALGORITHM_CONFIGS, AlgorithmConfig, DataConfig, ModelConfig, RunConfig, TaskConfig,
-                           TrainConfig, _section, check_field, describe_fields, param, validate)
+                           TrainConfig, check_field, config_section, describe_fields, param, validate)
 from engine.errors import ConfigError, EngineError
 from engine.io import atomic_write_json
 from engine.training.callbacks import Callback, StepMetrics, ValidationResult
@@ -164,10 +164,10 @@ class RaceConfig:
             raise ConfigError("algorithms: expected a list of algorithm objects")
         config = cls(
             name=str(raw.get("name", "")),
-            data=_section(DataConfig, raw.get("data"), "data"),
-            task=_section(TaskConfig, raw.get("task"), "task"),
-            model=_section(ModelConfig, raw.get("model"), "model"),
-            train=_section(TrainConfig, raw.get("train"), "train"),
+            data=config_section(DataConfig, raw.get("data"), "data"),
+            task=config_section(TaskConfig, raw.get("task"), "task"),
+            model=config_section(ModelConfig, raw.get("model"), "model"),
+            train=config_section(TrainConfig, raw.get("train"), "train"),
             algorithms=[_algorithm_from_dict(item, i) for i, item in enumerate(algorithms_raw)],
             test_episodes=_whole_number(raw.get("test_episodes", 600), "test_episodes"),
             test_seed=_whole_number(raw.get("test_seed", 0), "test_seed"),
@@ -190,7 +190,7 @@ def _algorithm_from_dict(raw: Any, index: int) -> AlgorithmConfig:
     if name not in ALGORITHM_CONFIGS:
         raise ConfigError(f"algorithms[{index}].name: unknown algorithm {name!r}; choose one of "
                           f"{', '.join(ALGORITHM_CONFIGS)}")
-    return _section(ALGORITHM_CONFIGS[name], values, f"algorithms[{index}]")
+    return config_section(ALGORITHM_CONFIGS[name], values, f"algorithms[{index}]")
 
 
 def _whole_number(value: Any, key: str) -> int:
