@@ -96,6 +96,36 @@ def describe_exception(error: BaseException) -> str:
 # ---------------------------------------------------------------------------
 # Training callbacks -> signals
 # ---------------------------------------------------------------------------
+class _StepBatcher:
+    """Steps collected in the producing thread and handed out in batches, at most ``max_rate_hz``
+    batches per second (thread-safe). Shared by :class:`QtCallbackAdapter` and :class:`QtRaceAdapter`."""
+
+    def __init__(self, max_rate_hz: float) -> None:
+        self.min_interval_s = 1.0 / max_rate_hz
+        self._lock = threading.Lock()
+        self._pending: list[Any] = []
+        self._last_emit = 0.0
+
+    def add(self, item: Any) -> list[Any] | None:
+        """Collect ``item``; return the batch to emit now, or None while the rate limit holds."""
+        with self._lock:
+            self._pending.append(item)
+            return self._take_locked(only_if_stale=True)
+
+    def take(self, only_if_stale: bool = False) -> list[Any] | None:
+        """The pending batch (None if empty; with ``only_if_stale`` also None while the rate limit holds)."""
+        with self._lock:
+            return self._take_locked(only_if_stale)
+
+    def _take_locked(self, only_if_stale: bool) -> list[Any] | None:
+        now = time.monotonic()
+        if not self._pending or (only_if_stale and now - self._last_emit < self.min_interval_s):
+            return None
+        batch, self._pending = self._pending, []
+        self._last_emit = now
+        return batch
+
+
 class QtCallbackAdapter(QObject, Callback):
     """Turns trainer callbacks (called in the worker thread) into Qt signals.
 
@@ -115,10 +145,7 @@ class QtCallbackAdapter(QObject, Callback):
 
     def __init__(self, max_rate_hz: float = 20.0, parent: QObject | None = None) -> None:
         QObject.__init__(self, parent)
-        self.min_interval_s = 1.0 / max_rate_hz
-        self._lock = threading.Lock()
-        self._pending: list[StepMetrics] = []
-        self._last_emit = 0.0
+        self._batcher = _StepBatcher(max_rate_hz)
         self.n_emissions = 0
 
     # -- hooks (worker thread) ----------------------------------------------
@@ -126,14 +153,7 @@ class QtCallbackAdapter(QObject, Callback):
         self.run_started.emit(info)
 
     def on_step(self, metrics: StepMetrics) -> None:
-        now = time.monotonic()
-        with self._lock:
-            self._pending.append(metrics)
-            if now - self._last_emit < self.min_interval_s:
-                return
-            batch, self._pending = self._pending, []
-            self._last_emit = now
-        self._emit_steps(batch)
+        self._emit_steps(self._batcher.add(metrics))
 
     def on_validation(self, result: ValidationResult) -> None:
         self.flush()
@@ -157,17 +177,12 @@ class QtCallbackAdapter(QObject, Callback):
     # -- any thread ---------------------------------------------------------
     def flush(self, only_if_stale: bool = False) -> None:
         """Emit the pending steps now (with ``only_if_stale``: only if the rate limit allows)."""
-        now = time.monotonic()
-        with self._lock:
-            if not self._pending or (only_if_stale and now - self._last_emit < self.min_interval_s):
-                return
-            batch, self._pending = self._pending, []
-            self._last_emit = now
-        self._emit_steps(batch)
+        self._emit_steps(self._batcher.take(only_if_stale))
 
-    def _emit_steps(self, batch: list[StepMetrics]) -> None:
-        self.n_emissions += 1
-        self.steps.emit(batch)
+    def _emit_steps(self, batch: list[StepMetrics] | None) -> None:
+        if batch:
+            self.n_emissions += 1
+            self.steps.emit(batch)
 
 
 _COMPUTE_THREADS: int | None = None
@@ -229,6 +244,12 @@ class _WorkerControls:
     _thread: _WorkThread
     _flush_timer: QTimer
     done: Any
+
+    def _make_flush_timer(self) -> None:
+        """Steps that arrived just before a pause (or a slow step) would otherwise wait for the next one."""
+        self._flush_timer = QTimer(self)  # (self is the QObject subclass using this mixin)
+        self._flush_timer.setInterval(200)
+        self._flush_timer.timeout.connect(lambda: self.adapter.flush(only_if_stale=True))
 
     def start(self) -> None:
         self._flush_timer.start()
@@ -301,10 +322,7 @@ class TrainingWorker(QObject, _WorkerControls):
         self._thread = _WorkThread(lambda: self._make_trainer().run(), "training")
         self._thread.crashed.connect(self._on_crashed, queued)
         self._thread.finished.connect(self._on_thread_finished, queued)
-        # Steps that arrived just before a pause would otherwise wait for the next step.
-        self._flush_timer = QTimer(self)
-        self._flush_timer.setInterval(200)
-        self._flush_timer.timeout.connect(lambda: self.adapter.flush(only_if_stale=True))
+        self._make_flush_timer()
 
     def _make_trainer(self) -> Any:  # worker thread
         from engine.training.trainer import Trainer
@@ -514,10 +532,7 @@ class QtRaceAdapter(QObject, RaceCallback):
 
     def __init__(self, max_rate_hz: float = 20.0, parent: QObject | None = None) -> None:
         QObject.__init__(self, parent)
-        self.min_interval_s = 1.0 / max_rate_hz
-        self._lock = threading.Lock()
-        self._pending: list[tuple[str, StepMetrics, float]] = []
-        self._last_emit = 0.0
+        self._batcher = _StepBatcher(max_rate_hz)
         self.n_emissions = 0
 
     # -- hooks (race thread) ---------------------------------------------------
@@ -525,14 +540,7 @@ class QtRaceAdapter(QObject, RaceCallback):
         self.race_started.emit(info)
 
     def on_step(self, algorithm: str, metrics: StepMetrics, seconds: float) -> None:
-        now = time.monotonic()
-        with self._lock:
-            self._pending.append((algorithm, metrics, seconds))
-            if now - self._last_emit < self.min_interval_s:
-                return
-            batch, self._pending = self._pending, []
-            self._last_emit = now
-        self._emit_steps(batch)
+        self._emit_steps(self._batcher.add((algorithm, metrics, seconds)))
 
     def on_validation(self, algorithm: str, result: ValidationResult, seconds: float) -> None:
         self.flush()
@@ -556,17 +564,12 @@ class QtRaceAdapter(QObject, RaceCallback):
     # -- any thread ---------------------------------------------------------------
     def flush(self, only_if_stale: bool = False) -> None:
         """Emit the pending steps now (with ``only_if_stale``: only if the rate limit allows)."""
-        now = time.monotonic()
-        with self._lock:
-            if not self._pending or (only_if_stale and now - self._last_emit < self.min_interval_s):
-                return
-            batch, self._pending = self._pending, []
-            self._last_emit = now
-        self._emit_steps(batch)
+        self._emit_steps(self._batcher.take(only_if_stale))
 
-    def _emit_steps(self, batch: list[tuple[str, StepMetrics, float]]) -> None:
-        self.n_emissions += 1
-        self.steps.emit(batch)
+    def _emit_steps(self, batch: list[tuple[str, StepMetrics, float]] | None) -> None:
+        if batch:
+            self.n_emissions += 1
+            self.steps.emit(batch)
 
 
 class RaceWorker(QObject, _WorkerControls):
@@ -606,9 +609,7 @@ class RaceWorker(QObject, _WorkerControls):
         self._thread = _WorkThread(self._run_race, "race")
         self._thread.crashed.connect(self._on_failed, queued)
         self._thread.finished.connect(self._on_thread_finished, queued)
-        self._flush_timer = QTimer(self)
-        self._flush_timer.setInterval(200)
-        self._flush_timer.timeout.connect(lambda: self.adapter.flush(only_if_stale=True))
+        self._make_flush_timer()
 
     def _run_race(self) -> RaceResult:  # race thread
         from studio.datasets import load_data_cached  # decoded once per process, shared by all views
