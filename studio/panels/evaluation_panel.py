@@ -19,7 +19,7 @@ from engine.training.run_store import RunRecord
 from studio.datasets import load_data_cached
 from studio.plots import BarChart, ConfusionMatrixView
 from studio.panels.background_job import BackgroundJobMixin
-from studio.worker import WorkerHandle, run_in_worker
+from studio.worker import WorkerHandle
 
 GALLERY_SIZE = 60
 GALLERY_THUMB = 72
@@ -206,10 +206,6 @@ class EvaluationPanel(QWidget, BackgroundJobMixin):
         return best if best.is_file() else (last if last.is_file() else None)
 
     # -- running ------------------------------------------------------------
-    def is_running(self) -> bool:
-        """True from :meth:`start` until the result (or error) has been shown."""
-        return self._running
-
     def start(self) -> WorkerHandle | None:
         path = self.checkpoint_path()
         if path is None or self.is_running():
@@ -217,20 +213,11 @@ class EvaluationPanel(QWidget, BackgroundJobMixin):
         episodes = self.episodes_spin.value()
         job = evaluation_job(path, self.device_getter(), episodes, self.n_way_spin.value(),
                              self.n_shot_spin.value(), self.n_query_spin.value())
-        self.progress.setRange(0, 0)
-        self.progress.setFormat("loading checkpoint and data…")
-        self.progress.show()
-        self.evaluate_button.setEnabled(False)
-        self.cancel_button.setEnabled(True)
-        self._running = True
-        self._handle = run_in_worker(job, on_result=self._show, on_error=self._failed, on_progress=self._progress)
-        return self._handle
+        return self._launch(job)
 
-    def _finished(self) -> None:
-        self._running = False
-        self.progress.hide()
-        self.cancel_button.setEnabled(False)
-        self.evaluate_button.setEnabled(self.checkpoint_path() is not None)
+    def _update_buttons(self) -> None:
+        self.evaluate_button.setEnabled(self.checkpoint_path() is not None and not self._running)
+        self.cancel_button.setEnabled(self._running)
 
     def _failed(self, message: str) -> None:
         self._finished()

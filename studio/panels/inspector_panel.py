@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (QComboBox, QFormLayout, QFrame, QGridLayout, QHBo
 from engine.errors import EngineError
 from engine.training.run_store import RunRecord
 from studio.panels.background_job import BackgroundJobMixin
-from studio.worker import WorkerHandle, run_in_worker
+from studio.worker import WorkerHandle
 
 THUMB = 56             # thumbnail side in pixels: 28-px glyphs are shown at 2x
 CARD_WIDTH = THUMB + 10
@@ -643,9 +643,6 @@ class InspectorPanel(QWidget, BackgroundJobMixin):
         self._update_buttons()
 
     # -- running --------------------------------------------------------------
-    def is_running(self) -> bool:
-        return self._running
-
     def start(self) -> WorkerHandle | None:
         """Inspect the chosen run's episodes in a worker thread."""
         run_dir = self.run_dir()
@@ -657,21 +654,10 @@ class InspectorPanel(QWidget, BackgroundJobMixin):
                              n_way=self.n_way_spin.value(), n_shot=self.n_shot_spin.value(),
                              n_query=self.n_query_spin.value(), seed=self.seed_spin.value(),
                              device=device_panel.device() if device_panel is not None else "cpu")
-        self._running = True
         self._inspected_run = self.run_combo.currentText()
-        self.progress.setRange(0, 0)
-        self.progress.setFormat("loading checkpoint and data…")
-        self.progress.show()
         self.summary_label.setText(f"Inspecting {self.run_combo.currentText()}…")
         self.details_label.setText("")
-        self._update_buttons()
-        self._handle = run_in_worker(job, on_result=self._show, on_error=self._failed, on_progress=self._progress)
-        return self._handle
-
-    def _finished(self) -> None:
-        self._running = False
-        self.progress.hide()
-        self._update_buttons()
+        return self._launch(job)
 
     def _failed(self, message: str) -> None:
         self._finished()

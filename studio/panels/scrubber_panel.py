@@ -32,7 +32,7 @@ from studio.datasets import load_data_cached
 from studio.panels.adapt_cards import pixels_to_qimage
 from studio.plots import PALETTE
 from studio.panels.background_job import BackgroundJobMixin
-from studio.worker import WorkerHandle, run_in_worker
+from studio.worker import WorkerHandle
 
 THUMB = 48              # query thumbnails (28 px glyphs scaled up)
 SUPPORT_THUMB = 40
@@ -627,10 +627,6 @@ class ScrubberPanel(QWidget, BackgroundJobMixin):
         self.status_label.setText(_describe_run(record, config))
 
     # -- running --------------------------------------------------------------------------------
-    def is_running(self) -> bool:
-        """True from :meth:`start` until the result (or error) has been shown."""
-        return self._running
-
     def new_episode(self) -> WorkerHandle | None:
         """Move to the next seed and run the loop on that episode."""
         self.seed_spin.setValue(self.seed_spin.value() + 1)
@@ -647,19 +643,8 @@ class ScrubberPanel(QWidget, BackgroundJobMixin):
         job = scrub_job(record, checkpoint, self.main_window.device_panel.device(), n_way=self.n_way_spin.value(),
                         n_shot=self.n_shot_spin.value(), n_query=self.n_query_spin.value(),
                         seed=self.seed_spin.value(), steps=self.steps_spin.value())
-        self._running = True
-        self.progress.setRange(0, 0)
-        self.progress.setFormat("loading checkpoint and data…")
-        self.progress.show()
         self.status_label.setText(f"Adapting run {record.name} to test episode {self.seed_spin.value()}…")
-        self._update_buttons()
-        self._handle = run_in_worker(job, on_result=self._show, on_error=self._failed, on_progress=self._progress)
-        return self._handle
-
-    def _finished(self) -> None:
-        self._running = False
-        self.progress.hide()
-        self._update_buttons()
+        return self._launch(job)
 
     def _update_buttons(self) -> None:
         has_run = self.selected_record() is not None
