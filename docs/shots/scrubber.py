@@ -20,6 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from shotlib import open_window, save_grab  # noqa: E402 (this folder)
+
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -46,15 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     from studio.app import create_application
 
     app = create_application()
-    from studio.main_window import MainWindow
-
-    window = MainWindow(restore_settings=False)
-    width, height = (int(v) for v in args.size.lower().split("x"))
-    window.resize(width, height)
-    window.move(0, 0)
-    window.show()
+    started = time.monotonic()
+    window = open_window(args.size, lambda title, message: print(f"{title}: {message}", file=sys.stderr),
+                         args.timeout)  # no modal dialogs
     window.evaluation_panel.auto_evaluate.setChecked(False)
-    window.show_error = lambda title, message: print(f"{title}: {message}", file=sys.stderr)  # no modal dialogs
     window.algorithm_panel.set_algorithm(args.algorithm)
     settings = {"task.n_way": 5, "task.n_shot": 1, "task.n_query": 5, "task.meta_batch_size": 4,
                 "model.hidden_channels": 32, "train.steps": args.train_steps,
@@ -63,21 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in settings.items():
         window.algorithm_panel.field(key).set_value(value)
     scrubber = window.views["Inner loop"]
-    out = Path(args.out)
-    started = time.monotonic()
     state = {"phase": "loading"}
 
     def scrubbed(output: object) -> None:
         scrubber.slider.setValue(args.step)
-        app.processEvents()
         state["phase"] = "grab"
-        QTimer.singleShot(500, grab)
-
-    def grab() -> None:
-        app.processEvents()
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if not window.grab().save(str(out)):
-            raise SystemExit(f"{out}: could not write the screenshot")
+        out = save_grab(window, args.out)
         trajectory = scrubber.output.trajectory
         accuracy = ", ".join(f"{k}: {trajectory.query_accuracy[k].item():.0%}"
                              for k in (0, 1, 3, args.step, trajectory.steps))
@@ -94,8 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         if time.monotonic() - started > args.timeout:
             print("timed out", file=sys.stderr)
             app.exit(1)
-        elif state["phase"] == "loading" and window.dataset_panel.index is not None \
-                and not window.dataset_panel.is_loading():
+        elif state["phase"] == "loading":  # (open_window waited for the data set)
             if any(r.algorithm == args.algorithm and r.status == "finished" for r in window.store.list_runs()):
                 print(f"reusing the {args.algorithm} run in {window.store.root}")
                 state["phase"] = "scrub"

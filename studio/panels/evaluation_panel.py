@@ -12,13 +12,14 @@ import numpy as np
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QHBoxLayout, QHeaderView, QLabel,
-                               QListView, QListWidget, QListWidgetItem, QProgressBar, QPushButton, QSpinBox,
+                               QListView, QListWidget, QListWidgetItem, QProgressBar, QPushButton,
                                QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from engine.training.run_store import RunRecord
 from studio.datasets import load_data_cached
 from studio.plots import BarChart, ConfusionMatrixView
 from studio.panels.background_job import BackgroundJobMixin
+from studio.panels.widgets import spin_box
 from studio.worker import WorkerHandle
 
 GALLERY_SIZE = 60
@@ -84,10 +85,10 @@ class EvaluationPanel(QWidget, BackgroundJobMixin):
         self.checkpoint_combo = QComboBox()
         self.checkpoint_combo.addItem("best (top validation accuracy)", "best")
         self.checkpoint_combo.addItem("last", "last")
-        self.episodes_spin = self._spin(1, 100_000, 600, "Episodes to average over (600 is the usual protocol).")
-        self.n_way_spin = self._spin(2, 1000, 5, "Classes per test episode.")
-        self.n_shot_spin = self._spin(1, 1000, 1, "Support images per class.")
-        self.n_query_spin = self._spin(1, 1000, 15, "Query images per class.")
+        self.episodes_spin = spin_box(1, 100_000, 600, "Episodes to average over (600 is the usual protocol).")
+        self.n_way_spin = spin_box(2, 1000, 5, "Classes per test episode.")
+        self.n_shot_spin = spin_box(1, 1000, 1, "Support images per class.")
+        self.n_query_spin = spin_box(1, 1000, 15, "Query images per class.")
         self.evaluate_button = QPushButton("Evaluate")
         self.evaluate_button.setObjectName("evaluate_button")
         self.evaluate_button.setEnabled(False)
@@ -175,14 +176,6 @@ class EvaluationPanel(QWidget, BackgroundJobMixin):
         layout.addWidget(self.accuracy_label)
         layout.addWidget(self.details_label)
         layout.addWidget(body, 1)
-
-    @staticmethod
-    def _spin(low: int, high: int, value: int, tip: str) -> QSpinBox:
-        spin = QSpinBox()
-        spin.setRange(low, high)
-        spin.setValue(value)
-        spin.setToolTip(tip)
-        return spin
 
     # -- choosing what to evaluate --------------------------------------------
     def set_run(self, record: RunRecord, task: Any = None) -> None:

@@ -22,12 +22,13 @@ from PySide6.QtCore import QPointF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFontMetrics, QImage, QPainter, QPalette, QPen, QPixmap
 from PySide6.QtWidgets import (QComboBox, QFormLayout, QFrame, QGridLayout, QHBoxLayout, QLabel, QLayout,
                                QProgressBar,
-                               QPushButton, QScrollArea, QSizePolicy, QSpinBox, QSplitter, QToolButton,
+                               QPushButton, QScrollArea, QSplitter, QToolButton,
                                QVBoxLayout, QWidget)
 
 from engine.errors import EngineError
 from engine.training.run_store import RunRecord
 from studio.panels.background_job import BackgroundJobMixin
+from studio.panels.widgets import spin_box
 from studio.worker import WorkerHandle
 
 THUMB = 56             # thumbnail side in pixels: 28-px glyphs are shown at 2x
@@ -465,12 +466,13 @@ class InspectorPanel(QWidget, BackgroundJobMixin):
         self.classes_combo = QComboBox()
         for text, value in (("test classes", "test"), ("validation classes", "val"), ("training classes", "train")):
             self.classes_combo.addItem(text, value)
-        self.episodes_spin = self._spin(1, 10_000, DEFAULT_EPISODES, "Episodes to sample and keep.")
-        self.n_way_spin = self._spin(2, 1000, 5, "Classes per episode (default: the run's evaluation n-way).")
-        self.n_shot_spin = self._spin(1, 1000, 1, "Support images per class (default: the run's).")
-        self.n_query_spin = self._spin(1, 1000, 15, "Query images per class (default: the run's).")
-        self.seed_spin = self._spin(0, 2**31 - 1, 0, "Seed of the episodes; the Evaluation view uses 0, so seed 0 "
-                                                     "shows its very episodes.")
+        self.episodes_spin = spin_box(1, 10_000, DEFAULT_EPISODES, "Episodes to sample and keep.", expanding=True)
+        self.n_way_spin = spin_box(2, 1000, 5, "Classes per episode (default: the run's evaluation n-way).",
+                                   expanding=True)
+        self.n_shot_spin = spin_box(1, 1000, 1, "Support images per class (default: the run's).", expanding=True)
+        self.n_query_spin = spin_box(1, 1000, 15, "Query images per class (default: the run's).", expanding=True)
+        self.seed_spin = spin_box(0, 2**31 - 1, 0, "Seed of the episodes; the Evaluation view uses 0, so seed 0 "
+                                                     "shows its very episodes.", expanding=True)
         self.inspect_button = QPushButton("Inspect")
         self.inspect_button.setObjectName("inspect_button")
         self.inspect_button.clicked.connect(self.start)
@@ -566,15 +568,6 @@ class InspectorPanel(QWidget, BackgroundJobMixin):
         right_layout.addWidget(self.episode_label)
         right_layout.addWidget(self.scroll, 1)
         return right
-
-    @staticmethod
-    def _spin(low: int, high: int, value: int, tip: str) -> QSpinBox:
-        spin = QSpinBox()
-        spin.setRange(low, high)
-        spin.setValue(value)
-        spin.setToolTip(tip)
-        spin.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        return spin
 
     # -- runs -----------------------------------------------------------------
     def refresh_runs(self) -> None:

@@ -20,7 +20,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QPoint, QRect, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPen, QPixmap, QShowEvent, QStaticText
 from PySide6.QtWidgets import (QComboBox, QFrame, QGridLayout, QHBoxLayout, QLabel, QProgressBar, QPushButton,
-                               QScrollArea, QSizePolicy, QSlider, QSpinBox, QSplitter, QToolTip, QVBoxLayout,
+                               QScrollArea, QSizePolicy, QSlider, QSplitter, QToolTip, QVBoxLayout,
                                QWidget)
 
 from engine.config import ALGORITHM_CONFIGS
@@ -32,6 +32,7 @@ from studio.datasets import load_data_cached
 from studio.panels.adapt_cards import pixels_to_qimage
 from studio.plots import PALETTE
 from studio.panels.background_job import BackgroundJobMixin
+from studio.panels.widgets import spin_box
 from studio.worker import WorkerHandle
 
 THUMB = 48              # query thumbnails (28 px glyphs scaled up)
@@ -456,13 +457,13 @@ class ScrubberPanel(QWidget, BackgroundJobMixin):
         self.run_combo.setToolTip("Runs of algorithms with an inner loop (" + ", ".join(
             ALGORITHM_CONFIGS[name].title for name in inner_loop_algorithms()) + ") that have a checkpoint.")
         self.run_combo.currentIndexChanged.connect(self._run_changed)
-        self.steps_spin = self._spin(1, MAX_STEPS, MIN_DEFAULT_STEPS, "N: inner steps to run and record "
+        self.steps_spin = spin_box(1, MAX_STEPS, MIN_DEFAULT_STEPS, "N: inner steps to run and record "
                                      "(default: twice the algorithm's adaptation steps, at least 10).")
-        self.seed_spin = self._spin(0, 1_000_000, 0, "Seed of the test episode (the same seed gives the same "
+        self.seed_spin = spin_box(0, 1_000_000, 0, "Seed of the test episode (the same seed gives the same "
                                     "episode as evaluation's first episode).")
-        self.n_way_spin = self._spin(2, 50, 5, "Classes in the test episode.")
-        self.n_shot_spin = self._spin(1, 50, 1, "Support images per class.")
-        self.n_query_spin = self._spin(1, 30, DEFAULT_QUERIES, "Query images per class.")
+        self.n_way_spin = spin_box(2, 50, 5, "Classes in the test episode.")
+        self.n_shot_spin = spin_box(1, 50, 1, "Support images per class.")
+        self.n_query_spin = spin_box(1, 30, DEFAULT_QUERIES, "Query images per class.")
         self.new_episode_button = QPushButton("New episode")
         self.new_episode_button.setToolTip("Next seed: draw another test episode and run the inner loop on it.")
         self.new_episode_button.clicked.connect(self.new_episode)
@@ -542,14 +543,6 @@ class ScrubberPanel(QWidget, BackgroundJobMixin):
         layout.addLayout(episode_row)
         layout.addWidget(self.status_label)
         layout.addWidget(body, 1)
-
-    @staticmethod
-    def _spin(low: int, high: int, value: int, tip: str) -> QSpinBox:
-        spin = QSpinBox()
-        spin.setRange(low, high)
-        spin.setValue(value)
-        spin.setToolTip(tip)
-        return spin
 
     def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
         return QSize(900, 600)
