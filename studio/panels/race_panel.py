@@ -172,16 +172,7 @@ class RacePanel(QWidget):
         self.open_run_button.setToolTip("Open the selected algorithm's run folder like any run (curves, settings, "
                                         "evaluation).")
         self.open_run_button.clicked.connect(self.open_selected_run)
-        table_box = QWidget()
-        table_layout = QVBoxLayout(table_box)
-        table_layout.setContentsMargins(0, 0, 0, 0)
-        title_row = QHBoxLayout()
-        title_row.addWidget(_bold("Results"))
-        title_row.addStretch(1)
-        title_row.addWidget(self.open_run_button)
-        table_layout.addLayout(title_row)
-        table_layout.addWidget(self.table, 1)
-        table_layout.addWidget(self.table_note)
+        table_box = _titled_box("Results", self.open_run_button, self.table, self.table_note)
 
         self.saved_list = QListWidget()
         self.saved_list.setObjectName("race_saved_list")
@@ -192,15 +183,7 @@ class RacePanel(QWidget):
         self.saved_list.itemSelectionChanged.connect(self._update_buttons)
         self.open_race_button = QPushButton("Open race")
         self.open_race_button.clicked.connect(self.open_selected_race)
-        saved_box = QWidget()
-        saved_layout = QVBoxLayout(saved_box)
-        saved_layout.setContentsMargins(0, 0, 0, 0)
-        saved_row = QHBoxLayout()
-        saved_row.addWidget(_bold("Saved races"))
-        saved_row.addStretch(1)
-        saved_row.addWidget(self.open_race_button)
-        saved_layout.addLayout(saved_row)
-        saved_layout.addWidget(self.saved_list, 1)
+        saved_box = _titled_box("Saved races", self.open_race_button, self.saved_list)
 
         bottom = QSplitter(Qt.Orientation.Horizontal)
         bottom.addWidget(table_box)
@@ -642,6 +625,22 @@ def _short_title(name: str) -> str:
     return {"protonet": "ProtoNet", "maml": "MAML", "fomaml": "FOMAML", "reptile": "Reptile",
             "matching": "Matching Nets", "baseline": "Baseline", "baseline++": "Baseline++",
             "simpleshot": "SimpleShot"}.get(name, name)
+
+
+def _titled_box(title: str, button: QPushButton, main: QWidget, *below: QWidget) -> QWidget:
+    """A bold ``title`` with ``button`` at the right, ``main`` taking the height, then ``below``."""
+    box = QWidget()
+    layout = QVBoxLayout(box)
+    layout.setContentsMargins(0, 0, 0, 0)
+    title_row = QHBoxLayout()
+    title_row.addWidget(_bold(title))
+    title_row.addStretch(1)
+    title_row.addWidget(button)
+    layout.addLayout(title_row)
+    layout.addWidget(main, 1)
+    for widget in below:
+        layout.addWidget(widget)
+    return box
 
 
 def _bold(text: str) -> QLabel:
