@@ -76,12 +76,15 @@ def main() -> None:
     def ours_step(i: int) -> None:
         ours.meta_train_step([tasks[i % n_pool]])
 
+    contenders = {"plain supervised step (fwd+bwd+Adam)": plain_step, "plain forward+backward": bare_step,
+                  "protonet meta_train_step": ours_step}
+    if device.type == "cuda":  # the same launch-saving technique on the plain side, for an honest floor
+        contenders["plain supervised step, CUDA-graphed fwd+bwd"] = graphed_plain_step(batches, ours.channels_last)
+
     print(f"\n== steps on {N_WAY * (N_SHOT + N_QUERY)} images: {args.warmup} warm-up + {args.steps} timed, "
           f"{args.rounds} interleaved rounds ==")
     timings = common.time_interleaved(
-        {"plain supervised step (fwd+bwd+Adam)": plain_step, "plain forward+backward": bare_step,
-         "protonet meta_train_step": ours_step},
-        steps=args.steps, warmup=args.warmup, rounds=args.rounds, items_per_step=1, device=device)
+        contenders, steps=args.steps, warmup=args.warmup, rounds=args.rounds, items_per_step=1, device=device)
     common.print_table([(t.name, 1000.0 / t.rate, t.rate, t.spread) for t in timings.values()],
                        ("step", "ms/step", "steps/s", "round spread"))
     step_ms = 1000.0 / timings["protonet meta_train_step"].rate
@@ -104,6 +107,11 @@ def main() -> None:
     bare_ms = 1000.0 / timings["plain forward+backward"].rate
     print(cost_line("protonet step cost / plain supervised step", step_ms, plain_ms))
     print(cost_line("protonet step cost / plain forward+backward", step_ms, bare_ms))
+    graphed = timings.get("plain supervised step, CUDA-graphed fwd+bwd")
+    if graphed is not None:
+        print(cost_line("protonet step cost / plain step with CUDA-graphed fwd+bwd (info)", step_ms,
+                        1000.0 / graphed.rate))
+    print(f"note: ours ran {getattr(ours, 'graphs_note', None) or 'eagerly'}")
     share = (sample_ms + transfer_ms) / step_ms
     print(f"episode sampling+collating  {sample_ms + transfer_ms:.3f} ms  step {step_ms:.2f} ms  "
           f"share {100 * share:.2f}% (target < {100 * SAMPLING_TARGET:g}%) "
@@ -127,6 +135,33 @@ def main() -> None:
           f"(prefetch {'on' if default else 'off'}, as the trainer runs on {device.type}; "
           f"trainer step {trainer_step_ms:.2f} ms, {costs[not default][1]:.2f} ms with prefetch "
           f"{'off' if default else 'on'})")
+
+
+def graphed_plain_step(batches: list, channels_last: bool):
+    """The plain supervised step with its forward+backward recorded once as CUDA graphs (Adam eager),
+    as ``train.cuda_graphs`` does for ours."""
+    torch.manual_seed(0)
+    model = nn.Sequential(Conv4(1, 28, 64), nn.Linear(64, N_WAY)).to(batches[0][0].device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+
+    class Loss(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, x, y):
+            return F.cross_entropy(self.model(x), y)
+
+    graphed = torch.cuda.make_graphed_callables(Loss(), batches[0], num_warmup_iters=2)
+
+    def step(i: int) -> None:
+        x, y = batches[i % len(batches)]
+        optimizer.zero_grad(set_to_none=True)
+        graphed(x, y).backward()
+        optimizer.step()
+    return step
 
 
 def trainer_batch_cost(data, device: torch.device, args, prefetch: bool) -> tuple[float, float]:

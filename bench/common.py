@@ -57,6 +57,9 @@ def make_parser(description: str, *, steps: int, warmup: int, rounds: int = 5) -
     parser.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto",
                         help="our train.channels_last (as the trainer resolves it; default auto, the engine's "
                              "default); the peers keep PyTorch's default layout")
+    parser.add_argument("--cuda-graphs", choices=("on", "off"), default="on",
+                        help="our train.cuda_graphs on CUDA (default on, the engine's default): ProtoNet replays "
+                             "its forward and backward as CUDA graphs; the peers run eagerly, as their users do")
     return parser
 
 
@@ -68,14 +71,18 @@ def setup(args: argparse.Namespace) -> torch.device:
     args.device = str(device)
     use_cpu_clock(args.clock == "cpu" or (args.clock == "auto" and device.type == "cpu"))
     use_channels_last(getattr(args, "channels_last", "auto"))
+    global _cuda_graphs
+    _cuda_graphs = getattr(args, "cuda_graphs", "on") == "on"
     # as the trainer does; it is process-wide, so the peers in this process get it too
     tuned = "freed host memory kept (glibc)" if keep_freed_host_memory() else "malloc untouched"
     print(machine_header(device) + f"; {tuned}; ours: train.channels_last {_channels_last} "
-          f"(= {'on' if resolve_channels_last(_channels_last, device, 28) else 'off'} at 28 px)")
+          f"(= {'on' if resolve_channels_last(_channels_last, device, 28) else 'off'} at 28 px)"
+          + (f", train.cuda_graphs {'on' if _cuda_graphs else 'off'}" if device.type == "cuda" else ""))
     return device
 
 
 _channels_last = "auto"
+_cuda_graphs = True
 
 
 def use_channels_last(setting: str) -> None:
@@ -237,7 +244,8 @@ def run_config(algorithm: AlgorithmConfig, *, n_way: int, n_shot: int, n_query: 
     return RunConfig(data=DataConfig(), task=TaskConfig(n_way=n_way, n_shot=n_shot, n_query=n_query,
                                                         meta_batch_size=meta_batch),
                      model=ModelConfig(backbone="conv4"), algorithm=algorithm,
-                     train=TrainConfig(seed=seed, device=str(device), channels_last=_channels_last))
+                     train=TrainConfig(seed=seed, device=str(device), channels_last=_channels_last,
+                                       cuda_graphs=_cuda_graphs))
 
 
 def build_ours(config: RunConfig, device: torch.device, seed: int, n_train_classes: int = 64) -> Any:
@@ -249,7 +257,7 @@ def build_ours(config: RunConfig, device: torch.device, seed: int, n_train_class
     algorithm = build_algorithm(config, n_train_classes=n_train_classes).to(device)
     train = config.train
     algorithm.configure_runtime(train.precision, resolve_channels_last(train.channels_last, device, config.data.image_size),
-                                train.task_batching, train.vmap_chunk)
+                                train.task_batching, train.vmap_chunk, train.cuda_graphs)
     return algorithm
 
 

@@ -236,6 +236,10 @@ class TrainConfig:
     vmap_chunk: int = param(0, "MAML with vmap: tasks per vmap call (0 = the whole meta-batch). Each chunk's graph "
                             "is freed before the next, so peak memory grows with the chunk, not the meta-batch; "
                             "smaller chunks trade speed for memory.", min=0, max=1024)
+    cuda_graphs: bool = param(True, "On CUDA devices, record ProtoNet's forward and backward once as CUDA graphs and "
+                              "replay them every step (the same kernels, launched as one; small episodes are "
+                              "bound by kernel launches). Falls back to eager steps by itself when the episode "
+                              "shape keeps changing or recording fails. Ignored on the CPU.")
 
 
 @dataclass

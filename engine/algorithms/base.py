@@ -104,6 +104,7 @@ class Algorithm(ABC):
         self.channels_last = False
         self.task_batching = "auto"
         self.vmap_chunk = 0
+        self.cuda_graphs = False
         self.scaler: torch.amp.GradScaler | None = None
         self._scaler_state: dict[str, Any] | None = None
         self.lr_scale = 1.0
@@ -119,14 +120,16 @@ class Algorithm(ABC):
 
     # -- runtime: precision, memory format, distributed --------------------
     def configure_runtime(self, precision: str = "fp32", channels_last: bool = False,
-                          task_batching: str = "auto", vmap_chunk: int = 0) -> None:
+                          task_batching: str = "auto", vmap_chunk: int = 0, cuda_graphs: bool = False) -> None:
         """Set how steps run on the current device (call after ``to(device)``).
 
         precision: "fp32", "bf16" or "fp16" (autocast; fp16 adds a GradScaler and
         needs a CUDA or MPS device). channels_last: convert conv weights and image
         batches to ``torch.channels_last``. task_batching: how MAML runs the tasks of
         a meta-batch ("auto", "loop", "vmap"), and vmap_chunk how many tasks one vmap call
-        takes (0 = the whole meta-batch); both ignored by the other algorithms.
+        takes (0 = the whole meta-batch); both ignored by the other algorithms. cuda_graphs:
+        algorithms that support it replay their step's forward and backward as CUDA graphs
+        on CUDA devices (:mod:`engine.algorithms.graphs`); ignored elsewhere.
         Raises ConfigError naming the train field.
         """
         if precision not in PRECISIONS:
@@ -139,6 +142,7 @@ class Algorithm(ABC):
             raise ConfigError(f"train.vmap_chunk must be at least 0 (got {vmap_chunk})")
         self.precision, self.channels_last, self.task_batching = precision, bool(channels_last), task_batching
         self.vmap_chunk = int(vmap_chunk)
+        self.cuda_graphs = bool(cuda_graphs)
         self.scaler = torch.amp.GradScaler(self.device.type) if precision == "fp16" else None
         if self.scaler is not None and self._scaler_state:
             self.scaler.load_state_dict(self._scaler_state)
@@ -158,12 +162,13 @@ class Algorithm(ABC):
                 usable = fused and all(p.is_floating_point() and p.device.type == "cuda" for p in group["params"])
                 group["fused"], group["foreach"] = (True, False) if usable else (None, None)
 
-    def autocast(self) -> ContextManager[Any]:
-        """Mixed-precision context for forward passes (a no-op in fp32)."""
+    def autocast(self, cache: bool = True) -> ContextManager[Any]:
+        """Mixed-precision context for forward passes (a no-op in fp32). ``cache=False`` for code that
+        is recorded into a CUDA graph (autocast's cast cache must not outlive the recording)."""
         dtype = PRECISIONS[self.precision]
         if dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=dtype)
+        return torch.autocast(self.device.type, dtype=dtype, cache_enabled=cache)
 
     @property
     def loss_scale(self) -> float:

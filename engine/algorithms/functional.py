@@ -98,10 +98,21 @@ def correct_fraction(logits: Tensor, labels: Tensor) -> Tensor:
     return (logits.argmax(1) == labels).float().mean()
 
 
+def episode_ways(task: Task) -> int:
+    """A task's number of classes, read without waiting for the GPU (``Task.n_way`` reads the labels'
+    maximum back from the device; sampled episodes carry ``class_ids``)."""
+    return int(task.class_ids.numel()) or task.n_way
+
+
+def mean_of(values: Sequence[Tensor]) -> Tensor:
+    """The mean of 0-d tensors (the tensor itself for one)."""
+    return values[0] if len(values) == 1 else torch.stack(list(values)).mean()
+
+
 def step_metrics(loss: Tensor, accuracies: Sequence[Tensor], lr: float) -> dict[str, float]:
     """A training step's metrics from a 0-d loss and per-task 0-d accuracies, read from the device
     with ONE transfer (each ``.item()`` would stall the host until the GPU catches up)."""
-    accuracy_value = accuracies[0] if len(accuracies) == 1 else torch.stack(list(accuracies)).mean()
+    accuracy_value = mean_of(accuracies)
     loss_value, accuracy_value = torch.stack([loss.detach().float(), accuracy_value.float()]).tolist()
     return {"loss": loss_value, "accuracy": accuracy_value, "lr": float(lr)}
 

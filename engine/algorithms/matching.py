@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from engine.algorithms.base import Algorithm, Predictor, ProgressCallback
 from engine.algorithms.functional import (
-    check_support, class_means, correct_fraction, embed_tasks, eval_mode, step_metrics,
+    check_support, class_means, correct_fraction, embed_tasks, episode_ways, eval_mode, step_metrics,
 )
 from engine.config import MatchingConfig
 from engine.data.types import ClassBatch, Task
@@ -105,7 +105,7 @@ class MatchingNetworks(Algorithm):
         with self.autocast():
             embedded = embed_tasks(self.backbone, tasks)
         for task, (support, query) in zip(tasks, embedded):
-            probabilities = matching_probabilities(support.float(), task.support_y, query.float(), task.n_way,
+            probabilities = matching_probabilities(support.float(), task.support_y, query.float(), episode_ways(task),
                                                    scale)
             losses.append(F.nll_loss(torch.log(probabilities + EPS), task.query_y))
             accuracies.append(correct_fraction(probabilities.detach(), task.query_y))

@@ -10,8 +10,10 @@ from torch import Tensor, nn
 
 from engine.algorithms.base import Algorithm, Predictor, ProgressCallback
 from engine.algorithms.functional import (
-    check_support, class_means, correct_fraction, embed_tasks, eval_mode, squared_euclidean, step_metrics,
+    check_support, class_means, correct_fraction, embed_tasks, episode_ways, eval_mode, mean_of, squared_euclidean,
+    step_metrics,
 )
+from engine.algorithms.graphs import GraphedLoss, cuda_graphs_usable
 from engine.config import ProtoNetConfig
 from engine.data.types import ClassBatch, Task
 
@@ -59,6 +61,7 @@ class ProtoNet(Algorithm):
     def __init__(self, config: ProtoNetConfig, backbone: nn.Module, *, n_way: int, n_train_classes: int) -> None:
         super().__init__(config, backbone, n_way=n_way, n_train_classes=n_train_classes)
         self.optimizer = torch.optim.Adam(self.backbone.parameters(), lr=config.lr)
+        self._graphed: GraphedLoss | None = None
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"meta": self.optimizer}
@@ -69,16 +72,44 @@ class ProtoNet(Algorithm):
             raise TypeError("ProtoNet trains on episodes (a list of Task), not on a ClassBatch")
         tasks = self.prepare_batch(batch)
         self.train(True)
-        losses, accuracies = [], []
-        with self.autocast():
+        ways = tuple(episode_ways(task) for task in tasks)
+        outputs = self._graphed_loss(tasks, ways) if cuda_graphs_usable(self.cuda_graphs, self.device) else None
+        loss, accuracy = outputs if outputs is not None else self._episode_loss(ways, tasks)
+        self.backward_and_step(loss, self.optimizer)
+        return step_metrics(loss, [accuracy], self.optimizer.param_groups[0]["lr"])
+
+    def _episode_loss(self, ways: tuple[int, ...], tasks: list[Task], *, cache: bool = True) -> tuple[Tensor, Tensor]:
+        """(mean query cross-entropy, mean query accuracy) over the tasks, both 0-d tensors; ``ways``
+        gives each task's number of classes. No host synchronisation (it is recorded as a CUDA graph)."""
+        with self.autocast(cache):
             embedded = embed_tasks(self.backbone, tasks)
-        for task, (support, query) in zip(tasks, embedded):
-            logits = prototype_logits(support.float(), task.support_y, query.float(), task.n_way)
+        losses, accuracies = [], []
+        for task, n_way, (support, query) in zip(tasks, ways, embedded):
+            logits = prototype_logits(support.float(), task.support_y, query.float(), n_way)
             losses.append(F.cross_entropy(logits, task.query_y))
             accuracies.append(correct_fraction(logits.detach(), task.query_y))
-        loss = losses[0] if len(losses) == 1 else torch.stack(losses).mean()
-        self.backward_and_step(loss, self.optimizer)
-        return step_metrics(loss, accuracies, self.optimizer.param_groups[0]["lr"])
+        return mean_of(losses), mean_of(accuracies)
+
+    def _graphed_loss(self, tasks: list[Task], ways: tuple[int, ...]) -> tuple[Tensor, ...] | None:
+        """:meth:`_episode_loss` replayed as CUDA graphs, or None when this step runs eagerly."""
+        if self._graphed is None:
+            self._graphed = GraphedLoss(self.backbone, self._graphed_episode_loss)
+        inputs = [x for task in tasks for x in (task.support_x, task.support_y, task.query_x, task.query_y)]
+        return self._graphed(inputs, (ways, self.precision, self.backbone.training))
+
+    def _graphed_episode_loss(self, context: tuple[Any, ...], *inputs: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`_episode_loss` on tasks given as flat (support_x, support_y, query_x, query_y) groups."""
+        tasks = [Task(*inputs[i:i + 4]) for i in range(0, len(inputs), 4)]
+        return self._episode_loss(context[0], tasks, cache=False)
+
+    @property
+    def graphs_note(self) -> str | None:
+        """How training steps run with ``train.cuda_graphs``, for the run log (None before the first step)."""
+        if self._graphed is None:
+            return None
+        if self._graphed.disabled_reason:
+            return f"CUDA graphs off: {self._graphed.disabled_reason}"
+        return f"CUDA graphs: {self._graphed.captures} recorded" if self._graphed.active else None
 
     def adapt(self, support_x: Tensor, support_y: Tensor, *, steps: int | None = None,
               progress: ProgressCallback | None = None) -> Predictor:

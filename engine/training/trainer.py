@@ -141,6 +141,7 @@ class Trainer:
         # of those, seconds the main thread spent getting each step's batch (waiting for the prefetched
         # batch or drawing it inline) and preparing it (prepare_batch): sampling on the critical path
         self.batch_seconds = 0.0
+        self._graphs_note: str | None = None
 
     @classmethod
     def resume(cls, run_dir: Path | str, *, callbacks: Sequence[Callback] = (), control: RunControl | None = None,
@@ -265,7 +266,8 @@ class Trainer:
             algorithm = build_algorithm(cfg, n_train_classes=n_train)
             algorithm.to(device)
         channels_last = resolve_channels_last(cfg.train.channels_last, device, cfg.data.image_size)
-        algorithm.configure_runtime(cfg.train.precision, channels_last, cfg.train.task_batching, cfg.train.vmap_chunk)
+        algorithm.configure_runtime(cfg.train.precision, channels_last, cfg.train.task_batching, cfg.train.vmap_chunk,
+                                    cfg.train.cuda_graphs)
         self.algorithm = algorithm
         self._check_memory(cfg, device)
         return n_train
@@ -397,12 +399,21 @@ class Trainer:
         self.algorithm.train(True)
         self.algorithm.set_lr_scale(lr_factor(self.config.train, step))
         metrics = self.algorithm.meta_train_step(batch)
+        self._log_graphs_note()
         metrics = distributed.average_metrics(metrics, self._device)
         loss = float(metrics.get("loss", float("nan")))
         if not math.isfinite(loss):
             raise TrainingError(f"the loss became {loss} at step {step}; training stopped there. Try a lower "
                                 f"learning rate ({self._learning_rates()}); the last good checkpoint is kept")
         return metrics
+
+    def _log_graphs_note(self) -> None:
+        """Log when CUDA-graph replay starts, or stops with its reason (``train.cuda_graphs``)."""
+        note = getattr(self.algorithm, "graphs_note", None)
+        if note != self._graphs_note:
+            self._graphs_note = note
+            if note:
+                self.callbacks.on_log(note, "warning" if note.startswith("CUDA graphs off") else "info")
 
     def _learning_rates(self) -> str:
         """'algorithm.lr is X' (and the inner-loop rate of the algorithms that have one)."""

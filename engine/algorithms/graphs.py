@@ -1,0 +1,154 @@
+"""CUDA-graph replay of a training step's forward and backward (``train.cuda_graphs``).
+
+A few-shot step on a GPU is small: Conv-4 on 100 images of 28x28 is a few hundred
+microseconds of GPU work, but its eager forward and backward launch ~150 kernels, each
+costing the host several microseconds of Python, dispatcher and driver time. The step is
+bound by those launches, not by the GPU. :class:`GraphedLoss` records the forward and
+backward ONCE per input signature with ``torch.cuda.make_graphed_callables`` and then
+replays each as a single graph launch. The maths are the same kernels on the same
+tensors; only who launches them changes.
+
+What stays eager (outside the graph): ``zero_grad``, the loss scaling, ``backward``'s
+hand-off into ``.grad``, the all-reduce over ranks and the optimiser step, so learning-rate
+schedules, the fp16 GradScaler and torch.distributed work unchanged.
+
+Rules a graphed callable must follow, enforced here:
+
+* Static shapes: a graph is recorded per signature (shapes, dtypes, strides, devices of the
+  inputs; each task's number of classes); a run with more than ``MAX_SIGNATURES`` different
+  signatures goes back to eager steps for good.
+* Static parameters: the graph reads the weights' and buffers' memory. When any of them
+  moved (``Algorithm.to``, channels-last conversion), the recorded graphs are dropped and
+  recorded again. Loading a checkpoint copies in place and keeps them.
+* No host synchronisation inside the step (``.item()``, data-dependent shapes). A capture
+  that fails for any reason switches this run to eager steps with a warning naming the
+  cause; it never fails the run.
+
+The warm-up passes that ``make_graphed_callables`` runs before recording would move
+BatchNorm running statistics; they are restored, so a graphed run equals an eager one.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+MAX_SIGNATURES = 4
+WARMUP_PASSES = 2
+
+StepFn = Callable[..., tuple[Tensor, ...]]
+"""``fn(context, *inputs) -> (loss, *extras)``."""
+
+
+def cuda_graphs_usable(enabled: bool, device: torch.device) -> bool:
+    """Whether ``train.cuda_graphs`` applies on ``device`` (CUDA only; ignored elsewhere)."""
+    return bool(enabled) and device.type == "cuda" and torch.cuda.is_available()
+
+
+class _Bound(nn.Module):
+    """``fn(*inputs)`` as a module whose parameters are ``owner``'s: ``make_graphed_callables``
+    replaces THIS module's forward, so each signature gets a fresh one and ``owner`` stays eager."""
+
+    def __init__(self, owner: nn.Module, fn: StepFn, context: Any) -> None:
+        super().__init__()
+        self.owner = owner
+        self._fn = fn
+        self._context = context
+
+    def forward(self, *inputs: Tensor) -> tuple[Tensor, ...]:
+        return self._fn(self._context, *inputs)
+
+
+def signature(inputs: Sequence[Tensor], context: Any = None) -> tuple[Any, ...]:
+    """What a recorded graph is valid for: each input's shape, strides, dtype and device, and ``context``."""
+    return (context, *((tuple(x.shape), x.stride(), x.dtype, x.device) for x in inputs))
+
+
+class GraphedLoss:
+    """Replays ``fn``'s forward and backward as CUDA graphs.
+
+    Args:
+        owner: the module whose parameters ``fn`` uses (e.g. the backbone).
+        fn: ``fn(context, *inputs) -> (loss, *extras)``: ``loss`` a 0-d tensor to differentiate,
+            ``extras`` tensors without gradient (e.g. an accuracy). It must be free of host
+            synchronisation and of Python decisions that depend on tensor values.
+
+    Call it with the inputs (CUDA tensors) and a hashable ``context`` holding everything else
+    the recording depends on (it is handed to ``fn`` and keys the graphs); it returns ``fn``'s
+    outputs (the loss differentiable with respect to ``owner``'s parameters) or None when this
+    step must run eagerly.
+    """
+
+    def __init__(self, owner: nn.Module, fn: StepFn) -> None:
+        self.owner = owner
+        self.fn = fn
+        self.disabled_reason: str | None = None
+        self.captures = 0
+        self._graphs: dict[tuple[Any, ...], nn.Module] = {}
+        self._memory: tuple[int, ...] = ()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> "GraphedLoss":
+        """A copy (of an algorithm, say) records its own graphs for its own weights when first called."""
+        twin = GraphedLoss(copy.deepcopy(self.owner, memo), copy.deepcopy(self.fn, memo))
+        twin.disabled_reason = self.disabled_reason
+        return twin
+
+    @property
+    def active(self) -> bool:
+        """True once a graph has been recorded and none failed."""
+        return self.disabled_reason is None and bool(self._graphs)
+
+    def __call__(self, inputs: Sequence[Tensor], context: Any = None) -> tuple[Tensor, ...] | None:
+        if self.disabled_reason is not None or torch.is_autocast_enabled():
+            return None
+        self._forget_if_weights_moved()
+        key = signature(inputs, context)
+        graphed = self._graphs.get(key)
+        if graphed is None:
+            if len(self._graphs) >= MAX_SIGNATURES:
+                self.disable(f"more than {MAX_SIGNATURES} different episode shapes")
+                return None
+            graphed = self._record(inputs, context)
+            if graphed is None:
+                return None
+            self._graphs[key] = graphed
+        return graphed.forward(*inputs)
+
+    def disable(self, reason: str) -> None:
+        """Eager steps from now on (drops the recorded graphs)."""
+        self.disabled_reason = reason
+        self._graphs.clear()
+        warnings.warn(f"train.cuda_graphs: training steps run eagerly from here on ({reason})",
+                      RuntimeWarning, stacklevel=3)
+
+    def _weights_memory(self) -> tuple[int, ...]:
+        return tuple(t.data_ptr() for t in (*self.owner.parameters(), *self.owner.buffers()))
+
+    def _forget_if_weights_moved(self) -> None:
+        memory = self._weights_memory()
+        if memory != self._memory:
+            self._graphs.clear()  # their memory pools go with them
+            self._memory = memory
+
+    def _record(self, inputs: Sequence[Tensor], context: Any) -> nn.Module | None:
+        buffers = [b.detach().clone() for b in self.owner.buffers()]
+        try:
+            graphed = torch.cuda.make_graphed_callables(
+                _Bound(self.owner, self.fn, context), tuple(x.detach() for x in inputs),
+                num_warmup_iters=WARMUP_PASSES, capture_error_mode="thread_local")
+        except Exception as error:  # noqa: BLE001 -- any capture failure means: run eagerly
+            self._restore(buffers)
+            self.disable(f"recording failed: {type(error).__name__}: {str(error).splitlines()[0][:200]}")
+            return None
+        self._restore(buffers)
+        self.captures += 1
+        return graphed
+
+    def _restore(self, saved: list[Tensor]) -> None:
+        with torch.no_grad():
+            for buffer, value in zip(self.owner.buffers(), saved):
+                buffer.copy_(value)
