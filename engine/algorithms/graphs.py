@@ -31,6 +31,7 @@ BatchNorm running statistics; they are restored, so a graphed run equals an eage
 from __future__ import annotations
 
 import copy
+import inspect
 import warnings
 from typing import Any, Callable, Sequence
 
@@ -47,6 +48,13 @@ StepFn = Callable[..., tuple[Tensor, ...]]
 def cuda_graphs_usable(enabled: bool, device: torch.device) -> bool:
     """Whether ``train.cuda_graphs`` applies on ``device`` (CUDA only; ignored elsewhere)."""
     return bool(enabled) and device.type == "cuda" and torch.cuda.is_available()
+
+
+def _capture_options() -> dict[str, Any]:
+    """Recording errors only for this thread's work (the studio's GUI thread may use the GPU meanwhile),
+    where this PyTorch has the option."""
+    parameters = inspect.signature(torch.cuda.make_graphed_callables).parameters
+    return {"capture_error_mode": "thread_local"} if "capture_error_mode" in parameters else {}
 
 
 class _Bound(nn.Module):
@@ -139,7 +147,7 @@ class GraphedLoss:
         try:
             graphed = torch.cuda.make_graphed_callables(
                 _Bound(self.owner, self.fn, context), tuple(x.detach() for x in inputs),
-                num_warmup_iters=WARMUP_PASSES, capture_error_mode="thread_local")
+                num_warmup_iters=WARMUP_PASSES, allow_unused_input=True, **_capture_options())
         except Exception as error:  # noqa: BLE001 -- any capture failure means: run eagerly
             self._restore(buffers)
             self.disable(f"recording failed: {type(error).__name__}: {str(error).splitlines()[0][:200]}")

@@ -34,8 +34,8 @@ class EagerStandIn:
         self.recordings = 0
         self.fail = fail
 
-    def __call__(self, module: nn.Module, sample_args: tuple[Tensor, ...], *, num_warmup_iters: int,
-                 capture_error_mode: str) -> nn.Module:
+    def __call__(self, module: nn.Module, sample_args: tuple[Tensor, ...], num_warmup_iters: int = 3,
+                 allow_unused_input: bool = False, capture_error_mode: str = "global") -> nn.Module:
         for _ in range(num_warmup_iters):
             module(*sample_args)[0].backward()
         if self.fail:
