@@ -150,7 +150,8 @@ class GraphedLoss:
                 num_warmup_iters=WARMUP_PASSES, allow_unused_input=True, **_capture_options())
         except Exception as error:  # noqa: BLE001 -- any capture failure means: run eagerly
             self._restore(buffers)
-            self.disable(f"recording failed: {type(error).__name__}: {str(error).splitlines()[0][:200]}")
+            first_line = (str(error).splitlines() or [""])[0][:200]
+            self.disable(f"recording failed: {type(error).__name__}: {first_line}")
             return None
         self._restore(buffers)
         self.captures += 1
