@@ -25,7 +25,8 @@ ERROR_STYLE = "border: 2px solid #d62728; border-radius: 3px;"
 
 def field_label(spec: FieldSpec) -> str:
     """'n_shot' -> 'N shot', 'lr' -> 'Learning rate'."""
-    special = {"lr": "Learning rate", "n_way": "N-way", "n_shot": "K-shot", "n_query": "Queries per class"}
+    special = {"lr": "Learning rate", "n_way": "N-way", "n_shot": "K-shot", "n_query": "Queries per class",
+               "cuda_graphs": "CUDA graphs"}
     if spec.name in special:
         return special[spec.name]
     text = spec.name.replace("_", " ")

@@ -13,6 +13,7 @@ from PySide6.QtWidgets import QApplication, QCheckBox, QComboBox, QDoubleSpinBox
 from engine.config import ALGORITHM_CONFIGS, BUILTIN_GLYPHS, RunConfig
 from tests.conftest import write_dataset
 from tests.studio.conftest import wait_data
+from studio.panels.config_form import field_label
 
 
 def test_launch_selects_builtin_glyphs_and_allows_training(window):
@@ -36,6 +37,9 @@ def test_algorithm_list_and_generated_form(window):
     assert isinstance(panel.field("algorithm.lr").widget, QLineEdit)
     assert isinstance(panel.field("model.backbone").widget, QComboBox)
     assert "Filters per conv block" in panel.field("model.hidden_channels").widget.toolTip()
+    graphs = panel.field("train.cuda_graphs").widget  # a GPU option: a check box, ticked by default
+    assert isinstance(graphs, QCheckBox) and graphs.isChecked() and "CUDA graphs" in graphs.toolTip()
+    assert field_label(panel.field("train.cuda_graphs").spec) == "CUDA graphs"
     panel.set_algorithm("maml")
     assert panel.summary_label.text() == ALGORITHM_CONFIGS["maml"].summary
     assert isinstance(panel.field("algorithm.first_order").widget, QCheckBox)
