@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from PySide6.QtCore import QEventLoop, Qt, QTimer
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication
 
-from engine.training.host_memory import keep_freed_host_memory_if_alone
+from engine.training.host_memory import keep_freed_host_memory_in_all_threads
 from studio import settings as st
 
 
@@ -25,10 +26,28 @@ def wait_ms(ms: int) -> None:
     loop.exec()
 
 
+def prepare_process_for_training() -> None:
+    """Settings that must precede Qt's threads, so that training in a worker thread runs as fast as
+    in the main thread of ``meta-engine train`` (measured: ``bench/bench_studio_overhead.py``).
+
+    * glibc keeps freed memory for reuse in every thread (:mod:`engine.training.host_memory`):
+      without it the training thread page-faults in fresh memory at every step (0.6-1.3 s of
+      kernel time per 200 ProtoNet steps).
+    * Qt paints in the GUI thread only (``QT_NO_GUI_THREADPOOL``): Qt's raster engine otherwise
+      splits every large fill of a repaint into tasks for a pool of threads; during training that
+      woke 2 pool threads ~2 000 times a second, each wake-up preempting a PyTorch thread whose
+      OpenMP team then waits for it. A user's own setting of the variable is kept.
+    """
+    keep_freed_host_memory_in_all_threads()
+    os.environ.setdefault("QT_NO_GUI_THREADPOOL", "1")
+
+
 def create_application(argv: list[str] | None = None) -> QApplication:
-    """The QApplication (reused if one exists), with the names QSettings uses and a consistent style."""
+    """The QApplication (reused if one exists), with the names QSettings uses and a consistent style.
+    Creating it first calls :func:`prepare_process_for_training`."""
     app = QApplication.instance()
     if app is None:
+        prepare_process_for_training()
         QGuiApplication.setHighDpiScaleFactorRoundingPolicy(Qt.HighDpiScaleFactorRoundingPolicy.PassThrough)
         app = QApplication(list(argv) if argv is not None else sys.argv[:1])
     app.setOrganizationName(st.ORGANIZATION)
@@ -51,8 +70,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Open the main window and run the event loop; returns the exit status."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    keep_freed_host_memory_if_alone()  # before Qt and the workers start threads (engine.training.host_memory)
-    app = create_application()
+    app = create_application()  # first: it tunes the process before Qt and the workers start threads
     from studio.main_window import MainWindow
 
     window = MainWindow(load_data=args.folder is None)
