@@ -26,6 +26,12 @@ Rules a graphed callable must follow, enforced here:
 
 The warm-up passes that ``make_graphed_callables`` runs before recording would move
 BatchNorm running statistics; they are restored, so a graphed run equals an eager one.
+
+Trust, but check: the first ``CHECKED_REPLAYS`` replays of every recording (on the recording's
+own inputs, then on fresh ones) are compared with the eager step on the same inputs, outputs and
+parameter gradients. Any disagreement beyond rounding switches the run to eager steps, with the
+numbers in the warning; that step itself runs eagerly. It costs one extra eager forward and
+backward per check, a handful per run.
 """
 
 from __future__ import annotations
@@ -40,6 +46,9 @@ from torch import Tensor, nn
 
 MAX_SIGNATURES = 4
 WARMUP_PASSES = 2
+LOSS_TOLERANCE = 1e-2       # a checked replay's loss against the eager step's (relative; the extras, such as
+GRADIENT_TOLERANCE = 1e-2   # an accuracy, may flip on rounding) and its gradients (relative norm of the difference)
+CHECKED_REPLAYS = 2         # replays of each recording checked against the eager step
 
 StepFn = Callable[..., tuple[Tensor, ...]]
 """``fn(context, *inputs) -> (loss, *extras)``."""
@@ -97,6 +106,7 @@ class GraphedLoss:
         self.disabled_reason: str | None = None
         self.captures = 0
         self._graphs: dict[tuple[Any, ...], nn.Module] = {}
+        self._unchecked: dict[tuple[Any, ...], int] = {}
         self._memory: tuple[int, ...] = ()
 
     def __deepcopy__(self, memo: dict[int, Any]) -> "GraphedLoss":
@@ -123,13 +133,30 @@ class GraphedLoss:
             graphed = self._record(inputs, context)
             if graphed is None:
                 return None
-            self._graphs[key] = graphed
-        return graphed.forward(*inputs)
+            self._graphs[key], self._unchecked[key] = graphed, CHECKED_REPLAYS
+        if not self._unchecked.get(key):
+            return graphed.forward(*inputs)
+        return self._checked_replay(key, graphed, inputs, context)
+
+    def _checked_replay(self, key: tuple[Any, ...], graphed: nn.Module, inputs: Sequence[Tensor],
+                        context: Any) -> tuple[Tensor, ...] | None:
+        """A replay checked against the eager step (the first ``CHECKED_REPLAYS`` of each recording: the
+        recording's own inputs, then fresh ones); on disagreement, None and eager steps from now on."""
+        self._unchecked[key] -= 1
+        before = self._buffers()
+        outputs = graphed.forward(*inputs)
+        disagreement = self._disagreement(outputs, inputs, context)
+        if disagreement:
+            self._restore(before)   # the caller runs this step eagerly
+            self.disable(f"a replay disagreed with the eager step ({disagreement})")
+            return None
+        return outputs
 
     def disable(self, reason: str) -> None:
         """Eager steps from now on (drops the recorded graphs)."""
         self.disabled_reason = reason
         self._graphs.clear()
+        self._unchecked.clear()
         warnings.warn(f"train.cuda_graphs: training steps run eagerly from here on ({reason})",
                       RuntimeWarning, stacklevel=3)
 
@@ -140,10 +167,31 @@ class GraphedLoss:
         memory = self._weights_memory()
         if memory != self._memory:
             self._graphs.clear()  # their memory pools go with them
+            self._unchecked.clear()
             self._memory = memory
 
+    def _disagreement(self, outputs: tuple[Tensor, ...], inputs: Sequence[Tensor], context: Any) -> str:
+        """Check a replay against the eager step on the same inputs: the loss within ``LOSS_TOLERANCE`` and
+        its parameter gradients within ``GRADIENT_TOLERANCE`` (relative; the kernels are the same, so only
+        rounding, from non-deterministic kernels or TF32, may differ; a broken replay is off by O(1)).
+        Returns what disagrees, or "" when they agree. Running statistics are left as the replay set them."""
+        params = [p for p in self.owner.parameters() if p.requires_grad]
+        after_replay = self._buffers()
+        graphed_grads = torch.autograd.grad(outputs[0], params, retain_graph=True, allow_unused=True)
+        eager = self.fn(context, *inputs)
+        eager_grads = torch.autograd.grad(eager[0], params, allow_unused=True)
+        self._restore(after_replay)
+        ours, theirs = float(outputs[0].detach()), float(eager[0].detach())
+        if abs(ours - theirs) > LOSS_TOLERANCE * max(abs(theirs), 1e-3):
+            return f"loss {ours:.6g} against {theirs:.6g}"
+        gap = _relative_gap(graphed_grads, eager_grads)
+        return f"gradients {gap:.2e} apart (relative)" if gap > GRADIENT_TOLERANCE else ""
+
+    def _buffers(self) -> list[Tensor]:
+        return [b.detach().clone() for b in self.owner.buffers()]
+
     def _record(self, inputs: Sequence[Tensor], context: Any) -> nn.Module | None:
-        buffers = [b.detach().clone() for b in self.owner.buffers()]
+        buffers = self._buffers()
         try:
             graphed = torch.cuda.make_graphed_callables(
                 _Bound(self.owner, self.fn, context), tuple(x.detach() for x in inputs),
@@ -158,6 +206,19 @@ class GraphedLoss:
         return graphed
 
     def _restore(self, saved: list[Tensor]) -> None:
+        """Put the buffers (running statistics) back, in place, without bumping their autograd version:
+        a step's graph may hold them, and batch-statistics backward does not read them."""
         with torch.no_grad():
             for buffer, value in zip(self.owner.buffers(), saved):
-                buffer.copy_(value)
+                buffer.data.copy_(value)
+
+
+def _relative_gap(ours: Sequence[Tensor | None], theirs: Sequence[Tensor | None]) -> float:
+    """||ours - theirs|| / ||theirs|| over all gradients (None = zero)."""
+    difference = reference = 0.0
+    for a, b in zip(ours, theirs):
+        a = torch.zeros(()) if a is None else a.detach().double()
+        b = torch.zeros(()) if b is None else b.detach().double()
+        difference += float((a.cpu() - b.cpu()).pow(2).sum())
+        reference += float(b.cpu().pow(2).sum())
+    return (difference ** 0.5) / max(reference ** 0.5, 1e-30)

@@ -17,7 +17,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from engine.algorithms import protonet
+from engine.algorithms import graphs, protonet
 from engine.algorithms.graphs import MAX_SIGNATURES, GraphedLoss, cuda_graphs_usable
 from engine.training.callbacks import Callback
 from engine.training.trainer import Trainer
@@ -118,6 +118,41 @@ def test_a_failed_recording_leaves_eager_steps_and_the_statistics(monkeypatch: p
         assert graphed([torch.randn(6, 1, 8, 8)]) is None
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
     assert graphed.disabled_reason is not None and "more detail" not in graphed.disabled_reason
+
+
+class StaleStandIn(EagerStandIn):
+    """A broken recording: every replay computes on the recording's inputs, whatever it is given."""
+
+    def __call__(self, module: nn.Module, sample_args: tuple[Tensor, ...], **options: Any) -> nn.Module:
+        super().__call__(module, sample_args, **options)
+        recorded = tuple(x.clone() for x in sample_args)
+        forward = module.forward
+        module.forward = lambda *inputs: forward(*recorded)
+        return module
+
+
+def test_checks_stop_after_the_first_replays(stand_in: EagerStandIn) -> None:
+    net = small_net()
+    calls = []
+    fn = mean_output(net)
+    graphed = GraphedLoss(net, lambda context, x: calls.append(1) or fn(context, x))
+    for _ in range(5):
+        graphed([torch.randn(6, 1, 8, 8)])
+    # 2 warm-ups + 5 replays + one eager check for each of the first CHECKED_REPLAYS replays
+    assert len(calls) == graphs.WARMUP_PASSES + 5 + graphs.CHECKED_REPLAYS
+
+
+def test_a_replay_that_disagrees_with_eager_switches_to_eager_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "make_graphed_callables", StaleStandIn())
+    eager = build("protonet")
+    graphed = graphed_protonet(monkeypatch)
+    with pytest.warns(RuntimeWarning, match="a replay disagreed with the eager step"):
+        for step in range(3):
+            batch = tasks(2, seed=step)
+            assert graphed.meta_train_step(batch) == eager.meta_train_step(batch)
+    assert graphed.graphs_note.startswith("CUDA graphs off: a replay disagreed")
+    ours, theirs = weights(graphed), weights(eager)
+    assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
 
 
 def graphed_protonet(monkeypatch: pytest.MonkeyPatch, seed: int = 0):
