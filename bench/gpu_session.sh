@@ -25,6 +25,10 @@
 #                      an item starting with bench_ runs as "$PY bench/<item>", anything else
 #                      with bash -c, e.g.
 #                      EXTRA_BENCH="bench_protonet_vs_easyfsl.py --device cuda --steps 300 --warmup 20 --channels-last"
+#                      CUDA graphs (train.cuda_graphs, on by default) against eager steps, for instance:
+#                      EXTRA_BENCH="bench_protonet_limit.py --device cuda --threads 1 --steps 300 --warmup 30
+#                      --samples 300 --cuda-graphs off; bench_protonet_vs_easyfsl.py --device cuda --threads 1
+#                      --steps 300 --warmup 20 --cuda-graphs off"
 #   EXTRA_TIMEOUT=s    timeout of each extra item (default 180)
 #   TEST_WORKERS=n     pytest-xdist workers for the non-CUDA engine tests (default 8; 0 = off)
 #   TEST_TIMEOUT=s     cap of the whole tests part (default 150)
