@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import subprocess
 import sys
+import threading
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import torch
@@ -46,6 +49,19 @@ print((faults[20] - faults[5]) / 15)
 """
 
 
+@contextlib.contextmanager
+def another_thread_running() -> Iterator[None]:
+    """A second Python thread exists for the duration of the block."""
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    other.start()
+    try:
+        yield
+    finally:
+        release.set()
+        other.join()
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc tuning is Linux-only")
 def test_after_tuning_big_allocations_stop_faulting_in_fresh_pages() -> None:
     def faults_for_allocations() -> int:
@@ -66,19 +82,11 @@ def test_the_switch_leaves_malloc_alone(monkeypatch: pytest.MonkeyPatch) -> None
 
 def test_the_trainer_leaves_malloc_alone_while_other_threads_run(monkeypatch: pytest.MonkeyPatch) -> None:
     """Changing malloc's thresholds while another thread allocates is a race (it aborted a gloo run)."""
-    import threading
-
     monkeypatch.setattr(host_memory, "_applied", None)
     calls: list[int] = []
     monkeypatch.setattr(host_memory, "_apply", lambda: calls.append(1) or True)
-    release = threading.Event()
-    other = threading.Thread(target=release.wait)
-    other.start()
-    try:
+    with another_thread_running():
         assert host_memory.keep_freed_host_memory_if_alone() is False and calls == []
-    finally:
-        release.set()
-        other.join()
     assert host_memory.keep_freed_host_memory_if_alone() is True and calls == [1]
 
 
@@ -94,19 +102,11 @@ def test_a_training_thread_reuses_freed_memory_when_all_threads_are_tuned() -> N
 
 
 def test_all_threads_tuning_waits_until_no_other_thread_runs(monkeypatch: pytest.MonkeyPatch) -> None:
-    import threading
-
     monkeypatch.setattr(host_memory, "_one_arena", None)
     monkeypatch.setattr(host_memory, "_applied", True)
     calls: list[tuple[int, int]] = []
     monkeypatch.setattr(host_memory, "_mallopt", lambda: lambda option, value: calls.append((option, value)) or 1)
-    release = threading.Event()
-    other = threading.Thread(target=release.wait)
-    other.start()
-    try:
+    with another_thread_running():
         assert host_memory.keep_freed_host_memory_in_all_threads() is False and calls == []
-    finally:
-        release.set()
-        other.join()
     assert host_memory.keep_freed_host_memory_in_all_threads() is True
     assert calls == [(host_memory.M_ARENA_MAX, 1)]
