@@ -23,7 +23,11 @@ REPO = Path(__file__).resolve().parents[2]
 _TRAIN_IN_A_THREAD = """
 import resource, threading
 from engine.training import host_memory
-assert host_memory.keep_freed_host_memory_in_all_threads()
+import sys
+if sys.argv[1] == "all-threads":
+    assert host_memory.keep_freed_host_memory_in_all_threads()
+else:  # the main heap's thresholds only
+    assert host_memory.keep_freed_host_memory()
 from engine.config import RunConfig
 from engine.data.dataset import load_data
 from engine.training.callbacks import Callback
@@ -90,15 +94,23 @@ def test_the_trainer_leaves_malloc_alone_while_other_threads_run(monkeypatch: py
     assert host_memory.keep_freed_host_memory_if_alone() is True and calls == [1]
 
 
+def faults_per_step_in_a_training_thread(tuning: str) -> float:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "META_STUDIO_KEEP_HOST_MEMORY": "1"}
+    result = subprocess.run([sys.executable, "-c", _TRAIN_IN_A_THREAD, tuning], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return float(result.stdout.split()[-1])
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc tuning is Linux-only")
 def test_a_training_thread_reuses_freed_memory_when_all_threads_are_tuned() -> None:
     """Threads other than the main one get their own malloc arenas, which unmap emptied heaps whatever the
-    thresholds: measured ~240 faults per step with keep_freed_host_memory alone, ~1 700 untuned, < 1 here."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "META_STUDIO_KEEP_HOST_MEMORY": "1"}
-    result = subprocess.run([sys.executable, "-c", _TRAIN_IN_A_THREAD], cwd=REPO, env=env, capture_output=True,
-                            text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-4000:]
-    assert float(result.stdout.split()[-1]) < 50
+    thresholds. Measured per step: ~240 faults with the main heap's thresholds only, ~1 700 untuned, under 1
+    with all threads tuned (66 once, in a full CI run: the kernel's own page reclaim adds faults to both
+    sides, hence the comparison in one run)."""
+    all_threads = faults_per_step_in_a_training_thread("all-threads")
+    main_heap_only = faults_per_step_in_a_training_thread("main-heap")
+    assert all_threads < 150 and 3 * all_threads < main_heap_only, (all_threads, main_heap_only)
 
 
 def test_all_threads_tuning_waits_until_no_other_thread_runs(monkeypatch: pytest.MonkeyPatch) -> None:
