@@ -111,7 +111,7 @@ def main() -> None:
     if graphed is not None:
         print(cost_line("protonet step cost / plain step with CUDA-graphed fwd+bwd (info)", step_ms,
                         1000.0 / graphed.rate))
-    print(f"note: ours ran {getattr(ours, 'graphs_note', None) or 'eagerly'}")
+    print(f"note: ours ran {ours.graphs_note or 'eagerly'}")
     share = (sample_ms + transfer_ms) / step_ms
     print(f"episode sampling+collating  {sample_ms + transfer_ms:.3f} ms  step {step_ms:.2f} ms  "
           f"share {100 * share:.2f}% (target < {100 * SAMPLING_TARGET:g}%) "

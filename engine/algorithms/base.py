@@ -162,6 +162,12 @@ class Algorithm(ABC):
                 usable = fused and all(p.is_floating_point() and p.device.type == "cuda" for p in group["params"])
                 group["fused"], group["foreach"] = (True, False) if usable else (None, None)
 
+    @property
+    def graphs_note(self) -> str | None:
+        """How training steps use CUDA graphs (``train.cuda_graphs``), for the run log; None for algorithms
+        that do not use them, and before the first recording."""
+        return None
+
     def autocast(self, cache: bool = True) -> ContextManager[Any]:
         """Mixed-precision context for forward passes (a no-op in fp32). ``cache=False`` for code that
         is recorded into a CUDA graph (autocast's cast cache must not outlive the recording)."""

@@ -120,6 +120,14 @@ class GraphedLoss:
         """True once a graph has been recorded and none failed."""
         return self.disabled_reason is None and bool(self._graphs)
 
+    @property
+    def note(self) -> str | None:
+        """How steps run, for the run log: "CUDA graphs: N recorded", "CUDA graphs off: why", or None
+        while nothing was recorded yet."""
+        if self.disabled_reason:
+            return f"CUDA graphs off: {self.disabled_reason}"
+        return f"CUDA graphs: {self.captures} recorded" if self.active else None
+
     def __call__(self, inputs: Sequence[Tensor], context: Any = None) -> tuple[Tensor, ...] | None:
         if self.disabled_reason is not None or torch.is_autocast_enabled():
             return None

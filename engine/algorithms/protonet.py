@@ -104,12 +104,7 @@ class ProtoNet(Algorithm):
 
     @property
     def graphs_note(self) -> str | None:
-        """How training steps run with ``train.cuda_graphs``, for the run log (None before the first step)."""
-        if self._graphed is None:
-            return None
-        if self._graphed.disabled_reason:
-            return f"CUDA graphs off: {self._graphed.disabled_reason}"
-        return f"CUDA graphs: {self._graphed.captures} recorded" if self._graphed.active else None
+        return self._graphed.note if self._graphed is not None else None
 
     def adapt(self, support_x: Tensor, support_y: Tensor, *, steps: int | None = None,
               progress: ProgressCallback | None = None) -> Predictor:

@@ -409,7 +409,7 @@ class Trainer:
 
     def _log_graphs_note(self) -> None:
         """Log when CUDA-graph replay starts, or stops with its reason (``train.cuda_graphs``)."""
-        note = getattr(self.algorithm, "graphs_note", None)
+        note = self.algorithm.graphs_note
         if note != self._graphs_note:
             self._graphs_note = note
             if note:
