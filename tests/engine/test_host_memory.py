@@ -18,38 +18,39 @@ from engine.training import host_memory
 
 REPO = Path(__file__).resolve().parents[2]
 
-# Trains ProtoNet in a thread other than the main one (as the studio does) and prints the minor
-# page faults of that thread per step, after the warm-up steps.
-_TRAIN_IN_A_THREAD = """
-import resource, threading
+# Allocates from a thread other than the main one (as the studio trains in a QThread) and prints how
+# many malloc arenas ("heaps" in glibc's malloc_info report) the process then has.
+_ARENAS_SEEN_BY_A_THREAD = """
+import ctypes, ctypes.util, os, re, sys, tempfile, threading
 from engine.training import host_memory
-import sys
 if sys.argv[1] == "all-threads":
     assert host_memory.keep_freed_host_memory_in_all_threads()
 else:  # the main heap's thresholds only
     assert host_memory.keep_freed_host_memory()
-from engine.config import RunConfig
-from engine.data.dataset import load_data
-from engine.training.callbacks import Callback
-from engine.training.trainer import Trainer
+libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+libc.fopen.restype, libc.fopen.argtypes = ctypes.c_void_p, [ctypes.c_char_p, ctypes.c_char_p]
+libc.fclose.argtypes = [ctypes.c_void_p]
+libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
 
-config = RunConfig.from_dict({"task": {"n_way": 5, "n_shot": 1, "n_query": 15, "meta_batch_size": 4},
-                              "model": {"hidden_channels": 32},
-                              "train": {"steps": 20, "val_every": 0, "checkpoint_every": 1000}})
-faults = {}
+def arenas():
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "malloc_info.xml")
+        report = libc.fopen(path.encode(), b"w")
+        libc.malloc_info(0, report)
+        libc.fclose(report)
+        return len(re.findall("<heap nr=", open(path).read()))
 
-class Faults(Callback):
-    def on_step(self, metrics):
-        if metrics.step in (5, 20):
-            faults[metrics.step] = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+def allocate():
+    blocks = [libc.malloc(100_000) for _ in range(50)]
+    print(arenas())
+    for block in blocks:
+        libc.free(block)
 
-def train():
-    Trainer(config, run_dir=None, callbacks=[Faults()], data=load_data(config.data)).run()
-
-thread = threading.Thread(target=train)
+thread = threading.Thread(target=allocate)
 thread.start()
 thread.join()
-print((faults[20] - faults[5]) / 15)
 """
 
 
@@ -94,23 +95,22 @@ def test_the_trainer_leaves_malloc_alone_while_other_threads_run(monkeypatch: py
     assert host_memory.keep_freed_host_memory_if_alone() is True and calls == [1]
 
 
-def faults_per_step_in_a_training_thread(tuning: str) -> float:
+def arenas_after_a_thread_allocates(tuning: str) -> int:
     env = {**os.environ, "PYTHONPATH": str(REPO), "META_STUDIO_KEEP_HOST_MEMORY": "1"}
-    result = subprocess.run([sys.executable, "-c", _TRAIN_IN_A_THREAD, tuning], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, "-c", _ARENAS_SEEN_BY_A_THREAD, tuning], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-4000:]
-    return float(result.stdout.split()[-1])
+    return int(result.stdout.split()[-1])
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc tuning is Linux-only")
-def test_a_training_thread_reuses_freed_memory_when_all_threads_are_tuned() -> None:
+def test_a_training_thread_allocates_from_the_tuned_main_heap() -> None:
     """Threads other than the main one get their own malloc arenas, which unmap emptied heaps whatever the
-    thresholds. Measured per step: ~240 faults with the main heap's thresholds only, ~1 700 untuned, under 1
-    with all threads tuned (66 once, in a full CI run: the kernel's own page reclaim adds faults to both
-    sides, hence the comparison in one run)."""
-    all_threads = faults_per_step_in_a_training_thread("all-threads")
-    main_heap_only = faults_per_step_in_a_training_thread("main-heap")
-    assert all_threads < 150 and 3 * all_threads < main_heap_only, (all_threads, main_heap_only)
+    thresholds (measured per ProtoNet step in a thread: ~240 page faults with the main heap's thresholds
+    only, under 1 with all threads tuned; but the kernel's own reclaim can add ~60 faults per step to both,
+    as on CI, so the test checks the cause, the arena, not the fault count)."""
+    assert arenas_after_a_thread_allocates("main-heap") >= 2  # the thread got an arena of its own
+    assert arenas_after_a_thread_allocates("all-threads") == 1
 
 
 def test_all_threads_tuning_waits_until_no_other_thread_runs(monkeypatch: pytest.MonkeyPatch) -> None:
