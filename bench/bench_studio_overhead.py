@@ -13,7 +13,10 @@ other thread by up to 3x on a small machine, which would make the comparison
 meaningless. Timing is from the first to the last step callback (data loading
 and model building excluded). Not a test; run:
 
-    python bench/bench_studio_overhead.py [--steps 200] [--repeats 2] [--threads 0]
+    python bench/bench_studio_overhead.py [--steps 200] [--repeats 2] [--threads 0] [--thread-too]
+
+The window trains in a child process (engine/training/process.py), as the studio does by default;
+``--thread-too`` also measures it training in a thread of the window's own process.
 """
 
 from __future__ import annotations
@@ -91,7 +94,7 @@ def measure_window(steps: int, threads: int) -> dict:
 
     app = create_application([])
     app.setOrganizationName("MetaStudioBench")
-    window = MainWindow(restore_settings=False)
+    window = MainWindow(restore_settings=False, warm_training_process=True)  # as the app
     window.evaluation_panel.auto_evaluate.setChecked(False)
     window.resize(1600, 1000)
     window.show()
@@ -126,8 +129,12 @@ def measure_window(steps: int, threads: int) -> dict:
 
 
 def run_child(mode: str, steps: int, threads: int, home: Path) -> dict:
+    """One measurement in a fresh process; ``window-thread`` is the window training in a thread of its
+    own process (``META_STUDIO_TRAINING_PROCESS=0``) instead of a child process."""
     env = dict(os.environ, META_STUDIO_HOME=str(home / f"{mode}-{time.time_ns()}"),
                PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    if mode == "window-thread":
+        mode, env["META_STUDIO_TRAINING_PROCESS"] = "window", "0"
     out = subprocess.run([sys.executable, __file__, "--child", mode, "--steps", str(steps), "--threads",
                           str(threads)], env=env, capture_output=True, text=True, check=False)
     for line in reversed(out.stdout.splitlines()):
@@ -141,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = PyTorch's default)")
+    parser.add_argument("--thread-too", action="store_true",
+                        help="also measure the window training in a thread of its own process (the old way)")
     parser.add_argument("--child", choices=("headless", "window"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -150,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     home = Path(tempfile.mkdtemp(prefix="meta-studio-bench-"))
-    headless, window = [], []
+    headless, window, window_thread = [], [], []
     for repeat in range(args.repeats):
         headless.append(run_child("headless", args.steps, args.threads, home))
         window.append(run_child("window", args.steps, args.threads, home))
@@ -158,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"repeat {repeat + 1}: headless {headless[-1]['steps_per_s']:.2f} steps/s, window "
               f"{w['steps_per_s']:.2f} steps/s (GUI thread CPU {w['gui_cpu_s']:.1f} s of {w['wall_s']:.1f} s, "
               f"{w['plot_redraws']} plot refreshes)", flush=True)
+        if args.thread_too:
+            window_thread.append(run_child("window-thread", args.steps, args.threads, home))
+            print(f"          window training in a thread {window_thread[-1]['steps_per_s']:.2f} steps/s", flush=True)
     best_headless = max(r["steps_per_s"] for r in headless)
     best_window = max(r["steps_per_s"] for r in window)
     ratio = best_window / best_headless
@@ -170,6 +182,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ratio window/headless = {ratio:.3f}  (the window costs {1 - ratio:+.1%}; target < 5%)")
     print(f"median of the {len(pair_ratios)} back-to-back pair ratios = {median_pair:.3f} "
           f"(range {pair_ratios[0]:.3f}-{pair_ratios[-1]:.3f}; less sensitive to one lucky run)")
+    if window_thread:
+        thread_ratios = sorted(t["steps_per_s"] / h["steps_per_s"] for h, t in zip(headless, window_thread))
+        print(f"training in a thread of the window's process instead: best-of ratio "
+              f"{max(r['steps_per_s'] for r in window_thread) / best_headless:.3f}, median pair ratio "
+              f"{statistics.median(thread_ratios):.3f} (range {thread_ratios[0]:.3f}-{thread_ratios[-1]:.3f})")
     return 0
 
 

@@ -24,3 +24,11 @@ class CheckpointError(EngineError):
 
 class TrainingError(EngineError):
     """Training cannot continue (non-finite loss, out of memory, ...)."""
+
+
+def describe_exception(error: BaseException) -> str:
+    """The one-line message a user sees: an EngineError's own text, else type and message."""
+    if isinstance(error, EngineError):
+        return str(error)
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

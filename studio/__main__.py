@@ -4,4 +4,5 @@ import sys
 
 from studio.app import main
 
-sys.exit(main())
+if __name__ == "__main__":  # the idiom for a main module of a program that spawns processes (training)
+    sys.exit(main())

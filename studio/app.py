@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     app = create_application()  # first: it tunes the process before Qt and the workers start threads
     from studio.main_window import MainWindow
 
-    window = MainWindow(load_data=args.folder is None)
+    window = MainWindow(load_data=args.folder is None, warm_training_process=True)
     if args.folder:
         window.dataset_panel.set_root(args.folder)
     window.show()

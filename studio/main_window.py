@@ -36,8 +36,8 @@ from studio.panels.runs_panel import RunsPanel, dataset_label
 from studio.panels.scrubber_panel import ScrubberPanel
 from studio.panels.training_panel import TrainingPanel
 from studio.plots import TrainingPlots
-from studio.worker import (TrainingWorker, install_main_thread_gc, keep_gui_thread_single_threaded, run_in_worker,
-                           stop_all_jobs)
+from studio.worker import (SpareTrainingProcess, TrainingWorker, install_main_thread_gc,
+                           keep_gui_thread_single_threaded, run_in_worker, stop_all_jobs)
 
 log = logging.getLogger("studio")
 
@@ -87,7 +87,9 @@ class MainWindow(QMainWindow):
     training_ended = Signal(str)         # final status: finished / stopped / failed
 
     def __init__(self, store: RunStore | None = None, *, restore_settings: bool = True,
-                 load_data: bool = True) -> None:
+                 load_data: bool = True, warm_training_process: bool = False) -> None:
+        """``warm_training_process``: keep a training process started ahead (what the app does; see
+        :class:`studio.worker.SpareTrainingProcess`)."""
         super().__init__()
         install_main_thread_gc()  # Qt objects must never be garbage-collected in a worker thread
         keep_gui_thread_single_threaded()  # heavy tensor work runs in workers, at full speed
@@ -95,6 +97,8 @@ class MainWindow(QMainWindow):
         self.setObjectName("MetaStudioMainWindow")
         self.store = store or RunStore(default_runs_root())
         self.worker: TrainingWorker | None = None
+        self.spare_process = SpareTrainingProcess(lambda: self.worker is None, warm_training_process, parent=self)
+        self.spare_process.prepare_later()
         self.current_run_dir: Path | None = None
         self.steps_received = 0
         self.last_step = 0
@@ -353,7 +357,8 @@ class MainWindow(QMainWindow):
         except OSError as error:
             self.show_error("Cannot start training", f"{self.store.root}: {error.strerror or error}")
             return None
-        worker = TrainingWorker(config, run_dir, data=self.dataset_panel.loaded_data(config.data))
+        worker = TrainingWorker(config, run_dir, data=self.dataset_panel.loaded_data(config.data),
+                                process=self.spare_process.take())
         self.plots.clear()
         self.plots.status_label.setText(f"Run: {name}")
         self._begin(worker, run_dir)
@@ -369,7 +374,7 @@ class MainWindow(QMainWindow):
         except EngineError as error:
             self.show_error("Cannot continue the run", str(error))
             return None
-        worker = TrainingWorker(config, None, resume_from=record.run_dir)
+        worker = TrainingWorker(config, None, resume_from=record.run_dir, process=self.spare_process.take())
         self.plots.load_metrics(self.store.read_metrics(record.run_dir))
         self.plots.status_label.setText(f"Run: {record.name} (continued)")
         self._begin(worker, record.run_dir)
@@ -473,6 +478,7 @@ class MainWindow(QMainWindow):
 
     def _on_done(self) -> None:
         self.worker = None
+        self.spare_process.prepare_later()
         self.plots.refresh(everything=True)  # draw the last points now rather than at the next timer tick
         self.training_panel.set_state("idle")
         self.runs_panel.refresh()
@@ -606,6 +612,7 @@ class MainWindow(QMainWindow):
             self.status_label.setText("stopping the run and saving its checkpoint…")
             worker.wait()
             QApplication.processEvents()  # deliver the last signals (finished, done)
+        self.spare_process.close()
         self.evaluation_panel.cancel()
         stop_all_jobs()
         self.plots.timer.stop()

@@ -1,7 +1,7 @@
 """The one bridge between engine callbacks and Qt signals.
 
 Everything slow (training, evaluation, data loading, adaptation) runs in a
-``QThread``; results come back as queued signals, so slots always run in the
+``QThread`` (training itself in a child process that such a thread watches); results come back as queued signals, so slots always run in the
 GUI thread. Nothing in this module trains or evaluates anything itself: it only
 calls the engine and forwards what the engine reports.
 
@@ -10,8 +10,8 @@ calls the engine and forwards what the engine reports.
   ``max_rate_hz`` emissions per second, each carrying every step since the last
   one, so no point is lost and the GUI is never flooded.
 * :class:`TrainingWorker` runs one :class:`engine.training.trainer.Trainer` in a
-  thread and exposes ``pause()`` / ``resume()`` / ``stop()`` through a
-  :class:`engine.training.control.RunControl`.
+  child process (:mod:`engine.training.process`) or a thread and exposes
+  ``pause()`` / ``resume()`` / ``stop()`` through a :class:`engine.training.control.RunControl`.
 * :func:`run_in_worker` runs any function in a thread with progress, cancel and
   error reporting (evaluation, data loading, the adapt panel).
 * :class:`RaceWorker` runs one :class:`engine.race.Race` (2 to 4 algorithms on one data
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import threading
 import time
 import traceback
@@ -34,11 +35,12 @@ import shiboken6
 from PySide6.QtCore import QCoreApplication, QObject, QThread, QTimer, Qt, Signal
 
 from engine.config import RunConfig
-from engine.errors import EngineError
+from engine.errors import EngineError, describe_exception
 from engine.race import AlgorithmResult, Race, RaceCallback, RaceConfig, RaceInfo, RaceResult
 from engine.training.callbacks import (Callback, CheckpointInfo, RunInfo, RunSummary, StepMetrics,
                                        ValidationResult)
 from engine.training.control import RunControl
+from engine.training.process import TrainingJob, TrainingProcess
 
 log = logging.getLogger("studio")
 
@@ -83,14 +85,6 @@ def install_main_thread_gc() -> MainThreadGarbageCollector:
         _collector = MainThreadGarbageCollector()
         _collector.moveToThread(QCoreApplication.instance().thread())
     return _collector
-
-
-def describe_exception(error: BaseException) -> str:
-    """The one-line message the user sees: an EngineError's own text, else type and message."""
-    if isinstance(error, EngineError):
-        return str(error)
-    text = str(error)
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 # ---------------------------------------------------------------------------
@@ -213,6 +207,69 @@ def use_compute_threads() -> None:
         torch.set_num_threads(_COMPUTE_THREADS)
 
 
+TRAINING_PROCESS_ENV = "META_STUDIO_TRAINING_PROCESS"
+
+
+def train_in_child_process() -> bool:
+    """Whether runs train in a child process (default) rather than a thread of the studio.
+
+    A child process keeps the GUI thread's Python work (plot painting) from holding up the
+    training at every PyTorch op through the interpreter lock (measured in
+    :mod:`engine.training.process`). ``META_STUDIO_TRAINING_PROCESS=0`` trains in a thread
+    instead (to debug the trainer in the studio's own process)."""
+    return os.environ.get(TRAINING_PROCESS_ENV, "1") != "0"
+
+
+SPARE_DELAY_MS = 2000  # after the window opens or a run ends, before a training process is started ahead
+
+
+class SpareTrainingProcess(QObject):
+    """One training child process started ahead of its run: it imports PyTorch (2-3 s on a small
+    machine) while the user is busy elsewhere, so Train starts training at once.
+
+    Started ``SPARE_DELAY_MS`` after :meth:`prepare_later`, and only while ``is_idle()`` (a spare
+    starting during a run would take CPU from it); handed out by :meth:`take`; ended by :meth:`close`.
+    Costs an idle process holding PyTorch (~300 MB) while the window is open."""
+
+    def __init__(self, is_idle: Callable[[], bool], enabled: bool = True, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.process: TrainingProcess | None = None
+        self._is_idle = is_idle
+        self._enabled = enabled
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(SPARE_DELAY_MS)
+        self._timer.timeout.connect(self._prepare)
+
+    def prepare_later(self) -> None:
+        if self._enabled and train_in_child_process():
+            self._timer.start()
+
+    def _prepare(self) -> None:
+        if not self._enabled or not self._is_idle() or (self.process is not None and self.process.is_alive()):
+            return
+        try:
+            self.process = TrainingProcess().start()
+        except OSError as error:  # the run then starts its own process, as without a spare
+            log.warning("could not start a training process ahead: %s", error)
+
+    def take(self) -> TrainingProcess | None:
+        """The spare for a run now (None if there is none or it died); a new one is prepared later."""
+        process, self.process = self.process, None
+        if process is not None and not process.is_alive():
+            process.close()
+            return None
+        return process
+
+    def close(self) -> None:
+        """End the spare and prepare no more (the window closes)."""
+        self._enabled = False
+        self._timer.stop()
+        if self.process is not None:
+            self.process.close()
+            self.process = None
+
+
 class _WorkThread(QThread):
     """Runs ``work()`` (a training run, a race) and keeps its return value; reports failures the
     work cannot report itself (building a trainer, a bug) through ``crashed``."""
@@ -283,7 +340,8 @@ class _WorkerControls:
 
 
 class TrainingWorker(QObject, _WorkerControls):
-    """One training run in a background thread.
+    """One training run, in a child process (default, see :func:`train_in_child_process`) or in a
+    background thread; either way a worker thread of the studio prepares it and relays its reports.
 
     Signals mirror :class:`QtCallbackAdapter` and are delivered in the GUI
     thread. ``failed`` fires once whether the trainer reported the failure
@@ -301,11 +359,18 @@ class TrainingWorker(QObject, _WorkerControls):
 
     def __init__(self, config: RunConfig, run_dir: Path | None, *, data: Any = None,
                  resume_from: Path | None = None, extra_steps: int = 0,
-                 max_rate_hz: float = 20.0, parent: QObject | None = None) -> None:
+                 max_rate_hz: float = 20.0, in_child_process: bool | None = None,
+                 process: TrainingProcess | None = None, parent: QObject | None = None) -> None:
+        """``in_child_process``: train in a child process (see :mod:`engine.training.process`) or in
+        a thread of this one; None (default) decides by :func:`train_in_child_process`. ``process``:
+        the child to train in, e.g. one started ahead (else a new one)."""
         super().__init__(parent)
         self.config = config
         self.run_dir = run_dir if resume_from is None else resume_from
-        self.control = RunControl()
+        if in_child_process is None:
+            in_child_process = process is not None or train_in_child_process()
+        self.process = (process or TrainingProcess()) if in_child_process else None
+        self.control = self.process.control if self.process is not None else RunControl()
         self.adapter = QtCallbackAdapter(max_rate_hz)
         self._failed_reported = False
         self._data = data
@@ -319,14 +384,18 @@ class TrainingWorker(QObject, _WorkerControls):
         self.adapter.log.connect(self.log, queued)
         self.adapter.finished.connect(self.finished, queued)
         self.adapter.failed.connect(self._on_failed, queued)
-        self._thread = _WorkThread(lambda: self._make_trainer().run(), "training")
+        self._thread = _WorkThread(self._train, "training")
         self._thread.crashed.connect(self._on_crashed, queued)
         self._thread.finished.connect(self._on_thread_finished, queued)
         self._make_flush_timer()
 
-    def _make_trainer(self) -> Any:  # worker thread
-        from engine.training.trainer import Trainer
+    def _train(self) -> RunSummary:  # worker thread
+        job = self._make_job()
+        if self.process is None:
+            return job.make_trainer([self.adapter], self.control).run()
+        return self.process.run(job, self.adapter)
 
+    def _make_job(self) -> TrainingJob:  # worker thread
         from studio.datasets import load_data_cached  # decoded once per process, shared by all views
 
         if self._resume_from is not None:
@@ -338,14 +407,12 @@ class TrainingWorker(QObject, _WorkerControls):
             if last.is_file():  # else Trainer.resume reports the missing checkpoint itself
                 checkpoint = load_checkpoint(last)
                 data = load_data_cached(checkpoint.config.data, split=checkpoint.split)
-            return Trainer.resume(self._resume_from, callbacks=[self.adapter], control=self.control,
-                                  extra_steps=self._extra_steps, data=data)
+            return TrainingJob(resume_from=Path(self._resume_from), extra_steps=self._extra_steps, data=data)
         data = self._data
         if data is None:
             self.adapter.on_log(f"loading data set {self.config.data.root}")
             data = load_data_cached(self.config.data)
-        return Trainer(self.config, run_dir=self.run_dir, callbacks=[self.adapter], control=self.control,
-                       data=data)
+        return TrainingJob(self.config, self.run_dir, data)
 
     @property
     def summary(self) -> RunSummary | None:

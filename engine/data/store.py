@@ -85,6 +85,13 @@ class ImageStore:
         """Images per class, in class order."""
         return torch.bincount(self.labels, minlength=self.n_classes).tolist()
 
+    def __getstate__(self) -> dict[str, object]:
+        """Pickled without the per-class index views (rebuilt on first use): a store sent to a training
+        process then shares a handful of tensors, not one per class."""
+        state = dict(self.__dict__)
+        state["_by_class"] = None
+        return state
+
     def indices_by_class(self) -> list[Tensor]:
         """Per class, the int64 indices of its images (computed once)."""
         if self._by_class is None:

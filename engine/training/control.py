@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any, Callable
 
 
 class RunControl:
@@ -12,9 +13,11 @@ class RunControl:
     ``pause()`` blocks the trainer between steps until ``resume()`` or ``stop()``.
     """
 
-    def __init__(self) -> None:
-        self._stop = threading.Event()
-        self._running = threading.Event()
+    def __init__(self, make_event: Callable[[], Any] = threading.Event) -> None:
+        """``make_event``: a ``threading.Event`` by default; a multiprocessing context's ``Event``
+        shares the flags with a child process (:mod:`engine.training.process`)."""
+        self._stop = make_event()
+        self._running = make_event()
         self._running.set()
 
     def stop(self) -> None:

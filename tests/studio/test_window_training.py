@@ -7,6 +7,7 @@ import time
 from engine.errors import TrainingError
 from engine.training.run_store import RunStore
 from studio.panels.runs_panel import COLUMNS
+from studio.worker import TRAINING_PROCESS_ENV
 from tests.studio.conftest import TINY, set_fields, train_tiny
 
 STATUS = COLUMNS.index("Status")
@@ -29,8 +30,11 @@ def _wait_steady(qtbot, window, quiet_ms: int = 700, timeout: int = 30_000) -> i
 
 
 def test_short_training_feeds_the_plots(window, qtbot):
+    workers = []
+    window.training_started.connect(lambda run_dir: workers.append(window.worker))
     status = train_tiny(qtbot, window)
     assert status == "finished"
+    assert workers[0].process is not None and workers[0].process.exitcode == 0  # trained in a child process
     plots = window.plots
     assert window.steps_received == 20 and plots.n_points == 20
     x, y = plots.loss_curve.getData()
@@ -83,6 +87,7 @@ def test_worker_error_shows_the_engine_message_and_marks_the_run_failed(window, 
 
     original = Trainer._train_step
     monkeypatch.setattr(Trainer, "_train_step", broken_step)
+    monkeypatch.setenv(TRAINING_PROCESS_ENV, "0")  # the patched trainer exists in this process only
     status = train_tiny(qtbot, window)
     assert status == "failed"
     assert window.shown_errors == [("Training failed", message)]
@@ -107,3 +112,22 @@ def test_closing_the_window_mid_run_stops_it_and_keeps_the_checkpoint(qtbot):
     assert record.status == "stopped"
     assert record.last_checkpoint.is_file()
     assert record.steps_done >= 2
+
+
+def test_the_app_window_trains_in_a_process_started_ahead_and_prepares_the_next(qtbot, monkeypatch):
+    import studio.worker as worker_module
+    from tests.studio.conftest import make_window
+
+    monkeypatch.setattr(worker_module, "SPARE_DELAY_MS", 50)
+    win = make_window(qtbot, warm_training_process=True)
+    qtbot.waitUntil(lambda: win.spare_process.process is not None, timeout=10_000)
+    spare = win.spare_process.process
+    workers = []
+    win.training_started.connect(lambda run_dir: workers.append(win.worker))
+    assert train_tiny(qtbot, win) == "finished"
+    assert workers[0].process is spare and spare.exitcode == 0  # the run trained in the spare
+    qtbot.waitUntil(lambda: win.spare_process.process is not None, timeout=10_000)  # one for the next run
+    following = win.spare_process.process
+    assert following is not spare and following.is_alive()
+    win.close()
+    assert not following.is_alive()  # closing the window ends the spare

@@ -80,10 +80,10 @@ class _FakeTrainer:
 
 
 def test_training_worker_pause_resume_stop(qtbot, monkeypatch):
-    import engine.training.trainer as trainer_module
+    import engine.training.process as process_module  # where TrainingJob finds the Trainer
 
-    monkeypatch.setattr(trainer_module, "Trainer", _FakeTrainer)
-    worker = TrainingWorker(RunConfig(), None, data=object())
+    monkeypatch.setattr(process_module, "Trainer", _FakeTrainer)
+    worker = TrainingWorker(RunConfig(), None, data=object(), in_child_process=False)  # the fake lives here
     received: list[int] = []
     worker.steps.connect(lambda batch: received.extend(m.step for m in batch))
     finished = []
@@ -105,13 +105,13 @@ def test_training_worker_pause_resume_stop(qtbot, monkeypatch):
 
 
 def test_training_worker_reports_a_trainer_that_cannot_be_built(qtbot, monkeypatch):
-    import engine.training.trainer as trainer_module
+    import engine.training.process as process_module  # where TrainingJob finds the Trainer
 
     def broken(*args, **kwargs):
         raise DatasetError("/data/missing: dataset folder not found")
 
-    monkeypatch.setattr(trainer_module, "Trainer", broken)
-    worker = TrainingWorker(RunConfig(), None, data=object())
+    monkeypatch.setattr(process_module, "Trainer", broken)
+    worker = TrainingWorker(RunConfig(), None, data=object(), in_child_process=False)
     failures = []
     worker.failed.connect(lambda message, summary: failures.append((message, summary)))
     with qtbot.waitSignal(worker.done, timeout=10_000):

@@ -1,0 +1,255 @@
+"""Train in a child process, with the callbacks and the stop/pause control of a run in a thread.
+
+Why: a process that trains in one thread and runs a GUI in another shares one interpreter lock
+between them. Every PyTorch op releases the lock and takes it back, so while the GUI thread runs
+Python (pyqtgraph paints in Python) the training thread waits at each op. Measured on 2 cores
+(ProtoNet, the studio bench's run): a thread doing 5 ms of Python 12 times a second (6% of a core)
+slowed training by 12-14% in 4 of 4 runs; the same CPU time spent without the lock (hashing) cost
+0-6%. In a child process the two share only the CPU.
+
+How: :class:`TrainingProcess` starts a ``spawn`` child (what CUDA needs; nothing inherited, no
+threads, no locks). The decoded data set travels through shared memory (torch.multiprocessing's
+pickling), so nothing is decoded twice. The child trains in its main thread and sends every
+callback over a pipe; :meth:`TrainingProcess.run`, called in a thread of the parent (it blocks
+until the run ends), replays them on the parent's callbacks in order and returns the
+:class:`RunSummary`. Stop and pause are multiprocessing events that the trainer checks between steps. A child can be
+started ahead of its job (a warm spare: the studio keeps one, so a run starts at once rather than
+after PyTorch's import).
+
+Failures stay contained: if the child dies (killed, out of memory, a crash in native code) the run
+ends with a message naming how, the parent goes on, and the run folder keeps its last checkpoint
+(its record reads as interrupted, so it can be continued). If the parent dies, the child's next
+report fails and it stops after the current step, saving a checkpoint, instead of training on unseen.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import traceback
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import torch.multiprocessing
+
+from engine.config import RunConfig
+from engine.data.dataset import FewShotData
+from engine.errors import EngineError, TrainingError, describe_exception
+from engine.training import host_memory
+from engine.training.callbacks import (Callback, CheckpointInfo, RunInfo, RunSummary, StepMetrics,
+                                       ValidationResult)
+from engine.training.control import RunControl
+from engine.training.trainer import Trainer
+
+log = logging.getLogger("engine.process")
+
+EXIT_WAIT_S = 30.0  # after its last message, how long the child may take to exit before it is killed
+
+
+@dataclass
+class TrainingJob:
+    """One run to train: a new one (``config``, ``run_dir``) or one continued from ``resume_from``.
+
+    ``data``: the decoded data set, or None for the trainer to load it (in the child)."""
+
+    config: RunConfig | None = None
+    run_dir: Path | None = None
+    data: FewShotData | None = None
+    resume_from: Path | None = None
+    extra_steps: int = 0
+
+    def make_trainer(self, callbacks: list[Callback], control: RunControl) -> Trainer:
+        if self.resume_from is not None:
+            return Trainer.resume(self.resume_from, callbacks=callbacks, control=control,
+                                  extra_steps=self.extra_steps, data=self.data)
+        if self.config is None:
+            raise ValueError("a TrainingJob needs a config or resume_from")
+        return Trainer(self.config, run_dir=self.run_dir, callbacks=callbacks, control=control, data=self.data)
+
+
+class _PipeCallback(Callback):
+    """Child side: each hook call becomes one message ``("hook", name, arguments)``. When the parent
+    is gone the run is stopped (after the current step, with a checkpoint)."""
+
+    def __init__(self, connection: Connection, control: RunControl) -> None:
+        self._connection = connection
+        self._control = control
+        self._parent_gone = False
+
+    def _send(self, hook: str, *arguments: Any) -> None:
+        if self._parent_gone:
+            return
+        try:
+            self._connection.send(("hook", hook, arguments))
+        except OSError:  # BrokenPipeError and friends: nobody reads any more
+            self._parent_gone = True
+            self._control.stop()
+
+    def on_run_start(self, info: RunInfo) -> None:
+        self._send("on_run_start", info)
+
+    def on_step(self, metrics: StepMetrics) -> None:
+        self._send("on_step", metrics)
+
+    def on_validation(self, result: ValidationResult) -> None:
+        self._send("on_validation", result)
+
+    def on_checkpoint(self, info: CheckpointInfo) -> None:
+        self._send("on_checkpoint", info)
+
+    def on_log(self, message: str, level: str = "info") -> None:
+        self._send("on_log", message, level)
+
+    def on_finished(self, summary: RunSummary) -> None:
+        self._send("on_finished", summary)
+
+    def on_failed(self, message: str, summary: RunSummary) -> None:
+        self._send("on_failed", message, summary)
+
+
+def _child_main(jobs: Connection, connection: Connection, control: RunControl) -> None:
+    """The child's whole life: wait for the job, train it, report, send the result (or the error) last."""
+    host_memory.keep_freed_host_memory()  # the main thread, before any other thread starts
+    try:
+        job: TrainingJob = jobs.recv()
+    except (EOFError, OSError):
+        return  # a spare the parent did not need
+    finally:
+        jobs.close()
+    try:
+        summary = job.make_trainer([_PipeCallback(connection, control)], control).run()
+        message: tuple[Any, ...] = ("result", summary)
+    except BaseException as error:  # noqa: BLE001 - the parent must learn of every failure
+        message = ("error", describe_exception(error), isinstance(error, EngineError), traceback.format_exc())
+    try:
+        connection.send(message)
+    except OSError:
+        pass  # the parent is gone; the run folder already holds what the trainer wrote
+    finally:
+        connection.close()
+
+
+def describe_exit(exitcode: int | None) -> str:
+    """How a child process ended, in words: "exit code 3", "killed by SIGKILL (perhaps out of memory)"."""
+    if exitcode is None:
+        return "still running"
+    if exitcode >= 0:
+        return f"exit code {exitcode}"
+    try:
+        name = signal.Signals(-exitcode).name
+    except ValueError:
+        name = f"signal {-exitcode}"
+    return f"killed by {name}" + (" (perhaps out of memory)" if name == "SIGKILL" else "")
+
+
+class TrainingProcess:
+    """Runs one :class:`TrainingJob` in a child process (see the module doc).
+
+    ``control`` pauses, resumes and stops the run from any thread of the parent, also before it
+    starts. :meth:`run` blocks: call it in a worker thread. :meth:`start` spawns the child ahead of
+    its job: it imports PyTorch (2-3 s on a small machine) and waits, so a later :meth:`run` trains
+    at once. :meth:`close` ends a child that got no job."""
+
+    def __init__(self) -> None:
+        self._context = torch.multiprocessing.get_context("spawn")
+        self.control = RunControl(self._context.Event)
+        self.pid: int | None = None  # the child's, once started
+        self.exitcode: int | None = None
+        self._process: Any = None
+        self._jobs: Connection | None = None      # parent -> child: the one job
+        self._reports: Connection | None = None   # child -> parent: hooks, then the result
+        self._job_sent = False
+
+    def start(self) -> "TrainingProcess":
+        """Spawn the child now, if not yet done; it waits for the job of :meth:`run`."""
+        if self._process is not None:
+            return self
+        reports, child_reports = self._context.Pipe(duplex=False)
+        child_jobs, jobs = self._context.Pipe(duplex=False)
+        process = self._context.Process(target=_child_main, args=(child_jobs, child_reports, self.control),
+                                        name="meta-studio-training", daemon=True)
+        try:
+            process.start()
+        except BaseException:
+            reports.close()
+            jobs.close()
+            raise
+        finally:  # the child holds the other ends now: its exit is our end of file
+            child_reports.close()
+            child_jobs.close()
+        self._process, self._jobs, self._reports, self.pid = process, jobs, reports, process.pid
+        return self
+
+    def is_alive(self) -> bool:
+        return self._process is not None and self._process.is_alive()
+
+    def run(self, job: TrainingJob, callback: Callback) -> RunSummary:
+        """Train ``job`` in the child (started now unless :meth:`start` did it), replay its reports on
+        ``callback`` until it ends, and return its summary.
+
+        Raises :class:`EngineError` with the child's message when it could not train (a bad run
+        folder), :class:`TrainingError` when it crashed or died."""
+        if self._job_sent:
+            raise RuntimeError("a TrainingProcess trains one job")
+        self._job_sent = True
+        self.start()
+        assert self._jobs is not None and self._reports is not None
+        try:
+            self._jobs.send(job)  # the data set's tensors go through shared memory
+            outcome = self._replay(self._reports, callback)
+        except (BrokenPipeError, ConnectionResetError):  # the child died before it took the job
+            outcome = None
+        finally:
+            self._end(kill=False)
+        return self._summary_of(outcome)
+
+    def close(self) -> None:
+        """End a child that got no job (a spare not needed). A run's child ends with its run (stop it
+        through ``control``)."""
+        if not self._job_sent:
+            self._end(kill=True)
+
+    def _end(self, kill: bool) -> None:
+        if self._process is None or self.exitcode is not None:
+            return
+        for connection in (self._jobs, self._reports):
+            connection.close()
+        if kill:
+            self._process.kill()
+        self.exitcode = _reap(self._process)
+
+    def _replay(self, receiver: Connection, callback: Callback) -> tuple[Any, ...] | None:
+        """The child's hooks on ``callback``, in order; its last message (result or error), None if it died."""
+        while True:
+            try:
+                message = receiver.recv()
+            except EOFError:
+                return None
+            if message[0] == "hook":
+                getattr(callback, message[1])(*message[2])
+            else:
+                return message
+
+    def _summary_of(self, outcome: tuple[Any, ...] | None) -> RunSummary:
+        if outcome is None:
+            raise TrainingError(f"the training process ended unexpectedly ({describe_exit(self.exitcode)}); "
+                                "the run keeps its last checkpoint and can be continued")
+        if outcome[0] == "result":
+            return outcome[1]
+        _, text, is_engine_error, child_traceback = outcome
+        if is_engine_error:
+            raise EngineError(text)
+        log.error("the training process failed:\n%s", child_traceback)
+        raise TrainingError(f"the training process failed: {text}")
+
+
+def _reap(process: Any) -> int | None:
+    """Wait for ``process`` to exit (killing it after :data:`EXIT_WAIT_S`); its exit code."""
+    process.join(EXIT_WAIT_S)
+    if process.is_alive():
+        log.warning("the training process did not exit after its run; killing it")
+        process.kill()
+        process.join()
+    return process.exitcode

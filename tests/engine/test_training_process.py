@@ -1,0 +1,180 @@
+"""Training in a child process (engine.training.process): the same reports and control as in a thread,
+the data set shared rather than decoded again, and failures contained."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from engine.config import RunConfig
+from engine.data.dataset import load_data
+from engine.errors import EngineError, TrainingError
+from engine.training import run_store as rs
+from engine.training.callbacks import Callback, RunSummary, StepMetrics
+from engine.training.checkpoint import load_checkpoint
+from engine.training.control import RunControl
+from engine.training.process import TrainingJob, TrainingProcess, _PipeCallback, describe_exit
+from engine.training.trainer import Trainer
+
+from .helpers import tiny_config
+
+
+class Reports(Callback):
+    """What a run reported, in the thread that replays it; ``at_step(step)`` runs after each step."""
+
+    def __init__(self, at_step: Callable[[int], None] = lambda step: None) -> None:
+        self.steps: list[int] = []
+        self.losses: list[float] = []
+        self.validations: list[int] = []
+        self.logs: list[str] = []
+        self.ends: list[Any] = []
+        self._at_step = at_step
+
+    def on_step(self, metrics: StepMetrics) -> None:
+        self.steps.append(metrics.step)
+        self.losses.append(metrics.loss)
+        self._at_step(metrics.step)
+
+    def on_validation(self, result: Any) -> None:
+        self.validations.append(result.step)
+
+    def on_log(self, message: str, level: str = "info") -> None:
+        self.logs.append(message)
+
+    def on_finished(self, summary: RunSummary) -> None:
+        self.ends.append(summary)
+
+    def on_failed(self, message: str, summary: RunSummary) -> None:
+        self.ends.append(message)
+
+
+def _config(root: Path, steps: int, **train: Any) -> RunConfig:
+    config = tiny_config(root, steps=steps)
+    config.train.num_threads = 1
+    for field, value in train.items():
+        setattr(config.train, field, value)
+    return config
+
+
+def test_a_child_trains_the_same_run_as_this_process_and_reports_every_step(tiny_flat: Path, tmp_path: Path) -> None:
+    config = _config(tiny_flat, steps=8)
+    here = Reports()
+    Trainer(config, run_dir=tmp_path / "here", callbacks=[here]).run()
+    child, process = Reports(), TrainingProcess()
+    data = load_data(config.data)  # decoded here, shared with the child
+    summary = process.run(TrainingJob(config, tmp_path / "child", data), child)
+    assert summary.status == "finished" and summary.steps_done == 8 and child.ends == [summary]
+    assert child.steps == list(range(1, 9)) and child.validations == here.validations == [4, 8]
+    assert child.losses == pytest.approx(here.losses, rel=1e-6)
+    assert any("training" in line for line in child.logs)
+    assert process.exitcode == 0 and process.pid not in (None, os.getpid())
+    record = rs.RunStore(tmp_path).record(tmp_path / "child")
+    assert (record.status, record.steps_done) == ("finished", 8)
+
+
+def test_pause_resume_and_stop_reach_the_child(tiny_flat: Path, tmp_path: Path) -> None:
+    process = TrainingProcess()
+    reports = Reports()
+    seen: dict[str, int] = {}
+
+    def drive() -> None:  # the GUI's buttons, from another thread
+        while len(reports.steps) < 3:
+            time.sleep(0.01)
+        process.control.pause()
+        time.sleep(0.5)  # the step under way ends
+        seen["paused"] = len(reports.steps)
+        time.sleep(0.8)
+        seen["still"] = len(reports.steps)
+        process.control.resume()
+        while len(reports.steps) < seen["still"] + 3:
+            time.sleep(0.01)
+        process.control.stop()
+
+    driver = threading.Thread(target=drive)
+    driver.start()
+    summary = process.run(TrainingJob(_config(tiny_flat, 100_000, val_every=0, checkpoint_every=100_000),
+                                      tmp_path / "run"), reports)
+    driver.join()
+    assert seen["still"] == seen["paused"]  # no step while paused
+    assert summary.status == "stopped" and reports.steps == list(range(1, summary.steps_done + 1))
+    assert summary.steps_done >= seen["still"] + 3
+    assert (tmp_path / "run" / rs.CHECKPOINT_DIR / rs.LAST_CHECKPOINT).is_file()  # stopping saves a checkpoint
+
+
+def test_a_killed_child_fails_the_run_saying_how_and_the_run_can_be_continued(tiny_flat: Path,
+                                                                              tmp_path: Path) -> None:
+    process = TrainingProcess()
+    run_dir = tmp_path / "run"
+    config = _config(tiny_flat, 100_000, checkpoint_every=2, val_every=0)
+
+    def kill_at(step: int) -> None:
+        if step == 5:  # after the checkpoint of step 4
+            os.kill(process.pid, signal.SIGKILL)
+
+    with pytest.raises(TrainingError, match="killed by SIGKILL"):
+        process.run(TrainingJob(config, run_dir), Reports(kill_at))
+    assert process.exitcode == -signal.SIGKILL
+    assert rs.RunStore(tmp_path).record(run_dir).status == "interrupted"
+    checkpoint_step = load_checkpoint(run_dir / rs.CHECKPOINT_DIR / rs.LAST_CHECKPOINT).step
+    assert checkpoint_step >= 4
+    again = TrainingProcess()
+    resumed = Reports(lambda step: again.control.stop())
+    assert again.run(TrainingJob(resume_from=run_dir), resumed).status == "stopped"
+    assert resumed.steps[0] == checkpoint_step + 1
+
+
+def test_a_run_the_child_cannot_start_raises_the_engine_message(tmp_path: Path) -> None:
+    with pytest.raises(EngineError, match="no checkpoint to resume from"):
+        TrainingProcess().run(TrainingJob(resume_from=tmp_path / "no-run"), Callback())
+
+
+def test_when_nobody_listens_the_child_stops_its_run() -> None:
+    class ClosedPipe:
+        def send(self, message: object) -> None:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    control = RunControl()
+    callback = _PipeCallback(ClosedPipe(), control)  # type: ignore[arg-type]
+    callback.on_log("a step")
+    assert control.stop_requested  # the trainer ends after the current step, with a checkpoint
+
+
+def test_exit_codes_read_as_words() -> None:
+    assert describe_exit(0) == "exit code 0"
+    assert describe_exit(-signal.SIGKILL) == "killed by SIGKILL (perhaps out of memory)"
+    assert describe_exit(-signal.SIGSEGV) == "killed by SIGSEGV"
+
+
+def test_a_pickled_image_store_leaves_its_per_class_views_behind(tiny_flat: Path) -> None:
+    store = load_data(tiny_config(tiny_flat).data).store
+    expected = [indices.tolist() for indices in store.indices_by_class()]
+    clone = pickle.loads(pickle.dumps(store))
+    assert clone._by_class is None  # one shared tensor per field, not one per class
+    assert [indices.tolist() for indices in clone.indices_by_class()] == expected
+
+
+def test_a_child_started_ahead_trains_the_job_it_is_given(tiny_flat: Path, tmp_path: Path) -> None:
+    process = TrainingProcess().start()  # imports PyTorch while nothing is asked of it
+    waiting = process.pid
+    assert process.is_alive()
+    summary = process.run(TrainingJob(_config(tiny_flat, 4), tmp_path / "run"), Reports())
+    assert summary.status == "finished" and process.pid == waiting and process.exitcode == 0
+    with pytest.raises(RuntimeError, match="one job"):
+        process.run(TrainingJob(_config(tiny_flat, 4), tmp_path / "again"), Reports())
+
+
+def test_a_spare_not_needed_is_ended_and_a_dead_one_fails_its_run_clearly(tiny_flat: Path, tmp_path: Path) -> None:
+    spare = TrainingProcess().start()
+    spare.close()
+    assert not spare.is_alive() and spare.exitcode == -signal.SIGKILL
+    dead = TrainingProcess().start()
+    os.kill(dead.pid, signal.SIGKILL)
+    with pytest.raises(TrainingError, match="ended unexpectedly .killed by SIGKILL"):
+        dead.run(TrainingJob(_config(tiny_flat, 4), tmp_path / "run"), Reports())
