@@ -1,8 +1,8 @@
 """The one bridge between engine callbacks and Qt signals.
 
 Everything slow (training, evaluation, data loading, adaptation) runs in a
-``QThread`` (training itself in a child process that such a thread watches); results come back as queued signals, so slots always run in the
-GUI thread. Nothing in this module trains or evaluates anything itself: it only
+``QThread`` (training itself in a child process that such a thread watches); results
+come back as queued signals, so slots always run in the GUI thread. Nothing in this module trains or evaluates anything itself: it only
 calls the engine and forwards what the engine reports.
 
 * :class:`QtCallbackAdapter` is an :class:`engine.training.callbacks.Callback`

@@ -27,8 +27,9 @@ from __future__ import annotations
 import logging
 import signal
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
+from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 from typing import Any
 
@@ -197,7 +198,7 @@ class TrainingProcess:
         self.start()
         assert self._jobs is not None and self._reports is not None
         try:
-            self._jobs.send(job)  # the data set's tensors go through shared memory
+            self._jobs.send_bytes(_pickled(job, callback))
             outcome = self._replay(self._reports, callback)
         except (BrokenPipeError, ConnectionResetError):  # the child died before it took the job
             outcome = None
@@ -243,6 +244,20 @@ class TrainingProcess:
             raise EngineError(text)
         log.error("the training process failed:\n%s", child_traceback)
         raise TrainingError(f"the training process failed: {text}")
+
+
+def _pickled(job: TrainingJob, callback: Callback) -> bytes:
+    """``job`` pickled for the child, its data set's tensors in shared memory. Where they cannot be
+    shared (a small /dev/shm in a container, say), the job goes without its data and the child
+    loads the data set itself; ``callback`` is told why."""
+    try:
+        return bytes(ForkingPickler.dumps(job))
+    except Exception as error:  # noqa: BLE001 - any failure to share falls back to loading
+        if job.data is None:
+            raise
+        callback.on_log(f"the data set could not be shared with the training process ({error}); "
+                        "it loads the data set again", "warning")
+        return bytes(ForkingPickler.dumps(replace(job, data=None)))
 
 
 def _reap(process: Any) -> int | None:

@@ -178,3 +178,17 @@ def test_a_spare_not_needed_is_ended_and_a_dead_one_fails_its_run_clearly(tiny_f
     os.kill(dead.pid, signal.SIGKILL)
     with pytest.raises(TrainingError, match="ended unexpectedly .killed by SIGKILL"):
         dead.run(TrainingJob(_config(tiny_flat, 4), tmp_path / "run"), Reports())
+
+
+class _CannotShare:
+    def __reduce__(self) -> Any:
+        raise RuntimeError("unable to write to file </torch_1_2_3>: No space left on device (28)")
+
+
+def test_data_that_cannot_be_shared_is_loaded_by_the_child_and_the_user_is_told(tiny_flat: Path,
+                                                                                tmp_path: Path) -> None:
+    reports = Reports()
+    job = TrainingJob(_config(tiny_flat, 2), tmp_path / "run", data=_CannotShare())  # type: ignore[arg-type]
+    assert TrainingProcess().run(job, reports).status == "finished"
+    assert any("could not be shared" in line and "No space left" in line for line in reports.logs)
+    assert any(line.startswith("loading data set") for line in reports.logs)  # the child loaded it
