@@ -117,13 +117,23 @@ def _child_main(jobs: Connection, connection: Connection, control: RunControl) -
         job: TrainingJob = jobs.recv()
     except (EOFError, OSError):
         return  # a spare the parent did not need
+    except BaseException as error:  # noqa: BLE001 - a job that cannot be unpickled here
+        _send_last(connection, _error_message(error))
+        return
     finally:
         jobs.close()
     try:
         summary = job.make_trainer([_PipeCallback(connection, control)], control).run()
-        message: tuple[Any, ...] = ("result", summary)
+        _send_last(connection, ("result", summary))
     except BaseException as error:  # noqa: BLE001 - the parent must learn of every failure
-        message = ("error", describe_exception(error), isinstance(error, EngineError), traceback.format_exc())
+        _send_last(connection, _error_message(error))
+
+
+def _error_message(error: BaseException) -> tuple[Any, ...]:
+    return "error", describe_exception(error), isinstance(error, EngineError), traceback.format_exc()
+
+
+def _send_last(connection: Connection, message: tuple[Any, ...]) -> None:
     try:
         connection.send(message)
     except OSError:
