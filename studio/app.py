@@ -27,8 +27,9 @@ def wait_ms(ms: int) -> None:
 
 
 def prepare_process_for_training() -> None:
-    """Settings that must precede Qt's threads, so that training in a worker thread runs as fast as
-    in the main thread of ``meta-engine train`` (measured: ``bench/bench_studio_overhead.py``).
+    """Settings that must precede Qt's threads, so that tensor work in a worker thread (evaluation,
+    races, and training where ``META_STUDIO_TRAINING_PROCESS=0`` keeps it in this process) runs as
+    fast as in the main thread of ``meta-engine train`` (measured: ``bench/bench_studio_overhead.py``).
 
     * glibc keeps freed memory for reuse in every thread (:mod:`engine.training.host_memory`):
       without it the training thread page-faults in fresh memory at every step (0.6-1.3 s of

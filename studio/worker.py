@@ -2,8 +2,9 @@
 
 Everything slow (training, evaluation, data loading, adaptation) runs in a
 ``QThread`` (training itself in a child process that such a thread watches); results
-come back as queued signals, so slots always run in the GUI thread. Nothing in this module trains or evaluates anything itself: it only
-calls the engine and forwards what the engine reports.
+come back as queued signals, so slots always run in the GUI thread. Nothing in this
+module trains or evaluates anything itself: it only calls the engine and forwards what
+the engine reports.
 
 * :class:`QtCallbackAdapter` is an :class:`engine.training.callbacks.Callback`
   whose hooks emit signals. Step metrics are coalesced: at most
@@ -254,7 +255,8 @@ class SpareTrainingProcess(QObject):
             log.warning("could not start a training process ahead: %s", error)
 
     def take(self) -> TrainingProcess | None:
-        """The spare for a run now (None if there is none or it died); a new one is prepared later."""
+        """The spare for a run now (None if there is none or it died); the owner calls
+        :meth:`prepare_later` for the next one when the run has ended."""
         process, self.process = self.process, None
         if process is not None and not process.is_alive():
             process.close()

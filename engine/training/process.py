@@ -12,9 +12,9 @@ threads, no locks). The decoded data set travels through shared memory (torch.mu
 pickling), so nothing is decoded twice. The child trains in its main thread and sends every
 callback over a pipe; :meth:`TrainingProcess.run`, called in a thread of the parent (it blocks
 until the run ends), replays them on the parent's callbacks in order and returns the
-:class:`RunSummary`. Stop and pause are multiprocessing events that the trainer checks between steps. A child can be
-started ahead of its job (a warm spare: the studio keeps one, so a run starts at once rather than
-after PyTorch's import).
+:class:`RunSummary`. Stop and pause are multiprocessing events that the trainer checks between
+steps. A child can be started ahead of its job (a warm spare: the studio keeps one, so a run starts
+at once rather than after PyTorch's import).
 
 Failures stay contained: if the child dies (killed, out of memory, a crash in native code) the run
 ends with a message naming how, the parent goes on, and the run folder keeps its last checkpoint
