@@ -12,9 +12,16 @@ Adam and float round-off: the conv biases in front of a batch-statistics
 BatchNorm (and a few units whose shift the loss ignores) have an exactly zero
 gradient in exact arithmetic; their computed gradient is round-off (~1e-9), and
 Adam, which divides by the gradient's own magnitude, turns it into steps of +-lr.
-Any change of summation order (two processes, other thread counts) flips them, so
-both sides of the comparison run Adam with eps = 1e-4 (``well_conditioned_adam``):
-round-off then moves nothing, while real gradients (1e-3 .. 1) are unaffected.
+Any change of summation order (two processes, other thread counts) flips them. The
+same amplification, milder, acts on every gradient element near eps: Adam's step
+g / (|g| + eps) changes fastest there, so a round-off difference d in such an element
+moves its weight by up to lr * d / (4 eps), and the trajectories drift apart from
+there. Both sides of the comparison therefore run Adam with eps = 1e-2
+(``well_conditioned_adam``). Measured on a 2-core
+AVX-512 EPYC: the largest difference between the two-process and one-process weights
+was 6.7e-5 with eps = 1e-4 (over the 1e-5 tolerance), 1.5e-6 with 1e-3, 1.8e-7 with
+1e-2; and with eps = 1e-2 the comparison still fails for every algorithm when the
+ranks' gradients are summed instead of averaged (checked by breaking that division).
 """
 
 from __future__ import annotations
@@ -43,7 +50,7 @@ from .helpers import tiny_config
 
 REPO = Path(__file__).resolve().parents[2]
 STEPS = 3
-TEST_ADAM_EPS = 1e-4
+TEST_ADAM_EPS = 1e-2
 EXACT = ["protonet", "matching", "fomaml", "maml", "reptile"]   # episodic: equal to one process
 DATA_PARALLEL = ["baseline"]    # split batches, per-rank BatchNorm statistics (as DDP without SyncBatchNorm)
 
@@ -112,7 +119,23 @@ def torchrun_entry(jobs_file: str) -> int:
                     return code
     finally:
         distributed.cleanup()
+    leftover = gloo_threads()
+    if leftover:  # they would abort the interpreter's exit now and then (distributed._import_dynamo_first)
+        print(f"gloo threads outlived cleanup(): {leftover}", file=sys.stderr)
+        return 3
     return 0
+
+
+def gloo_threads() -> list[str]:
+    """Names of this process's native gloo threads (Linux; [] where /proc is missing)."""
+    tasks = Path("/proc/self/task")
+    if not tasks.is_dir():
+        return []
+    names = []
+    for task in tasks.iterdir():
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            names.append((task / "comm").read_text().strip())
+    return [name for name in names if "gloo" in name]
 
 
 @pytest.fixture(scope="module")
