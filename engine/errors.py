@@ -26,6 +26,11 @@ class TrainingError(EngineError):
     """Training cannot continue (non-finite loss, out of memory, ...)."""
 
 
+class RunForceStopped(TrainingError):
+    """The run's training process was ended on request (a run that did not stop when asked): the
+    steps after its last checkpoint are lost, the run reads as interrupted and can be continued."""
+
+
 def describe_exception(error: BaseException) -> str:
     """The one-line message a user sees: an EngineError's own text, else type and message."""
     if isinstance(error, EngineError):

@@ -361,11 +361,14 @@ class TrainingWorker(QObject, _WorkerControls):
 
     def __init__(self, config: RunConfig, run_dir: Path | None, *, data: Any = None,
                  resume_from: Path | None = None, extra_steps: int = 0,
-                 max_rate_hz: float = 20.0, in_child_process: bool | None = None,
+                 max_rate_hz: float = 5.0, in_child_process: bool | None = None,
                  process: TrainingProcess | None = None, parent: QObject | None = None) -> None:
-        """``in_child_process``: train in a child process (see :mod:`engine.training.process`) or in
-        a thread of this one; None (default) decides by :func:`train_in_child_process`. ``process``:
-        the child to train in, e.g. one started ahead (else a new one)."""
+        """``max_rate_hz``: step batches delivered to the GUI thread per second (5: the plots redraw
+        at most twice a second and the progress text as often; every delivery is GUI-thread CPU that
+        a training run on a small machine loses). ``in_child_process``: train in a child process (see
+        :mod:`engine.training.process`) or in a thread of this one; None (default) decides by
+        :func:`train_in_child_process`. ``process``: the child to train in, e.g. one started ahead
+        (else a new one)."""
         super().__init__(parent)
         self.config = config
         self.run_dir = run_dir if resume_from is None else resume_from
@@ -419,6 +422,20 @@ class TrainingWorker(QObject, _WorkerControls):
     @property
     def summary(self) -> RunSummary | None:
         return self._thread.value
+
+    @property
+    def can_force_stop(self) -> bool:
+        """A run in a training process can be ended at once; one in a thread only when it stops."""
+        return self.process is not None
+
+    @property
+    def force_stopped(self) -> bool:
+        return self.process is not None and self.process.kill_requested
+
+    def force_stop(self) -> bool:
+        """End the run's training process now (a run that does not stop when asked); the run then
+        fails with :class:`engine.errors.RunForceStopped`. False when there was nothing to end."""
+        return self.process is not None and (self.process.kill() or self.process.kill_requested)
 
     # -- internal -----------------------------------------------------------
     def _on_failed(self, message: str, summary: object) -> None:

@@ -16,6 +16,10 @@ until the run ends), replays them on the parent's callbacks in order and returns
 steps. A child can be started ahead of its job (a warm spare: the studio keeps one, so a run starts
 at once rather than after PyTorch's import).
 
+A run that does not stop when asked (a step that hangs in a driver, a data source that never
+answers) can be ended with :meth:`TrainingProcess.kill` from any thread: its :meth:`~TrainingProcess.run`
+then raises :class:`RunForceStopped`, saying which steps are lost, instead of blocking forever.
+
 Failures stay contained: if the child dies (killed, out of memory, a crash in native code) the run
 ends with a message naming how, the parent goes on, and the run folder keeps its last checkpoint
 (its record reads as interrupted, so it can be continued). If the parent dies, the child's next
@@ -37,7 +41,7 @@ import torch.multiprocessing
 
 from engine.config import RunConfig
 from engine.data.dataset import FewShotData
-from engine.errors import EngineError, TrainingError, describe_exception
+from engine.errors import EngineError, RunForceStopped, TrainingError, describe_exception
 from engine.training import host_memory
 from engine.training.callbacks import (Callback, CheckpointInfo, RunInfo, RunSummary, StepMetrics,
                                        ValidationResult)
@@ -172,6 +176,10 @@ class TrainingProcess:
         self._jobs: Connection | None = None      # parent -> child: the one job
         self._reports: Connection | None = None   # child -> parent: hooks, then the result
         self._job_sent = False
+        self._kill_requested = False
+        self._resumed = False
+        self.last_step = 0          # the last step the child reported
+        self.checkpoint_step: int | None = None  # the step of its last checkpoint, if any
 
     def start(self) -> "TrainingProcess":
         """Spawn the child now, if not yet done; it waits for the job of :meth:`run`."""
@@ -205,6 +213,10 @@ class TrainingProcess:
         if self._job_sent:
             raise RuntimeError("a TrainingProcess trains one job")
         self._job_sent = True
+        self._resumed = job.resume_from is not None
+        if self._kill_requested:
+            self._end(kill=True)
+            raise RunForceStopped("the run was ended on request before it started")
         self.start()
         assert self._jobs is not None and self._reports is not None
         try:
@@ -215,6 +227,24 @@ class TrainingProcess:
         finally:
             self._end(kill=False)
         return self._summary_of(outcome)
+
+    def kill(self) -> bool:
+        """End the child now, from any thread: for a run that does not stop when asked (see
+        ``control``). :meth:`run` then raises :class:`RunForceStopped` (unless the child had already
+        sent its result); the run folder keeps its last checkpoint. Before :meth:`run`, the job will not
+        start. False when the child has already ended."""
+        process = self._process
+        if self.exitcode is not None or (process is not None and not process.is_alive()):
+            return False
+        self._kill_requested = True
+        if process is not None:
+            process.kill()
+        return True
+
+    @property
+    def kill_requested(self) -> bool:
+        """Whether :meth:`kill` ended (or will keep from starting) this process's run."""
+        return self._kill_requested
 
     def close(self) -> None:
         """End a child that got no job (a spare not needed). A run's child ends with its run (stop it
@@ -239,11 +269,27 @@ class TrainingProcess:
             except EOFError:
                 return None
             if message[0] == "hook":
+                self._note(message[1], message[2])
                 getattr(callback, message[1])(*message[2])
             else:
                 return message
 
+    def _note(self, hook: str, arguments: tuple[Any, ...]) -> None:
+        """Remember how far the run got, for the message of a forced stop."""
+        if hook == "on_step":
+            self.last_step = arguments[0].step
+        elif hook == "on_checkpoint" and not arguments[0].is_best:
+            self.checkpoint_step = arguments[0].step
+
     def _summary_of(self, outcome: tuple[Any, ...] | None) -> RunSummary:
+        if outcome is None and self._kill_requested:
+            if self.checkpoint_step is not None:
+                kept = f"the run keeps its checkpoint of step {self.checkpoint_step} and can be continued"
+            elif self._resumed:
+                kept = "the run keeps the checkpoint it was continued from"
+            else:
+                kept = "no checkpoint had been saved yet"
+            raise RunForceStopped(f"the training process was ended on request after step {self.last_step}; {kept}")
         if outcome is None:
             raise TrainingError(f"the training process ended unexpectedly ({describe_exit(self.exitcode)}); "
                                 "the run keeps its last checkpoint and can be continued")

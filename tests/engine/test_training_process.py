@@ -15,7 +15,7 @@ import pytest
 
 from engine.config import RunConfig
 from engine.data.dataset import load_data
-from engine.errors import EngineError, TrainingError
+from engine.errors import EngineError, RunForceStopped, TrainingError
 from engine.training import run_store as rs
 from engine.training.callbacks import Callback, RunSummary, StepMetrics
 from engine.training.checkpoint import load_checkpoint
@@ -23,7 +23,7 @@ from engine.training.control import RunControl
 from engine.training.process import TrainingJob, TrainingProcess, _PipeCallback, describe_exit
 from engine.training.trainer import Trainer
 
-from .helpers import tiny_config
+from .helpers import HangingJob, tiny_config
 
 
 class Reports(Callback):
@@ -192,3 +192,45 @@ def test_data_that_cannot_be_shared_is_loaded_by_the_child_and_the_user_is_told(
     assert TrainingProcess().run(job, reports).status == "finished"
     assert any("could not be shared" in line and "No space left" in line for line in reports.logs)
     assert any(line.startswith("loading data set") for line in reports.logs)  # the child loaded it
+
+
+def test_a_run_that_ignores_stop_is_ended_on_request_saying_what_is_lost(tiny_flat: Path, tmp_path: Path) -> None:
+    process = TrainingProcess()
+    run_dir = tmp_path / "run"
+    config = _config(tiny_flat, 100_000, checkpoint_every=2, val_every=0)
+    asked: dict[str, float] = {}
+
+    def stop_then_kill() -> None:  # the window's Stop, then its Force stop
+        while process.last_step < 5:
+            time.sleep(0.01)
+        process.control.stop()
+        time.sleep(1.0)
+        asked["alive after stop"] = process.is_alive()
+        asked["killed"] = process.kill()
+        asked["at"] = time.monotonic()
+
+    driver = threading.Thread(target=stop_then_kill)
+    driver.start()
+    with pytest.raises(RunForceStopped, match="ended on request after step 5; the run keeps its checkpoint "
+                                              "of step 4 and can be continued"):
+        process.run(HangingJob(config, run_dir, hang_at=5), Reports())
+    returned = time.monotonic()
+    driver.join()
+    assert asked["alive after stop"] and asked["killed"]  # the hung step never saw the stop flag
+    assert returned - asked["at"] < 10  # run() returned once the child was ended, not after its hour
+    assert process.exitcode == -signal.SIGKILL and not process.kill()  # nothing left to end
+    assert rs.RunStore(tmp_path).record(run_dir).status == "interrupted"
+    assert load_checkpoint(run_dir / rs.CHECKPOINT_DIR / rs.LAST_CHECKPOINT).step == 4
+
+
+def test_a_run_ended_before_it_starts_never_trains(tiny_flat: Path, tmp_path: Path) -> None:
+    process = TrainingProcess()
+    assert process.kill()  # e.g. Force stop while the window still loads the data set
+    with pytest.raises(RunForceStopped, match="before it started"):
+        process.run(TrainingJob(_config(tiny_flat, 4), tmp_path / "run"), Reports())
+    assert process.pid is None and not (tmp_path / "run").exists()
+    spare = TrainingProcess().start()
+    assert spare.kill()
+    with pytest.raises(RunForceStopped, match="before it started"):
+        spare.run(TrainingJob(_config(tiny_flat, 4), tmp_path / "run"), Reports())
+    assert spare.exitcode == -signal.SIGKILL and not (tmp_path / "run").exists()
