@@ -41,6 +41,8 @@ from studio.worker import (SpareTrainingProcess, TrainingWorker, install_main_th
 
 log = logging.getLogger("studio")
 
+CLOSE_STOP_WAIT_MS = 20_000  # closing mid-run: how long a run may take to stop before its process is ended
+
 # The teaching views next to the curves; each is built as ``View(window)``.
 VIEW_TABS: tuple[tuple[str, type], ...] = (
     ("Race", RacePanel),
@@ -227,6 +229,7 @@ class MainWindow(QMainWindow):
         self.training_panel.train_clicked.connect(self.start_training)
         self.training_panel.pause_clicked.connect(self.toggle_pause)
         self.training_panel.stop_clicked.connect(self.stop_training)
+        self.training_panel.force_stop_clicked.connect(self.force_stop_training)
         self.runs_panel.selection_changed.connect(self._runs_selected)
         self.runs_panel.open_requested.connect(self.open_run)
         self.runs_panel.evaluate_requested.connect(self.evaluate_run)
@@ -415,11 +418,17 @@ class MainWindow(QMainWindow):
 
     def stop_training(self) -> None:
         """Stop after the current step; the checkpoint is kept (Esc)."""
-        if self.worker is None:
+        if self.worker is None or self.training_panel.state == "stopping":
             return
         self.worker.stop()
+        self.training_panel.can_force_stop = self.worker.can_force_stop
         self.training_panel.set_state("stopping")
         log.info("stopping after the current step…")
+
+    def force_stop_training(self) -> None:
+        """End a run that does not stop when asked (its training process); its last checkpoint stays."""
+        if self.worker is not None and self.worker.force_stop():
+            log.warning("ending the training process (force stop)…")
 
     # -- worker signals (GUI thread) --------------------------------------------
     def _on_run_started(self, info: RunInfo) -> None:
@@ -458,6 +467,9 @@ class MainWindow(QMainWindow):
             self._auto_evaluate(summary.run_dir)
 
     def _on_failed(self, message: str, summary: RunSummary | None) -> None:
+        if self.worker is not None and self.worker.force_stopped:
+            self._on_force_stopped(message)
+            return
         steps = summary.steps_done if summary is not None else None
         self._remove_if_empty(self.current_run_dir)
         self.training_panel.show_end("failed", steps, "")
@@ -465,6 +477,13 @@ class MainWindow(QMainWindow):
         self.training_ended.emit("failed")
         if not self._closing:
             self.show_error("Training failed", message)
+
+    def _on_force_stopped(self, message: str) -> None:
+        """Asked for, so no error dialog: the run reads as interrupted and can be continued."""
+        self._remove_if_empty(self.current_run_dir)
+        self.training_panel.show_end("stopped", self.last_step, "force-stopped; see the log")
+        log.warning("force stop: %s", message)
+        self.training_ended.emit("stopped")
 
     @staticmethod
     def _remove_if_empty(run_dir: Path | None) -> None:
@@ -610,6 +629,9 @@ class MainWindow(QMainWindow):
         if worker is not None:
             worker.stop()
             self.status_label.setText("stopping the run and saving its checkpoint…")
+            if not worker.wait(CLOSE_STOP_WAIT_MS) and worker.force_stop():
+                log.warning("the run did not stop within %d s of closing: its training process was ended",
+                            CLOSE_STOP_WAIT_MS // 1000)
             worker.wait()
             QApplication.processEvents()  # deliver the last signals (finished, done)
         self.spare_process.close()

@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     def grab() -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
         window.plots.refresh(everything=True)
+        window.training_panel.show_latest()  # the text as of the plots' last step
         app.processEvents()
         if not window.grab().save(str(out)):
             raise SystemExit(f"{out}: could not write the screenshot")

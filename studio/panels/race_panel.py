@@ -30,7 +30,7 @@ from engine.race import (CPU_MEMORY_METHOD, CUDA_MEMORY_METHOD, MAX_ALGORITHMS, 
                          new_race_dir)
 from engine.training.callbacks import StepMetrics, ValidationResult
 from engine.training.run_store import RunStore
-from studio.plots import PALETTE, EmaSeries, GrowingArray
+from studio.plots import PALETTE, EmaSeries, GrowingArray, cache_axes
 from studio.worker import RaceWorker
 
 log = logging.getLogger("studio")
@@ -229,6 +229,7 @@ class RacePanel(QWidget):
         self.plot.getAxis("left").setWidth(56)
         self.plot.setDownsampling(auto=True, mode="peak")
         self.plot.setClipToView(True)
+        cache_axes(self.plot)
         self.legend = QLabel("")  # above the plot, so it never hides a curve
         self.legend.setObjectName("race_legend")
         self.legend.setTextFormat(Qt.TextFormat.RichText)

@@ -26,12 +26,22 @@ def format_duration(seconds: float) -> str:
     return f"{hours}h {minutes:02d}m"
 
 
+STOP_TIP = "Stop after the current step; the checkpoint is kept (Esc)"
+FORCE_STOP_TIP = ("The run has not stopped yet (a long step, or one that hangs): end its training process "
+                  "now. The steps after its last checkpoint are lost; the run can be continued from it.")
+
+
 class TrainingPanel(QWidget):
-    """The run controls. State: "idle", "starting", "running", "paused", "stopping"."""
+    """The run controls. State: "idle", "starting", "running", "paused", "stopping".
+
+    While a run is stopping, Stop turns into Force stop after ``force_stop_delay_ms`` (so a double
+    click never ends a run the hard way), where ``can_force_stop`` (a run in a training process)."""
 
     train_clicked = Signal()
     pause_clicked = Signal()
     stop_clicked = Signal()
+    force_stop_clicked = Signal()
+    force_stop_delay_ms = 3000
 
     def __init__(self, device_panel: DevicePanel | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -47,10 +57,14 @@ class TrainingPanel(QWidget):
         self.pause_button.setToolTip("Pause after the current step / resume")
         self.stop_button = QPushButton(style.standardIcon(QStyle.StandardPixmap.SP_MediaStop), "Stop")
         self.stop_button.setObjectName("stop_button")
-        self.stop_button.setToolTip("Stop after the current step; the checkpoint is kept (Esc)")
+        self.stop_button.setToolTip(STOP_TIP)
         self.train_button.clicked.connect(self.train_clicked)
         self.pause_button.clicked.connect(self.pause_clicked)
-        self.stop_button.clicked.connect(self.stop_clicked)
+        self.stop_button.clicked.connect(self._stop_button_clicked)
+        self.can_force_stop = False
+        self._force_stop_timer = QTimer(self)
+        self._force_stop_timer.setSingleShot(True)
+        self._force_stop_timer.timeout.connect(self._offer_force_stop)
 
         self.device_panel = device_panel or DevicePanel()
         self.progress = QProgressBar()
@@ -88,17 +102,18 @@ class TrainingPanel(QWidget):
         layout.addWidget(self.message_label)
         self.state = "idle"
         self._blocked_message = ""
-        self.max_text_hz = 6.0
+        self.max_text_hz = 2.0  # each QProgressBar.setValue repaints at once (0.45 ms on 2 cores)
         self._latest: Any = None
         self._last_shown = 0.0
         self._pending_timer = QTimer(self)
         self._pending_timer.setSingleShot(True)
         self._pending_timer.setInterval(int(1000 / self.max_text_hz))
-        self._pending_timer.timeout.connect(self._show_latest)
+        self._pending_timer.timeout.connect(self.show_latest)
         self.set_state("idle")
 
     # -- state --------------------------------------------------------------
     def set_state(self, state: str) -> None:
+        entering = state != self.state
         self.state = state
         busy = state in ("starting", "running", "paused", "stopping")
         self.train_button.setEnabled(not busy and not self._blocked_message)
@@ -106,7 +121,7 @@ class TrainingPanel(QWidget):
         self.pause_button.setText("Resume" if state == "paused" else "Pause")
         self.pause_button.setIcon(self.style().standardIcon(
             QStyle.StandardPixmap.SP_MediaPlay if state == "paused" else QStyle.StandardPixmap.SP_MediaPause))
-        self.stop_button.setEnabled(state in ("starting", "running", "paused"))
+        self._set_stop_button(state, entering)
         self.device_panel.setEnabled(not busy)
         if state == "starting":
             self.progress.setRange(0, 0)
@@ -115,6 +130,30 @@ class TrainingPanel(QWidget):
             self.rate_label.setText("paused")
         elif state == "stopping":
             self.rate_label.setText("stopping after this step…")
+
+    def _set_stop_button(self, state: str, entering: bool) -> None:
+        if state == "stopping" and not entering:
+            return  # (a refresh while stopping) Force stop stays as offered
+        self.stop_button.setEnabled(state in ("starting", "running", "paused"))
+        self.stop_button.setText("Stop")
+        self.stop_button.setToolTip(STOP_TIP)
+        if state == "stopping" and self.can_force_stop:
+            self._force_stop_timer.start(self.force_stop_delay_ms)
+        else:
+            self._force_stop_timer.stop()
+
+    def _offer_force_stop(self) -> None:
+        if self.state == "stopping" and self.can_force_stop:
+            self.stop_button.setText("Force stop")
+            self.stop_button.setToolTip(FORCE_STOP_TIP)
+            self.stop_button.setEnabled(True)
+
+    def _stop_button_clicked(self) -> None:
+        if self.state == "stopping":
+            self.stop_button.setEnabled(False)  # once
+            self.force_stop_clicked.emit()
+        else:
+            self.stop_clicked.emit()
 
     def set_blocked(self, message: str) -> None:
         """Disable Train with a visible reason (e.g. the invalid field), or enable it with ""."""
@@ -141,9 +180,10 @@ class TrainingPanel(QWidget):
             if not self._pending_timer.isActive():
                 self._pending_timer.start()
             return
-        self._show_latest()
+        self.show_latest()
 
-    def _show_latest(self) -> None:
+    def show_latest(self) -> None:
+        """Show the latest step now (the timer does it at most ``max_text_hz`` times a second)."""
         metrics = self._latest
         if metrics is None:
             return

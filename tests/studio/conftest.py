@@ -10,11 +10,12 @@ once per session (studio.datasets keeps it in memory).
 from __future__ import annotations
 
 import os
+import time
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from pathlib import Path  # noqa: E402
-from typing import Any, Iterator  # noqa: E402
+from typing import Any, Callable, Iterator  # noqa: E402
 
 import pytest  # noqa: E402
 from PySide6.QtCore import QSettings  # noqa: E402
@@ -44,6 +45,22 @@ def set_fields(window: Any, values: dict[str, Any]) -> None:
     """Type values into the generated hyperparameter form."""
     for key, value in values.items():
         window.algorithm_panel.field(key).set_value(value)
+
+
+def wait_until_quiet(qtbot: Any, value: Callable[[], Any], quiet_ms: int, timeout: int = 30_000) -> Any:
+    """Wait until ``value()`` has not changed for ``quiet_ms`` (e.g. the last step after a pause,
+    once the steps trained before it have arrived); returns it."""
+    state = {"value": object(), "since": time.monotonic()}
+
+    def quiet() -> bool:
+        current = value()
+        if current != state["value"]:
+            state["value"], state["since"] = current, time.monotonic()
+            return False
+        return time.monotonic() - state["since"] >= quiet_ms / 1000
+
+    qtbot.waitUntil(quiet, timeout=timeout)
+    return value()
 
 
 def wait_data(qtbot: Any, window: Any, timeout: int = 120_000) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -56,23 +57,90 @@ def test_plots_update_only_with_new_data(qtbot):
     assert not plots.refresh()
     curve = plots.loss_curve
     plots.add_steps(_steps(101, 111))
-    assert plots.refresh()
+    assert plots.refresh(everything=True)
     assert plots.loss_curve is curve  # curves are built once and updated
     for plot in (plots.loss_plot, plots.accuracy_plot, plots.val_plot, plots.lr_plot):
         assert plot.clipToViewMode() and plot.downsampleMode()[1]  # clip to view, auto down-sampling
 
 
-def test_refresh_spreads_plots_over_timer_ticks(qtbot):
-    plots = TrainingPlots(plots_per_tick=1)
+def _plots_on_a_clock(qtbot, plots_per_tick: int) -> tuple[TrainingPlots, dict[str, float]]:
+    """Plots whose timer is stopped (the test ticks) and whose clock is ``clock["now"]``."""
+    plots = TrainingPlots(plots_per_tick=plots_per_tick)  # (draws once, on the real clock)
+    clock = {"now": time.monotonic() + 10.0}
     qtbot.addWidget(plots)
     plots.timer.stop()
+    plots.clock = lambda: clock["now"]
+    return plots, clock
+
+
+def test_refresh_spreads_plots_over_timer_ticks(qtbot):
+    plots, clock = _plots_on_a_clock(qtbot, plots_per_tick=1)
     plots.refresh(everything=True)
+    clock["now"] += 1.0  # every plot is due again
     plots.add_steps(_steps(1, 11))   # loss, accuracy and lr change
     updated = 0
     while plots.refresh():
         updated += 1
     assert updated == 3
     assert len(plots.lr_curve.getData()[0]) == 10
+
+
+def test_while_data_streams_each_plot_is_redrawn_at_most_at_its_rate(qtbot, monkeypatch):
+    plots, clock = _plots_on_a_clock(qtbot, plots_per_tick=4)
+    plots.clear()
+    redraws = {name: 0 for name in plots.PLOTS}
+    update = plots._update_plot
+    monkeypatch.setattr(plots, "_update_plot", lambda name: (redraws.__setitem__(name, redraws[name] + 1),
+                                                             update(name))[1])
+    start = clock["now"]
+    for tick in range(120):  # 10 s of 12 Hz ticks, a step per tick, a validation every 2 s
+        clock["now"] = start + (tick + 1) * 0.083  # QTimer's interval for 12 Hz: int(1000 / 12) ms
+        plots.add_steps(_steps(tick + 1, tick + 2))
+        if tick % 24 == 23:
+            plots.add_validation(tick + 1, 0.5, 0.05)
+        plots.refresh()
+    assert redraws["loss"] == redraws["accuracy"] == 20  # PLOT_HZ 2: every 6th tick, not every tick
+    assert redraws["lr"] == 10  # once a second
+    assert redraws["val"] == 1 + 5  # the cleared plot at the first tick, then each validation at once
+    assert len(plots.loss_curve.getData()[0]) == 115  # the curve lags the data by at most half a second
+    plots.refresh(everything=True)  # the end of a run (or a user action) draws everything now
+    assert len(plots.loss_curve.getData()[0]) == 120 and len(plots.lr_curve.getData()[0]) == 120
+
+
+def test_new_points_repaint_the_curve_but_not_the_axes_until_their_range_changes(qtbot, monkeypatch):
+    import pyqtgraph as pg
+
+    axis_paints: list[str] = []
+    curve_paints: list[int] = []
+    axis_paint, curve_paint = pg.AxisItem.paint, pg.PlotCurveItem.paint
+    monkeypatch.setattr(pg.AxisItem, "paint",
+                        lambda self, *args: (axis_paints.append(self.orientation), axis_paint(self, *args))[1])
+    monkeypatch.setattr(pg.PlotCurveItem, "paint",
+                        lambda self, *args: (curve_paints.append(1), curve_paint(self, *args))[1])
+    plots = TrainingPlots()
+    qtbot.addWidget(plots)
+    plots.resize(900, 600)
+    plots.show()
+    plots.timer.stop()
+    plots.set_step_range(1000)
+    plots.add_steps(_steps(1, 101))
+    plots.refresh(everything=True)
+    qtbot.waitExposed(plots)
+    qtbot.wait(50)
+    loss_axis = plots.loss_plot.getAxis("left")
+    labels_before = [s for _, s in loss_axis.tickValues(*plots.loss_plot.viewRange()[1], 300)]
+    axis_paints.clear()
+    curve_paints.clear()
+    for start in range(101, 141, 10):  # within the y ranges: the curves grow, the axes stay as they are
+        plots.add_steps([SimpleNamespace(step=s, loss=0.5, accuracy=0.05, lr=1e-3) for s in range(start, start + 10)])
+        plots.refresh(everything=True)
+        qtbot.wait(30)
+    assert curve_paints and axis_paints == []  # the axes and grid came from their cached pixmaps
+    plots.add_steps([SimpleNamespace(step=141, loss=50.0, accuracy=0.5, lr=1e-3)])  # leaves the range
+    plots.refresh(everything=True)
+    qtbot.waitUntil(lambda: "left" in axis_paints, timeout=2000)  # re-rendered for the new range
+    assert plots.loss_plot.viewRange()[1][1] >= 50.0
+    assert [s for _, s in loss_axis.tickValues(*plots.loss_plot.viewRange()[1], 300)] != labels_before
 
 
 def test_smoothing_slider_changes_the_smoothed_curve(qtbot):

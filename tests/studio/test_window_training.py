@@ -8,25 +8,11 @@ from engine.errors import TrainingError
 from engine.training.run_store import RunStore
 from studio.panels.runs_panel import COLUMNS
 from studio.worker import TRAINING_PROCESS_ENV
-from tests.studio.conftest import TINY, set_fields, train_tiny
+from tests.studio.conftest import TINY, set_fields, train_tiny, wait_until_quiet
 
 STATUS = COLUMNS.index("Status")
 
 LONG = {**TINY, "train.steps": 100_000, "train.val_every": 0, "train.checkpoint_every": 100_000}
-
-
-def _wait_steady(qtbot, window, quiet_ms: int = 700, timeout: int = 30_000) -> int:
-    """Wait until no new step arrived for ``quiet_ms``; returns the last step."""
-    state = {"step": -1, "since": time.monotonic()}
-
-    def steady() -> bool:
-        if window.last_step != state["step"]:
-            state["step"], state["since"] = window.last_step, time.monotonic()
-            return False
-        return time.monotonic() - state["since"] >= quiet_ms / 1000
-
-    qtbot.waitUntil(steady, timeout=timeout)
-    return window.last_step
 
 
 def test_short_training_feeds_the_plots(window, qtbot):
@@ -58,7 +44,7 @@ def test_pause_resume_and_stop(window, qtbot):
     window.toggle_pause()
     assert window.training_panel.state == "paused"
     assert window.training_panel.pause_button.text() == "Resume"
-    paused_at = _wait_steady(qtbot, window)
+    paused_at = wait_until_quiet(qtbot, lambda: window.last_step, quiet_ms=700)
     qtbot.wait(1000)
     assert window.last_step == paused_at, "steps advanced while paused"
     window.toggle_pause()
@@ -131,3 +117,65 @@ def test_the_app_window_trains_in_a_process_started_ahead_and_prepares_the_next(
     assert following is not spare and following.is_alive()
     win.close()
     assert not following.is_alive()  # closing the window ends the spare
+
+
+def _hang_at(monkeypatch, step: int) -> None:
+    """Runs the window starts hang after reporting ``step`` (their step never returns) in their process."""
+    import dataclasses
+
+    from studio.worker import TrainingWorker
+    from tests.engine.helpers import HangingJob
+
+    make_job = TrainingWorker._make_job
+
+    def hanging_job(self):
+        job = make_job(self)
+        return HangingJob(**{f.name: getattr(job, f.name) for f in dataclasses.fields(job)}, hang_at=step)
+
+    monkeypatch.setattr(TrainingWorker, "_make_job", hanging_job)
+
+
+def test_a_run_that_does_not_stop_can_be_force_stopped_and_continued(window, qtbot, monkeypatch):
+    _hang_at(monkeypatch, 5)
+    monkeypatch.setattr(window.training_panel, "force_stop_delay_ms", 300)
+    set_fields(window, {**LONG, "train.checkpoint_every": 2})
+    worker = window.start_training()
+    qtbot.waitUntil(lambda: window.last_step == 5, timeout=120_000)
+    stop = window.training_panel.stop_button
+    window.stop_training()
+    assert window.training_panel.state == "stopping" and not stop.isEnabled()  # no second click at once
+    window.stop_training()  # Esc again does not force anything
+    qtbot.waitUntil(lambda: stop.isEnabled() and stop.text() == "Force stop", timeout=5_000)
+    assert worker.is_running()  # the hung step never saw the stop flag
+    with qtbot.waitSignal(window.training_ended, timeout=30_000) as ended:
+        stop.click()
+    assert ended.args == ["stopped"] and window.shown_errors == []  # asked for: no error dialog
+    qtbot.waitUntil(lambda: window.worker is None, timeout=30_000)
+    assert worker.process.exitcode is not None and worker.process.exitcode < 0
+    assert "force-stopped" in window.training_panel.rate_label.text()
+    qtbot.waitUntil(lambda: "checkpoint of step 4" in window.log_panel.text(), timeout=5_000)  # queued
+    assert stop.text() == "Stop" and window.training_panel.train_button.isEnabled()
+    record = window.store.list_runs()[0]
+    assert record.status == "interrupted" and record.last_checkpoint.is_file()
+    monkeypatch.undo()  # the continued run trains normally
+    with qtbot.waitSignal(window.training_ended, timeout=120_000):
+        continued = window.resume_run(record)
+        qtbot.waitUntil(lambda: window.last_step >= 6, timeout=120_000)
+        continued.stop()
+    assert RunStore(window.store.root).list_runs()[0].status == "stopped"
+
+
+def test_closing_the_window_ends_a_run_that_does_not_stop(qtbot, monkeypatch):
+    import studio.main_window as main_window
+    from tests.studio.conftest import make_window
+
+    _hang_at(monkeypatch, 3)
+    monkeypatch.setattr(main_window, "CLOSE_STOP_WAIT_MS", 1_000)
+    win = make_window(qtbot)
+    set_fields(win, LONG)
+    worker = win.start_training()
+    qtbot.waitUntil(lambda: win.last_step == 3, timeout=120_000)
+    started = time.monotonic()
+    win.close()  # would wait for the hung step forever
+    assert time.monotonic() - started < 20
+    assert not worker.is_running() and worker.process.exitcode is not None and worker.process.exitcode < 0

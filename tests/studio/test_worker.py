@@ -12,6 +12,7 @@ from engine.config import RunConfig
 from engine.errors import DatasetError
 from engine.training.callbacks import RunSummary, StepMetrics, ValidationResult
 from studio.worker import QtCallbackAdapter, TrainingWorker, describe_exception, run_in_worker
+from tests.studio.conftest import wait_until_quiet
 
 
 def _metrics(step: int) -> StepMetrics:
@@ -91,9 +92,9 @@ def test_training_worker_pause_resume_stop(qtbot, monkeypatch):
     worker.start()
     qtbot.waitUntil(lambda: len(received) > 20, timeout=10_000)
     worker.pause()
-    qtbot.wait(300)
-    paused_at = len(received)
-    qtbot.wait(500)
+    # the steps trained before the pause arrive within two 5 Hz batch intervals
+    paused_at = wait_until_quiet(qtbot, lambda: len(received), quiet_ms=600, timeout=10_000)
+    qtbot.wait(800)
     assert len(received) == paused_at
     worker.resume()
     qtbot.waitUntil(lambda: len(received) > paused_at + 10, timeout=10_000)
