@@ -14,9 +14,11 @@ meaningless. Timing is from the first to the last step callback (data loading
 and model building excluded). Not a test; run:
 
     python bench/bench_studio_overhead.py [--steps 200] [--repeats 2] [--threads 0] [--thread-too]
+                                          [--without-plots-too]
 
 The window trains in a child process (engine/training/process.py), as the studio does by default;
-``--thread-too`` also measures it training in a thread of the window's own process.
+``--thread-too`` also measures it training in a thread of the window's own process, and
+``--without-plots-too`` the window with its plot timer stopped (what the live plots cost).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+NO_PLOTS_ENV = "META_STUDIO_BENCH_NO_PLOTS"  # set in a window child: its plot timer is stopped
 
 
 def bench_config(steps: int, threads: int):
@@ -98,6 +101,8 @@ def measure_window(steps: int, threads: int) -> dict:
     window.evaluation_panel.auto_evaluate.setChecked(False)
     window.resize(1600, 1000)
     window.show()
+    if os.environ.get(NO_PLOTS_ENV) == "1":
+        window.plots.timer.stop()  # the curves are drawn once, when the run ends
     while window.dataset_panel.is_loading():  # decoded in a worker thread, as in the app
         app.processEvents()
         time.sleep(0.01)
@@ -132,11 +137,14 @@ def measure_window(steps: int, threads: int) -> dict:
 
 def run_child(mode: str, steps: int, threads: int, home: Path) -> dict:
     """One measurement in a fresh process; ``window-thread`` is the window training in a thread of its
-    own process (``META_STUDIO_TRAINING_PROCESS=0``) instead of a child process."""
+    own process (``META_STUDIO_TRAINING_PROCESS=0``) instead of a child process, ``window-no-plots``
+    the window with its plot timer stopped."""
     env = dict(os.environ, META_STUDIO_HOME=str(home / f"{mode}-{time.time_ns()}"),
                PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     if mode == "window-thread":
         mode, env["META_STUDIO_TRAINING_PROCESS"] = "window", "0"
+    if mode == "window-no-plots":
+        mode, env[NO_PLOTS_ENV] = "window", "1"
     out = subprocess.run([sys.executable, __file__, "--child", mode, "--steps", str(steps), "--threads",
                           str(threads)], env=env, capture_output=True, text=True, check=False)
     for line in reversed(out.stdout.splitlines()):
@@ -152,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = PyTorch's default)")
     parser.add_argument("--thread-too", action="store_true",
                         help="also measure the window training in a thread of its own process (the old way)")
+    parser.add_argument("--without-plots-too", action="store_true",
+                        help="also measure the window with its plot timer stopped (what the live plots cost)")
     parser.add_argument("--child", choices=("headless", "window"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -161,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     home = Path(tempfile.mkdtemp(prefix="meta-studio-bench-"))
-    headless, window, window_thread = [], [], []
+    headless, window, window_thread, no_plots = [], [], [], []
     for repeat in range(args.repeats):
         headless.append(run_child("headless", args.steps, args.threads, home))
         window.append(run_child("window", args.steps, args.threads, home))
@@ -173,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.thread_too:
             window_thread.append(run_child("window-thread", args.steps, args.threads, home))
             print(f"          window training in a thread {window_thread[-1]['steps_per_s']:.2f} steps/s", flush=True)
+        if args.without_plots_too:
+            no_plots.append(run_child("window-no-plots", args.steps, args.threads, home))
+            print(f"          window without plot redraws {no_plots[-1]['steps_per_s']:.2f} steps/s (CPU of the GUI "
+                  f"thread {no_plots[-1]['gui_cpu_s']:.1f} s)", flush=True)
     best_headless = max(r["steps_per_s"] for r in headless)
     best_window = max(r["steps_per_s"] for r in window)
     ratio = best_window / best_headless
@@ -190,6 +204,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"training in a thread of the window's process instead: best-of ratio "
               f"{max(r['steps_per_s'] for r in window_thread) / best_headless:.3f}, median pair ratio "
               f"{statistics.median(thread_ratios):.3f} (range {thread_ratios[0]:.3f}-{thread_ratios[-1]:.3f})")
+    if no_plots:
+        plain_ratios = sorted(n["steps_per_s"] / h["steps_per_s"] for h, n in zip(headless, no_plots))
+        print(f"the window without plot redraws: median pair ratio {statistics.median(plain_ratios):.3f} "
+              f"(range {plain_ratios[0]:.3f}-{plain_ratios[-1]:.3f})")
     return 0
 
 

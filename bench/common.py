@@ -71,8 +71,7 @@ def setup(args: argparse.Namespace) -> torch.device:
     args.device = str(device)
     use_cpu_clock(args.clock == "cpu" or (args.clock == "auto" and device.type == "cpu"))
     use_channels_last(getattr(args, "channels_last", "auto"))
-    global _cuda_graphs
-    _cuda_graphs = getattr(args, "cuda_graphs", "on") == "on"
+    use_cuda_graphs(getattr(args, "cuda_graphs", "on") == "on")
     # as the trainer does; it is process-wide, so the peers in this process get it too
     tuned = "freed host memory kept (glibc)" if keep_freed_host_memory() else "malloc untouched"
     print(machine_header(device) + f"; {tuned}; ours: train.channels_last {_channels_last} "
@@ -89,6 +88,12 @@ def use_channels_last(setting: str) -> None:
     """The train.channels_last that :func:`run_config` gives our algorithms (auto | on | off)."""
     global _channels_last
     _channels_last = setting
+
+
+def use_cuda_graphs(on: bool) -> None:
+    """The train.cuda_graphs that :func:`run_config` gives our algorithms (it acts on CUDA only)."""
+    global _cuda_graphs
+    _cuda_graphs = on
 
 
 _clock: Callable[[], float] = time.perf_counter
