@@ -24,6 +24,7 @@ gloo otherwise. :func:`torchrun_command` builds the command line the studio offe
 
 from __future__ import annotations
 
+import importlib
 import os
 import shlex
 from dataclasses import dataclass
@@ -116,7 +117,7 @@ def _import_dynamo_first() -> None:
     exception"): a finished run then exits with SIGABRT (tests/engine/test_distributed.py, about one
     launch in three on an AVX-512 EPYC machine).
     """
-    import torch._dynamo  # noqa: F401
+    importlib.import_module("torch._dynamo")
 
 
 def current_world() -> World | None:
