@@ -8,16 +8,18 @@ F2); delete with confirmation.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, Callable
 
-from PySide6.QtCore import QItemSelectionModel, Qt, Signal
+from PySide6.QtCore import QItemSelectionModel, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QKeySequence, QShortcut
 from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QInputDialog, QLabel, QMessageBox,
                                QPushButton, QSizePolicy, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from engine.config import BUILTIN_GLYPHS
 from engine.errors import EngineError
+from engine.training.callbacks import StepMetrics
 from engine.training.run_store import RunRecord, RunStore
 from studio.panels.training_panel import format_duration
 
@@ -25,6 +27,7 @@ COLUMNS = ["Name", "Status", "Algorithm", "Data set", "Device", "Best val. acc."
 STATUS_COLOURS = {"running": "#1f77b4", "finished": "#2ca02c", "stopped": "#b35c00", "failed": "#d62728",
                   "interrupted": "#8c564b"}
 RUN_ROLE = Qt.ItemDataRole.UserRole + 1
+LIVE_UPDATE_S = 1.0  # a running run's row is updated at most this often (see RunsPanel.show_progress)
 
 
 def dataset_label(root: str) -> str:
@@ -109,11 +112,19 @@ class RunsPanel(QWidget):
         layout.addWidget(self.table)
         self._filling = False
         self._sorted_once = False
+        self.clock: Callable[[], float] = time.monotonic
+        self._live_shown_at = float("-inf")
+        self._pending_progress: tuple[str | Path, StepMetrics, float | None] | None = None
+        self._live_timer = QTimer(self)
+        self._live_timer.setSingleShot(True)
+        self._live_timer.timeout.connect(self._show_pending_progress)
         self.refresh()
 
     # -- table --------------------------------------------------------------
     def refresh(self) -> None:
-        """Re-read the run folders (keeps the selection)."""
+        """Re-read the run folders (keeps the selection); progress held back by show_progress is dropped."""
+        self._pending_progress = None
+        self._live_timer.stop()
         selected = {r.run_dir for r in self.selected_records()}
         self.records = self.store.list_runs()
         self._filling = True
@@ -168,6 +179,48 @@ class RunsPanel(QWidget):
                 cell.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             self.table.setItem(row, col, cell)
         cells[0].setToolTip(f"{record.run_dir}\nDouble-click to rename.")
+
+    def show_progress(self, run_dir: str | Path, metrics: StepMetrics, best_val_accuracy: float | None, *,
+                      force: bool = False) -> None:
+        """Show a running run's steps, duration and best validation accuracy as they stream in.
+
+        The table otherwise shows run.json as of the last refresh (steps 0, duration 0 s for a run
+        that just started). At most once a second unless ``force`` (a new best): cell updates
+        re-sort the table and repaint it, GUI time the training run shares. Progress held back
+        is shown when the second is over, so a paused run's row ends on its last step.
+        """
+        self._pending_progress = (run_dir, metrics, best_val_accuracy)
+        wait_s = LIVE_UPDATE_S - (self.clock() - self._live_shown_at)
+        if force or wait_s <= 0:
+            self._show_pending_progress()
+        elif not self._live_timer.isActive():
+            self._live_timer.start(int(wait_s * 1000) + 1)
+
+    def _show_pending_progress(self) -> None:
+        self._live_timer.stop()
+        if self._pending_progress is None:
+            return
+        run_dir, metrics, best = self._pending_progress
+        self._pending_progress = None
+        self._live_shown_at = self.clock()
+        row = self.row_of(run_dir)
+        if row < 0:
+            return
+        cells = {name: self.table.item(row, COLUMNS.index(name)) for name in ("Best val. acc.", "Duration", "Steps")}
+        self._filling = True
+        try:
+            if best is not None:
+                self._set_cell(cells["Best val. acc."], f"{best:.2%}", best)
+            self._set_cell(cells["Duration"], format_duration(metrics.elapsed_s), metrics.elapsed_s)
+            self._set_cell(cells["Steps"], f"{metrics.step:,} / {metrics.total_steps:,}", metrics.step)
+        finally:
+            self._filling = False
+
+    @staticmethod
+    def _set_cell(cell: QTableWidgetItem, text: str, key: float) -> None:
+        if isinstance(cell, _SortItem):
+            cell.key = key  # before the text: setting the text re-sorts
+        cell.setText(text)
 
     def record_for(self, run_dir: str | Path) -> RunRecord | None:
         for record in self.records:

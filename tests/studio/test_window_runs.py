@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from engine.config import RunConfig
-from engine.training.callbacks import Callback
+from engine.training.callbacks import Callback, StepMetrics
 from engine.training.control import RunControl
 from engine.training.run_store import RunStore, default_runs_root
 from studio.panels.runs_panel import COLUMNS
@@ -141,3 +142,29 @@ def test_evaluation_view_shows_a_confusion_matrix_of_the_test_classes(runs_windo
     confidences = [m.confidence for m in result.misclassified]
     assert confidences == sorted(confidences, reverse=True)
     assert runs_window.center_tabs.currentWidget() is panel
+
+
+def test_a_running_runs_row_follows_its_progress(runs_window, qtbot):
+    panel = runs_window.runs_panel
+    now = [100.0]
+    panel.clock = lambda: now[0]
+    run_dir = _record(runs_window, "stopped run").run_dir
+
+    def cell(column):
+        return panel.table.item(panel.row_of(run_dir), COLUMNS.index(column)).text()
+
+    assert cell("Steps") == "6 / 20"  # run.json as of the refresh
+    metrics = StepMetrics(step=7, total_steps=20, loss=1.0, accuracy=0.5, lr=1e-3, episodes_per_second=1.0,
+                          elapsed_s=65.0, eta_s=10.0)
+    panel.show_progress(run_dir, metrics, 0.5)
+    assert (cell("Steps"), cell("Duration"), cell("Best val. acc.")) == ("7 / 20", "1m 05s", "50.00%")
+    panel.show_progress(run_dir, replace(metrics, step=8), 0.5)
+    assert cell("Steps") == "7 / 20"  # held back: at most one update a second
+    now[0] += 1.0
+    qtbot.waitUntil(lambda: cell("Steps") == "8 / 20", timeout=3000)  # shown when the second is over
+    panel.show_progress(run_dir, replace(metrics, step=9), 0.75, force=True)  # a new best: at once
+    assert (cell("Steps"), cell("Best val. acc.")) == ("9 / 20", "75.00%")
+    panel.show_progress(run_dir, replace(metrics, step=10), 0.75)
+    panel.refresh()  # the run's end: the record on disk wins, held-back progress is dropped
+    qtbot.wait(1200)
+    assert cell("Steps") == "6 / 20"

@@ -47,6 +47,8 @@ def test_pause_resume_and_stop(window, qtbot):
     paused_at = wait_until_quiet(qtbot, lambda: window.last_step, quiet_ms=700)
     qtbot.wait(1000)
     assert window.last_step == paused_at, "steps advanced while paused"
+    steps = window.runs_panel.table.item(0, COLUMNS.index("Steps"))
+    assert steps.text() == f"{paused_at:,} / 100,000"  # the runs table follows the run, not run.json
     window.toggle_pause()
     assert window.training_panel.state == "running"
     qtbot.waitUntil(lambda: window.last_step > paused_at + 2, timeout=60_000)
