@@ -114,8 +114,8 @@ def _import_dynamo_first() -> None:
     ``destroy_process_group`` can no longer free the group nor join gloo's threads; at the
     interpreter's exit such a thread, still releasing a finished all_reduce, waits for the GIL, is
     ended by the finalising interpreter and aborts the process ("terminate called without an active
-    exception"): a finished run then exits with SIGABRT (tests/engine/test_distributed.py, about one
-    launch in three on an AVX-512 EPYC machine).
+    exception"): a finished run then exits with SIGABRT (tests/engine/test_distributed.py: 4 of about
+    40 two-process launches on a 2-core EPYC, and the CI run of 2026-11-23).
     """
     importlib.import_module("torch._dynamo")
 
