@@ -104,8 +104,6 @@ class MainWindow(QMainWindow):
         self.current_run_dir: Path | None = None
         self.steps_received = 0
         self.last_step = 0
-        self.last_metrics: StepMetrics | None = None
-        self.best_val_accuracy: float | None = None
         self.errors_shown: list[tuple[str, str]] = []
         self._closing = False
 
@@ -382,18 +380,15 @@ class MainWindow(QMainWindow):
         worker = TrainingWorker(config, None, resume_from=record.run_dir, process=self.spare_process.take())
         self.plots.load_metrics(self.store.read_metrics(record.run_dir))
         self.plots.status_label.setText(f"Run: {record.name} (continued)")
-        self._begin(worker, record.run_dir, record.best_val_accuracy)
+        self._begin(worker, record.run_dir)
         log.info("continuing run %s", record.name)
         return worker
 
-    def _begin(self, worker: TrainingWorker, run_dir: Path, best_val_accuracy: float | None = None) -> None:
-        """``best_val_accuracy``: a continued run's best so far (the trainer reports only a better one)."""
+    def _begin(self, worker: TrainingWorker, run_dir: Path) -> None:
         self.worker = worker
         self.current_run_dir = run_dir
         self.steps_received = 0
         self.last_step = 0
-        self.last_metrics = None
-        self.best_val_accuracy = best_val_accuracy
         self.plots.set_overlays([])
         worker.run_started.connect(self._on_run_started)
         worker.steps.connect(self._on_steps)
@@ -448,18 +443,15 @@ class MainWindow(QMainWindow):
     def _on_steps(self, batch: list[StepMetrics]) -> None:
         self.steps_received += len(batch)
         self.last_step = batch[-1].step
-        self.last_metrics = batch[-1]
         self.plots.add_steps(batch)
         self.training_panel.show_step(batch[-1])
         if self.current_run_dir is not None:
-            self.runs_panel.show_progress(self.current_run_dir, batch[-1], self.best_val_accuracy)
+            self.runs_panel.show_progress(self.current_run_dir, metrics=batch[-1])
 
     def _on_validation(self, result: ValidationResult) -> None:
         self.plots.add_validation(result.step, result.accuracy, result.ci95)
-        if result.is_best:
-            self.best_val_accuracy = result.accuracy
-            if self.current_run_dir is not None and self.last_metrics is not None:
-                self.runs_panel.show_progress(self.current_run_dir, self.last_metrics, result.accuracy, force=True)
+        if result.is_best and self.current_run_dir is not None:
+            self.runs_panel.show_progress(self.current_run_dir, best_val_accuracy=result.accuracy)
         best = " (best so far)" if result.is_best else ""
         log.info("validation at step %d: %.2f%% ± %.2f%% over %d episodes%s", result.step, 100 * result.accuracy,
                  100 * result.ci95, result.n_episodes, best)

@@ -34,6 +34,19 @@ def dataset_label(root: str) -> str:
     return "built-in glyphs" if root == BUILTIN_GLYPHS else (Path(root).name or root)
 
 
+def _best_cell(best: float | None) -> tuple[str, float]:
+    """(text, sort key) of a Best val. acc. cell; Duration and Steps below."""
+    return (f"{best:.2%}", best) if best is not None else ("–", -1.0)
+
+
+def _duration_cell(seconds: float) -> tuple[str, float]:
+    return format_duration(seconds), seconds
+
+
+def _steps_cell(done: int, total: int) -> tuple[str, int]:
+    return f"{done:,} / {total:,}", done
+
+
 class _SortItem(QTableWidgetItem):
     """Sorts by a numeric key when one is set."""
 
@@ -114,16 +127,16 @@ class RunsPanel(QWidget):
         self._sorted_once = False
         self.clock: Callable[[], float] = time.monotonic
         self._live_shown_at = float("-inf")
-        self._pending_progress: tuple[str | Path, StepMetrics, float | None] | None = None
+        self._live: tuple[str | Path, StepMetrics | None, float | None] | None = None  # run, step, best
         self._live_timer = QTimer(self)
         self._live_timer.setSingleShot(True)
-        self._live_timer.timeout.connect(self._show_pending_progress)
+        self._live_timer.timeout.connect(self._show_live_progress)
         self.refresh()
 
     # -- table --------------------------------------------------------------
     def refresh(self) -> None:
-        """Re-read the run folders (keeps the selection); progress held back by show_progress is dropped."""
-        self._pending_progress = None
+        """Re-read the run folders (keeps the selection); what show_progress held back is dropped."""
+        self._live = None
         self._live_timer.stop()
         selected = {r.run_dir for r in self.selected_records()}
         self.records = self.store.list_runs()
@@ -154,16 +167,15 @@ class RunsPanel(QWidget):
         model.select(index, QItemSelectionModel.SelectionFlag.Select | QItemSelectionModel.SelectionFlag.Rows)
 
     def _fill_row(self, row: int, record: RunRecord) -> None:
-        best = record.best_val_accuracy
         cells = [
             _SortItem(record.name),
             _SortItem(record.status),
             _SortItem(record.algorithm),
             _SortItem(dataset_label(record.dataset)),
             _SortItem(record.device),
-            _SortItem(f"{best:.2%}" if best is not None else "–", best if best is not None else -1.0),
-            _SortItem(format_duration(record.duration_s), record.duration_s),
-            _SortItem(f"{record.steps_done:,} / {record.total_steps:,}", record.steps_done),
+            _SortItem(*_best_cell(record.best_val_accuracy)),
+            _SortItem(*_duration_cell(record.duration_s)),
+            _SortItem(*_steps_cell(record.steps_done, record.total_steps)),
             _SortItem(record.created.replace("T", " ")[:19]),
         ]
         status = cells[COLUMNS.index("Status")]
@@ -180,47 +192,46 @@ class RunsPanel(QWidget):
             self.table.setItem(row, col, cell)
         cells[0].setToolTip(f"{record.run_dir}\nDouble-click to rename.")
 
-    def show_progress(self, run_dir: str | Path, metrics: StepMetrics, best_val_accuracy: float | None, *,
-                      force: bool = False) -> None:
-        """Show a running run's steps, duration and best validation accuracy as they stream in.
+    def show_progress(self, run_dir: str | Path, *, metrics: StepMetrics | None = None,
+                      best_val_accuracy: float | None = None) -> None:
+        """Show a running run's latest step (``metrics``) or a new best validation accuracy in its row.
 
         The table otherwise shows run.json as of the last refresh (steps 0, duration 0 s for a run
-        that just started). At most once a second unless ``force`` (a new best): cell updates
-        re-sort the table and repaint it, GUI time the training run shares. Progress held back
-        is shown when the second is over, so a paused run's row ends on its last step.
+        that just started). Steps and duration at most once a second (cell updates re-sort the
+        table and repaint it, GUI time the training run shares); a new best at once. Progress held
+        back is shown when the second is over, so a paused run's row ends on its last step.
         """
-        self._pending_progress = (run_dir, metrics, best_val_accuracy)
+        same_run = self._live is not None and self._live[0] == run_dir
+        _, last_metrics, last_best = self._live if same_run else (run_dir, None, None)
+        self._live = (run_dir, metrics or last_metrics, last_best if best_val_accuracy is None else best_val_accuracy)
         wait_s = LIVE_UPDATE_S - (self.clock() - self._live_shown_at)
-        if force or wait_s <= 0:
-            self._show_pending_progress()
+        if best_val_accuracy is not None or wait_s <= 0:
+            self._show_live_progress()
         elif not self._live_timer.isActive():
             self._live_timer.start(int(wait_s * 1000) + 1)
 
-    def _show_pending_progress(self) -> None:
+    def _show_live_progress(self) -> None:
         self._live_timer.stop()
-        if self._pending_progress is None:
-            return
-        run_dir, metrics, best = self._pending_progress
-        self._pending_progress = None
-        self._live_shown_at = self.clock()
-        row = self.row_of(run_dir)
+        row = self.row_of(self._live[0]) if self._live is not None else -1
         if row < 0:
             return
-        cells = {name: self.table.item(row, COLUMNS.index(name)) for name in ("Best val. acc.", "Duration", "Steps")}
+        _, metrics, best = self._live
+        self._live_shown_at = self.clock()
+        cells = {}
+        if best is not None:  # else the record's value stays
+            cells["Best val. acc."] = _best_cell(best)
+        if metrics is not None:
+            cells["Duration"] = _duration_cell(metrics.elapsed_s)
+            cells["Steps"] = _steps_cell(metrics.step, metrics.total_steps)
         self._filling = True
         try:
-            if best is not None:
-                self._set_cell(cells["Best val. acc."], f"{best:.2%}", best)
-            self._set_cell(cells["Duration"], format_duration(metrics.elapsed_s), metrics.elapsed_s)
-            self._set_cell(cells["Steps"], f"{metrics.step:,} / {metrics.total_steps:,}", metrics.step)
+            for name, (text, key) in cells.items():
+                item = self.table.item(row, COLUMNS.index(name))
+                if isinstance(item, _SortItem):
+                    item.key = key  # before the text: setting the text re-sorts
+                item.setText(text)
         finally:
             self._filling = False
-
-    @staticmethod
-    def _set_cell(cell: QTableWidgetItem, text: str, key: float) -> None:
-        if isinstance(cell, _SortItem):
-            cell.key = key  # before the text: setting the text re-sorts
-        cell.setText(text)
 
     def record_for(self, run_dir: str | Path) -> RunRecord | None:
         for record in self.records:

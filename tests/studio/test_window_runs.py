@@ -154,17 +154,19 @@ def test_a_running_runs_row_follows_its_progress(runs_window, qtbot):
         return panel.table.item(panel.row_of(run_dir), COLUMNS.index(column)).text()
 
     assert cell("Steps") == "6 / 20"  # run.json as of the refresh
+    recorded_best = cell("Best val. acc.")
     metrics = StepMetrics(step=7, total_steps=20, loss=1.0, accuracy=0.5, lr=1e-3, episodes_per_second=1.0,
                           elapsed_s=65.0, eta_s=10.0)
-    panel.show_progress(run_dir, metrics, 0.5)
-    assert (cell("Steps"), cell("Duration"), cell("Best val. acc.")) == ("7 / 20", "1m 05s", "50.00%")
-    panel.show_progress(run_dir, replace(metrics, step=8), 0.5)
+    panel.show_progress(run_dir, metrics=metrics)
+    assert (cell("Steps"), cell("Duration"), cell("Best val. acc.")) == ("7 / 20", "1m 05s", recorded_best)
+    panel.show_progress(run_dir, metrics=replace(metrics, step=8))
     assert cell("Steps") == "7 / 20"  # held back: at most one update a second
     now[0] += 1.0
     qtbot.waitUntil(lambda: cell("Steps") == "8 / 20", timeout=3000)  # shown when the second is over
-    panel.show_progress(run_dir, replace(metrics, step=9), 0.75, force=True)  # a new best: at once
+    panel.show_progress(run_dir, metrics=replace(metrics, step=9))
+    panel.show_progress(run_dir, best_val_accuracy=0.75)  # a new best: at once, with the step held back
     assert (cell("Steps"), cell("Best val. acc.")) == ("9 / 20", "75.00%")
-    panel.show_progress(run_dir, replace(metrics, step=10), 0.75)
+    panel.show_progress(run_dir, metrics=replace(metrics, step=10))
     panel.refresh()  # the run's end: the record on disk wins, held-back progress is dropped
     qtbot.wait(1200)
-    assert cell("Steps") == "6 / 20"
+    assert (cell("Steps"), cell("Best val. acc.")) == ("6 / 20", recorded_best)
