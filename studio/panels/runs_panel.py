@@ -23,7 +23,9 @@ from engine.training.callbacks import StepMetrics
 from engine.training.run_store import RunRecord, RunStore
 from studio.panels.training_panel import format_duration
 
-COLUMNS = ["Name", "Status", "Algorithm", "Data set", "Device", "Best val. acc.", "Duration", "Steps", "Created"]
+# what changes while a run trains comes first: in a narrow dock Steps stays visible
+COLUMNS = ["Name", "Status", "Steps", "Best val. acc.", "Duration", "Algorithm", "Data set", "Device", "Created"]
+NUMBER_COLUMNS = ("Steps", "Best val. acc.", "Duration")  # right-aligned, sorted by value
 STATUS_COLOURS = {"running": "#1f77b4", "finished": "#2ca02c", "stopped": "#b35c00", "failed": "#d62728",
                   "interrupted": "#8c564b"}
 RUN_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -167,30 +169,30 @@ class RunsPanel(QWidget):
         model.select(index, QItemSelectionModel.SelectionFlag.Select | QItemSelectionModel.SelectionFlag.Rows)
 
     def _fill_row(self, row: int, record: RunRecord) -> None:
-        cells = [
-            _SortItem(record.name),
-            _SortItem(record.status),
-            _SortItem(record.algorithm),
-            _SortItem(dataset_label(record.dataset)),
-            _SortItem(record.device),
-            _SortItem(*_best_cell(record.best_val_accuracy)),
-            _SortItem(*_duration_cell(record.duration_s)),
-            _SortItem(*_steps_cell(record.steps_done, record.total_steps)),
-            _SortItem(record.created.replace("T", " ")[:19]),
-        ]
-        status = cells[COLUMNS.index("Status")]
-        cells[COLUMNS.index("Data set")].setToolTip(record.dataset)
+        cells = {
+            "Name": _SortItem(record.name),
+            "Status": _SortItem(record.status),
+            "Steps": _SortItem(*_steps_cell(record.steps_done, record.total_steps)),
+            "Best val. acc.": _SortItem(*_best_cell(record.best_val_accuracy)),
+            "Duration": _SortItem(*_duration_cell(record.duration_s)),
+            "Algorithm": _SortItem(record.algorithm),
+            "Data set": _SortItem(dataset_label(record.dataset)),
+            "Device": _SortItem(record.device),
+            "Created": _SortItem(record.created.replace("T", " ")[:19]),
+        }
+        status = cells["Status"]
+        cells["Data set"].setToolTip(record.dataset)
         status.setForeground(QColor(STATUS_COLOURS.get(record.status, "#303030")))
         if record.message:
             status.setToolTip(record.message)
-        for col, cell in enumerate(cells):
-            if col != 0:
+        for name, cell in cells.items():
+            if name != "Name":
                 cell.setFlags(cell.flags() & ~Qt.ItemFlag.ItemIsEditable)
             cell.setData(RUN_ROLE, str(record.run_dir))
-            if COLUMNS[col] in ("Best val. acc.", "Duration", "Steps"):
+            if name in NUMBER_COLUMNS:
                 cell.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-            self.table.setItem(row, col, cell)
-        cells[0].setToolTip(f"{record.run_dir}\nDouble-click to rename.")
+            self.table.setItem(row, COLUMNS.index(name), cell)
+        cells["Name"].setToolTip(f"{record.run_dir}\nDouble-click to rename.")
 
     def show_progress(self, run_dir: str | Path, *, metrics: StepMetrics | None = None,
                       best_val_accuracy: float | None = None) -> None:
@@ -226,10 +228,14 @@ class RunsPanel(QWidget):
         self._filling = True
         try:
             for name, (text, key) in cells.items():
-                item = self.table.item(row, COLUMNS.index(name))
+                column = COLUMNS.index(name)
+                item = self.table.item(row, column)
+                longer = len(text) > len(item.text())
                 if isinstance(item, _SortItem):
                     item.key = key  # before the text: setting the text re-sorts
                 item.setText(text)
+                if longer:  # "0 / 300" -> "210 / 300": rarely, and never cut off
+                    self.table.resizeColumnToContents(column)
         finally:
             self._filling = False
 

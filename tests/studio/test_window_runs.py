@@ -166,6 +166,10 @@ def test_a_running_runs_row_follows_its_progress(runs_window, qtbot):
     panel.show_progress(run_dir, metrics=replace(metrics, step=9))
     panel.show_progress(run_dir, best_val_accuracy=0.75)  # a new best: at once, with the step held back
     assert (cell("Steps"), cell("Best val. acc.")) == ("9 / 20", "75.00%")
+    now[0] += 1.0
+    panel.show_progress(run_dir, metrics=replace(metrics, step=12_345, total_steps=100_000))
+    steps = COLUMNS.index("Steps")
+    assert panel.table.columnWidth(steps) > panel.table.fontMetrics().horizontalAdvance("12,345 / 100,000")  # not cut
     panel.show_progress(run_dir, metrics=replace(metrics, step=10))
     panel.refresh()  # the run's end: the record on disk wins, held-back progress is dropped
     qtbot.wait(1200)
