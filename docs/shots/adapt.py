@@ -12,37 +12,27 @@ until every adaptation has delivered its predictions, then saves ``window.grab()
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
-from shotlib import open_window, save_grab, wait_until  # noqa: E402 (this folder)
+from shotlib import exit_with, save_grab, shot_parser, start_window, use_home, wait_until  # noqa: E402
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="docs/screenshot-adapt.png", help="PNG file to write")
-    parser.add_argument("--size", default="1600x1000", help="window size WxH")
-    parser.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds")
-    return parser.parse_args(argv)
+    return shot_parser(__doc__, out="docs/screenshot-adapt.png", timeout=300.0).parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    os.environ["META_STUDIO_HOME"] = tempfile.mkdtemp(prefix="meta-studio-shot-")
-
-    from studio.app import create_application
-
-    create_application()
-    window = open_window(args.size, lambda title, message: print(f"error: {title}: {message}", file=sys.stderr),
-                         args.timeout)
+    use_home()
+    _, window = start_window(args)
     panel = window.adapt_panel
     for dock in (window.setup_dock, window.runs_dock, window.log_dock):
         dock.close()
-    window.center_tabs.setCurrentIndex(window.center_tabs.indexOf(panel.parentWidget().parentWidget()))
+    tabs = window.center_tabs
+    tabs.setCurrentIndex(next(i for i in range(tabs.count()) if tabs.tabText(i) == "Adapt"))
     if not panel.start_demo():
         raise SystemExit("the demo did not start (see the banner)")
     wait_until(lambda: panel.demo_button.isEnabled() and not panel.is_busy(), args.timeout, "the demo")
@@ -53,6 +43,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    code = main()
-    sys.stdout.flush()
-    os._exit(code)  # skip interpreter teardown with live Qt objects (see tests/conftest.py)
+    exit_with(main)

@@ -11,26 +11,21 @@ pages to an episode with a wrong prediction and saves ``window.grab()``.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
-from shotlib import open_window, save_grab, wait_until  # noqa: E402 (this folder)
+from shotlib import exit_with, save_grab, shot_parser, start_window, use_home, wait_until  # noqa: E402
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="docs/screenshot-inspector.png", help="PNG file to write")
+    parser = shot_parser(__doc__, out="docs/screenshot-inspector.png", timeout=900.0)
     parser.add_argument("--train-steps", type=int, default=300, help="meta-training steps of the run")
     parser.add_argument("--episodes", type=int, default=100, help="episodes to inspect")
-    parser.add_argument("--size", default="1600x1000", help="window size WxH")
     parser.add_argument("--home", help="reuse a META_STUDIO_HOME whose run history already holds a run this "
                                          "script trained (skips the training)")
-    parser.add_argument("--timeout", type=float, default=900.0, help="give up after this many seconds")
     return parser.parse_args(argv)
 
 
@@ -69,14 +64,9 @@ def trained_run() -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    os.environ["META_STUDIO_HOME"] = args.home or tempfile.mkdtemp(prefix="meta-studio-shot-")
+    use_home(args.home)
     run_dir = trained_run() if args.home else train_run(args.train_steps)
-
-    from studio.app import create_application
-
-    app = create_application()
-    window = open_window(args.size, lambda title, message: print(f"error: {title}: {message}", file=sys.stderr),
-                         args.timeout)
+    _, window = start_window(args)
     panel = window.views["Episodes"]
     window.runs_panel.refresh()
     window.runs_panel.select_runs([run_dir])
@@ -100,6 +90,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    code = main()
-    sys.stdout.flush()
-    os._exit(code)  # skip interpreter teardown with live Qt objects (see tests/conftest.py)
+    exit_with(main)

@@ -12,39 +12,31 @@ compute seconds instead of steps.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
-from shotlib import open_window, save_grab, wait_until  # noqa: E402 (this folder)
+from shotlib import exit_with, save_grab, shot_parser, start_window, use_home, wait_until  # noqa: E402
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="docs/screenshot-race.png", help="PNG file to write")
+    parser = shot_parser(__doc__, out="docs/screenshot-race.png", timeout=1500.0)
     parser.add_argument("--algorithms", default="protonet,maml,reptile,baseline++", help="2 to 4, comma-separated")
     parser.add_argument("--steps", type=int, default=300, help="meta-training steps of each algorithm")
     parser.add_argument("--test-episodes", type=int, default=100, help="seeded test episodes per algorithm")
     parser.add_argument("--hidden-channels", type=int, default=32, help="Conv-4 filters per block")
     parser.add_argument("--meta-batch-size", type=int, default=2, help="episodes per step")
     parser.add_argument("--x", choices=("steps", "seconds"), default="steps", help="x axis of the plot")
-    parser.add_argument("--size", default="1600x1000", help="window size WxH")
-    parser.add_argument("--timeout", type=float, default=1500.0, help="give up after this many seconds")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    os.environ["META_STUDIO_HOME"] = tempfile.mkdtemp(prefix="meta-studio-shot-")
-    from studio.app import create_application
-
-    app = create_application()
+    use_home()
     errors: list[str] = []
-    window = open_window(args.size, lambda title, message: errors.append(f"{title}: {message}"), args.timeout)
+    _, window = start_window(args, lambda title, message: errors.append(f"{title}: {message}"))
     window.evaluation_panel.auto_evaluate.setChecked(False)
     settings = {"task.n_query": 5, "task.meta_batch_size": args.meta_batch_size,
                 "model.hidden_channels": args.hidden_channels,
@@ -77,6 +69,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    code = main()
-    sys.stdout.flush()
-    os._exit(code)  # skip interpreter teardown with live Qt objects (see tests/conftest.py)
+    exit_with(main)

@@ -11,34 +11,25 @@ K = 5 support points, plays the fine-tuning animation to step 10 and saves
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
-from shotlib import open_window, save_grab, wait_until  # noqa: E402 (this folder)
+from shotlib import exit_with, save_grab, shot_parser, start_window, use_home, wait_until  # noqa: E402
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="docs/screenshot-regression.png", help="PNG file to write")
+    parser = shot_parser(__doc__, out="docs/screenshot-regression.png", timeout=300.0)
     parser.add_argument("--k", type=int, default=5, help="support points")
     parser.add_argument("--sines", type=int, default=1, help="press New sine this many times (picks the task)")
-    parser.add_argument("--size", default="1600x1000", help="window size WxH")
-    parser.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    os.environ["META_STUDIO_HOME"] = tempfile.mkdtemp(prefix="meta-studio-shot-")
-    from studio.app import create_application
-
-    app = create_application()
-    window = open_window(args.size, lambda title, message: print(f"error: {title}: {message}", file=sys.stderr),
-                         args.timeout)
+    use_home()
+    app, window = start_window(args)
     panel = window.views["Regression"]
     window.center_tabs.setCurrentWidget(panel)
     if not panel.models:
@@ -60,6 +51,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    code = main()
-    sys.stdout.flush()
-    os._exit(code)  # skip interpreter teardown with live Qt objects (see tests/conftest.py)
+    exit_with(main)

@@ -2,9 +2,48 @@
 
 from __future__ import annotations
 
+import argparse
+import os
+import sys
+import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
+
+
+def shot_parser(doc: str, out: str, timeout: float) -> argparse.ArgumentParser:
+    """A parser with the options every shot takes (--out, --size, --timeout); the shot adds its own."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--out", default=out, help="PNG file to write")
+    parser.add_argument("--size", default="1600x1000", help="window size WxH")
+    parser.add_argument("--timeout", type=float, default=timeout, help="give up after this many seconds")
+    return parser
+
+
+def use_home(home: str | None = None) -> None:
+    """META_STUDIO_HOME for this shot: ``home``, or a new temporary folder (a run history of its own)."""
+    os.environ["META_STUDIO_HOME"] = home or tempfile.mkdtemp(prefix="meta-studio-shot-")
+
+
+def start_window(args: argparse.Namespace, show_error: Callable[[str, str], None] | None = None) -> tuple[Any, Any]:
+    """(QApplication, main window) at ``args.size``, its data set loaded; errors print to stderr unless
+    ``show_error`` takes them. Call :func:`use_home` first."""
+    from studio.app import create_application
+
+    app = create_application()
+    return app, open_window(args.size, show_error or _print_error, args.timeout)
+
+
+def exit_with(main: Callable[[], int]) -> NoReturn:
+    """Run ``main`` and exit with its code, skipping interpreter teardown with live Qt objects
+    (see tests/conftest.py)."""
+    code = main()
+    sys.stdout.flush()
+    os._exit(code)
+
+
+def _print_error(title: str, message: str) -> None:
+    print(f"error: {title}: {message}", file=sys.stderr)
 
 
 def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> None:
