@@ -21,8 +21,8 @@ Rules a graphed callable must follow, enforced here:
   moved (``Algorithm.to``, channels-last conversion), the recorded graphs are dropped and
   recorded again. Loading a checkpoint copies in place and keeps them.
 * No host synchronisation inside the step (``.item()``, data-dependent shapes). A capture
-  that fails for any reason switches this run to eager steps with a warning naming the
-  cause; it never fails the run.
+  that fails for any reason, or a forward replay whose launch is refused, switches this run
+  to eager steps with a warning naming the cause; it never fails the run.
 
 The warm-up passes that ``make_graphed_callables`` runs before recording would move
 BatchNorm running statistics; they are restored, so a graphed run equals an eager one.
@@ -143,8 +143,18 @@ class GraphedLoss:
                 return None
             self._graphs[key], self._unchecked[key] = graphed, CHECKED_REPLAYS
         if not self._unchecked.get(key):
-            return graphed.forward(*inputs)
+            return self._replay(graphed, inputs)
         return self._checked_replay(key, graphed, inputs, context)
+
+    def _replay(self, graphed: nn.Module, inputs: Sequence[Tensor]) -> tuple[Tensor, ...] | None:
+        """The recorded forward graph on ``inputs``; None (and eager steps from now on) if its launch is
+        refused, which happens as a whole, so nothing of the step has run. (The backward graph replays
+        inside ``backward()``; a failure there fails the step like any other CUDA error.)"""
+        try:
+            return graphed.forward(*inputs)
+        except RuntimeError as error:
+            self.disable(f"a replay failed: {_first_line(error)}")
+            return None
 
     def _checked_replay(self, key: tuple[Any, ...], graphed: nn.Module, inputs: Sequence[Tensor],
                         context: Any) -> tuple[Tensor, ...] | None:
@@ -152,7 +162,10 @@ class GraphedLoss:
         recording's own inputs, then fresh ones); on disagreement, None and eager steps from now on."""
         self._unchecked[key] -= 1
         before = self._buffers()
-        outputs = graphed.forward(*inputs)
+        outputs = self._replay(graphed, inputs)
+        if outputs is None:
+            self._restore(before)
+            return None
         disagreement = self._disagreement(outputs, inputs, context)
         if disagreement:
             self._restore(before)   # the caller runs this step eagerly
@@ -206,8 +219,7 @@ class GraphedLoss:
                 num_warmup_iters=WARMUP_PASSES, allow_unused_input=True, **_capture_options())
         except Exception as error:  # noqa: BLE001 -- any capture failure means: run eagerly
             self._restore(buffers)
-            first_line = (str(error).splitlines() or [""])[0][:200]
-            self.disable(f"recording failed: {type(error).__name__}: {first_line}")
+            self.disable(f"recording failed: {_first_line(error)}")
             return None
         self._restore(buffers)
         self.captures += 1
@@ -219,6 +231,11 @@ class GraphedLoss:
         with torch.no_grad():
             for buffer, value in zip(self.owner.buffers(), saved):
                 buffer.data.copy_(value)
+
+
+def _first_line(error: BaseException) -> str:
+    """``Type: first line of the message`` (at most 200 characters of it), for a one-line warning."""
+    return f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]}"
 
 
 def _relative_gap(ours: Sequence[Tensor | None], theirs: Sequence[Tensor | None]) -> float:

@@ -131,6 +131,40 @@ class StaleStandIn(EagerStandIn):
         return module
 
 
+class RefusingStandIn(EagerStandIn):
+    """Records, then every replay after the ``good`` first ones is refused (as a graph launch can be)."""
+
+    def __init__(self, good: int) -> None:
+        super().__init__()
+        self.good = good
+
+    def __call__(self, module: nn.Module, sample_args: tuple[Tensor, ...], **options: Any) -> nn.Module:
+        super().__call__(module, sample_args, **options)
+        forward, replays = module.forward, []
+
+        def replay(*inputs: Tensor) -> tuple[Tensor, ...]:
+            replays.append(1)
+            if len(replays) > self.good:
+                raise RuntimeError("CUDA error: operation not permitted\nCUDA kernel errors might be ...")
+            return forward(*inputs)
+        module.forward = replay
+        return module
+
+
+@pytest.mark.parametrize("good", [0, graphs.CHECKED_REPLAYS + 1])  # a checked replay, then an unchecked one
+def test_a_replay_that_fails_switches_to_eager_steps(monkeypatch: pytest.MonkeyPatch, good: int) -> None:
+    monkeypatch.setattr(torch.cuda, "make_graphed_callables", RefusingStandIn(good))
+    eager = build("protonet")
+    graphed = graphed_protonet(monkeypatch)
+    with pytest.warns(RuntimeWarning, match="a replay failed: RuntimeError: CUDA error: operation not permitted"):
+        for step in range(good + 3):
+            batch = tasks(2, seed=step)
+            assert graphed.meta_train_step(batch) == eager.meta_train_step(batch)  # the failed step ran eagerly
+    assert graphed.graphs_note == "CUDA graphs off: a replay failed: RuntimeError: CUDA error: operation not permitted"
+    ours, theirs = weights(graphed), weights(eager)
+    assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
+
+
 def test_checks_stop_after_the_first_replays(stand_in: EagerStandIn) -> None:
     net = small_net()
     calls = []
