@@ -8,11 +8,10 @@ F2); delete with confirmation.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any, Callable
 
-from PySide6.QtCore import QItemSelectionModel, Qt, QTimer, Signal
+from PySide6.QtCore import QItemSelectionModel, Qt, Signal
 from PySide6.QtGui import QColor, QKeySequence, QShortcut
 from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QInputDialog, QLabel, QMessageBox,
                                QPushButton, QSizePolicy, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
@@ -22,6 +21,7 @@ from engine.errors import EngineError
 from engine.training.callbacks import StepMetrics
 from engine.training.run_store import RunRecord, RunStore
 from studio.panels.training_panel import format_duration
+from studio.rate_limit import RateLimited
 
 # what changes while a run trains comes first: in a narrow dock Steps stays visible
 COLUMNS = ["Name", "Status", "Steps", "Best val. acc.", "Duration", "Algorithm", "Data set", "Device", "Created"]
@@ -127,19 +127,15 @@ class RunsPanel(QWidget):
         layout.addWidget(self.table)
         self._filling = False
         self._sorted_once = False
-        self.clock: Callable[[], float] = time.monotonic
-        self._live_shown_at = float("-inf")
         self._live: tuple[str | Path, StepMetrics | None, float | None] | None = None  # run, step, best
-        self._live_timer = QTimer(self)
-        self._live_timer.setSingleShot(True)
-        self._live_timer.timeout.connect(self._show_live_progress)
+        self.live_updates = RateLimited(self._show_live_progress, LIVE_UPDATE_S, self)
         self.refresh()
 
     # -- table --------------------------------------------------------------
     def refresh(self) -> None:
         """Re-read the run folders (keeps the selection); what show_progress held back is dropped."""
         self._live = None
-        self._live_timer.stop()
+        self.live_updates.cancel()
         selected = {r.run_dir for r in self.selected_records()}
         self.records = self.store.list_runs()
         self._filling = True
@@ -206,19 +202,13 @@ class RunsPanel(QWidget):
         same_run = self._live is not None and self._live[0] == run_dir
         _, last_metrics, last_best = self._live if same_run else (run_dir, None, None)
         self._live = (run_dir, metrics or last_metrics, last_best if best_val_accuracy is None else best_val_accuracy)
-        wait_s = LIVE_UPDATE_S - (self.clock() - self._live_shown_at)
-        if best_val_accuracy is not None or wait_s <= 0:
-            self._show_live_progress()
-        elif not self._live_timer.isActive():
-            self._live_timer.start(int(wait_s * 1000) + 1)
+        self.live_updates.request(at_once=best_val_accuracy is not None)
 
     def _show_live_progress(self) -> None:
-        self._live_timer.stop()
         row = self.row_of(self._live[0]) if self._live is not None else -1
         if row < 0:
             return
         _, metrics, best = self._live
-        self._live_shown_at = self.clock()
         cells = {}
         if best is not None:  # else the record's value stays
             cells["Best val. acc."] = _best_cell(best)

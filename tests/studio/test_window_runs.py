@@ -147,7 +147,7 @@ def test_evaluation_view_shows_a_confusion_matrix_of_the_test_classes(runs_windo
 def test_a_running_runs_row_follows_its_progress(runs_window, qtbot):
     panel = runs_window.runs_panel
     now = [100.0]
-    panel.clock = lambda: now[0]
+    panel.live_updates.clock = lambda: now[0]
     run_dir = _record(runs_window, "stopped run").run_dir
 
     def cell(column):
