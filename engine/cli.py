@@ -140,9 +140,10 @@ class ProgressBar(Callback):
 # -- commands -------------------------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
     """Train (or resume); under torchrun every rank runs this, rank 0 alone prints and writes the run folder."""
+    from engine.runtime import collective
     from engine.training import distributed
 
-    joined_here = distributed.current_world() is None
+    joined_here = collective.current_world() is None
     try:
         world = distributed.init_distributed(_train_device(args))
         return _train(args, main=world is None or world.is_main)

@@ -28,7 +28,7 @@ from engine.errors import CheckpointError, ConfigError
 from engine.evaluation import episode_probabilities, mean_ci95
 from engine.inference import evaluation_classes
 from engine.training.checkpoint import Checkpoint, load_algorithm
-from engine.training.run_store import BEST_CHECKPOINT, CHECKPOINT_DIR, LAST_CHECKPOINT
+from engine.training.run_store import find_checkpoint, missing_checkpoint_message
 
 ProgressFn = Callable[[int, int], None]
 StopFn = Callable[[], bool]
@@ -145,15 +145,10 @@ def resolve_checkpoint(checkpoint_or_run: Path | str, which: str = "best") -> Pa
         return path
     if not path.is_dir():
         raise CheckpointError(f"{path}: no such run folder or checkpoint file")
-    if which not in ("best", "last"):
-        raise ConfigError(f"checkpoint must be 'best' or 'last' (got {which!r})")
-    order = (BEST_CHECKPOINT, LAST_CHECKPOINT) if which == "best" else (LAST_CHECKPOINT, BEST_CHECKPOINT)
-    for name in order:
-        candidate = path / CHECKPOINT_DIR / name
-        if candidate.is_file():
-            return candidate
-    raise CheckpointError(f"{path}: the run folder has no checkpoint yet "
-                          f"({CHECKPOINT_DIR}/{BEST_CHECKPOINT} or {CHECKPOINT_DIR}/{LAST_CHECKPOINT})")
+    found = find_checkpoint(path, which)
+    if found is None:
+        raise CheckpointError(missing_checkpoint_message(path))
+    return found
 
 
 def inspect_episodes(checkpoint_or_run: Path | str, *, n_episodes: int = 100, n_way: int | None = None,

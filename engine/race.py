@@ -221,10 +221,10 @@ def algorithm_configs(names: Sequence[str | AlgorithmConfig]) -> list[AlgorithmC
 
 
 def batch_kind(algorithm: str) -> str:
-    """"episodes" or "classes" (pre-training baselines) for an algorithm name."""
-    from engine.algorithms.registry import ALGORITHMS
+    """"episodes" or "classes" (pre-training baselines) for an algorithm name (the class declares it)."""
+    from engine.algorithms.registry import algorithm_class
 
-    return ALGORITHMS[algorithm].batch_kind
+    return algorithm_class(algorithm).batch_kind
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -624,11 +624,11 @@ class Race:
     # -- set-up -------------------------------------------------------------------------------------------
     def _setup(self) -> None:
         from engine.data.dataset import load_data
-        from engine.training import distributed
+        from engine.runtime import collective
         from engine.training.checkpoint import resolve_device
 
         config = self.config.validate()
-        if distributed.current_world() is not None:
+        if collective.current_world() is not None:
             raise ConfigError("a race runs in one process; start it without torchrun")
         self.device = str(resolve_device(config.train.device))
         if self.data is None:
@@ -675,20 +675,18 @@ class Race:
 
     @staticmethod
     def _stream_key(config: RunConfig) -> tuple[str, int]:
-        kind = batch_kind(config.algorithm.name)
-        return (kind, int(getattr(config.algorithm, "batch_size", 0)) if kind == "classes" else 0)
+        from engine.training import sampling
+
+        kind = sampling.batch_kind(config)
+        return (kind, sampling.training_batch_size(config) if kind == "classes" else 0)
 
     def _make_stream(self, config: RunConfig) -> SharedBatchStream:
-        """The very sampler a solo run of ``config`` would build (same seed, same augmentation)."""
-        cfg = config.data
-        augment = cfg.augment_flips or cfg.augment_color_jitter or cfg.augment_affine
-        kind, batch_size = self._stream_key(config)
-        if kind == "classes":
-            return SharedBatchStream(self.data.class_batches(batch_size, config.train.seed, augment=augment), None)
-        task = config.task
-        sampler = self.data.episodes("train", task.n_way, task.n_shot, task.n_query, config.train.seed,
-                                     augment=augment)
-        return SharedBatchStream(sampler, task.meta_batch_size)
+        """The very sampler a solo run of ``config`` would build (:func:`~engine.training.sampling.build_training_sampler`)."""
+        from engine.training import sampling
+
+        sampler = sampling.build_training_sampler(config, self.data)
+        episodic = sampling.batch_kind(config) == "episodes"
+        return SharedBatchStream(sampler, config.task.meta_batch_size if episodic else None)
 
     def _stream_names(self) -> dict[str, str]:
         names = {}

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from engine.config import AlgorithmConfig
 from engine.data.types import ClassBatch, Task
 from engine.errors import ConfigError
-from engine.training import distributed
+from engine.runtime import collective
 
 PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 TASK_BATCHING = ("auto", "loop", "vmap")
@@ -92,7 +92,27 @@ class Algorithm(ABC):
         n_train_classes: number of training classes (heads of pre-training baselines).
     """
 
+    # -- capabilities: declared here, asked by the trainer, the race and every view (no lists of names) --
+    short_title: ClassVar[str] = ""
+    """A compact display name for legends and tables ("ProtoNet"); empty: the config's ``title``."""
     batch_kind: ClassVar[str] = "episodes"
+    """What ``meta_train_step`` takes: "episodes" (a list of Task) or "classes" (one ClassBatch)."""
+    one_pass_adaptation: ClassVar[bool] = False
+    """``adapt`` is one forward pass over the support set (no gradient steps): cheap enough to redo at
+    once, in the GUI thread, whenever a support set changes."""
+    cacheable_features: ClassVar[bool] = False
+    """``adapt`` and ``predict`` see images only through the eval-mode backbone, one image at a time,
+    so the features of an image can be cached and reused."""
+    inner_loop: ClassVar[bool] = False
+    """``adapt`` runs gradient steps that ``iter_adapt`` yields one by one (the inner-loop scrubber)."""
+    meta_gradient_memory: ClassVar[bool] = False
+    """Training differentiates through an inner loop, so the trainer checks a CUDA step's memory first
+    (:func:`engine.training.memory.estimate_maml_memory`)."""
+
+    @classmethod
+    def display_title(cls, config: AlgorithmConfig | None = None) -> str:
+        """``short_title``, else the config's title, else the class name."""
+        return cls.short_title or (config.title if config is not None and config.title else cls.__name__)
 
     def __init__(self, config: AlgorithmConfig, backbone: nn.Module, *, n_way: int, n_train_classes: int) -> None:
         self.config = config
@@ -190,7 +210,7 @@ class Algorithm(ABC):
 
     def optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Step on the (scaled) ``.grad`` of its parameters: average over ranks, unscale, skip if non-finite."""
-        distributed.all_reduce_gradients(p for group in optimizer.param_groups for p in group["params"])
+        collective.all_reduce_gradients(p for group in optimizer.param_groups for p in group["params"])
         if self.scaler is not None:
             self.scaler.step(optimizer)
             self.scaler.update()
@@ -206,11 +226,11 @@ class Algorithm(ABC):
 
     def sync_buffers(self) -> None:
         """Average floating-point buffers (running statistics) over ranks; no-op in a single process."""
-        distributed.average_floating_buffers(self.modules().values())
+        collective.average_floating_buffers(self.modules().values())
 
     def average_over_ranks(self, tensors: Iterable[Tensor]) -> None:
         """In place: each tensor becomes its mean over ranks (e.g. Reptile's weight deltas)."""
-        distributed.average_tensors_(list(tensors))
+        collective.average_tensors_(list(tensors))
 
     def prepare_batch(self, batch: list[Task] | ClassBatch) -> list[Task] | ClassBatch:
         """Images and labels on the algorithm's device (pinned, non-blocking copies from the CPU to

@@ -185,6 +185,9 @@ class ClassifierPretraining(Algorithm):
 
 class Baseline(ClassifierPretraining):
     """Baseline: linear pre-training head; a new ``config.head`` fitted on the support features."""
+    short_title = "Baseline"
+    cacheable_features = True
+    inner_loop = True
 
     def __init__(self, config: BaselineConfig, backbone: nn.Module, *, n_way: int, n_train_classes: int) -> None:
         super().__init__(config, backbone, n_way=n_way, n_train_classes=n_train_classes)
@@ -222,5 +225,6 @@ class Baseline(ClassifierPretraining):
 
 class BaselinePlusPlus(Baseline):
     """Baseline++: cosine pre-training head (scale ``cosine_scale``), cosine head fitted by default."""
+    short_title = "Baseline++"
 
     pretrain_head = "cosine"

@@ -233,6 +233,9 @@ class MAML(Algorithm):
     when ``c <= n_way``, otherwise the trained rows plus extra rows initialised to their
     mean; the inner loop then fits them. ``adapt(steps=0)`` gives the unadapted model.
     """
+    short_title = "MAML"
+    inner_loop = True
+    meta_gradient_memory = True
 
     def __init__(self, config: MAMLConfig, backbone: nn.Module, *, n_way: int, n_train_classes: int) -> None:
         super().__init__(config, use_batch_statistics(backbone), n_way=n_way, n_train_classes=n_train_classes)
@@ -429,3 +432,9 @@ def fit_regression(model: nn.Module, x: Tensor, y: Tensor, inner_lr: float, step
     """
     params = {n: p.detach() for n, p in model.named_parameters()}
     return list(iter_adapted_parameters(model, params, x, y, lr=inner_lr, steps=steps, loss_fn=F.mse_loss))
+
+
+class FirstOrderMAML(MAML):
+    """MAML registered as "fomaml": the same implementation, its config defaults to ``first_order``."""
+
+    short_title = "FOMAML"

@@ -81,6 +81,9 @@ class MatchingPredictor(Predictor):
 class MatchingNetworks(Algorithm):
     """Cosine-attention classifier; per-episode BatchNorm statistics (see ``embed_tasks``);
     Adam on backbone and temperature."""
+    short_title = "Matching Nets"
+    one_pass_adaptation = True
+    cacheable_features = True
 
     def __init__(self, config: MatchingConfig, backbone: nn.Module, *, n_way: int, n_train_classes: int) -> None:
         super().__init__(config, backbone, n_way=n_way, n_train_classes=n_train_classes)

@@ -57,6 +57,9 @@ class ProtoNet(Algorithm):
 
     Distances and the loss are computed in float32 also under mixed precision.
     """
+    short_title = "ProtoNet"
+    one_pass_adaptation = True
+    cacheable_features = True
 
     def __init__(self, config: ProtoNetConfig, backbone: nn.Module, *, n_way: int, n_train_classes: int) -> None:
         super().__init__(config, backbone, n_way=n_way, n_train_classes=n_train_classes)

@@ -98,6 +98,8 @@ def iter_train_inner(model: nn.Module, x: Tensor, y: Tensor, *, lr: float, steps
 
 class Reptile(Algorithm):
     """Reptile over ``backbone`` plus a ``Linear(out_features, n_way)`` head."""
+    short_title = "Reptile"
+    inner_loop = True
 
     def __init__(self, config: ReptileConfig, backbone: nn.Module, *, n_way: int, n_train_classes: int) -> None:
         super().__init__(config, use_batch_statistics(backbone), n_way=n_way, n_train_classes=n_train_classes)

@@ -85,6 +85,9 @@ class CentroidPredictor(Predictor):
 
 class SimpleShot(ClassifierPretraining):
     """Baseline pre-training plus a running feature mean; nearest-centroid adaptation (no gradient steps)."""
+    short_title = "SimpleShot"
+    one_pass_adaptation = True
+    cacheable_features = True
 
     def __init__(self, config: SimpleShotConfig, backbone: nn.Module, *, n_way: int, n_train_classes: int) -> None:
         super().__init__(config, backbone, n_way=n_way, n_train_classes=n_train_classes)

@@ -47,6 +47,7 @@ from typing import Any, Callable, Generic, TypeVar
 import torch
 
 from engine.data.types import ClassBatch, Task
+from engine.training.sampling import augments
 
 T = TypeVar("T")
 
@@ -76,8 +77,7 @@ def prefetch_default(device: torch.device, data: Any = None) -> bool:
         return False
     if data is None:
         return True
-    augments = data.augment_flips or data.augment_color_jitter or data.augment_affine
-    return bool(augments or data.image_size >= HEAVY_IMAGE_SIZE)
+    return augments(data) or data.image_size >= HEAVY_IMAGE_SIZE
 
 
 HEAVY_IMAGE_SIZE = 64

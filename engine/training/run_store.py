@@ -95,11 +95,42 @@ class RunRecord:
 
     @property
     def last_checkpoint(self) -> Path:
-        return self.run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
+        return checkpoint_file(self.run_dir, "last")
 
     @property
     def best_checkpoint(self) -> Path:
-        return self.run_dir / CHECKPOINT_DIR / BEST_CHECKPOINT
+        return checkpoint_file(self.run_dir, "best")
+
+    def checkpoint(self, which: str = "best") -> Path | None:
+        """The checkpoint a view should use (:func:`find_checkpoint`), or None before the first one."""
+        return find_checkpoint(self.run_dir, which)
+
+
+CHECKPOINT_CHOICES = ("best", "last")
+
+
+def checkpoint_file(run_dir: Path | str, which: str) -> Path:
+    """Where a run keeps its ``which`` checkpoint ("best": best validation accuracy, "last": newest),
+    whether or not it exists yet."""
+    if which not in CHECKPOINT_CHOICES:
+        raise ConfigError(f"checkpoint must be 'best' or 'last' (got {which!r})")
+    return Path(run_dir) / CHECKPOINT_DIR / (BEST_CHECKPOINT if which == "best" else LAST_CHECKPOINT)
+
+
+def find_checkpoint(run_dir: Path | str, which: str = "best") -> Path | None:
+    """The one rule for picking a run's checkpoint: the ``which`` one ("best" or "last") if it exists, else
+    the other, else None (a run that has not saved one yet)."""
+    other = "last" if which == "best" else "best"
+    for candidate in (checkpoint_file(run_dir, which), checkpoint_file(run_dir, other)):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def missing_checkpoint_message(run_dir: Path | str) -> str:
+    """Why :func:`find_checkpoint` found nothing, naming the files it looked for."""
+    return (f"{run_dir}: the run folder has no checkpoint yet "
+            f"({CHECKPOINT_DIR}/{BEST_CHECKPOINT} or {CHECKPOINT_DIR}/{LAST_CHECKPOINT})")
 
 
 def now_iso() -> str:

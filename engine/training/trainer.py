@@ -51,13 +51,14 @@ from typing import Any, Generator, Iterator, Protocol, Sequence
 import torch
 
 from engine.algorithms.base import Algorithm
-from engine.algorithms.registry import build_algorithm
+from engine.algorithms.registry import algorithm_class, build_algorithm
 from engine.config import RunConfig, resolve_channels_last, validate
 from engine.data.dataset import FewShotData, load_data
 from engine.data.types import ClassBatch, Task
 from engine.errors import ConfigError, EngineError, TrainingError
 from engine.evaluation import evaluate
 from engine.io import atomic_write_json
+from engine.runtime import collective
 from engine.training import distributed
 from engine.training import run_store as rs
 from engine.training.callbacks import (Callback, CallbackList, CheckpointInfo, RunInfo, RunSummary,
@@ -67,6 +68,7 @@ from engine.training.control import RunControl
 from engine.training.host_memory import keep_freed_host_memory_if_alone
 from engine.training.memory import estimate_maml_memory
 from engine.training.prefetch import BatchPrefetcher, pin_batch, prefetch_default
+from engine.training.sampling import batch_size_field, build_training_sampler, training_batch_size
 from engine.training.schedule import lr_factor
 
 VALIDATION_SEED_OFFSET = 1_000_003
@@ -131,7 +133,7 @@ class Trainer:
         self._elapsed_before = 0.0
         self._started: float | None = None
         self._lock: rs.RunLock | None = None
-        self._world: distributed.World | None = None
+        self._world: collective.World | None = None
         self._device = torch.device("cpu")
         self._given_sampler = sampler
         self._prefetch_choice = prefetch
@@ -148,7 +150,7 @@ class Trainer:
                extra_steps: int = 0, data: FewShotData | None = None, prefetch: bool | None = None) -> "Trainer":
         """Continue a stopped or interrupted run from its last checkpoint (optionally for more steps)."""
         run_dir = Path(run_dir)
-        last = run_dir / rs.CHECKPOINT_DIR / rs.LAST_CHECKPOINT
+        last = rs.checkpoint_file(run_dir, "last")
         if not last.is_file():
             raise EngineError(f"{run_dir}: no checkpoint to resume from ({last} is missing)")
         config = rs.RunStore(run_dir.parent).read_config(run_dir)
@@ -211,7 +213,7 @@ class Trainer:
             self._agree_on_setup(str(error))
             raise
         self._agree_on_setup(None)
-        distributed.broadcast_state(self.algorithm.modules().values())
+        collective.broadcast_state(self.algorithm.modules().values())
         self._make_samplers()
         self._open_run_folder(device)
         self.callbacks.on_run_start(RunInfo(self.run_dir, cfg.train.steps, self._start_step, str(device), n_train,
@@ -221,27 +223,18 @@ class Trainer:
 
     def _resolve_runtime(self, cfg: RunConfig) -> torch.device:
         """The device of this process; under torch.distributed also the checks of an even split."""
-        self._world = distributed.current_world()
+        self._world = collective.current_world()
         if self._world is None:
             device = resolve_device(cfg.train.device)
         else:
             device = distributed.local_device(cfg.train.device, self._world.local_rank)
             if not self._world.is_main:
                 self.run_dir = None  # only rank 0 writes the run folder
-            if self._is_episodic_config(cfg):
-                distributed.check_divisible(cfg.task.meta_batch_size, self._world.world_size, "task.meta_batch_size")
-            else:
-                distributed.check_divisible(int(getattr(cfg.algorithm, "batch_size", 1)), self._world.world_size,
-                                            "algorithm.batch_size")
+            distributed.check_divisible(training_batch_size(cfg), self._world.world_size, batch_size_field(cfg))
         if cfg.train.precision == "fp16" and device.type == "cpu":
             raise ConfigError("train.precision: fp16 needs a CUDA (or MPS) device; on the CPU use bf16 or fp32")
         self._device = device
         return device
-
-    @staticmethod
-    def _is_episodic_config(cfg: RunConfig) -> bool:
-        from engine.algorithms.registry import ALGORITHMS
-        return ALGORITHMS[cfg.algorithm.name].batch_kind == "episodes"
 
     def _load_and_build(self, cfg: RunConfig, device: torch.device) -> int:
         checkpoint = None
@@ -274,7 +267,7 @@ class Trainer:
 
     def _check_memory(self, cfg: RunConfig, device: torch.device) -> None:
         """MAML on CUDA: fail now, with advice, when a step cannot fit; let "auto" fall back to the loop."""
-        if device.type != "cuda" or cfg.algorithm.name not in ("maml", "fomaml"):
+        if device.type != "cuda" or not algorithm_class(cfg.algorithm.name).meta_gradient_memory:
             return
         world_size = self._world.world_size if self._world else 1
         estimate = estimate_maml_memory(cfg, device, world_size=world_size)
@@ -288,7 +281,7 @@ class Trainer:
         """torch.distributed: every rank fails together when one rank's set-up failed."""
         if self._world is None:
             return
-        failed_somewhere = distributed.any_rank(error is not None, self._device)
+        failed_somewhere = collective.any_rank(error is not None, self._device)
         if failed_somewhere and error is None:
             raise TrainingError("another process of this distributed run failed during set-up (see rank 0)")
 
@@ -304,16 +297,7 @@ class Trainer:
 
     def _make_samplers(self) -> None:
         cfg, data = self.config, self.data
-        augment = cfg.data.augment_flips or cfg.data.augment_color_jitter or cfg.data.augment_affine
-        if self._given_sampler is not None:
-            self._sampler = self._given_sampler
-        elif self.algorithm.batch_kind == "classes":
-            batch_size = int(getattr(cfg.algorithm, "batch_size", 64))
-            self._sampler = data.class_batches(batch_size, cfg.train.seed, augment=augment)
-        else:
-            task = cfg.task
-            self._sampler = data.episodes("train", task.n_way, task.n_shot, task.n_query, cfg.train.seed,
-                                          augment=augment)
+        self._sampler = self._given_sampler if self._given_sampler is not None else build_training_sampler(cfg, data)
         if self._sampler_state is not None:
             self._sampler.load_state_dict(self._sampler_state)
         # validation needs enough classes: fail now with a clear message rather than at the first validation
@@ -359,7 +343,7 @@ class Trainer:
         for step in range(self._start_step + 1, cfg.steps + 1):
             if self._world is None:
                 self.control.wait_while_paused()
-            if distributed.any_rank(self.control.stop_requested, self._device):
+            if collective.any_rank(self.control.stop_requested, self._device):
                 self._save(step - 1, is_best=False)
                 return "stopped"
             step_started = time.perf_counter()
@@ -400,7 +384,7 @@ class Trainer:
         self.algorithm.set_lr_scale(lr_factor(self.config.train, step))
         metrics = self.algorithm.meta_train_step(batch)
         self._log_graphs_note()
-        metrics = distributed.average_metrics(metrics, self._device)
+        metrics = collective.average_metrics(metrics, self._device)
         loss = float(metrics.get("loss", float("nan")))
         if not math.isfinite(loss):
             raise TrainingError(f"the loss became {loss} at step {step}; training stopped there. Try a lower "
@@ -485,10 +469,10 @@ class Trainer:
             batch = self._sampler.sample()
             if self._world is None:
                 return batch
-            rows = distributed.shard(len(batch.y), self._world)
+            rows = collective.shard(len(batch.y), self._world)
             return ClassBatch(batch.x[rows], batch.y[rows])
         tasks = self._sampler.sample_batch(self.config.task.meta_batch_size)
-        return tasks[distributed.shard(len(tasks), self._world)]
+        return tasks[collective.shard(len(tasks), self._world)]
 
     def _report_step(self, step: int, metrics: dict[str, float], rate: float, started: float) -> StepMetrics:
         total = self.config.train.steps
@@ -529,12 +513,12 @@ class Trainer:
         extra = {"best": list(self._best) if self._best else None, "elapsed_s": self._elapsed(),
                  "class_names": list(self.data.store.class_names), "sampler": self._checkpointed_sampler_state()}
         # best.pt first: a kill between the two writes never leaves last.pt naming a best model best.pt lacks
-        paths = [self.run_dir / rs.CHECKPOINT_DIR / rs.BEST_CHECKPOINT] if is_best else []
-        paths.append(self.run_dir / rs.CHECKPOINT_DIR / rs.LAST_CHECKPOINT)
+        paths = [rs.checkpoint_file(self.run_dir, "best")] if is_best else []
+        paths.append(rs.checkpoint_file(self.run_dir, "last"))
         for path in paths:
             save_checkpoint(path, self.algorithm, self.config, self.data.split, self.data.preprocessing, step,
                             len(self.data.class_ids("train")), extra)
-            self.callbacks.on_checkpoint(CheckpointInfo(step, path, path.name == rs.BEST_CHECKPOINT))
+            self.callbacks.on_checkpoint(CheckpointInfo(step, path, path == paths[0] and is_best))
         self._update_record(steps_done=step)
 
     # -- ending -----------------------------------------------------------

@@ -42,6 +42,7 @@ from engine.data.types import Task
 from engine.errors import ConfigError
 from engine.models.batchnorm import EpisodeBatchNorm2d, batch_statistics, episode_statistics
 from engine.models.conv4 import Conv4
+from engine.runtime import collective
 from engine.training import distributed
 from engine.training.checkpoint import load_checkpoint
 from engine.training.trainer import Trainer
@@ -241,7 +242,7 @@ def test_protonet_tasks_do_not_influence_each_other(one_forward: bool) -> None:
 
 
 def test_meta_batch_must_split_evenly(tiny_flat: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(distributed, "current_world", lambda: distributed.World(0, 3, 0, "gloo"))
+    monkeypatch.setattr(collective, "current_world", lambda: collective.World(0, 3, 0, "gloo"))
     config = distributed_config(tiny_flat, "protonet")
     summary = Trainer(config).run()
     assert summary.status == "failed"
@@ -252,10 +253,10 @@ def test_meta_batch_must_split_evenly(tiny_flat: Path, monkeypatch: pytest.Monke
 
 
 def test_shard_covers_the_batch_in_equal_slices() -> None:
-    worlds = [distributed.World(rank, 4, rank, "gloo") for rank in range(4)]
-    slices = [distributed.shard(8, world) for world in worlds]
+    worlds = [collective.World(rank, 4, rank, "gloo") for rank in range(4)]
+    slices = [collective.shard(8, world) for world in worlds]
     assert [list(range(8))[s] for s in slices] == [[0, 1], [2, 3], [4, 5], [6, 7]]
-    assert distributed.shard(8, None) == slice(0, 8)
+    assert collective.shard(8, None) == slice(0, 8)
 
 
 def test_torchrun_env_detection() -> None:
@@ -265,7 +266,7 @@ def test_torchrun_env_detection() -> None:
     with pytest.raises(ConfigError, match="WORLD_SIZE"):
         distributed.torchrun_env({"RANK": "x", "WORLD_SIZE": "2"})
     assert distributed.init_distributed("cpu", env={}) is None
-    assert distributed.is_main_process()
+    assert collective.is_main_process()
 
 
 def test_torchrun_command_lines() -> None:

@@ -21,6 +21,7 @@ from engine.config import DataConfig
 import engine.training.trainer as trainer_module
 from engine.data.types import ClassBatch
 from engine.errors import ConfigError
+from engine.runtime import collective
 from engine.training import distributed
 from engine.training import prefetch as prefetch_module
 from engine.training.callbacks import Callback
@@ -320,12 +321,12 @@ def test_a_race_starts_no_prefetch_thread(tiny_flat, tmp_path, monkeypatch):
 def test_distributed_rank_takes_its_shard_of_the_prefetched_batch(tiny_flat, monkeypatch, record_batches, algorithm):
     """Rank 1 of 2 (collectives stubbed, one process): prefetched shards equal the inline ones, and they are
     the second half of each global batch."""
-    world = distributed.World(1, 2, 1, "gloo")
-    monkeypatch.setattr(distributed, "current_world", lambda: world)
-    monkeypatch.setattr(distributed, "any_rank", lambda flag, device: flag)
-    monkeypatch.setattr(distributed, "average_metrics", lambda metrics, device, keys=("loss", "accuracy"): metrics)
+    world = collective.World(1, 2, 1, "gloo")
+    monkeypatch.setattr(collective, "current_world", lambda: world)
+    monkeypatch.setattr(collective, "any_rank", lambda flag, device: flag)
+    monkeypatch.setattr(collective, "average_metrics", lambda metrics, device, keys=("loss", "accuracy"): metrics)
     for name in ("broadcast_state", "all_reduce_gradients", "average_tensors_", "average_floating_buffers"):
-        monkeypatch.setattr(distributed, name, lambda *args, **kwargs: None)
+        monkeypatch.setattr(collective, name, lambda *args, **kwargs: None)
     config = config_for(tiny_flat, algorithm, steps=4)
     config.task.meta_batch_size = 4
     config.train.val_every = 0

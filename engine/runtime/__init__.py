@@ -1,0 +1,1 @@
+"""Runtime services below the algorithms: collective ops over torch.distributed ranks."""
