@@ -1,0 +1,1 @@
+"""The one way the studio runs work off the GUI thread (see docs/ARCHITECTURE.md)."""
