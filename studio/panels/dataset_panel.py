@@ -2,7 +2,8 @@
 
 The built-in glyph set is selected at start. A folder can be opened with the
 button (Ctrl+O) or dropped onto the panel. Scanning and decoding run in a worker
-thread (:func:`studio.worker.run_in_worker`) with a progress bar; the panel then
+thread (one :class:`studio.jobs.latest.LatestJob`: a new load stops the previous one and
+drops whatever it still delivers) with a progress bar; the panel then
 shows classes, images, a few thumbnails, the files that were skipped and why,
 and the train / validation / test class split with counts per part.
 """
@@ -25,8 +26,8 @@ from engine.data.splits import ClassSplit, split_classes
 from engine.errors import EngineError
 from studio import settings as st
 from studio.datasets import cached_data, load_data_cached
+from studio.jobs.latest import LatestJob
 from studio.panels.config_form import ConfigForm
-from studio.worker import WorkerHandle, run_in_worker
 
 SPLIT_FIELDS = ["split_mode", "train_ratio", "val_ratio", "split_seed"]
 PREPROCESSING_FIELDS = ["image_size", "channels", "augment_rotations", "augment_flips", "augment_color_jitter",
@@ -86,9 +87,8 @@ class DatasetPanel(QWidget):
         self.load_error = ""
         self.split_error = ""
         self.split: ClassSplit | None = None
-        self._handle: WorkerHandle | None = None
+        self._load_job = LatestJob()
         self._loading = False
-        self._generation = 0
         self._root = BUILTIN_GLYPHS
         self._group_combos: dict[str, QComboBox] = {}
         self._pending_groups: dict[str, list[str]] = {"val": [], "test": []}
@@ -275,9 +275,8 @@ class DatasetPanel(QWidget):
         return self._loading
 
     def load(self, refresh: bool = False) -> None:
-        """Scan and decode the current data set in the background."""
-        self._generation += 1
-        generation = self._generation
+        """Scan and decode the current data set in the background (a load still running is stopped
+        and its result dropped)."""
         root = self._root
         cfg = self.data_config(strict=False)
         self.summary_label.setText(f"Loading {self._display_root()}…")
@@ -301,23 +300,17 @@ class DatasetPanel(QWidget):
                 result.skipped = list(result.data.store.skipped)
             return result
 
-        self._handle = run_in_worker(job, on_result=lambda r: self._loaded(generation, r),
-                                     on_error=lambda m: self._failed(generation, m),
-                                     on_progress=lambda d, t: self._progress(generation, d, t))
+        self._load_job.start(job, on_result=self._loaded, on_error=self._failed, on_progress=self._progress)
 
     def _display_root(self) -> str:
         return "the built-in glyphs" if self._root == BUILTIN_GLYPHS else self._root
 
-    def _progress(self, generation: int, done: int, total: int) -> None:
-        if generation != self._generation:
-            return
+    def _progress(self, done: int, total: int) -> None:
         self.progress.setRange(0, max(total, 1))
         self.progress.setValue(done)
         self.progress.setFormat(f"decoding images %v / %m")
 
-    def _loaded(self, generation: int, result: ScanResult) -> None:
-        if generation != self._generation:
-            return
+    def _loaded(self, result: ScanResult) -> None:
         self._finish_loading()
         self.result = result
         self.index = result.index
@@ -330,9 +323,7 @@ class DatasetPanel(QWidget):
         self.loaded.emit(result)
         self.config_changed.emit()
 
-    def _failed(self, generation: int, message: str) -> None:
-        if generation != self._generation:
-            return
+    def _failed(self, message: str) -> None:
         self._finish_loading()
         self.result = None
         self.index = None
@@ -356,7 +347,7 @@ class DatasetPanel(QWidget):
 
     def wait_loaded(self, timeout_ms: int = 60000) -> bool:
         """Block until a running load finished (for scripts and tests)."""
-        return self._handle.wait(timeout_ms) if self._handle is not None else True
+        return self._load_job.wait(timeout_ms)
 
     # -- display ------------------------------------------------------------
     def _show_summary(self) -> None:

@@ -12,14 +12,15 @@ slider's number of SGD steps on the support points, with its MSE against the tru
   300 ms per step with a QTimer.
 * The models are the shipped ``assets/sinusoid_maml.pt`` and ``assets/sinusoid_pretrained.pt``
   (trained at the paper's settings, see assets/make_sinusoid_models.py); "Train" retrains
-  both live in a worker thread (``studio.worker.run_in_worker``) with a progress bar.
+  both live in a worker thread with a progress bar.
 
 Fits run in a worker thread. :func:`engine.regression.fit_trajectory` (10 steps, 11 x 200
 predictions) measured 5-17 ms per model with one PyTorch thread, but 170-560 ms with PyTorch's
 default two threads, on a two-core machine busy with other work (load 8-10: every tiny matrix
 product then waits for a core), which in the GUI thread would freeze the window. So each
-change of the points, the sine or the models starts one fit job (changes made meanwhile are
-coalesced into one more job, older results are dropped) and moving the slider only calls
+change of the points, the sine or the models starts one fit job through a
+:class:`studio.jobs.latest.LatestJob` (the previous fit is asked to stop before its next model
+and whatever it still delivers is dropped) and moving the slider only calls
 ``setData`` with the precomputed curves. The true sine and the support points are redrawn
 at once.
 
@@ -49,8 +50,9 @@ from engine.data.sinusoid import SinusoidTask, SinusoidTasks
 from engine.errors import EngineError
 from engine.regression import (KINDS, MODEL_TITLES, RegressionConfig, RegressionModel, fit_trajectory,
                                load_models, train_both, trajectory_mse)
+from studio.jobs.latest import LatestJob
+from studio.jobs.thread import WorkerHandle
 from studio.plots import PALETTE
-from studio.worker import WorkerHandle, run_in_worker
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 X_RANGE = (-5.0, 5.0)
@@ -81,32 +83,37 @@ def single_thread() -> Iterator[None]:
 class FitResult:
     """Curves of one fit job: per model kind, [TEST_STEPS + 1, GRID_POINTS] predictions and MSE per step."""
 
-    generation: int
     trajectories: dict[str, np.ndarray]
     mses: dict[str, np.ndarray]
     milliseconds: float
 
 
-def fit_job(generation: int, models: dict[str, RegressionModel], x_support: torch.Tensor,
-            y_support: torch.Tensor, grid: torch.Tensor, true_y: torch.Tensor) -> Any:
-    """The function :func:`run_in_worker` runs: fit every model to the support points, 0..TEST_STEPS steps."""
+def fit_job(models: dict[str, RegressionModel], x_support: torch.Tensor, y_support: torch.Tensor,
+            grid: torch.Tensor, true_y: torch.Tensor) -> Any:
+    """The function the worker runs: fit every model to the support points, 0..TEST_STEPS steps.
+
+    x_support, y_support: [K]; grid, true_y: [GRID_POINTS]. A job asked to stop (a newer fit
+    replaced it) skips its remaining models: its result is dropped anyway.
+    """
 
     def job(progress: Any, should_stop: Any) -> FitResult:
         started = time.perf_counter()
         trajectories, mses = {}, {}
         with single_thread():
             for kind, model in models.items():
+                if should_stop():
+                    break
                 trajectory = fit_trajectory(model.params, x_support, y_support, grid, steps=TEST_STEPS,
                                             lr=model.config.inner_lr)
                 trajectories[kind] = trajectory.numpy()
                 mses[kind] = trajectory_mse(trajectory, true_y).numpy()
-        return FitResult(generation, trajectories, mses, (time.perf_counter() - started) * 1000.0)
+        return FitResult(trajectories, mses, (time.perf_counter() - started) * 1000.0)
 
     return job
 
 
 def training_job(config: RegressionConfig) -> Any:
-    """The function :func:`run_in_worker` runs for Train: both models, one thread."""
+    """The function the worker runs for Train: both models, one thread."""
 
     def job(progress: Any, should_stop: Any) -> dict[str, RegressionModel]:
         with single_thread():
@@ -184,10 +191,8 @@ class RegressionPanel(QWidget):
         self.trajectories: dict[str, np.ndarray] = {}
         self.mses: dict[str, np.ndarray] = {}
         self.fit_ms = 0.0
-        self.generation = 0
-        self._handle: WorkerHandle | None = None
-        self._fit_handle: WorkerHandle | None = None
-        self._fit_pending = False
+        self._training = LatestJob()
+        self._fits = LatestJob()
 
         self._build()
         self.load_shipped_models()
@@ -348,7 +353,6 @@ class RegressionPanel(QWidget):
     # -- fitting and drawing ----------------------------------------------------------------------------
     def refit(self) -> None:
         """Redraw the sine and the points now, and fit both models to the points in a worker."""
-        self.generation += 1
         true_y = self.task.true_curve(self.grid)
         xs = torch.tensor(self.support_x, dtype=torch.float32)
         ys = self.task.true_curve(xs)
@@ -362,35 +366,21 @@ class RegressionPanel(QWidget):
         self.clear_button.setEnabled(n > 0)
         if not self.models:
             return
-        if self._fit_handle is not None:
-            self._fit_pending = True     # the running job's result will be stale: fit again when it ends
-            return
-        self._fit_pending = False
-        job = fit_job(self.generation, dict(self.models), xs, ys, self.grid, true_y)
-        self._fit_handle = run_in_worker(job, on_result=self._fitted, on_error=self._fit_failed)
+        job = fit_job(dict(self.models), xs, ys, self.grid, true_y)
+        self._fits.start(job, on_result=self._fitted, on_error=self._fit_failed)
 
     def is_fitting(self) -> bool:
         """True while the curves do not yet show the current points, sine and models."""
-        return self._fit_handle is not None or self._fit_pending
-
-    def _fit_finished(self) -> None:
-        self._fit_handle = None
-        if self._fit_pending:
-            self.refit()
+        return self._fits.is_running()
 
     def _fitted(self, result: FitResult) -> None:
-        if result.generation == self.generation:
-            self.trajectories, self.mses, self.fit_ms = result.trajectories, result.mses, result.milliseconds
-            for kind, plot in self.plots.items():
-                plot.prior_curve.setData(self.grid_np, self.trajectories[kind][0])
-            self.show_step(self.step_slider.value())
-            self.fitted.emit()
-        else:
-            self._fit_pending = True
-        self._fit_finished()
+        self.trajectories, self.mses, self.fit_ms = result.trajectories, result.mses, result.milliseconds
+        for kind, plot in self.plots.items():
+            plot.prior_curve.setData(self.grid_np, self.trajectories[kind][0])
+        self.show_step(self.step_slider.value())
+        self.fitted.emit()
 
     def _fit_failed(self, message: str) -> None:
-        self._fit_finished()
         self.models_label.setText(f"<span style='color:#b00020'>Fitting failed: {message}</span>")
 
     def show_step(self, step: int) -> None:
@@ -437,10 +427,11 @@ class RegressionPanel(QWidget):
 
     # -- training -------------------------------------------------------------------------------------
     def is_training(self) -> bool:
-        return self._handle is not None
+        return self._training.is_running()
 
     def start_training(self, steps: int | None = None) -> WorkerHandle | None:
-        """Retrain both models (``steps`` each, default the spin box) in a worker thread."""
+        """Retrain both models (``steps`` each, default the spin box) in a worker thread; returns its
+        handle, or None if a training is already running."""
         if self.is_training():
             return None
         config = RegressionConfig(steps=int(steps or self.train_steps_spin.value()))
@@ -451,13 +442,12 @@ class RegressionPanel(QWidget):
         self.progress.setValue(0)
         self.progress.setFormat("training MAML… %p%")
         self.progress.show()
-        self._handle = run_in_worker(training_job(config), on_result=self._trained, on_error=self._training_failed,
-                                     on_progress=self._training_progress)
-        return self._handle
+        return self._training.start(training_job(config), on_result=self._trained,
+                                    on_error=self._training_failed, on_progress=self._training_progress)
 
     def cancel_training(self) -> None:
-        if self._handle is not None:
-            self._handle.stop()
+        if self._training.is_running():
+            self._training.handle.stop()
             self.progress.setFormat("stopping…")
 
     def _training_progress(self, done: int, total: int) -> None:
@@ -466,7 +456,6 @@ class RegressionPanel(QWidget):
         self.progress.setFormat(("training MAML" if done <= total // 2 else "training the baseline") + "… %p%")
 
     def _training_done(self) -> None:
-        self._handle = None
         self.progress.hide()
         self.train_button.setEnabled(True)
         self.shipped_button.setEnabled(True)

@@ -27,9 +27,8 @@ def panel(qtbot) -> Iterator[RegressionPanel]:
     yield widget
     widget.stop_playing()
     widget.cancel_training()
-    for handle in (widget._handle, widget._fit_handle):  # no worker may outlive the test
-        if handle is not None:
-            assert handle.wait(60_000)
+    for job in (widget._training, widget._fits):  # no worker may outlive the test
+        assert job.wait(60_000)
 
 
 def wait_fit(qtbot, panel: RegressionPanel) -> None:

@@ -1,0 +1,1 @@
+"""Shared widgets of the studio (plots, charts, forms, pickers), used by more than one view."""
