@@ -13,8 +13,9 @@ from engine.algorithms.registry import ALGORITHMS
 from engine.config import BaselinePlusPlusConfig, MAMLConfig, RunConfig
 from engine.data.dataset import load_data
 from engine.errors import ConfigError, EngineError
+from engine.cli.race import format_table
 from engine.race import (CPU_MEMORY_METHOD, RACE_FILE, Race, RaceCallback, RaceConfig, SharedBatchStream,
-                         algorithm_configs, format_table, list_races, load_race, racer_folder, state_bytes)
+                         algorithm_configs, list_races, load_race, racer_folder, state_bytes)
 from engine.training import run_store as rs
 from engine.training.checkpoint import load_checkpoint
 from engine.training.control import RunControl

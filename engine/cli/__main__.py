@@ -1,0 +1,7 @@
+"""``python -m engine.cli ...`` is ``meta-engine ...``."""
+
+import sys
+
+from engine.cli import main
+
+sys.exit(main())
