@@ -242,6 +242,30 @@ class TrainConfig:
                               "shape keeps changing or recording fails. Ignored on the CPU.")
 
 
+def param_like(section_cls: type, name: str, default: Any = dataclasses.MISSING, help: str = "") -> Any:
+    """A field with the bounds and choices of ``section_cls``'s field ``name`` (declared once, there); its
+    default and help text too, unless given."""
+    source = {f.name: f for f in dataclasses.fields(section_cls)}[name]
+    meta = source.metadata
+    if default is dataclasses.MISSING:
+        default = source.default_factory() if source.default_factory is not dataclasses.MISSING else source.default
+    return param(default, help or meta["help"], min=meta["min"], max=meta["max"], choices=meta["choices"],
+                 exclusive_min=meta["exclusive_min"])
+
+
+@dataclass
+class EpisodeShape:
+    """The episodes an analysis view draws from a trained run (evaluation, the episode inspector, the
+    inner-loop scrubber): their shape and how many. Bounds are the run config's (``task.*`` and
+    ``train.val_episodes``), so a view accepts what a run accepts."""
+
+    n_way: int = param_like(TaskConfig, "n_way")
+    n_shot: int = param_like(TaskConfig, "n_shot")
+    n_query: int = param_like(TaskConfig, "n_query")
+    episodes: int = param_like(TrainConfig, "val_episodes", 600,
+                               "Episodes to average over (600 is the usual protocol).")
+
+
 @dataclass
 class RunConfig:
     """Everything that defines a run; saved as config.json in the run folder."""

@@ -57,8 +57,10 @@ class InnerLoopAlgorithm(Protocol):
 
 # -- which algorithms have an inner loop ------------------------------------------------------------
 def has_inner_loop(name: str) -> bool:
-    """Whether the registered algorithm ``name`` ("maml", "reptile", ...) adapts with an inner loop."""
-    return hasattr(ALGORITHMS.get(name), "iter_adapt")
+    """Whether the registered algorithm ``name`` ("maml", "reptile", ...) declares an inner loop
+    (:attr:`Algorithm.inner_loop <engine.algorithms.base.Algorithm.inner_loop>`)."""
+    algorithm = ALGORITHMS.get(name)
+    return algorithm is not None and algorithm.inner_loop
 
 
 def inner_loop_algorithms() -> list[str]:
@@ -67,8 +69,8 @@ def inner_loop_algorithms() -> list[str]:
 
 
 def check_inner_loop(algorithm: Algorithm) -> InnerLoopAlgorithm:
-    """``algorithm`` if it has an inner loop; ConfigError naming it (and the ones that do) otherwise."""
-    if callable(getattr(algorithm, "iter_adapt", None)):
+    """``algorithm`` if it declares an inner loop; ConfigError naming it (and the ones that do) otherwise."""
+    if algorithm.inner_loop:
         return algorithm  # type: ignore[return-value]
     name = algorithm.config.name
     title = getattr(algorithm.config, "title", name)

@@ -1,7 +1,8 @@
 """Algorithm panel: which few-shot algorithm, and its hyperparameters.
 
-The algorithm list is :data:`engine.config.ALGORITHM_CONFIGS` (title and
-one-line summary); the forms for the task, algorithm, model and train sections
+The algorithm list is the registry's (:data:`engine.algorithms.registry.ALGORITHMS`, each
+with its config's title and one-line summary), so a newly registered algorithm is offered
+with no edit here; the forms for the task, algorithm, model and train sections
 are generated from the config dataclasses (see :mod:`studio.panels.config_form`).
 Presets are RunConfig JSON files (``RunConfig.to_dict`` / ``from_dict``).
 """
@@ -16,6 +17,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QGroupBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout,
                                QWidget)
 
+from engine.algorithms.registry import ALGORITHMS
 from engine.config import ALGORITHM_CONFIGS, ModelConfig, RunConfig, TaskConfig, TrainConfig
 from engine.errors import ConfigError
 from studio import settings as st
@@ -62,7 +64,8 @@ class AlgorithmPanel(QWidget):
         super().__init__(parent)
         self.algorithm_combo = QComboBox()
         self.algorithm_combo.setObjectName("algorithm")
-        for name, cls in ALGORITHM_CONFIGS.items():
+        for name in ALGORITHMS:
+            cls = ALGORITHM_CONFIGS[name]
             self.algorithm_combo.addItem(cls.title or name, name)
             self.algorithm_combo.setItemData(self.algorithm_combo.count() - 1, cls.summary,
                                              Qt.ItemDataRole.ToolTipRole)

@@ -217,18 +217,14 @@ class ConfigForm(QWidget):
         self.section = section
         self.include = list(include) if include is not None else None
         self.exclude = set(exclude)
-        self.layout_ = QFormLayout(self)
-        self.layout_.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-        self.layout_.setLabelAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        self.layout_.setContentsMargins(4, 4, 4, 4)
+        self.layout_ = self._make_layout()
         self.editors: dict[str, FieldEditor] = {}
         self.section_cls = section_cls
         self.set_section_class(section_cls)
 
     def set_section_class(self, section_cls: type) -> None:
         """Rebuild the form for another dataclass (e.g. another algorithm's config)."""
-        while self.layout_.rowCount():
-            self.layout_.removeRow(0)
+        self._clear()
         self.editors.clear()
         self.section_cls = section_cls
         specs = describe_fields(section_cls, self.section)
@@ -247,9 +243,18 @@ class ConfigForm(QWidget):
             column.setSpacing(1)
             column.addWidget(editor.widget)
             column.addWidget(editor.error_label)
-            self.layout_.addRow(label, cell)
+            self._add_row(len(self.editors), label, cell)
             self.editors[spec.name] = editor
         self.changed.emit()
+
+    def _clear(self) -> None:
+        """Remove every row (before the form is rebuilt)."""
+        while self.layout_.rowCount():
+            self.layout_.removeRow(0)
+
+    def _add_row(self, index: int, label: QLabel, cell: QWidget) -> None:
+        """Place field number ``index``: its label and its cell (the editor above its error message)."""
+        self.layout_.addRow(label, cell)
 
     def values(self) -> dict[str, Any]:
         """Parsed values of the valid fields (invalid ones are left out; see :meth:`errors`)."""
@@ -273,3 +278,11 @@ class ConfigForm(QWidget):
 
     def editor(self, name: str) -> FieldEditor:
         return self.editors[name]
+
+    def _make_layout(self) -> Any:
+        """The form's layout: a label column and a field column."""
+        layout = QFormLayout(self)
+        layout.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        layout.setLabelAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        layout.setContentsMargins(4, 4, 4, 4)
+        return layout

@@ -19,7 +19,8 @@ from engine.training.run_store import RunRecord
 from studio.datasets import load_data_cached
 from studio.plots import BarChart, ConfusionMatrixView
 from studio.panels.background_job import BackgroundJobMixin
-from studio.panels.widgets import spin_box
+from studio.widgets.episode_form import EpisodeShapeForm
+from studio.widgets.run_picker import RunPicker, has_checkpoint
 from studio.worker import WorkerHandle
 
 GALLERY_SIZE = 60
@@ -47,7 +48,7 @@ def _thumbnail(path: Path | None) -> QImage | None:
 
 
 def evaluation_job(checkpoint: Path, device: str, episodes: int, n_way: int, n_shot: int, n_query: int,
-                   seed: int = 0) -> Callable[[Any, Any], EvaluationOutput]:
+                   seed: int = 0, *, run_dir: Path) -> Callable[[Any, Any], EvaluationOutput]:
     """The function :func:`run_in_worker` runs: load the checkpoint and its data, then evaluate."""
 
     def job(progress: Any, should_stop: Any) -> EvaluationOutput:
@@ -59,7 +60,7 @@ def evaluation_job(checkpoint: Path, device: str, episodes: int, n_way: int, n_s
         result = evaluate(algorithm, data, part="test", episodes=episodes, n_way=n_way, n_shot=n_shot,
                           n_query=n_query, seed=seed, progress=progress, should_stop=should_stop)
         thumbs = [_thumbnail(m.path) for m in result.misclassified[:GALLERY_SIZE]]
-        return EvaluationOutput(result, checkpoint.parent.parent, ckpt.step, thumbs)
+        return EvaluationOutput(result, run_dir, ckpt.step, thumbs)
 
     return job
 
@@ -73,22 +74,18 @@ class EvaluationPanel(QWidget, BackgroundJobMixin):
     def __init__(self, device_getter: Callable[[], str] | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.device_getter = device_getter or (lambda: "cpu")
-        self.record: RunRecord | None = None
         self.output: EvaluationOutput | None = None
         self._handle: WorkerHandle | None = None
         self._running = False
 
-        self.run_label = QLabel("No run selected. Train a model, or pick a run in the Runs table and press "
-                                "Evaluate.")
-        self.run_label.setObjectName("evaluation_run")
-        self.run_label.setWordWrap(True)
+        self.run_picker = RunPicker(None, listed=False, object_name="evaluation_run", describe=_run_text,
+                                    empty_text="No run selected. Train a model, or pick a run in the Runs table "
+                                               "and press Evaluate.")
         self.checkpoint_combo = QComboBox()
         self.checkpoint_combo.addItem("best (top validation accuracy)", "best")
         self.checkpoint_combo.addItem("last", "last")
-        self.episodes_spin = spin_box(1, 100_000, 600, "Episodes to average over (600 is the usual protocol).")
-        self.n_way_spin = spin_box(2, 1000, 5, "Classes per test episode.")
-        self.n_shot_spin = spin_box(1, 1000, 1, "Support images per class.")
-        self.n_query_spin = spin_box(1, 1000, 15, "Query images per class.")
+        self.shape_form = EpisodeShapeForm(("episodes", "n_way", "n_shot", "n_query"))
+        self.episodes_spin = self.shape_form.spin("episodes")
         self.evaluate_button = QPushButton("Evaluate")
         self.evaluate_button.setObjectName("evaluate_button")
         self.evaluate_button.setEnabled(False)
@@ -106,11 +103,9 @@ class EvaluationPanel(QWidget, BackgroundJobMixin):
 
         controls = QVBoxLayout()
         settings_row = QHBoxLayout()
-        for label, widget in (("Checkpoint", self.checkpoint_combo), ("Episodes", self.episodes_spin),
-                              ("N-way", self.n_way_spin), ("K-shot", self.n_shot_spin),
-                              ("Queries", self.n_query_spin)):
-            settings_row.addWidget(QLabel(label))
-            settings_row.addWidget(widget)
+        settings_row.addWidget(QLabel("Checkpoint"))
+        settings_row.addWidget(self.checkpoint_combo)
+        settings_row.addWidget(self.shape_form)
         settings_row.addStretch(1)
         action_row = QHBoxLayout()
         action_row.addWidget(self.evaluate_button)
@@ -171,7 +166,7 @@ class EvaluationPanel(QWidget, BackgroundJobMixin):
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
-        layout.addWidget(self.run_label)
+        layout.addWidget(self.run_picker)
         layout.addLayout(controls)
         layout.addWidget(self.accuracy_label)
         layout.addWidget(self.details_label)
@@ -180,32 +175,23 @@ class EvaluationPanel(QWidget, BackgroundJobMixin):
     # -- choosing what to evaluate --------------------------------------------
     def set_run(self, record: RunRecord, task: Any = None) -> None:
         """Evaluate this run next; ``task`` (a TaskConfig) sets the episode shape."""
-        self.record = record
+        self.run_picker.set_record(record)
         if task is not None:
-            self.n_way_spin.setValue(task.n_way)
-            self.n_shot_spin.setValue(task.n_shot)
-        has_checkpoint = record.best_checkpoint.is_file() or record.last_checkpoint.is_file()
-        self.run_label.setText(f"Run <b>{record.name}</b> ({record.algorithm}, {record.status}, "
-                               f"{record.steps_done:,} steps)" + ("" if has_checkpoint else
-                                                                  " — no checkpoint to evaluate yet"))
-        self.evaluate_button.setEnabled(has_checkpoint and not self.is_running())
+            self.shape_form.load({"n_way": task.n_way, "n_shot": task.n_shot})
+        self.evaluate_button.setEnabled(has_checkpoint(record) and not self.is_running())
 
     def checkpoint_path(self) -> Path | None:
-        if self.record is None:
-            return None
-        best, last = self.record.best_checkpoint, self.record.last_checkpoint
-        if self.checkpoint_combo.currentData() == "last":
-            return last if last.is_file() else (best if best.is_file() else None)
-        return best if best.is_file() else (last if last.is_file() else None)
+        """The chosen checkpoint ("best" or "last") of the run, else its other one, else None."""
+        return self.run_picker.checkpoint(self.checkpoint_combo.currentData())
 
     # -- running ------------------------------------------------------------
     def start(self) -> WorkerHandle | None:
         path = self.checkpoint_path()
         if path is None or self.is_running():
             return None
-        episodes = self.episodes_spin.value()
-        job = evaluation_job(path, self.device_getter(), episodes, self.n_way_spin.value(),
-                             self.n_shot_spin.value(), self.n_query_spin.value())
+        shape = self.shape_form.shape()
+        job = evaluation_job(path, self.device_getter(), shape.episodes, shape.n_way, shape.n_shot, shape.n_query,
+                             run_dir=self.run_picker.run_dir())
         return self._launch(job)
 
     def _update_buttons(self) -> None:
@@ -263,6 +249,12 @@ class EvaluationPanel(QWidget, BackgroundJobMixin):
             self.gallery.addItem(item)
         self.gallery_label.setText(f"Misclassified query images, most confident mistakes first "
                                    f"({len(mistakes)} shown)")
+
+
+def _run_text(record: RunRecord) -> str:
+    """The run to evaluate, as the view names it (and whether it has a checkpoint yet)."""
+    return (f"Run <b>{record.name}</b> ({record.algorithm}, {record.status}, {record.steps_done:,} steps)"
+            + ("" if has_checkpoint(record) else " — no checkpoint to evaluate yet"))
 
 
 def _short(name: str, limit: int = 14) -> str:

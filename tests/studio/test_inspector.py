@@ -49,7 +49,7 @@ def window(qtbot: Any, runs_root: Path) -> Any:
 
 
 def inspect(qtbot: Any, panel: InspectorPanel, episodes: int = 12) -> Any:
-    panel.episodes_spin.setValue(episodes)
+    panel.shape_form.spin("episodes").setValue(episodes)
     with qtbot.waitSignal(panel.inspected, timeout=60_000):
         qtbot.mouseClick(panel.inspect_button, Qt.MouseButton.LeftButton)
     assert not panel.is_running()
@@ -61,13 +61,14 @@ def test_the_tab_follows_the_runs_table_and_defaults_to_the_runs_shape(window: A
     assert isinstance(panel, InspectorPanel)
     run_dir = window.store.list_runs()[0].run_dir
     window.runs_panel.select_runs([run_dir])
-    assert panel.run_dir() == run_dir
-    assert "tiny protonet" in panel.run_combo.currentText()
-    assert (panel.n_way_spin.value(), panel.n_shot_spin.value(), panel.n_query_spin.value()) == (N_WAY, N_SHOT, N_QUERY)
+    assert panel.run_picker.run_dir() == run_dir
+    assert "tiny protonet" in panel.run_picker.combo.currentText()
+    spin = panel.shape_form.spin
+    assert (spin("n_way").value(), spin("n_shot").value(), spin("n_query").value()) == (N_WAY, N_SHOT, N_QUERY)
     assert panel.inspect_button.isEnabled()
-    panel.n_query_spin.setValue(2)
-    panel.refresh_runs()  # as when the tab is shown again: the choice and the edited fields stay
-    assert panel.run_dir() == run_dir and panel.n_query_spin.value() == 2
+    panel.shape_form.spin("n_query").setValue(2)
+    panel.run_picker.refresh()  # as when the tab is shown again: the choice and the edited fields stay
+    assert panel.run_picker.run_dir() == run_dir and panel.shape_form.spin("n_query").value() == 2
 
 
 def test_thumbnails_and_marks_match_every_episode(qtbot: Any, window: Any) -> None:
@@ -143,7 +144,7 @@ def test_next_mistake_lands_on_an_episode_with_a_wrong_prediction(qtbot: Any, wi
 
 def test_bad_episode_shape_is_reported_by_name(qtbot: Any, window: Any) -> None:
     panel = window.views["Episodes"]
-    panel.n_way_spin.setValue(9)  # the run has 4 test classes
+    panel.shape_form.spin("n_way").setValue(9)  # the run has 4 test classes
     qtbot.mouseClick(panel.inspect_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: not panel.is_running(), timeout=60_000)
     assert window.shown_errors and "n_way=9: only 4 classes" in window.shown_errors[-1][1]
@@ -153,7 +154,7 @@ def test_bad_episode_shape_is_reported_by_name(qtbot: Any, window: Any) -> None:
 
 def test_cancel_stops_the_worker_and_keeps_what_was_done(qtbot: Any, window: Any) -> None:
     panel = window.views["Episodes"]
-    panel.episodes_spin.setValue(10_000)
+    panel.shape_form.spin("episodes").setValue(10_000)
     qtbot.mouseClick(panel.inspect_button, Qt.MouseButton.LeftButton)
     assert panel.is_running() and panel.cancel_button.isEnabled() and not panel.inspect_button.isEnabled()
     qtbot.mouseClick(panel.cancel_button, Qt.MouseButton.LeftButton)

@@ -13,7 +13,8 @@ from engine.config import ALGORITHM_CONFIGS, RunConfig
 from engine.scrubbing import sample_test_episode
 from engine.training.checkpoint import load_algorithm
 from engine.training.run_store import RunStore, default_runs_root
-from studio.panels.scrubber_panel import ScrubberPanel, short_class_name
+from studio.panels.scrubber_panel import ScrubberPanel
+from studio.widgets.scrubbed_episode import short_class_name
 from tests.studio.conftest import make_window
 
 STEPS = 8
@@ -55,7 +56,7 @@ def panel(trained_runs: Path, qtbot: Any) -> ScrubberPanel:
 
 def _run(qtbot: Any, panel: ScrubberPanel, steps: int = STEPS) -> Any:
     panel.steps_spin.setValue(steps)
-    panel.n_query_spin.setValue(2)
+    panel.shape_form.spin("n_query").setValue(2)
     panel.seed_spin.setValue(3)
     with qtbot.waitSignal(panel.scrubbed, timeout=120_000):
         assert panel.start() is not None
@@ -68,24 +69,25 @@ def _independent_predictions(panel: ScrubberPanel, steps: list[int]) -> tuple[di
 
     algorithm, checkpoint = load_algorithm(panel.output.checkpoint)
     data = load_data_cached(checkpoint.config.data, split=checkpoint.split)  # decoded once per session
-    episode = sample_test_episode(checkpoint, n_way=panel.n_way_spin.value(), n_shot=panel.n_shot_spin.value(),
-                                  n_query=panel.n_query_spin.value(), seed=panel.seed_spin.value(), data=data)
+    spin = panel.shape_form.spin
+    episode = sample_test_episode(checkpoint, n_way=spin("n_way").value(), n_shot=spin("n_shot").value(),
+                                  n_query=spin("n_query").value(), seed=panel.seed_spin.value(), data=data)
     task = episode.task
     return {k: algorithm.adapt(task.support_x, task.support_y, steps=k).predict(task.query_x) for k in steps}, episode
 
 
 def test_lists_only_runs_with_an_inner_loop_and_follows_the_runs_table(panel: ScrubberPanel) -> None:
-    assert panel.run_combo.count() == 1
-    assert "tiny maml" in panel.run_combo.currentText() and "MAML" in panel.run_combo.currentText()
+    assert panel.run_picker.combo.count() == 1
+    assert "tiny maml" in panel.run_picker.combo.currentText() and "MAML" in panel.run_picker.combo.currentText()
     assert panel.steps_spin.value() == 10  # 2 x 3 test steps, at least 10
     runs = panel.main_window.runs_panel
     protonet = next(r for r in runs.records if r.algorithm == "protonet")
     maml = next(r for r in runs.records if r.algorithm == "maml")
     runs.select_runs([protonet.run_dir])
     assert "Prototypical Networks" in panel.status_label.text() and "inner loop" in panel.status_label.text()
-    panel.run_combo.setCurrentIndex(-1)
+    panel.run_picker.combo.setCurrentIndex(-1)
     runs.select_runs([maml.run_dir])
-    assert panel.run_combo.currentData() == str(maml.run_dir)
+    assert panel.run_picker.combo.currentData() == str(maml.run_dir)
     assert "tiny maml" in panel.status_label.text()
 
 
