@@ -1,6 +1,6 @@
 """Class cards of the Adapt panel: an editable name, thumbnails of the support images, messages.
 
-A card only displays its :class:`~studio.panels.adapt_model.ClassState` and
+A card only displays its :class:`~engine.sessions.adapt_support.ClassState` and
 reports what the user did (drop, paste, delete, rename) through signals; the
 panel decides what happens and gives the card its new state and messages.
 Also here: thumbnails of examples (cached) and the drag-and-drop helpers shared
@@ -11,15 +11,18 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from pathlib import Path
+from typing import Any, Callable, Sequence
 
 import numpy as np
-from PySide6.QtCore import QMimeData, QSize, Qt, Signal
+from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QMimeData, QSize, Qt, Signal
 from PySide6.QtGui import (QAction, QColor, QDragEnterEvent, QDropEvent, QGuiApplication, QIcon, QImage,
                            QImageReader, QKeySequence, QPixmap, QShortcut)
 from PySide6.QtWidgets import (QAbstractItemView, QFrame, QHBoxLayout, QLabel, QLineEdit, QListView, QListWidget,
-                               QListWidgetItem, QMenu, QSizePolicy, QToolButton, QVBoxLayout, QWidget)
+                               QListWidgetItem, QMenu, QProgressDialog, QPushButton, QSizePolicy, QSplitter,
+                               QToolButton, QVBoxLayout, QWidget)
 
-from studio.panels.adapt_model import ClassState, Example
+from engine.sessions import ClassState, DecodeResult, Example
+from studio.jobs.thread import WorkerHandle, run_in_worker
 
 THUMB = 48
 MAX_ROWS = 3
@@ -40,6 +43,16 @@ def pixels_to_qimage(pixels) -> QImage:
         rgb = np.ascontiguousarray(array.transpose(1, 2, 0))
         image = QImage(rgb.data, rgb.shape[1], rgb.shape[0], rgb.strides[0], QImage.Format.Format_RGB888)
     return image.copy()
+
+
+def png_bytes(image: QImage) -> bytes:
+    """The image encoded as PNG (how a pasted clipboard image is saved)."""
+    data = QByteArray()
+    buffer = QBuffer(data)
+    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+    image.save(buffer, "PNG")
+    buffer.close()
+    return bytes(data.data())
 
 
 def example_pixmap(example: Example, size: int = THUMB) -> QPixmap:
@@ -391,3 +404,139 @@ def qcolour(name: str, alpha: int = 255) -> QColor:
     colour = QColor(name)
     colour.setAlpha(alpha)
     return colour
+
+
+class CardList(QWidget):
+    """The column of class cards (one per class of a support set, in its order, each with a stable colour);
+    files dropped between cards make new classes."""
+
+    files_dropped = Signal(list)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setAcceptDrops(True)
+        self.cards: dict[int, ClassCard] = {}
+        self.colours: dict[int, str] = {}
+        self._order: list[ClassCard] = []   # the cards in layout order
+        self.layout_ = QVBoxLayout(self)
+        self.layout_.setContentsMargins(2, 2, 6, 2)
+        self.layout_.setSpacing(8)
+        self.layout_.addStretch(1)
+
+    def sync(self, support: tuple[ClassState, ...], new_card: Callable[[ClassState, str], ClassCard]) -> None:
+        """Make the cards match ``support`` (order, names, thumbnails, notes); ``new_card(state, colour)``
+        builds the card of a new class."""
+        wanted = {c.uid for c in support}
+        for uid in [uid for uid in self.cards if uid not in wanted]:
+            card = self.cards.pop(uid)
+            card.setParent(None)
+            card.deleteLater()
+        included = sum(1 for c in support if c.examples) >= 2
+        order = list(self._order)
+        if [c.uid for c in order] != [s.uid for s in support]:
+            for card in order:
+                if card.uid in self.cards:
+                    self.layout_.removeWidget(card)
+            order = []
+        for index, state in enumerate(support):
+            colour = self.colours.setdefault(state.uid, self._free_colour(support))
+            card = self.cards.get(state.uid)
+            if card is None:
+                card = self.cards[state.uid] = new_card(state, colour)
+            if not order:
+                self.layout_.insertWidget(index, card)
+                card.show()
+            card.set_state(state, colour, included=included)
+        self._order = [self.cards[s.uid] for s in support]
+
+    def card_named(self, name: str) -> ClassCard | None:
+        return next((card for card in self._order if card.state.name == name), None)
+
+    def _free_colour(self, support: tuple[ClassState, ...]) -> str:
+        """The first palette colour that no class of ``support`` uses."""
+        used = {self.colours[c.uid] for c in support if c.uid in self.colours}
+        for index in range(64):
+            if colour_for(index) not in used:
+                return colour_for(index)
+        return colour_for(len(used))
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt API
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt API
+        paths, _ = mime_paths(event.mimeData())
+        if paths:
+            event.acceptProposedAction()
+            self.files_dropped.emit(paths)
+
+
+# -- layout helpers -------------------------------------------------------------------------------------
+def button(text: str, tooltip: str, slot: Callable[[], Any]) -> QPushButton:
+    """A push button calling ``slot()`` (without Qt's ``checked`` argument) when clicked."""
+    widget = QPushButton(text)
+    widget.setToolTip(tooltip)
+    widget.clicked.connect(lambda: slot())
+    return widget
+
+
+def hbox(items: Sequence[Any], spacing: int | None = None) -> QHBoxLayout:
+    """A row of widgets: an int adds spacing (a stretch in rows without ``spacing``), (widget, n) stretches."""
+    row = QHBoxLayout()
+    if spacing is not None:
+        row.setSpacing(spacing)
+    for item in items:
+        if isinstance(item, int) and spacing is not None:
+            row.addSpacing(item)
+        elif isinstance(item, int):
+            row.addStretch(item)
+        elif isinstance(item, tuple):
+            row.addWidget(*item)
+        else:
+            row.addWidget(item)
+    return row
+
+
+def splitter(orientation: Qt.Orientation, widgets: Sequence[QWidget], stretches: Sequence[int],
+             sizes: Sequence[int]) -> QSplitter:
+    """A splitter of ``widgets`` whose panes keep a minimum size."""
+    split = QSplitter(orientation)
+    for index, (widget, stretch) in enumerate(zip(widgets, stretches)):
+        split.addWidget(widget)
+        split.setStretchFactor(index, stretch)
+    split.setSizes(list(sizes))
+    split.setChildrenCollapsible(False)
+    return split
+
+
+def decode_in_worker(parent: QWidget, label: str, total: int, job: Callable[..., DecodeResult],
+                     done: Callable[[DecodeResult], None],
+                     on_error: Callable[[str], None]) -> tuple[QProgressDialog, WorkerHandle]:
+    """Run the decoding ``job(progress, should_stop)`` of ``total`` files in the worker behind a cancellable
+    progress dialog; ``done(result)`` gets a cancelled result (nothing kept) when the user cancelled."""
+    dialog = QProgressDialog(label, "Cancel", 0, total, parent)
+    dialog.setWindowTitle("Importing images")
+    dialog.setWindowModality(Qt.WindowModality.WindowModal)
+    dialog.setMinimumDuration(300)
+    dialog.setAutoClose(False)
+    dialog.setAutoReset(False)
+
+    def finish(result: DecodeResult) -> None:
+        if dialog.wasCanceled():  # cancelled at the last moment: keep nothing, as promised
+            result = DecodeResult([], result.skipped, cancelled=True)
+        dialog.close()
+        done(result)
+
+    def progress(done_files: int, total_files: int) -> None:
+        if dialog.wasCanceled():
+            handle.stop()
+        else:
+            dialog.setValue(done_files)
+
+    def fail(message: str) -> None:
+        dialog.close()
+        on_error(message)
+
+    handle = run_in_worker(job, on_result=finish, on_error=fail, on_progress=progress)
+    dialog.canceled.connect(handle.stop)
+    return dialog, handle

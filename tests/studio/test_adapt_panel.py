@@ -14,9 +14,9 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication, QImage
 from PySide6.QtWidgets import QApplication
 
 from engine.cli import main as cli_main
+from engine.sessions import support_key
 from studio.panels import adapt_panel as adapt_panel_module
 from studio.panels.adapt_cards import message_level
-from studio.panels.adapt_model import support_key
 from studio.panels.adapt_panel import AdaptPanel
 from tests.engine.helpers import tiny_config
 
@@ -109,7 +109,7 @@ def test_real_drops_on_cards_and_test_zone_show_thumbnails_and_predictions(panel
         event = drop(card, mime_for(images_of(tiny_flat, name, 0, 3)))
         assert event.isAccepted()
         assert card.thumbs.count() == 3 and "Added 3 images" in card.message()
-    assert panel.class_names() == CLASSES[:2]
+    assert panel.session.class_names() == CLASSES[:2]
 
     query = images_of(tiny_flat, CLASSES[1], 6, 7)
     drop(panel.test_zone, mime_for(query))
@@ -143,8 +143,8 @@ def test_predictions_equal_meta_engine_predict(panel, protonet_ckpt, tiny_flat, 
     assert cli_main(["predict", "--checkpoint", str(protonet_ckpt), "--support", str(support_dir),
                      "--query", *map(str, queries), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["classes"] == panel.class_names()
-    shown = panel.predictions()
+    assert report["classes"] == panel.session.class_names()
+    shown = panel.session.predictions()
     assert len(report["predictions"]) == len(queries) == len(shown)
     for row in report["predictions"]:
         assert shown[row["file"]] == pytest.approx(row["probabilities"], abs=2e-6)
@@ -166,31 +166,31 @@ def test_predictions_equal_meta_engine_predict(panel, protonet_ckpt, tiny_flat, 
 def test_undo_restores_previous_support_sets(panel, qtbot, protonet_ckpt, tiny_flat):
     panel.load_checkpoint(protonet_ckpt)
     make_classes(panel, tiny_flat, shots=2)
-    card_a, card_b = panel.card_named(CLASSES[0]), panel.card_named(CLASSES[1])
-    before = support_key(panel.support)
+    card_a, card_b = panel.card_list.card_named(CLASSES[0]), panel.card_list.card_named(CLASSES[1])
+    before = support_key(panel.session.support)
 
     focus(qtbot, panel, card_a.thumbs)
     card_a.thumbs.item(0).setSelected(True)
     qtbot.keyClick(card_a.thumbs, Qt.Key.Key_Delete)
     assert card_a.thumbs.count() == 1
     qtbot.keyClick(card_a.thumbs, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
-    assert card_a.thumbs.count() == 2 and support_key(panel.support) == before
+    assert card_a.thumbs.count() == 2 and support_key(panel.session.support) == before
 
     assert panel.rename_class(card_b, "renamed")
-    panel.remove_class(panel.card_named(CLASSES[2]))
-    assert [c.name for c in panel.support] == [CLASSES[0], "renamed"]
-    assert panel.undo() and [c.name for c in panel.support] == [CLASSES[0], "renamed", CLASSES[2]]
-    assert len(panel.card_named(CLASSES[2]).state.examples) == 2
-    assert panel.undo() and panel.card_named(CLASSES[1]) is card_b
+    panel.remove_class(panel.card_list.card_named(CLASSES[2]))
+    assert [c.name for c in panel.session.support] == [CLASSES[0], "renamed"]
+    assert panel.undo() and [c.name for c in panel.session.support] == [CLASSES[0], "renamed", CLASSES[2]]
+    assert len(panel.card_list.card_named(CLASSES[2]).state.examples) == 2
+    assert panel.undo() and panel.card_list.card_named(CLASSES[1]) is card_b
     assert card_b.name_edit.text() == CLASSES[1]
-    assert panel.class_names() == CLASSES
+    assert panel.session.class_names() == CLASSES
 
 
 # -- bad input -----------------------------------------------------------------------------------------------
 def test_bad_files_duplicates_and_empty_classes_are_explained_on_the_card(panel, protonet_ckpt, tiny_flat, tmp_path):
     panel.load_checkpoint(protonet_ckpt)
     make_classes(panel, tiny_flat, shots=2, names=CLASSES[:2])
-    card = panel.card_named(CLASSES[0])
+    card = panel.card_list.card_named(CLASSES[0])
     notes = tmp_path / "notes.txt"
     notes.write_text("not an image")
     truncated = tmp_path / "truncated.png"
@@ -210,7 +210,7 @@ def test_bad_files_duplicates_and_empty_classes_are_explained_on_the_card(panel,
 
     empty = panel.add_class("empty")
     assert "No images yet" in empty.note()
-    assert panel.class_names() == CLASSES[:2]  # the empty class is left out
+    assert panel.session.class_names() == CLASSES[:2]  # the empty class is left out
 
     assert not panel.rename_class(empty, "   ")
     assert "needs a name" in empty.message() and empty.name_edit.text() == "empty"
@@ -247,7 +247,7 @@ def test_test_zone_reports_bad_and_duplicate_files(panel, protonet_ckpt, tiny_fl
 def test_clipboard_paste_on_a_focused_card(panel, qtbot, protonet_ckpt, tiny_flat):
     panel.load_checkpoint(protonet_ckpt)
     make_classes(panel, tiny_flat, shots=2, names=CLASSES[:2])
-    card = panel.card_named(CLASSES[0])
+    card = panel.card_list.card_named(CLASSES[0])
     image = QImage(str(images_of(tiny_flat, CLASSES[0], 8, 9)[0]))
     QGuiApplication.clipboard().setImage(image)
     focus(qtbot, panel, card.thumbs)
@@ -272,7 +272,7 @@ def test_more_than_1000_files_import_in_the_worker_and_can_be_cancelled(panel, q
     pixels = Image.open(images_of(tiny_flat, CLASSES[0], 0, 1)[0])
     for i in range(1001):
         pixels.save(folder / f"{i:04d}.png")
-    card = panel.card_named(CLASSES[0])
+    card = panel.card_list.card_named(CLASSES[0])
 
     panel.add_files(card, [folder])
     assert panel.is_busy() and panel.import_dialog is not None
@@ -284,28 +284,28 @@ def test_more_than_1000_files_import_in_the_worker_and_can_be_cancelled(panel, q
     wait_idle(qtbot, panel)
     assert card.thumbs.count() == 1003 and "Added 1001 images" in card.message()
     qtbot.waitUntil(panel.is_current, timeout=30_000)
-    assert panel.class_names() == CLASSES[:2]
+    assert panel.session.class_names() == CLASSES[:2]
 
 
 # -- gradient-based algorithms in the worker ---------------------------------------------------------------
 def test_maml_adapts_in_the_worker_and_stale_results_are_discarded(panel, qtbot, maml_ckpt, tiny_flat):
     applied = []
-    panel.adapted.connect(lambda output: applied.append((output.key, support_key(panel.support))))
+    panel.adapted.connect(lambda output: applied.append((output.key, support_key(panel.session.support))))
     panel.load_checkpoint(maml_ckpt)
     make_classes(panel, tiny_flat, shots=2, names=CLASSES[:2])
     assert panel.progress.isVisibleTo(panel)  # the inner loop runs in the worker
     panel.add_test_files(images_of(tiny_flat, CLASSES[0], 6, 8))
     panel.add_files(panel.add_class(CLASSES[2]), images_of(tiny_flat, CLASSES[2], 0, 2))
-    panel.remove_examples(panel.card_named(CLASSES[0]), [panel.support[0].examples[0].key])
+    panel.remove_examples(panel.card_list.card_named(CLASSES[0]), [panel.session.support[0].examples[0].key])
     wait_idle(qtbot, panel)
-    assert panel.is_current() and panel.class_names() == CLASSES
+    assert panel.is_current() and panel.session.class_names() == CLASSES
     assert applied and all(shown == current for shown, current in applied)
-    assert panel.output.key == support_key(panel.support)
+    assert panel.session.output.key == support_key(panel.session.support)
     assert all(len(t.probabilities) == 3 for t in panel.test_zone.tiles)
 
-    current = panel.output
-    panel._job_result((panel.generation - 1, object()))  # a result of an older generation arriving late
-    assert panel.output is current
+    current = panel.session.output
+    panel._job_result((panel.session.revision - 1, object()))  # a result of an older revision arriving late
+    assert panel.session.output is current
 
 
 # -- models ---------------------------------------------------------------------------------------------------
@@ -313,12 +313,12 @@ def test_set_run_uses_best_else_last_and_bad_files_keep_the_model(panel, protone
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     shutil.copy(protonet_run / "checkpoints" / "last.pt", run / "checkpoints" / "last.pt")
-    assert panel.set_run(run) and panel.model_path.name == "last.pt"
+    assert panel.set_run(run) and panel.session.model_path.name == "last.pt"
     assert not panel.set_run(tmp_path / "empty-run") and "no checkpoint" in panel.banner_text()
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint")
     assert not panel.load_checkpoint(garbage)
-    assert "garbage.pt" in panel.banner_text() and panel.model_path.name == "last.pt"
+    assert "garbage.pt" in panel.banner_text() and panel.session.model_path.name == "last.pt"
 
 
 def test_switching_to_a_colour_model_converts_the_images(panel, protonet_ckpt, tiny_flat, tmp_path):
@@ -328,7 +328,7 @@ def test_switching_to_a_colour_model_converts_the_images(panel, protonet_ckpt, t
     make_classes(panel, tiny_flat, shots=2, names=CLASSES[:2])
     panel.add_test_files(images_of(tiny_flat, CLASSES[0], 6, 7))
     assert panel.load_checkpoint(make_checkpoint(tmp_path / "colour.pt", image_size=32, channels=3))
-    assert all(tuple(e.pixels.shape) == (3, 32, 32) for c in panel.support for e in c.examples)
+    assert all(tuple(e.pixels.shape) == (3, 32, 32) for c in panel.session.support for e in c.examples)
     assert panel.is_current() and len(panel.test_zone.tiles[0].probabilities) == 2
 
 
@@ -344,23 +344,24 @@ def test_saved_classifier_reloads_in_the_panel_and_in_meta_engine_predict(panel,
     other = AdaptPanel()
     qtbot.addWidget(other)
     assert other.load_checkpoint(saved)
-    assert [c.name for c in other.support] == CLASSES
-    assert [c.thumbs.count() for c in other.cards.values()] == [3, 3, 3]
+    assert [c.name for c in other.session.support] == CLASSES
+    assert [c.thumbs.count() for c in other.card_list.cards.values()] == [3, 3, 3]
     other.add_test_files(queries)
     for path in queries:
-        assert other.predictions()[str(path)] == pytest.approx(panel.predictions()[str(path)], abs=1e-6)
+        assert other.session.predictions()[str(path)] == pytest.approx(panel.session.predictions()[str(path)],
+                                                                      abs=1e-6)
 
     capsys.readouterr()
     assert cli_main(["predict", "--checkpoint", str(saved), "--query", *map(str, queries), "--json"]) == 0
     for row in json.loads(capsys.readouterr().out)["predictions"]:
-        assert row["probabilities"] == pytest.approx(panel.predictions()[row["file"]], abs=2e-6)
+        assert row["probabilities"] == pytest.approx(panel.session.predictions()[row["file"]], abs=2e-6)
 
     exported = panel.export_torchscript(tmp_path / "mine.ts")
     from tests.engine.test_adapted import _jit_load
 
     module = _jit_load(exported)
-    x = panel.checkpoint.preprocessing.load_many(queries)[0]
-    expected = torch.tensor([panel.predictions()[str(p)] for p in queries])
+    x = panel.session.checkpoint.preprocessing.load_many(queries)[0]
+    expected = torch.tensor([panel.session.predictions()[str(p)] for p in queries])
     assert torch.allclose(module(x), expected, atol=1e-5)
 
 
@@ -389,14 +390,14 @@ def test_demo_mode_with_the_shipped_model(panel, qtbot, glyph_root):
     assert panel.start_demo()
     wait_idle(qtbot, panel)
     qtbot.waitUntil(panel.is_current, timeout=30_000)
-    test_classes = set(panel.checkpoint.split.test)
-    assert len(panel.support) == 5 and all(len(c.examples) == 5 for c in panel.support)
+    test_classes = set(panel.session.checkpoint.split.test)
+    assert len(panel.session.support) == 5 and all(len(c.examples) == 5 for c in panel.session.support)
     assert all(f"{e.source.parent.parent.name}/{e.source.parent.name}" in test_classes
-               for c in panel.support for e in c.examples)
+               for c in panel.session.support for e in c.examples)
     tiles = panel.test_zone.tiles
     assert len(tiles) == 10
-    names = panel.class_names()
-    truth = {f"{c.examples[0].source.parent}": c.name for c in panel.support}
+    names = panel.session.class_names()
+    truth = {f"{c.examples[0].source.parent}": c.name for c in panel.session.support}
     correct = sum(t.predicted == truth[str(t.example.source.parent)] for t in tiles)
     assert all(t.predicted in names for t in tiles) and correct >= 7
 
@@ -410,9 +411,9 @@ def test_a_folder_of_class_folders_dropped_beside_the_cards_makes_one_class_each
         for path in images_of(tiny_flat, name, 0, 3):
             shutil.copy(path, root / name / path.name)
     drop(panel.card_list, mime_for([root]))
-    assert [c.name for c in panel.support] == CLASSES[:2]
-    assert [len(c.examples) for c in panel.support] == [3, 3]
-    assert panel.is_current() and panel.class_names() == CLASSES[:2]
+    assert [c.name for c in panel.session.support] == CLASSES[:2]
+    assert [len(c.examples) for c in panel.session.support] == [3, 3]
+    assert panel.is_current() and panel.session.class_names() == CLASSES[:2]
 
     unrelated = tmp_path / "unrelated" / "other"
     unrelated.mkdir(parents=True)
