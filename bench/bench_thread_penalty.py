@@ -7,7 +7,7 @@ three ways, each in a fresh process:
 * ``thread``: in a second thread, after the main thread ran one large matrix product
   (as a GUI thread that touched a big tensor once);
 * ``thread-guarded``: the same, but the main thread was set to one PyTorch thread first and
-  the worker restores the default count (``studio.worker.keep_gui_thread_single_threaded``
+  the worker restores the default count (``studio.jobs.policy.keep_gui_thread_single_threaded``
   and ``use_compute_threads``).
 
 On this 2-core machine ``thread`` ran about 30% slower than ``main`` and ``thread-guarded``

@@ -3,8 +3,9 @@
 Layout: a "Setup" dock (Data and Algorithm tabs) on the left; the run controls
 on top; the live curves, the evaluation and adapt views and the teaching views (race,
 episodes, inner loop, regression) in the centre; the run history and the log in a
-bottom dock. Everything slow runs in worker threads (:mod:`studio.worker`); the
-window only calls engine APIs and shows what they report.
+bottom dock. Everything slow runs off the GUI thread (:mod:`studio.jobs`); the window only
+calls engine APIs and shows what they report. The layout and menus are built in
+:mod:`studio.window.layout`, the training-run lifecycle lives in :mod:`studio.window.training`.
 """
 
 from __future__ import annotations
@@ -14,53 +15,26 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QByteArray, Qt, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
-from PySide6.QtWidgets import (QApplication, QDockWidget, QLabel, QMainWindow, QMessageBox, QScrollArea,
-                               QTabWidget, QVBoxLayout, QWidget)
+from PySide6.QtGui import QCloseEvent
+from PySide6.QtWidgets import QApplication, QMainWindow, QMessageBox
 
-from engine.config import BUILTIN_GLYPHS, RunConfig, validate
+from engine.config import RunConfig, validate
 from engine.errors import ConfigError, EngineError
-from engine.training.callbacks import RunInfo, RunSummary, StepMetrics, ValidationResult
 from engine.training.run_store import RunRecord, RunStore, default_runs_root
 from studio import settings as st
-from studio.panels.adapt_panel import AdaptPanel
-from studio.panels.algorithm_panel import AlgorithmPanel, read_preset, write_preset
-from studio.panels.dataset_panel import DatasetPanel
-from studio.panels.device_panel import DevicePanel
-from studio.panels.evaluation_panel import EvaluationPanel
-from studio.panels.inspector_panel import InspectorPanel
-from studio.panels.log_panel import LogPanel
-from studio.panels.race_panel import RacePanel
-from studio.panels.regression_panel import RegressionPanel
-from studio.panels.runs_panel import RunsPanel, dataset_label
-from studio.panels.scrubber_panel import ScrubberPanel
-from studio.panels.training_panel import TrainingPanel
-from studio.plots import TrainingPlots
-from studio.worker import (SpareTrainingProcess, TrainingWorker, install_main_thread_gc,
-                           keep_gui_thread_single_threaded, run_in_worker, stop_all_jobs)
+from studio.jobs.engine_run import TrainingWorker
+from studio.jobs.policy import install_main_thread_gc, keep_gui_thread_single_threaded
+from studio.jobs.spare import SpareTrainingProcess
+from studio.jobs.thread import run_in_worker, stop_all_jobs
+from studio.panels.algorithm_panel import read_preset, write_preset
+from studio.window.layout import VIEW_TABS, WindowLayout
+from studio.window.training import TrainingRuns
+
+__all__ = ["MainWindow", "VIEW_TABS"]
 
 log = logging.getLogger("studio")
 
 CLOSE_STOP_WAIT_MS = 20_000  # closing mid-run: how long a run may take to stop before its process is ended
-
-# The teaching views next to the curves; each is built as ``View(window)``.
-VIEW_TABS: tuple[tuple[str, type], ...] = (
-    ("Race", RacePanel),
-    ("Episodes", InspectorPanel),
-    ("Inner loop", ScrubberPanel),
-    ("Regression", RegressionPanel),
-)
-
-
-def _scrolled(widget: QWidget, horizontal: bool = False) -> QScrollArea:
-    """``widget`` in a frameless scroll area (vertical only unless ``horizontal``)."""
-    area = QScrollArea()
-    area.setWidget(widget)
-    area.setWidgetResizable(True)
-    area.setFrameShape(QScrollArea.Shape.NoFrame)
-    if not horizontal:
-        area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-    return area
 
 
 _warmed_up = False
@@ -82,7 +56,7 @@ def _warm_up_torch() -> None:
     run_in_worker(job, on_result=lambda _: None, on_error=lambda m: log.warning("warm-up failed: %s", m))
 
 
-class MainWindow(QMainWindow):
+class MainWindow(WindowLayout, TrainingRuns, QMainWindow):
     """The studio window. ``store`` defaults to ``RunStore(default_runs_root())``."""
 
     training_started = Signal(object)    # Path of the run folder
@@ -91,7 +65,7 @@ class MainWindow(QMainWindow):
     def __init__(self, store: RunStore | None = None, *, restore_settings: bool = True,
                  load_data: bool = True, warm_training_process: bool = False) -> None:
         """``warm_training_process``: keep a training process started ahead (what the app does; see
-        :class:`studio.worker.SpareTrainingProcess`)."""
+        :class:`studio.jobs.spare.SpareTrainingProcess`)."""
         super().__init__()
         install_main_thread_gc()  # Qt objects must never be garbage-collected in a worker thread
         keep_gui_thread_single_threaded()  # heavy tensor work runs in workers, at full speed
@@ -99,7 +73,7 @@ class MainWindow(QMainWindow):
         self.setObjectName("MetaStudioMainWindow")
         self.store = store or RunStore(default_runs_root())
         self.worker: TrainingWorker | None = None
-        self.spare_process = SpareTrainingProcess(lambda: self.worker is None, warm_training_process, parent=self)
+        self.spare_process = SpareTrainingProcess(self.is_idle, warm_training_process, parent=self)
         self.spare_process.prepare_later()
         self.current_run_dir: Path | None = None
         self.steps_received = 0
@@ -120,124 +94,6 @@ class MainWindow(QMainWindow):
             self.dataset_panel.load()
         _warm_up_torch()
         log.info("Meta Studio ready. Runs are kept in %s", self.store.root)
-
-    # ------------------------------------------------------------------ layout
-    def _build_widgets(self) -> None:
-        self.log_panel = LogPanel()
-        self.log_panel.attach(log)
-        self.device_panel = DevicePanel()
-        self.training_panel = TrainingPanel(self.device_panel)
-        self.dataset_panel = DatasetPanel()
-        self.algorithm_panel = AlgorithmPanel()
-        self.plots = TrainingPlots()
-        self.evaluation_panel = EvaluationPanel(device_getter=self.device_panel.device)
-        self.runs_panel = RunsPanel(self.store)
-
-        self.center_tabs = QTabWidget()
-        self.center_tabs.setDocumentMode(True)
-        self.center_tabs.addTab(self.plots, "Training curves")
-        self.center_tabs.addTab(self.evaluation_panel, "Evaluation")
-        self.adapt_panel = AdaptPanel(self)
-        # scrolled, so that its width never sets the window's minimum width
-        self.center_tabs.addTab(_scrolled(self.adapt_panel, horizontal=True), "Adapt")
-        self.views: dict[str, QWidget] = {}
-        for title, view_class in VIEW_TABS:
-            self.views[title] = view_class(self)
-            self.center_tabs.addTab(self.views[title], title)
-
-        central = QWidget()
-        layout = QVBoxLayout(central)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setSpacing(0)
-        layout.addWidget(self.training_panel)
-        layout.addWidget(self.center_tabs, 1)
-        self.setCentralWidget(central)
-        self.status_label = QLabel("")
-        self.statusBar().addWidget(self.status_label, 1)
-
-    def _build_docks(self) -> None:
-        self.setup_tabs = QTabWidget()
-        self.setup_tabs.addTab(_scrolled(self.dataset_panel), "Data")
-        self.setup_tabs.addTab(_scrolled(self.algorithm_panel), "Algorithm")
-        self.setup_dock = QDockWidget("Setup", self)
-        self.setup_dock.setObjectName("setup_dock")
-        self.setup_dock.setWidget(self.setup_tabs)
-        self.setup_dock.setMinimumWidth(360)
-        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.setup_dock)
-
-        self.runs_dock = QDockWidget("Runs", self)
-        self.runs_dock.setObjectName("runs_dock")
-        self.runs_dock.setWidget(self.runs_panel)
-        self.log_dock = QDockWidget("Log", self)
-        self.log_dock.setObjectName("log_dock")
-        self.log_dock.setWidget(self.log_panel)
-        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.runs_dock)
-        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.log_dock)
-        self.splitDockWidget(self.runs_dock, self.log_dock, Qt.Orientation.Horizontal)
-        self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
-        self.resizeDocks([self.setup_dock], [430], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.runs_dock], [230], Qt.Orientation.Vertical)
-        self.resizeDocks([self.runs_dock, self.log_dock], [820, 300], Qt.Orientation.Horizontal)
-
-    def _build_actions(self) -> None:
-        menu = self.menuBar()
-        file_menu = menu.addMenu("&File")
-        self.open_action = self._action("Open data set folder…", self.dataset_panel.choose_folder,
-                                        [QKeySequence.StandardKey.Open])
-        self.builtin_action = self._action("Use the built-in glyphs",
-                                           lambda: self.dataset_panel.set_root(BUILTIN_GLYPHS))
-        self.load_preset_action = self._action("Load preset…", self.load_preset_dialog)
-        self.save_preset_action = self._action("Save preset…", self.save_preset_dialog)
-        self.quit_action = self._action("Quit", self.close, [QKeySequence.StandardKey.Quit])
-        for action in (self.open_action, self.builtin_action, None, self.load_preset_action,
-                       self.save_preset_action, None, self.quit_action):
-            file_menu.addSeparator() if action is None else file_menu.addAction(action)
-
-        run_menu = menu.addMenu("&Run")
-        self.train_action = self._action("Train", self.start_training,
-                                         [QKeySequence("Ctrl+Return"), QKeySequence("Ctrl+Enter")])
-        self.pause_action = self._action("Pause / Resume", self.toggle_pause, [QKeySequence("Ctrl+P")])
-        self.stop_action = self._action("Stop", self.stop_training, [QKeySequence(Qt.Key.Key_Escape)])
-        self.evaluate_action = self._action("Evaluate selected run", self._evaluate_selected, [QKeySequence("Ctrl+E")])
-        self.handoff_action = self._action("Hand off as torchrun command…", self.handoff_to_torchrun)
-        for action in (self.train_action, self.pause_action, self.stop_action, None, self.evaluate_action, None,
-                       self.handoff_action):
-            run_menu.addSeparator() if action is None else run_menu.addAction(action)
-
-        view_menu = menu.addMenu("&View")
-        for dock in (self.setup_dock, self.runs_dock, self.log_dock):
-            view_menu.addAction(dock.toggleViewAction())
-        help_menu = menu.addMenu("&Help")
-        help_menu.addAction(self._action("About Meta Studio", self._about))
-
-    def _action(self, text: str, slot: Any, shortcuts: list[Any] | None = None) -> QAction:
-        action = QAction(text, self)
-        if shortcuts:
-            action.setShortcuts([QKeySequence(s) if not isinstance(s, QKeySequence) else s for s in shortcuts])
-            action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
-        action.triggered.connect(lambda *_: slot())
-        self.addAction(action)
-        return action
-
-    def _connect(self) -> None:
-        self.dataset_panel.config_changed.connect(self.revalidate)
-        self.dataset_panel.loading_changed.connect(lambda _: self.revalidate())
-        self.dataset_panel.loaded.connect(self._data_loaded)
-        self.algorithm_panel.config_changed.connect(self.revalidate)
-        self.algorithm_panel.save_button.clicked.connect(self.save_preset_dialog)
-        self.algorithm_panel.load_button.clicked.connect(self.load_preset_dialog)
-        self.training_panel.train_clicked.connect(self.start_training)
-        self.training_panel.pause_clicked.connect(self.toggle_pause)
-        self.training_panel.stop_clicked.connect(self.stop_training)
-        self.training_panel.force_stop_clicked.connect(self.force_stop_training)
-        self.runs_panel.selection_changed.connect(self._runs_selected)
-        self.runs_panel.open_requested.connect(self.open_run)
-        self.runs_panel.evaluate_requested.connect(self.evaluate_run)
-        self.runs_panel.resume_requested.connect(self.resume_run)
-        self.runs_panel.error.connect(lambda m: self.show_error("Run history", m))
-        self.evaluation_panel.error.connect(lambda m: self.show_error("Evaluation failed", m))
-        self.evaluation_panel.evaluated.connect(self._evaluated)
-        self.plots.smoothing_changed.connect(lambda a: st.settings().setValue(st.KEY_SMOOTHING, a))
 
     # ------------------------------------------------------------------ config
     def config_errors(self) -> list[str]:
@@ -321,200 +177,6 @@ class MainWindow(QMainWindow):
         self.load_config(config)
         log.info("preset loaded from %s", path)
         return True
-
-    # ------------------------------------------------------------------ training
-    def handoff_dialog(self) -> Any:
-        """The torchrun hand-off dialog for the current config (None, with the error shown, if it is invalid)."""
-        from studio.panels.torchrun_dialog import TorchrunDialog
-
-        config = self.current_config()
-        if config is None:
-            self.show_error("Cannot hand off the run", self.config_errors()[0])
-            return None
-        return TorchrunDialog(config, self.store.root, self)
-
-    def handoff_to_torchrun(self) -> None:
-        dialog = self.handoff_dialog()
-        if dialog is not None:
-            dialog.exec()
-            if dialog.saved_path is not None:
-                log.info("config for torchrun saved to %s; command: %s", dialog.saved_path, dialog.command_line())
-
-    def is_training(self) -> bool:
-        return self.worker is not None
-
-    def start_training(self) -> TrainingWorker | None:
-        """Start a run with the current settings (Ctrl+Enter)."""
-        if self.worker is not None:
-            return None
-        errors = self.config_errors()
-        if errors or self.dataset_panel.is_loading():
-            self.revalidate()
-            return None
-        config = self._assemble_config()
-        name = config.name or f"{config.algorithm.name} {config.task.n_way}-way {config.task.n_shot}-shot " \
-                              f"{dataset_label(config.data.root)}"
-        config.name = name
-        try:
-            run_dir = self.store.new_run_dir(name)
-        except OSError as error:
-            self.show_error("Cannot start training", f"{self.store.root}: {error.strerror or error}")
-            return None
-        worker = TrainingWorker(config, run_dir, data=self.dataset_panel.loaded_data(config.data),
-                                process=self.spare_process.take())
-        self.plots.clear()
-        self.plots.status_label.setText(f"Run: {name}")
-        self._begin(worker, run_dir)
-        log.info("starting run %s in %s", name, run_dir)
-        return worker
-
-    def resume_run(self, record: RunRecord) -> TrainingWorker | None:
-        """Continue a stopped or interrupted run from its last checkpoint."""
-        if self.worker is not None:
-            return None
-        try:
-            config = self.store.read_config(record.run_dir)
-        except EngineError as error:
-            self.show_error("Cannot continue the run", str(error))
-            return None
-        worker = TrainingWorker(config, None, resume_from=record.run_dir, process=self.spare_process.take())
-        self.plots.load_metrics(self.store.read_metrics(record.run_dir))
-        self.plots.status_label.setText(f"Run: {record.name} (continued)")
-        self._begin(worker, record.run_dir)
-        log.info("continuing run %s", record.name)
-        return worker
-
-    def _begin(self, worker: TrainingWorker, run_dir: Path) -> None:
-        self.worker = worker
-        self.current_run_dir = run_dir
-        self.steps_received = 0
-        self.last_step = 0
-        self.plots.set_overlays([])
-        worker.run_started.connect(self._on_run_started)
-        worker.steps.connect(self._on_steps)
-        worker.validation.connect(self._on_validation)
-        worker.checkpoint.connect(self._on_checkpoint)
-        worker.log.connect(self.log_panel.append)
-        worker.finished.connect(self._on_finished)
-        worker.failed.connect(self._on_failed)
-        worker.done.connect(self._on_done)
-        self.training_panel.set_state("starting")
-        self.center_tabs.setCurrentWidget(self.plots)
-        self.revalidate()
-        worker.start()
-        self.training_started.emit(run_dir)
-
-    def toggle_pause(self) -> None:
-        if self.worker is None:
-            return
-        if self.worker.paused:
-            self.worker.resume()
-            self.training_panel.set_state("running")
-            log.info("resumed")
-        elif self.training_panel.state == "running":
-            self.worker.pause()
-            self.training_panel.set_state("paused")
-            log.info("paused (after the current step)")
-
-    def stop_training(self) -> None:
-        """Stop after the current step; the checkpoint is kept (Esc)."""
-        if self.worker is None or self.training_panel.state == "stopping":
-            return
-        self.worker.stop()
-        self.training_panel.can_force_stop = self.worker.can_force_stop
-        self.training_panel.set_state("stopping")
-        log.info("stopping after the current step…")
-
-    def force_stop_training(self) -> None:
-        """End a run that does not stop when asked (its training process); its last checkpoint stays."""
-        if self.worker is not None and self.worker.force_stop():
-            log.warning("ending the training process (force stop)…")
-
-    # -- worker signals (GUI thread) --------------------------------------------
-    def _on_run_started(self, info: RunInfo) -> None:
-        if self.training_panel.state == "starting":
-            self.training_panel.set_state("paused" if self.worker and self.worker.paused else "running")
-        self.training_panel.show_start(info.start_step, info.total_steps)
-        self.plots.set_step_range(info.total_steps)
-        self.status_label.setText(f"Training on {info.device}: {info.n_train_classes} training, "
-                                  f"{info.n_val_classes} validation, {info.n_test_classes} test classes")
-        self.runs_panel.refresh()
-
-    def _on_steps(self, batch: list[StepMetrics]) -> None:
-        self.steps_received += len(batch)
-        self.last_step = batch[-1].step
-        self.plots.add_steps(batch)
-        self.training_panel.show_step(batch[-1])
-        if self.current_run_dir is not None:
-            self.runs_panel.show_progress(self.current_run_dir, metrics=batch[-1])
-
-    def _on_validation(self, result: ValidationResult) -> None:
-        self.plots.add_validation(result.step, result.accuracy, result.ci95)
-        if result.is_best and self.current_run_dir is not None:
-            self.runs_panel.show_progress(self.current_run_dir, best_val_accuracy=result.accuracy)
-        best = " (best so far)" if result.is_best else ""
-        log.info("validation at step %d: %.2f%% ± %.2f%% over %d episodes%s", result.step, 100 * result.accuracy,
-                 100 * result.ci95, result.n_episodes, best)
-
-    def _on_checkpoint(self, info: Any) -> None:
-        self.status_label.setText(f"checkpoint saved at step {info.step}: {info.path}")
-
-    def _on_finished(self, summary: RunSummary) -> None:
-        best = f"; best validation accuracy {summary.best_val_accuracy:.2%}" \
-            if summary.best_val_accuracy is not None else ""
-        short_best = f"best validation accuracy {summary.best_val_accuracy:.1%}" \
-            if summary.best_val_accuracy is not None else ""
-        self.training_panel.show_end(summary.status, summary.steps_done, short_best)
-        log.info("run %s after %d steps%s", summary.status, summary.steps_done, best)
-        self.training_ended.emit(summary.status)
-        if summary.status == "finished" and self.evaluation_panel.auto_evaluate.isChecked() and not self._closing:
-            self._auto_evaluate(summary.run_dir)
-
-    def _on_failed(self, message: str, summary: RunSummary | None) -> None:
-        if self.worker is not None and self.worker.force_stopped:
-            self._on_force_stopped(message)
-            return
-        steps = summary.steps_done if summary is not None else None
-        self._remove_if_empty(self.current_run_dir)
-        self.training_panel.show_end("failed", steps, "")
-        log.error("training failed: %s", message)
-        self.training_ended.emit("failed")
-        if not self._closing:
-            self.show_error("Training failed", message)
-
-    def _on_force_stopped(self, message: str) -> None:
-        """Asked for, so no error dialog: the run reads as interrupted and can be continued."""
-        self._remove_if_empty(self.current_run_dir)
-        self.training_panel.show_end("stopped", self.last_step, "force-stopped; see the log")
-        log.warning("force stop: %s", message)
-        self.training_ended.emit("stopped")
-
-    @staticmethod
-    def _remove_if_empty(run_dir: Path | None) -> None:
-        """A run that failed before the trainer wrote anything leaves no empty folder behind."""
-        if run_dir is None:
-            return
-        try:
-            run_dir.rmdir()  # only succeeds when empty
-        except OSError:
-            pass
-
-    def _on_done(self) -> None:
-        self.worker = None
-        self.spare_process.prepare_later()
-        self.plots.refresh(everything=True)  # draw the last points now rather than at the next timer tick
-        self.training_panel.set_state("idle")
-        self.runs_panel.refresh()
-        self.revalidate()
-
-    def _auto_evaluate(self, run_dir: Path | None) -> None:
-        if run_dir is None:
-            return
-        try:
-            record = self.store.record(run_dir)
-        except EngineError:
-            return
-        self.evaluate_run(record, switch_tab=False)
 
     # ------------------------------------------------------------------ runs
     def _runs_selected(self, records: list[RunRecord]) -> None:
@@ -631,12 +293,10 @@ class MainWindow(QMainWindow):
         self.save_settings()
         worker = self.worker
         if worker is not None:
-            worker.stop()
             self.status_label.setText("stopping the run and saving its checkpoint…")
-            if not worker.wait(CLOSE_STOP_WAIT_MS) and worker.force_stop():
+            if worker.stop_and_wait(CLOSE_STOP_WAIT_MS):
                 log.warning("the run did not stop within %d s of closing: its training process was ended",
                             CLOSE_STOP_WAIT_MS // 1000)
-            worker.wait()
             QApplication.processEvents()  # deliver the last signals (finished, done)
         self.spare_process.close()
         self.evaluation_panel.cancel()
@@ -644,3 +304,4 @@ class MainWindow(QMainWindow):
         self.plots.timer.stop()
         self.log_panel.detach(log)
         super().closeEvent(event)
+

@@ -1,5 +1,9 @@
 """Train in a child process, with the callbacks and the stop/pause control of a run in a thread.
 
+What the child runs is a job (:class:`ChildJob`): a solo run (:class:`TrainingJob`) or a race of
+several algorithms (:class:`RaceJob`); each reports through the hooks of its callback protocol, and
+the pipe forwards whichever hooks that protocol declares.
+
 Why: a process that trains in one thread and runs a GUI in another shares one interpreter lock
 between them. Every PyTorch op releases the lock and takes it back, so while the GUI thread runs
 Python (pyqtgraph paints in Python) the training thread waits at each op. Measured on 2 cores
@@ -35,7 +39,7 @@ from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch.multiprocessing
 
@@ -43,14 +47,35 @@ from engine.config import RunConfig
 from engine.data.dataset import FewShotData
 from engine.errors import EngineError, RunForceStopped, TrainingError, describe_exception
 from engine.training import host_memory
-from engine.training.callbacks import (Callback, CheckpointInfo, RunInfo, RunSummary, StepMetrics,
-                                       ValidationResult)
+from engine.training.callbacks import Callback, CheckpointInfo, RunSummary, StepMetrics
 from engine.training.control import RunControl
+from engine.training.hooks import bound_arguments, callback_hooks
 from engine.training.trainer import Trainer
+
+if TYPE_CHECKING:
+    from engine.race import RaceConfig, RaceResult
 
 log = logging.getLogger("engine.process")
 
 EXIT_WAIT_S = 30.0  # after its last message, how long the child may take to exit before it is killed
+
+
+class ChildJob(Protocol):
+    """What a :class:`TrainingProcess` runs in its child: a solo run (:class:`TrainingJob`) or a race
+    (:class:`RaceJob`). It pickles (with its decoded data set in shared memory, see :func:`_pickled`),
+    and it reports through the hooks of its ``protocol``."""
+
+    data: Any
+
+    @property
+    def protocol(self) -> type:
+        """The callback protocol whose hooks the child forwards (``Callback``, ``RaceCallback``)."""
+
+    def run(self, callback: Any, control: RunControl) -> Any:
+        """Train to the end (in the child), reporting on ``callback``; the result goes to the parent."""
+
+    def force_stopped_message(self, last_step: int, checkpoint_step: int | None) -> str:
+        """What :meth:`TrainingProcess.run` raises (as :class:`RunForceStopped`) after a kill."""
 
 
 @dataclass
@@ -65,6 +90,10 @@ class TrainingJob:
     resume_from: Path | None = None
     extra_steps: int = 0
 
+    @property
+    def protocol(self) -> type:
+        return Callback
+
     def make_trainer(self, callbacks: list[Callback], control: RunControl) -> Trainer:
         if self.resume_from is not None:
             return Trainer.resume(self.resume_from, callbacks=callbacks, control=control,
@@ -73,15 +102,61 @@ class TrainingJob:
             raise ValueError("a TrainingJob needs a config or resume_from")
         return Trainer(self.config, run_dir=self.run_dir, callbacks=callbacks, control=control, data=self.data)
 
+    def run(self, callback: Callback, control: RunControl) -> RunSummary:
+        return self.make_trainer([callback], control).run()
 
-class _PipeCallback(Callback):
-    """Child side: each hook call becomes one message ``("hook", name, arguments)``. When the parent
-    is gone the run is stopped (after the current step, with a checkpoint)."""
+    def force_stopped_message(self, last_step: int, checkpoint_step: int | None) -> str:
+        if checkpoint_step is not None:
+            kept = f"the run keeps its checkpoint of step {checkpoint_step} and can be continued"
+        elif self.resume_from is not None:
+            kept = "the run keeps the checkpoint it was continued from"
+        else:
+            kept = "no checkpoint had been saved yet"
+        return f"the training process was ended on request after step {last_step}; {kept}"
 
-    def __init__(self, connection: Connection, control: RunControl) -> None:
+
+@dataclass
+class RaceJob:
+    """One race (``engine.race.Race``) to run in the child; its :meth:`run` returns the ``RaceResult``.
+
+    ``data``: the decoded data set, or None for the race to load it (in the child)."""
+
+    config: RaceConfig
+    race_dir: Path | None = None
+    data: FewShotData | None = None
+
+    @property
+    def protocol(self) -> type:
+        from engine.race import RaceCallback
+
+        return RaceCallback
+
+    def run(self, callback: Any, control: RunControl) -> RaceResult:
+        from engine.race import Race
+
+        return Race(self.config, race_dir=self.race_dir, callbacks=[callback], control=control, data=self.data).run()
+
+    def force_stopped_message(self, last_step: int, checkpoint_step: int | None) -> str:
+        return (f"the race's training process was ended on request after step {last_step}; each algorithm's "
+                "run folder keeps its last checkpoint")
+
+
+class _PipeCallback:
+    """Child side: each call of a hook of ``protocol`` becomes one message ``("hook", name, arguments)``
+    (whatever hooks the protocol declares: none is listed here). When the parent is gone the job is
+    stopped (after the current step, with a checkpoint)."""
+
+    def __init__(self, connection: Connection, control: RunControl, protocol: type = Callback) -> None:
         self._connection = connection
         self._control = control
         self._parent_gone = False
+        self._hooks = callback_hooks(protocol)
+
+    def __getattr__(self, name: str) -> Any:
+        signature = self.__dict__.get("_hooks", {}).get(name)
+        if signature is None:
+            raise AttributeError(name)
+        return lambda *args, **kwargs: self._send(name, *bound_arguments(signature, args, kwargs))
 
     def _send(self, hook: str, *arguments: Any) -> None:
         if self._parent_gone:
@@ -92,33 +167,12 @@ class _PipeCallback(Callback):
             self._parent_gone = True
             self._control.stop()
 
-    def on_run_start(self, info: RunInfo) -> None:
-        self._send("on_run_start", info)
-
-    def on_step(self, metrics: StepMetrics) -> None:
-        self._send("on_step", metrics)
-
-    def on_validation(self, result: ValidationResult) -> None:
-        self._send("on_validation", result)
-
-    def on_checkpoint(self, info: CheckpointInfo) -> None:
-        self._send("on_checkpoint", info)
-
-    def on_log(self, message: str, level: str = "info") -> None:
-        self._send("on_log", message, level)
-
-    def on_finished(self, summary: RunSummary) -> None:
-        self._send("on_finished", summary)
-
-    def on_failed(self, message: str, summary: RunSummary) -> None:
-        self._send("on_failed", message, summary)
-
 
 def _child_main(jobs: Connection, connection: Connection, control: RunControl) -> None:
     """The child's whole life: wait for the job, train it, report, send the result (or the error) last."""
     host_memory.keep_freed_host_memory()  # the main thread, before any other thread starts
     try:
-        job: TrainingJob = jobs.recv()
+        job: ChildJob = jobs.recv()
     except (EOFError, OSError):
         return  # a spare the parent did not need
     except BaseException as error:  # noqa: BLE001 - a job that cannot be unpickled here
@@ -127,8 +181,8 @@ def _child_main(jobs: Connection, connection: Connection, control: RunControl) -
     finally:
         jobs.close()
     try:
-        summary = job.make_trainer([_PipeCallback(connection, control)], control).run()
-        _send_last(connection, ("result", summary))
+        result = job.run(_PipeCallback(connection, control, job.protocol), control)
+        _send_last(connection, ("result", result))
     except BaseException as error:  # noqa: BLE001 - the parent must learn of every failure
         _send_last(connection, _error_message(error))
 
@@ -160,7 +214,8 @@ def describe_exit(exitcode: int | None) -> str:
 
 
 class TrainingProcess:
-    """Runs one :class:`TrainingJob` in a child process (see the module doc).
+    """Runs one :class:`ChildJob` (a :class:`TrainingJob` or a :class:`RaceJob`) in a child process
+    (see the module doc).
 
     ``control`` pauses, resumes and stops the run from any thread of the parent, also before it
     starts. :meth:`run` blocks: call it in a worker thread. :meth:`start` spawns the child ahead of
@@ -177,7 +232,7 @@ class TrainingProcess:
         self._reports: Connection | None = None   # child -> parent: hooks, then the result
         self._job_sent = False
         self._kill_requested = False
-        self._resumed = False
+        self._job: ChildJob | None = None
         self.last_step = 0          # the last step the child reported
         self.checkpoint_step: int | None = None  # the step of its last checkpoint, if any
 
@@ -204,16 +259,17 @@ class TrainingProcess:
     def is_alive(self) -> bool:
         return self._process is not None and self._process.is_alive()
 
-    def run(self, job: TrainingJob, callback: Callback) -> RunSummary:
+    def run(self, job: ChildJob, callback: Any) -> Any:
         """Train ``job`` in the child (started now unless :meth:`start` did it), replay its reports on
-        ``callback`` until it ends, and return its summary.
+        ``callback`` (an object with the hooks of ``job.protocol``) until it ends, and return its result
+        (a run's :class:`RunSummary`, a race's ``RaceResult``).
 
         Raises :class:`EngineError` with the child's message when it could not train (a bad run
         folder), :class:`TrainingError` when it crashed or died."""
         if self._job_sent:
             raise RuntimeError("a TrainingProcess trains one job")
         self._job_sent = True
-        self._resumed = job.resume_from is not None
+        self._job = job
         if self._kill_requested:
             self._end(kill=True)
             raise RunForceStopped("the run was ended on request before it started")
@@ -226,7 +282,7 @@ class TrainingProcess:
             outcome = None
         finally:
             self._end(kill=False)
-        return self._summary_of(outcome)
+        return self._result_of(outcome)
 
     def kill(self) -> bool:
         """End the child now, from any thread: for a run that does not stop when asked (see
@@ -275,21 +331,18 @@ class TrainingProcess:
                 return message
 
     def _note(self, hook: str, arguments: tuple[Any, ...]) -> None:
-        """Remember how far the run got, for the message of a forced stop."""
-        if hook == "on_step":
-            self.last_step = arguments[0].step
-        elif hook == "on_checkpoint" and not arguments[0].is_best:
-            self.checkpoint_step = arguments[0].step
+        """Remember how far the job got, for the message of a forced stop (a race's steps carry
+        the algorithm's name first: the metrics are found by type)."""
+        for argument in arguments:
+            if hook == "on_step" and isinstance(argument, StepMetrics):
+                self.last_step = argument.step
+            elif hook == "on_checkpoint" and isinstance(argument, CheckpointInfo) and not argument.is_best:
+                self.checkpoint_step = argument.step
 
-    def _summary_of(self, outcome: tuple[Any, ...] | None) -> RunSummary:
+    def _result_of(self, outcome: tuple[Any, ...] | None) -> Any:
         if outcome is None and self._kill_requested:
-            if self.checkpoint_step is not None:
-                kept = f"the run keeps its checkpoint of step {self.checkpoint_step} and can be continued"
-            elif self._resumed:
-                kept = "the run keeps the checkpoint it was continued from"
-            else:
-                kept = "no checkpoint had been saved yet"
-            raise RunForceStopped(f"the training process was ended on request after step {self.last_step}; {kept}")
+            assert self._job is not None
+            raise RunForceStopped(self._job.force_stopped_message(self.last_step, self.checkpoint_step))
         if outcome is None:
             raise TrainingError(f"the training process ended unexpectedly ({describe_exit(self.exitcode)}); "
                                 "the run keeps its last checkpoint and can be continued")
@@ -302,7 +355,7 @@ class TrainingProcess:
         raise TrainingError(f"the training process failed: {text}")
 
 
-def _pickled(job: TrainingJob, callback: Callback) -> bytes:
+def _pickled(job: ChildJob, callback: Any) -> bytes:
     """``job`` pickled for the child, its data set's tensors in shared memory. Where they cannot be
     shared (a small /dev/shm in a container, say), the job goes without its data and the child
     loads the data set itself; ``callback`` is told why."""
@@ -313,7 +366,7 @@ def _pickled(job: TrainingJob, callback: Callback) -> bytes:
             raise
         callback.on_log(f"the data set could not be shared with the training process ({error}); "
                         "it loads the data set again", "warning")
-        return bytes(ForkingPickler.dumps(replace(job, data=None)))
+        return bytes(ForkingPickler.dumps(replace(job, data=None)))  # type: ignore[type-var]
 
 
 def _reap(process: Any) -> int | None:

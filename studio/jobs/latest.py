@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from studio.worker import ProgressFn, StopFn, WorkerHandle, run_in_worker
+from studio.jobs.thread import ProgressFn, StopFn, WorkerHandle, run_in_worker
 
 
 class LatestJob:

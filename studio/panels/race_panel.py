@@ -4,76 +4,48 @@ final table (test accuracy with 95% CI on identical test episodes, training time
 
 The shared settings (data, task, model, training steps, device) come from the Setup panel
 (``window.current_config()``); each racing algorithm uses its registry-default hyperparameters. The race
-runs in a :class:`studio.worker.RaceWorker` thread (:mod:`engine.race`) and is saved under
-``<runs>/races/``; saved races are listed here and reopen with their curves and table.
+runs in the training child process, like a solo run (:class:`studio.jobs.engine_run.RaceWorker`,
+:mod:`engine.race`), and is saved under ``<runs>/races/``; saved races are listed here and reopen with
+their curves and table. The algorithms to tick come from the registry
+(:data:`engine.algorithms.registry.ALGORITHMS`), named by their declared display titles; the plot is
+:mod:`studio.panels.race_plot`.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
-from PySide6.QtWidgets import (QAbstractItemView, QButtonGroup, QCheckBox, QComboBox, QGridLayout, QGroupBox,
-                               QHBoxLayout, QHeaderView, QLabel, QListWidget, QListWidgetItem, QPushButton,
-                               QRadioButton, QSpinBox, QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QGridLayout, QGroupBox, QHBoxLayout, QHeaderView,
+                               QLabel, QListWidget, QListWidgetItem, QPushButton, QSpinBox, QSplitter, QTableWidget,
+                               QTableWidgetItem, QVBoxLayout, QWidget)
 
+from engine.algorithms.registry import ALGORITHMS, display_title
 from engine.config import ALGORITHM_CONFIGS
 from engine.errors import ConfigError, EngineError
 from engine.race import (CPU_MEMORY_METHOD, CUDA_MEMORY_METHOD, MAX_ALGORITHMS, MIN_ALGORITHMS,
                          SHARED_STREAM_NOTE, AlgorithmResult, RaceConfig, RaceInfo, RaceResult, SavedRace,
-                         batch_kind, default_race_name, format_accuracy, format_memory, list_races, load_race,
+                         default_race_name, format_accuracy, format_memory, list_races, load_race,
                          new_race_dir)
 from engine.training.callbacks import StepMetrics, ValidationResult
 from engine.training.run_store import RunStore
-from studio.plots import PALETTE, EmaSeries, GrowingArray, cache_axes
-from studio.worker import RaceWorker
+from studio.jobs.engine_run import CLOSE_STOP_WAIT_MS, RaceWorker
+from studio.panels.race_plot import RaceCurves, RacerSeries, _bold
+from studio.plots import PALETTE
 
 log = logging.getLogger("studio")
 
-SMOOTHING = 0.8
 TABLE_COLUMNS = ["Algorithm", "Status", "Steps", "Test accuracy (95% CI)", "Train time", "Peak memory"]
 STATUS_COLOURS = {"finished": "#2ca02c", "stopped": "#b35c00", "failed": "#d62728", "running": "#1f77b4",
                   "interrupted": "#8c564b", "damaged": "#d62728"}
 SAVED_ROLE = Qt.ItemDataRole.UserRole + 1
-DEFAULT_ALGORITHMS = ("protonet", "maml", "reptile", "baseline++")
-METRIC_HELP = ("Validation accuracy: every algorithm on the same seeded validation episodes (the fair "
-               "comparison). Training accuracy and loss are each algorithm's own training objective, smoothed: "
-               "Baseline, Baseline++ and SimpleShot classify all training classes at once, Reptile reports its "
-               "inner loop, so their training curves are not comparable with the episodic ones.")
-TITLES = {"val": "Validation accuracy (the same seeded episodes for every algorithm)",
-          "accuracy": "Training accuracy (smoothed; each algorithm's own training task)",
-          "loss": "Training loss (smoothed; each algorithm's own objective)"}
+DEFAULT_ALGORITHMS = ("protonet", "maml", "reptile", "baseline++")  # ticked at first (when registered)
 
 
-@dataclass
-class RacerSeries:
-    """One algorithm's points: training loss/accuracy by step (smoothed), own seconds, validation points."""
-
-    loss: EmaSeries = field(default_factory=lambda: EmaSeries(SMOOTHING))
-    accuracy: EmaSeries = field(default_factory=lambda: EmaSeries(SMOOTHING))
-    seconds: GrowingArray = field(default_factory=GrowingArray)
-    val_step: GrowingArray = field(default_factory=GrowingArray)
-    val_seconds: GrowingArray = field(default_factory=GrowingArray)
-    val_accuracy: GrowingArray = field(default_factory=GrowingArray)
-
-    def add_steps(self, steps: list[int], losses: list[float], accuracies: list[float],
-                  seconds: list[float]) -> None:
-        self.loss.extend(steps, losses)
-        self.accuracy.extend(steps, accuracies)
-        self.seconds.extend(seconds)
-
-    def add_validation(self, step: int, accuracy: float, seconds: float) -> None:
-        self.val_step.append(step)
-        self.val_accuracy.append(accuracy)
-        self.val_seconds.append(seconds)
-
-
-class RacePanel(QWidget):
+class RacePanel(RaceCurves, QWidget):
     """Pick 2-4 algorithms, race them, watch one curve each, compare the final table, reopen old races."""
 
     race_ended = Signal(str)   # finished / stopped / failed
@@ -108,11 +80,12 @@ class RacePanel(QWidget):
         picker = QGroupBox("Algorithms (2 to 4)")
         grid = QGridLayout(picker)
         grid.setContentsMargins(6, 4, 6, 4)
-        for i, (name, cls) in enumerate(ALGORITHM_CONFIGS.items()):
-            box = QCheckBox(_short_title(name))
+        for i, (name, algorithm) in enumerate(ALGORITHMS.items()):
+            cls = ALGORITHM_CONFIGS[name]
+            box = QCheckBox(display_title(name))
             box.setObjectName(f"race_check_{name}")
             box.setToolTip(f"{cls.title}: {cls.summary}\nRaces with its default hyperparameters"
-                           + (" and trains on its own seeded class-batch stream." if batch_kind(name) == "classes"
+                           + (" and trains on its own seeded class-batch stream." if algorithm.batch_kind == "classes"
                               else " on the shared stream of seeded episodes."))
             box.setChecked(name in DEFAULT_ALGORITHMS)
             box.toggled.connect(lambda *_: self._update_buttons())
@@ -204,54 +177,6 @@ class RacePanel(QWidget):
         layout.addWidget(note)
         layout.addWidget(body, 1)
 
-    def _build_plot(self) -> pg.PlotWidget:
-        self.x_steps = QRadioButton("steps")
-        self.x_steps.setChecked(True)
-        self.x_seconds = QRadioButton("seconds")
-        self.x_seconds.setToolTip("Each algorithm's own compute seconds in its training steps.")
-        self.x_group = QButtonGroup(self)
-        self.x_group.addButton(self.x_steps)
-        self.x_group.addButton(self.x_seconds)
-        self.x_steps.toggled.connect(lambda *_: self._axes_changed())
-        self.metric_combo = QComboBox()
-        self.metric_combo.setObjectName("race_metric")
-        for text, key in (("validation accuracy", "val"), ("training accuracy", "accuracy"),
-                          ("training loss", "loss")):
-            self.metric_combo.addItem(text, key)
-        self.metric_combo.setToolTip(METRIC_HELP)
-        self.metric_combo.currentIndexChanged.connect(lambda *_: self._axes_changed())
-        widget = pg.PlotWidget()
-        widget.setMinimumHeight(220)
-        self.plot = widget.getPlotItem()
-        self.plot.showGrid(x=False, y=True, alpha=0.25)
-        for axis in ("left", "bottom"):
-            self.plot.getAxis(axis).enableAutoSIPrefix(False)
-        self.plot.getAxis("left").setWidth(56)
-        self.plot.setDownsampling(auto=True, mode="peak")
-        self.plot.setClipToView(True)
-        cache_axes(self.plot)
-        self.legend = QLabel("")  # above the plot, so it never hides a curve
-        self.legend.setObjectName("race_legend")
-        self.legend.setTextFormat(Qt.TextFormat.RichText)
-        bar = QHBoxLayout()
-        bar.addWidget(_bold("Race"))
-        bar.addSpacing(12)
-        bar.addWidget(self.legend)
-        bar.addStretch(1)
-        bar.addWidget(QLabel("y:"))
-        bar.addWidget(self.metric_combo)
-        bar.addWidget(QLabel("x:"))
-        bar.addWidget(self.x_steps)
-        bar.addWidget(self.x_seconds)
-        self.plot_box = QWidget()
-        box_layout = QVBoxLayout(self.plot_box)
-        box_layout.setContentsMargins(0, 0, 0, 0)
-        box_layout.addLayout(bar)
-        box_layout.addWidget(widget, 1)
-        self._label_axes()
-        return widget
-
-    # ------------------------------------------------------------------ state
     def selected_algorithms(self) -> list[str]:
         return [name for name, box in self.checks.items() if box.isChecked()]
 
@@ -261,12 +186,6 @@ class RacePanel(QWidget):
 
     def is_racing(self) -> bool:
         return self.worker is not None
-
-    def x_axis(self) -> str:
-        return "seconds" if self.x_seconds.isChecked() else "steps"
-
-    def set_x_axis(self, axis: str) -> None:
-        (self.x_seconds if axis == "seconds" else self.x_steps).setChecked(True)
 
     def _update_buttons(self) -> None:
         n = len(self.selected_algorithms())
@@ -302,7 +221,9 @@ class RacePanel(QWidget):
         except OSError as error:
             self.window.show_error("Cannot start the race", f"{self.window.store.root}: {error.strerror or error}")
             return None
-        worker = RaceWorker(config, race_dir, data=self.window.dataset_panel.loaded_data(config.data))
+        spare = getattr(self.window, "spare_process", None)  # a training process started ahead, if any
+        worker = RaceWorker(config, race_dir, data=self.window.dataset_panel.loaded_data(config.data),
+                            process=spare.take() if spare is not None else None)
         self._begin(worker, config, race_dir)
         return worker
 
@@ -377,7 +298,7 @@ class RacePanel(QWidget):
             if name in self.series:
                 self.series[name].add_steps(steps, losses, accuracies, seconds)
         self._dirty = True
-        progress = ", ".join(f"{_short_title(n)} {self.last_step.get(n, 0)}" for n in self.order)
+        progress = ", ".join(f"{display_title(n)} {self.last_step.get(n, 0)}" for n in self.order)
         if self.worker is not None and not self.worker.paused:
             self.status_label.setText(f"Racing: step {progress} of {self.total_steps:,}")
 
@@ -407,6 +328,11 @@ class RacePanel(QWidget):
         self.race_ended.emit(result.status)
 
     def _race_failed(self, message: str) -> None:
+        if self.worker is not None and self.worker.force_stopped:  # asked for: no error dialog
+            self.status_label.setText("Race force-stopped; see the log")
+            log.warning("race force stop: %s", message)
+            self.race_ended.emit("stopped")
+            return
         self.status_label.setText(f"Race failed: {message}")
         log.error("race failed: %s", message)
         self.race_ended.emit("failed")
@@ -414,6 +340,9 @@ class RacePanel(QWidget):
 
     def _done(self) -> None:
         self.worker = None
+        spare = getattr(self.window, "spare_process", None)
+        if spare is not None:
+            spare.prepare_later()  # the next run or race starts at once too
         if self.race_dir is not None and self.race_dir.is_dir() and not any(self.race_dir.iterdir()):
             self.race_dir.rmdir()
         self.redraw(force=True)
@@ -427,69 +356,10 @@ class RacePanel(QWidget):
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt)
         if watched is self.window and event.type() == QEvent.Type.Close and self.worker is not None:
-            self.worker.stop()
-            self.worker.wait()
+            if self.worker.stop_and_wait(CLOSE_STOP_WAIT_MS):
+                log.warning("the race did not stop within %d s of closing: its training process was ended",
+                            CLOSE_STOP_WAIT_MS // 1000)
         return False
-
-    # ------------------------------------------------------------------ curves
-    def _reset(self, names: list[str], total_steps: int) -> None:
-        for item in self.curves.values():
-            self.plot.removeItem(item)
-        self.order = list(names)
-        self.total_steps = total_steps
-        self.series = {name: RacerSeries() for name in names}
-        self.curves, self.rows, self.last_step = {}, {}, {}
-        for i, name in enumerate(names):
-            colour = PALETTE[i % len(PALETTE)]
-            self.curves[name] = self.plot.plot([], [], pen=pg.mkPen(colour, width=2), name=_short_title(name),
-                                               symbolSize=7, symbolBrush=colour, symbolPen=pg.mkPen("#ffffff"))
-        self.legend.setText("&nbsp;&nbsp;&nbsp;".join(
-            f'<span style="color:{PALETTE[i % len(PALETTE)]}; font-weight:bold;">&#9473;&#9473;</span>&nbsp;'
-            f"{_short_title(name)}" for i, name in enumerate(names)))
-        self._fill_table()
-        self._axes_changed()
-
-    def metric(self) -> str:
-        """What the y axis shows: "val" (validation accuracy), "accuracy" or "loss" (training, smoothed)."""
-        return self.metric_combo.currentData()
-
-    def set_metric(self, metric: str) -> None:
-        self.metric_combo.setCurrentIndex(self.metric_combo.findData(metric))
-
-    def _label_axes(self) -> None:
-        metric = self.metric()
-        self.plot.setLabel("bottom", "own compute seconds" if self.x_axis() == "seconds" else "step")
-        self.plot.setLabel("left", "loss" if metric == "loss" else "accuracy")
-        self.plot.setTitle(TITLES[metric], size="10pt")
-
-    def _axes_changed(self) -> None:
-        self._label_axes()
-        for curve in self.curves.values():
-            curve.setSymbol("o" if self.metric() == "val" else None)
-        self.plot.enableAutoRange()
-        self.redraw(force=True)
-
-    def redraw(self, force: bool = False) -> None:
-        """Push the new points to the curves (on the timer, only when something arrived)."""
-        if not (self._dirty or force):
-            return
-        self._dirty = False
-        seconds_axis = self.x_axis() == "seconds"
-        metric = self.metric()
-        for name, series in self.series.items():
-            if metric == "val":
-                x = series.val_seconds.view if seconds_axis else series.val_step.view
-                self.curves[name].setData(x, series.val_accuracy.view)
-                continue
-            values = series.loss if metric == "loss" else series.accuracy
-            x = series.seconds.view if seconds_axis else values.x.view
-            n = min(len(x), len(values.smooth))
-            self.curves[name].setData(x[:n], values.smooth.view[:n])
-
-    def n_points(self, name: str) -> int:
-        """Points of ``name``'s curve as drawn."""
-        x = self.curves[name].xData
-        return 0 if x is None else len(x)
 
     # ------------------------------------------------------------------ table
     def _fill_table(self, result: RaceResult | None = None) -> None:
@@ -497,7 +367,7 @@ class RacePanel(QWidget):
         for i, name in enumerate(self.order):
             row = self.rows.get(name)
             waiting = "racing" if self.worker is not None else (self.saved.status if self.saved else "")
-            cells = [_short_title(name), row.status if row else waiting,
+            cells = [display_title(name), row.status if row else waiting,
                      f"{row.steps_done:,} / {row.total_steps:,}" if row else "",
                      format_accuracy(row).replace("+-", "±") if row else "",
                      f"{row.train_seconds:.1f} s" if row else "", format_memory(row) if row else ""]
@@ -531,7 +401,7 @@ class RacePanel(QWidget):
                          f"{self._episode_shape()} test episodes{seed} for every algorithm.")
         methods = sorted({r.memory_method for r in rows if r.memory_method})
         parts += [f"Peak memory: {m if full else _short_method(m)}." for m in methods]
-        parts += [f"{_short_title(r.algorithm)}: {r.message}" for r in rows if r.message]
+        parts += [f"{display_title(r.algorithm)}: {r.message}" for r in rows if r.message]
         return " ".join(parts)
 
     def _episode_shape(self) -> str:
@@ -573,7 +443,7 @@ class RacePanel(QWidget):
         self.saved_list.clear()
         for entry in list_races(self.window.store.root):
             when = entry.created.replace("T", " ")[:16]
-            algorithms = ", ".join(_short_title(a) for a in entry.algorithms)
+            algorithms = ", ".join(display_title(a) for a in entry.algorithms)
             item = QListWidgetItem(f"{algorithms or entry.name}\n{when} · {entry.status}"
                                    + (f" · {entry.name}" if entry.name != default_race_name(entry.algorithms) else ""))
             item.setData(SAVED_ROLE, str(entry.folder))
@@ -622,12 +492,6 @@ def _short_method(method: str) -> str:
     return method
 
 
-def _short_title(name: str) -> str:
-    return {"protonet": "ProtoNet", "maml": "MAML", "fomaml": "FOMAML", "reptile": "Reptile",
-            "matching": "Matching Nets", "baseline": "Baseline", "baseline++": "Baseline++",
-            "simpleshot": "SimpleShot"}.get(name, name)
-
-
 def _titled_box(title: str, button: QPushButton, main: QWidget, *below: QWidget) -> QWidget:
     """A bold ``title`` with ``button`` at the right, ``main`` taking the height, then ``below``."""
     box = QWidget()
@@ -642,9 +506,3 @@ def _titled_box(title: str, button: QPushButton, main: QWidget, *below: QWidget)
     for widget in below:
         layout.addWidget(widget)
     return box
-
-
-def _bold(text: str) -> QLabel:
-    label = QLabel(text)
-    label.setStyleSheet("font-weight: bold;")
-    return label

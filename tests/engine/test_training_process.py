@@ -20,7 +20,7 @@ from engine.training import run_store as rs
 from engine.training.callbacks import Callback, RunSummary, StepMetrics
 from engine.training.checkpoint import load_checkpoint
 from engine.training.control import RunControl
-from engine.training.process import TrainingJob, TrainingProcess, _PipeCallback, describe_exit
+from engine.training.process import RaceJob, TrainingJob, TrainingProcess, _PipeCallback, describe_exit
 from engine.training.trainer import Trainer
 
 from .helpers import HangingJob, tiny_config
@@ -234,3 +234,70 @@ def test_a_run_ended_before_it_starts_never_trains(tiny_flat: Path, tmp_path: Pa
     with pytest.raises(RunForceStopped, match="before it started"):
         spare.run(TrainingJob(_config(tiny_flat, 4), tmp_path / "run"), Reports())
     assert spare.exitcode == -signal.SIGKILL and not (tmp_path / "run").exists()
+
+
+class RaceReports:
+    """What a race reported through the pipe; ``stop_after`` steps stop it through ``control``."""
+
+    def __init__(self, control: RunControl | None = None, stop_after: int = 0) -> None:
+        self.steps: list[tuple[str, int]] = []
+        self.hooks: list[str] = []
+        self.results: list[Any] = []
+        self._control, self._stop_after = control, stop_after
+
+    def __getattr__(self, hook: str) -> Callable[..., None]:
+        if not hook.startswith("on_"):
+            raise AttributeError(hook)
+        return lambda *arguments: self.hooks.append(hook)
+
+    def on_step(self, algorithm: str, metrics: StepMetrics, seconds: float) -> None:
+        self.steps.append((algorithm, metrics.step))
+        if self._control is not None and len(self.steps) == self._stop_after:
+            self._control.stop()
+
+    def on_race_finished(self, result: Any) -> None:
+        self.results.append(result)
+
+
+def _race_config(root: Path, steps: int) -> Any:
+    from engine.race import RaceConfig
+
+    return RaceConfig.from_run_config(_config(root, steps), ["protonet", "simpleshot"], test_episodes=3)
+
+
+def test_a_race_runs_in_the_child_and_returns_its_result(tiny_flat: Path, tmp_path: Path) -> None:
+    config = _race_config(tiny_flat, steps=4)
+    process, reports = TrainingProcess(), RaceReports()
+    result = process.run(RaceJob(config, tmp_path / "race", load_data(config.data)), reports)
+    assert result.status == "finished" and reports.results == [result]
+    assert sorted(reports.steps) == [(name, step) for name in ("protonet", "simpleshot") for step in range(1, 5)]
+    assert reports.hooks[0] == "on_race_start" and reports.hooks.count("on_algorithm_finished") == 2
+    assert [row.algorithm for row in result.rows] == ["protonet", "simpleshot"]
+    assert process.exitcode == 0 and process.pid not in (None, os.getpid())
+
+
+def test_a_race_in_the_child_stops_when_asked(tiny_flat: Path, tmp_path: Path) -> None:
+    process = TrainingProcess()
+    reports = RaceReports(process.control, stop_after=3)
+    result = process.run(RaceJob(_race_config(tiny_flat, steps=100_000), tmp_path / "race"), reports)
+    assert result.status == "stopped" and len(reports.steps) < 100
+    assert {row.status for row in result.rows} == {"stopped"}
+
+
+def test_the_pipe_forwards_every_hook_of_the_job_protocol() -> None:
+    from engine.race import RaceCallback
+
+    class Pipe:
+        def __init__(self) -> None:
+            self.sent: list[Any] = []
+
+        def send(self, message: object) -> None:
+            self.sent.append(message)
+
+    pipe = Pipe()
+    callback = _PipeCallback(pipe, RunControl(), RaceCallback)  # type: ignore[arg-type]
+    callback.on_log("hello")
+    callback.on_validation("maml", "result", 1.5)
+    assert pipe.sent == [("hook", "on_log", ("hello", "info")), ("hook", "on_validation", ("maml", "result", 1.5))]
+    with pytest.raises(AttributeError):
+        callback.on_checkpoint  # a run's hook, not a race's

@@ -134,3 +134,53 @@ def test_stop_ends_the_race_with_every_algorithm_stopped(qtbot, window):
     saved = json.loads((panel.race_dir / RACE_FILE).read_text(encoding="utf-8"))
     assert saved["status"] == "stopped"
     assert load_race(panel.race_dir).curves["protonet"].step[-1] < 5000
+
+
+def test_a_race_trains_in_the_child_process_and_can_be_force_stopped(qtbot, window):
+    import os
+
+    set_fields(window, {**RACE_FIELDS, "train.steps": 5000})
+    panel = race_panel(window)
+    panel.set_algorithms(["protonet", "simpleshot"])
+    panel.set_metric("accuracy")
+    with qtbot.waitSignal(panel.race_ended, timeout=120_000) as blocker:
+        worker = panel.start()
+        qtbot.waitUntil(lambda: panel.n_points("protonet") >= 2, timeout=120_000)
+        assert worker.can_force_stop and worker.process.pid not in (None, os.getpid())
+        assert worker.force_stop()
+    qtbot.waitUntil(lambda: not panel.is_racing(), timeout=60_000)
+    assert blocker.args == ["stopped"] and window.shown_errors == []  # asked for: no error dialog
+    assert worker.process.exitcode is not None and worker.process.exitcode < 0
+    assert "force-stopped" in panel.status_label.text()
+    assert worker.result is None
+
+
+def test_a_newly_registered_algorithm_appears_in_the_race_view_with_no_studio_edit(qtbot, window):
+    from dataclasses import dataclass
+    from typing import ClassVar
+
+    from engine.algorithms import registry
+    from engine.algorithms.protonet import ProtoNet
+    from engine.config import ProtoNetConfig
+    from studio.panels.race_panel import RacePanel
+
+    @dataclass
+    class ThrowawayConfig(ProtoNetConfig):
+        name: ClassVar[str] = "throwaway-race"
+        title: ClassVar[str] = "Throwaway networks"
+
+    class Throwaway(ProtoNet):
+        short_title = "Throwaway"
+
+    registry.register(ThrowawayConfig, Throwaway)
+    try:
+        panel = RacePanel(window)
+        qtbot.addWidget(panel)
+        box = panel.checks["throwaway-race"]
+        assert box.text() == "Throwaway" and box.toolTip().startswith("Throwaway networks: ")
+        assert "shared stream of seeded episodes" in box.toolTip()
+        panel._reset(["protonet", "throwaway-race"], 10)
+        assert [panel.curves[n].name() for n in panel.curves] == ["ProtoNet", "Throwaway"]
+        assert panel.table.item(1, 0).text() == "Throwaway"
+    finally:
+        registry.unregister("throwaway-race")

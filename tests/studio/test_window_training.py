@@ -7,7 +7,7 @@ import time
 from engine.errors import TrainingError
 from engine.training.run_store import RunStore
 from studio.panels.runs_panel import COLUMNS
-from studio.worker import TRAINING_PROCESS_ENV
+from studio.jobs.engine_run import TRAINING_PROCESS_ENV
 from tests.studio.conftest import TINY, set_fields, train_tiny, wait_until_quiet
 
 STATUS = COLUMNS.index("Status")
@@ -103,7 +103,7 @@ def test_closing_the_window_mid_run_stops_it_and_keeps_the_checkpoint(qtbot):
 
 
 def test_the_app_window_trains_in_a_process_started_ahead_and_prepares_the_next(qtbot, monkeypatch):
-    import studio.worker as worker_module
+    import studio.jobs.spare as worker_module
     from tests.studio.conftest import make_window
 
     monkeypatch.setattr(worker_module, "SPARE_DELAY_MS", 50)
@@ -125,7 +125,7 @@ def _hang_at(monkeypatch, step: int) -> None:
     """Runs the window starts hang after reporting ``step`` (their step never returns) in their process."""
     import dataclasses
 
-    from studio.worker import TrainingWorker
+    from studio.jobs.engine_run import TrainingWorker
     from tests.engine.helpers import HangingJob
 
     make_job = TrainingWorker._make_job

@@ -1,4 +1,4 @@
-"""studio.worker: callbacks become throttled, queued signals; background jobs report results and errors."""
+"""studio.jobs: callbacks become throttled, queued signals; background jobs report results and errors."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ import pytest
 from engine.config import RunConfig
 from engine.errors import DatasetError
 from engine.training.callbacks import RunSummary, StepMetrics, ValidationResult
-from studio.worker import QtCallbackAdapter, TrainingWorker, describe_exception, run_in_worker
+from engine.errors import describe_exception
+from studio.jobs.engine_run import QtCallbackAdapter, TrainingWorker
+from studio.jobs.thread import run_in_worker
 from tests.studio.conftest import wait_until_quiet
 
 
@@ -190,7 +192,7 @@ def test_describe_exception():
 def test_gui_thread_runs_torch_single_threaded_and_workers_get_the_full_count(qtbot):
     import torch
 
-    import studio.worker as worker
+    import studio.jobs.policy as worker
 
     before = torch.get_num_threads()
     try:
@@ -205,3 +207,48 @@ def test_gui_thread_runs_torch_single_threaded_and_workers_get_the_full_count(qt
     finally:
         torch.set_num_threads(before)
 
+
+
+def test_the_generated_adapters_have_one_signal_per_hook_and_each_hook_emits_it(qtbot):
+    import inspect
+
+    from engine.race import RaceCallback
+    from engine.training.callbacks import Callback
+    from studio.jobs.engine_run import QtRaceAdapter, protocol_adapter, signal_name
+
+    assert signal_name("on_run_start") == "run_started" and signal_name("on_step") == "steps"
+    for protocol, adapter_class in ((Callback, QtCallbackAdapter), (RaceCallback, QtRaceAdapter)):
+        hooks = [name for name, _ in inspect.getmembers(protocol, inspect.isfunction) if name.startswith("on_")]
+        for hook in hooks:
+            adapter = adapter_class(max_rate_hz=1000)
+            received = []
+            getattr(adapter, signal_name(hook)).connect(lambda *args: received.append(args))
+            parameters = list(inspect.signature(getattr(protocol, hook)).parameters.values())[1:]
+            examples = {"str": "text", "float": 1.5, "int": 3}
+            arguments = [examples.get(str(p.annotation), object()) for p in parameters]
+            n_parameters = len(parameters)
+            getattr(adapter, hook)(*arguments)
+            step = arguments[0] if n_parameters == 1 else tuple(arguments)  # a step travels in a list
+            assert received == ([([step],)] if hook == "on_step" else [tuple(arguments)]), hook
+
+    class WithANewHook(RaceCallback):
+        def on_heartbeat(self, algorithm: str, beats: int) -> None: ...
+
+    adapter = protocol_adapter(WithANewHook, "Adapter")()
+    beats = []
+    adapter.heartbeat.connect(lambda algorithm, n: beats.append((algorithm, n)))  # no studio edit needed
+    adapter.on_heartbeat("maml", 3)
+    assert beats == [("maml", 3)]
+
+
+def test_the_race_adapter_coalesces_steps_and_flushes_them_before_other_hooks(qtbot):
+    from studio.jobs.engine_run import QtRaceAdapter
+
+    adapter = QtRaceAdapter(max_rate_hz=1)
+    events = []
+    adapter.steps.connect(lambda batch: events.append(("steps", [(name, m.step) for name, m, _ in batch])))
+    adapter.algorithm_finished.connect(lambda name, row: events.append(("finished", name)))
+    for step in (1, 2, 3):
+        adapter.on_step("maml", _metrics(step), 0.1 * step)
+    adapter.on_algorithm_finished("maml", None)
+    assert events == [("steps", [("maml", 1)]), ("steps", [("maml", 2), ("maml", 3)]), ("finished", "maml")]
