@@ -68,7 +68,7 @@ class RefreshTimer:
         self.durations: list[float] = []
 
     def install(self) -> None:
-        from studio.plots import TrainingPlots
+        from studio.widgets.training_plots import TrainingPlots
 
         original = TrainingPlots.refresh
         timer = self
@@ -207,7 +207,7 @@ def plot_scaling(sizes: tuple[int, ...] = (1_000, 10_000, 100_000, 1_000_000)) -
     answered in seconds. Prints the update's CPU time and the plots' memory per history size."""
     from types import SimpleNamespace
 
-    from studio.plots import TrainingPlots
+    from studio.widgets.training_plots import TrainingPlots
 
     plots = TrainingPlots()
     plots.resize(1200, 800)

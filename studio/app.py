@@ -10,7 +10,7 @@ from PySide6.QtCore import QEventLoop, Qt, QTimer
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication
 
-from engine.training.host_memory import keep_freed_host_memory_in_all_threads
+from engine.api import keep_freed_host_memory_in_all_threads
 from studio import settings as st
 
 

@@ -15,9 +15,7 @@ from dataclasses import asdict
 from collections import OrderedDict
 from typing import Callable
 
-from engine.config import DataConfig
-from engine.data.dataset import FewShotData, load_data
-from engine.data.splits import ClassSplit
+from engine.api import ClassSplit, DataConfig, FewShotData, load_data
 
 MAX_ENTRIES = 2
 

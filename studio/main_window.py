@@ -18,9 +18,7 @@ from PySide6.QtCore import QByteArray, Qt, Signal
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import QApplication, QMainWindow, QMessageBox
 
-from engine.config import RunConfig, validate
-from engine.errors import ConfigError, EngineError
-from engine.training.run_store import RunRecord, RunStore, default_runs_root
+from engine.api import ConfigError, EngineError, RunConfig, RunRecord, RunStore, default_runs_root, validate
 from studio import settings as st
 from studio.jobs.engine_run import TrainingWorker
 from studio.jobs.policy import install_main_thread_gc, keep_gui_thread_single_threaded

@@ -1,7 +1,7 @@
 """Plain callbacks through which the trainer reports; no Qt anywhere.
 
 Subclass :class:`Callback` and override the hooks you need; every hook is a
-no-op by default. The studio's ``studio/worker.py`` turns these calls into Qt
+no-op by default. The studio's ``studio/jobs/engine_run.py`` turns these calls into Qt
 signals; the CLI turns them into a progress bar.
 """
 

@@ -35,12 +35,8 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 
-from engine.config import RunConfig
-from engine.race import RaceCallback, RaceConfig, RaceResult
-from engine.training.callbacks import Callback, RunSummary
-from engine.training.control import RunControl
-from engine.training.hooks import callback_hooks, forwarding_hook
-from engine.training.process import ChildJob, RaceJob, TrainingJob, TrainingProcess
+from engine.api import (Callback, ChildJob, RaceCallback, RaceConfig, RaceJob, RaceResult, RunConfig, RunControl,
+                        RunSummary, TrainingJob, TrainingProcess, callback_hooks, forwarding_hook)
 from studio.jobs.thread import WorkThread
 
 log = logging.getLogger("studio")
@@ -304,8 +300,8 @@ class TrainingWorker(_worker_signals(Callback, "_RunSignals"), _EngineRun):  # t
         from studio.datasets import load_data_cached  # decoded once per process, shared by all views
 
         if self._resume_from is not None:
-            from engine.training.checkpoint import load_checkpoint
-            from engine.training.run_store import checkpoint_file
+            from engine.api import load_checkpoint
+            from engine.api import checkpoint_file
 
             last = checkpoint_file(Path(self._resume_from), "last")
             data = None

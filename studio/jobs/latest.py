@@ -17,6 +17,7 @@ class LatestJob:
 
     def __init__(self) -> None:
         self._handle: WorkerHandle | None = None
+        self._started: list[WorkerHandle] = []  # jobs whose threads may still run (the newest and stopped ones)
         self._generation = 0
 
     @property
@@ -46,6 +47,7 @@ class LatestJob:
 
         self._handle = run_in_worker(fn, on_result=current(on_result), on_error=current(on_error),
                                      on_progress=current(on_progress))
+        self._started = [h for h in self._started if h.is_running()] + [self._handle]
         return self._handle
 
     def drop(self) -> None:
@@ -61,3 +63,8 @@ class LatestJob:
     def wait(self, timeout_ms: int = -1) -> bool:
         """Block until the newest job's thread has ended (True if none runs)."""
         return self._handle.wait(timeout_ms) if self._handle is not None else True
+
+    def wait_all(self, timeout_ms: int = -1) -> bool:
+        """Block until every job started here has ended, stopped ones included (closing a view, tests);
+        True if they all did within ``timeout_ms`` each."""
+        return all([handle.wait(timeout_ms) for handle in self._started])

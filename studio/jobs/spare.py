@@ -7,7 +7,7 @@ from typing import Callable
 
 from PySide6.QtCore import QObject, QTimer
 
-from engine.training.process import TrainingProcess
+from engine.api import TrainingProcess
 from studio.jobs.engine_run import train_in_child_process
 
 log = logging.getLogger("studio")

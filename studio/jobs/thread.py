@@ -37,7 +37,7 @@ from typing import Any, Callable
 import shiboken6
 from PySide6.QtCore import QObject, QThread, Qt, Signal
 
-from engine.errors import EngineError, describe_exception
+from engine.api import EngineError, describe_exception
 from studio.jobs.policy import use_compute_threads
 
 log = logging.getLogger("studio")

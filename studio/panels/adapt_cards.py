@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QFrame, QHBoxLayout, QLabel, Q
                                QListWidgetItem, QMenu, QProgressDialog, QPushButton, QSizePolicy, QSplitter,
                                QToolButton, QVBoxLayout, QWidget)
 
-from engine.sessions import ClassState, DecodeResult, Example
+from engine.api import ClassState, DecodeResult, Example
 from studio.jobs.thread import WorkerHandle, run_in_worker
 
 THUMB = 48
@@ -395,7 +395,7 @@ class ClassCard(QFrame):
 
 
 def colour_for(index: int) -> str:
-    from studio.plots import PALETTE
+    from studio.widgets.plot_parts import PALETTE
 
     return PALETTE[index % len(PALETTE)]
 

@@ -13,7 +13,7 @@ from PySide6.QtCore import QPoint, Qt
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-from engine.sessions import Example, MapData
+from engine.api import Example, MapData
 from studio.panels.adapt_cards import example_pixmap
 
 POPUP_THUMB = 72

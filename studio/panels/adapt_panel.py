@@ -26,10 +26,9 @@ from PySide6.QtGui import QImage, QKeySequence, QShortcut
 from PySide6.QtWidgets import (QFileDialog, QFrame, QLabel, QProgressBar, QProgressDialog, QScrollArea, QSizePolicy,
                                QVBoxLayout, QWidget)
 
-from engine.errors import EngineError
-from engine.sessions import (BULK_FILES, DEMO_MODEL, DEMO_SHOTS, AdaptOutput, AdaptSession, ClassState,
-                             DecodeResult, DropListing, FeatureCache, class_folder_groups, list_dropped, remote_message,
-                             usable_classes)
+from engine.api import (BULK_FILES, DEMO_MODEL, DEMO_SHOTS, AdaptOutput, AdaptSession, ClassState, DecodeResult,
+                        DropListing, EngineError, FeatureCache, class_folder_groups, list_dropped, remote_message,
+                        usable_classes)
 from studio.jobs.latest import LatestJob
 from studio.jobs.thread import WorkerHandle, run_in_worker
 from studio.panels.adapt_cards import (LEVEL_COLOURS, CardList, ClassCard, button, decode_in_worker, hbox, png_bytes,

@@ -11,7 +11,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QFrame, QHBoxLayout, QHeaderVi
                                QPushButton, QScrollArea, QSizePolicy, QSplitter, QTableWidget, QTableWidgetItem,
                                QVBoxLayout, QWidget, QWidgetItem)
 
-from engine.sessions import Example
+from engine.api import Example
 from studio.panels.adapt_cards import (example_pixmap, mime_has_content, mime_image, mime_paths, set_message,
                                       set_style)
 

@@ -17,9 +17,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QGroupBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout,
                                QWidget)
 
-from engine.algorithms.registry import ALGORITHMS
-from engine.config import ALGORITHM_CONFIGS, ModelConfig, RunConfig, TaskConfig, TrainConfig
-from engine.errors import ConfigError
+from engine.api import ALGORITHM_CONFIGS, ALGORITHMS, ConfigError, ModelConfig, RunConfig, TaskConfig, TrainConfig
 from studio import settings as st
 from studio.panels.config_form import ConfigForm
 
@@ -48,7 +46,7 @@ def read_preset(path: str | Path) -> RunConfig:
 
 
 def write_preset(path: str | Path, config: RunConfig) -> Path:
-    from engine.io import atomic_write_json
+    from engine.api import atomic_write_json
 
     return atomic_write_json(path, config.to_dict())
 

@@ -17,7 +17,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QAbstractSpinBox, QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QLabel,
                                QLineEdit, QSpinBox, QVBoxLayout, QWidget)
 
-from engine.config import FieldSpec, check_field, describe_fields
+from engine.api import FieldSpec, check_field, describe_fields
 
 INT_LIMIT = 2_000_000_000
 ERROR_STYLE = "border: 2px solid #d62728; border-radius: 3px;"

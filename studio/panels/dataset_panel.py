@@ -19,11 +19,8 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent, QFontMetrics, QImage, QPi
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QGridLayout, QGroupBox, QHBoxLayout, QHeaderView, QLabel,
                                QProgressBar, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
-from engine.config import BUILTIN_GLYPHS, DataConfig
-from engine.data.dataset import resolve_root
-from engine.data.folder import FolderIndex, scan_folder
-from engine.data.splits import ClassSplit, split_classes
-from engine.errors import EngineError
+from engine.api import (BUILTIN_GLYPHS, ClassSplit, DataConfig, EngineError, FolderIndex, resolve_root, scan_folder,
+                        split_classes)
 from studio import settings as st
 from studio.datasets import cached_data, load_data_cached
 from studio.jobs.latest import LatestJob
@@ -308,7 +305,7 @@ class DatasetPanel(QWidget):
     def _progress(self, done: int, total: int) -> None:
         self.progress.setRange(0, max(total, 1))
         self.progress.setValue(done)
-        self.progress.setFormat(f"decoding images %v / %m")
+        self.progress.setFormat("decoding images %v / %m")
 
     def _loaded(self, result: ScanResult) -> None:
         self._finish_loading()

@@ -15,13 +15,13 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QHBoxLay
                                QListView, QListWidget, QListWidgetItem, QProgressBar, QPushButton,
                                QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
-from engine.training.run_store import RunRecord
+from engine.api import RunRecord
 from studio.datasets import load_data_cached
-from studio.plots import BarChart, ConfusionMatrixView
-from studio.panels.background_job import BackgroundJobMixin
+from studio.widgets.eval_charts import BarChart, ConfusionMatrixView
+from studio.jobs.background import BackgroundJobMixin
 from studio.widgets.episode_form import EpisodeShapeForm
 from studio.widgets.run_picker import RunPicker, has_checkpoint
-from studio.worker import WorkerHandle
+from studio.jobs.thread import WorkerHandle
 
 GALLERY_SIZE = 60
 GALLERY_THUMB = 72
@@ -52,8 +52,8 @@ def evaluation_job(checkpoint: Path, device: str, episodes: int, n_way: int, n_s
     """The function :func:`run_in_worker` runs: load the checkpoint and its data, then evaluate."""
 
     def job(progress: Any, should_stop: Any) -> EvaluationOutput:
-        from engine.evaluation import evaluate
-        from engine.training.checkpoint import load_algorithm
+        from engine.api import evaluate
+        from engine.api import load_algorithm
 
         algorithm, ckpt = load_algorithm(checkpoint, device=device)
         data = load_data_cached(ckpt.config.data, split=ckpt.split)

@@ -19,16 +19,14 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QFormLayout, QFrame, QHBoxLayout, QLabel, QProgressBar, QPushButton,
                                QScrollArea, QSplitter, QVBoxLayout, QWidget)
 
-from engine.config import EpisodeShape
-from engine.errors import EngineError
-from engine.training.run_store import RunRecord
-from studio.panels.background_job import BackgroundJobMixin
+from engine.api import EngineError, EpisodeShape, RunRecord
+from studio.jobs.background import BackgroundJobMixin
 from studio.panels.widgets import spin_box
 from studio.widgets.accuracy_histogram import AccuracyHistogram
 from studio.widgets.episode_form import EpisodeShapeForm
 from studio.widgets.inspected_episode import CHECK, CROSS, THUMB, EpisodeView
 from studio.widgets.run_picker import RunPicker, has_checkpoint
-from studio.worker import WorkerHandle
+from studio.jobs.thread import WorkerHandle
 
 __all__ = ["CHECK", "CROSS", "THUMB", "InspectorPanel", "inspection_job"]
 
@@ -41,7 +39,7 @@ def inspection_job(run_dir: Path, *, which: str, split: str, episodes: int, n_wa
     """The function :func:`run_in_worker` runs: load the checkpoint and its data (cached), inspect."""
 
     def job(progress: Any, should_stop: Any) -> Any:
-        from engine.inspection import inspect_episodes
+        from engine.api import inspect_episodes
         from studio.datasets import load_data_cached
 
         return inspect_episodes(run_dir, n_episodes=episodes, n_way=n_way, n_shot=n_shot, n_query=n_query,

@@ -23,18 +23,13 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QGridLayout, QGroup
                                QLabel, QListWidget, QListWidgetItem, QPushButton, QSpinBox, QSplitter, QTableWidget,
                                QTableWidgetItem, QVBoxLayout, QWidget)
 
-from engine.algorithms.registry import ALGORITHMS, display_title
-from engine.config import ALGORITHM_CONFIGS
-from engine.errors import ConfigError, EngineError
-from engine.race import (CPU_MEMORY_METHOD, CUDA_MEMORY_METHOD, MAX_ALGORITHMS, MIN_ALGORITHMS,
-                         SHARED_STREAM_NOTE, AlgorithmResult, RaceConfig, RaceInfo, RaceResult, SavedRace,
-                         default_race_name, format_accuracy, format_memory, list_races, load_race,
-                         new_race_dir)
-from engine.training.callbacks import StepMetrics, ValidationResult
-from engine.training.run_store import RunStore
+from engine.api import (ALGORITHM_CONFIGS, ALGORITHMS, CPU_MEMORY_METHOD, CUDA_MEMORY_METHOD, MAX_ALGORITHMS,
+                        MIN_ALGORITHMS, SHARED_STREAM_NOTE, AlgorithmResult, ConfigError, EngineError, RaceConfig,
+                        RaceInfo, RaceResult, RunStore, SavedRace, StepMetrics, ValidationResult, default_race_name,
+                        display_title, format_accuracy, format_memory, list_races, load_race, new_race_dir)
 from studio.jobs.engine_run import CLOSE_STOP_WAIT_MS, RaceWorker
 from studio.panels.race_plot import RaceCurves, RacerSeries, _bold
-from studio.plots import PALETTE
+from studio.widgets.plot_parts import PALETTE
 
 log = logging.getLogger("studio")
 

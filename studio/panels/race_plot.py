@@ -10,8 +10,9 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QButtonGroup, QComboBox, QHBoxLayout, QLabel, QRadioButton, QVBoxLayout, QWidget
 
-from engine.algorithms.registry import display_title
-from studio.plots import PALETTE, EmaSeries, GrowingArray, cache_axes
+from engine.api import display_title
+from studio.widgets.plot_parts import PALETTE, cache_axes
+from studio.widgets.plot_series import EmaSeries, GrowingArray
 
 SMOOTHING = 0.8
 METRIC_HELP = ("Validation accuracy: every algorithm on the same seeded validation episodes (the fair "

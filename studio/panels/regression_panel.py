@@ -46,13 +46,11 @@ from PySide6.QtCore import QPointF, Qt, QTimer, Signal
 from PySide6.QtWidgets import (QHBoxLayout, QLabel, QProgressBar, QPushButton, QSlider, QSpinBox, QVBoxLayout,
                                QWidget)
 
-from engine.data.sinusoid import SinusoidTask, SinusoidTasks
-from engine.errors import EngineError
-from engine.regression import (KINDS, MODEL_TITLES, RegressionConfig, RegressionModel, fit_trajectory,
-                               load_models, train_both, trajectory_mse)
+from engine.api import (KINDS, MODEL_TITLES, EngineError, RegressionConfig, RegressionModel, SinusoidTask,
+                        SinusoidTasks, fit_trajectory, load_models, train_both, trajectory_mse)
 from studio.jobs.latest import LatestJob
 from studio.jobs.thread import WorkerHandle
-from studio.plots import PALETTE
+from studio.widgets.plot_parts import PALETTE
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 X_RANGE = (-5.0, 5.0)

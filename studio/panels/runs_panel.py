@@ -16,10 +16,7 @@ from PySide6.QtGui import QColor, QKeySequence, QShortcut
 from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QInputDialog, QLabel, QMessageBox,
                                QPushButton, QSizePolicy, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
-from engine.config import BUILTIN_GLYPHS
-from engine.errors import EngineError
-from engine.training.callbacks import StepMetrics
-from engine.training.run_store import RunRecord, RunStore
+from engine.api import BUILTIN_GLYPHS, EngineError, RunRecord, RunStore, StepMetrics
 from studio.panels.training_panel import format_duration
 from studio.rate_limit import RateLimited
 

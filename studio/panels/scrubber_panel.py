@@ -21,19 +21,17 @@ from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QProgressBar, QPushButton, QScrollArea, QSizePolicy,
                                QSlider, QSplitter, QVBoxLayout, QWidget)
 
-from engine.config import ALGORITHM_CONFIGS, EpisodeShape
-from engine.errors import EngineError
-from engine.scrubbing import (AdaptationTrajectory, TestEpisode, adaptation_trajectory, check_inner_loop,
-                              has_inner_loop, inner_loop_algorithms, inner_loop_steps, sample_test_episode)
-from engine.training.run_store import RunRecord
+from engine.api import (ALGORITHM_CONFIGS, AdaptationTrajectory, EngineError, EpisodeShape, RunRecord, TestEpisode,
+                        adaptation_trajectory, check_inner_loop, has_inner_loop, inner_loop_algorithms,
+                        inner_loop_steps, sample_test_episode)
 from studio.datasets import load_data_cached
-from studio.panels.background_job import BackgroundJobMixin
+from studio.jobs.background import BackgroundJobMixin
 from studio.panels.widgets import spin_box
 from studio.widgets.episode_form import SHAPE_FIELDS, EpisodeShapeForm
 from studio.widgets.run_picker import RunPicker
 from studio.widgets.scrubbed_episode import WRONG, EpisodeView
 from studio.widgets.trajectory_plot import TrajectoryPlot
-from studio.worker import WorkerHandle
+from studio.jobs.thread import WorkerHandle
 
 MAX_STEPS = 500
 MIN_DEFAULT_STEPS = 10
@@ -63,7 +61,7 @@ def scrub_job(record: RunRecord, checkpoint: Path, device: str, *, n_way: int, n
     """The function :func:`run_in_worker` runs: load the checkpoint and its data, draw the episode, run the loop."""
 
     def job(progress: Any, should_stop: Any) -> ScrubOutput:
-        from engine.training.checkpoint import load_algorithm
+        from engine.api import load_algorithm
 
         algorithm, ckpt = load_algorithm(checkpoint, device=device)
         check_inner_loop(algorithm)

@@ -19,10 +19,7 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (QCheckBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHBoxLayout,
                                QLabel, QLineEdit, QPlainTextEdit, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
-from engine.config import RunConfig
-from engine.errors import ConfigError
-from engine.io import atomic_write_json
-from engine.training.distributed import handoff_problems, torchrun_command
+from engine.api import ConfigError, RunConfig, atomic_write_json, handoff_problems, torchrun_command
 
 THIS_PYTHON = f"{sys.executable} -m torch.distributed.run"
 

@@ -12,7 +12,7 @@ from typing import Any, Iterable
 
 from PySide6.QtWidgets import QGridLayout, QLabel, QSpinBox, QWidget
 
-from engine.config import EpisodeShape
+from engine.api import EpisodeShape
 from studio.panels.config_form import ConfigForm
 
 SHAPE_FIELDS = ("n_way", "n_shot", "n_query")

@@ -16,7 +16,7 @@ from typing import Any, Callable
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QToolButton, QWidget
 
-from engine.training.run_store import RunRecord, RunStore
+from engine.api import RunRecord, RunStore
 
 Describe = Callable[[RunRecord], str]
 

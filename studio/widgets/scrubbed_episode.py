@@ -10,9 +10,9 @@ from PySide6.QtCore import QEvent, QPoint, QRect, QSize, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPen, QPixmap, QStaticText
 from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QToolTip, QVBoxLayout, QWidget
 
-from engine.scrubbing import TestEpisode
+from engine.api import TestEpisode
 from studio.panels.adapt_cards import pixels_to_qimage
-from studio.plots import PALETTE
+from studio.widgets.plot_parts import PALETTE
 
 THUMB = 48              # query thumbnails (28 px glyphs scaled up)
 SUPPORT_THUMB = 40

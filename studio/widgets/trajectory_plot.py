@@ -8,7 +8,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QWidget
 
-from engine.scrubbing import AdaptationTrajectory
+from engine.api import AdaptationTrajectory
 
 ACCURACY_COLOUR, LOSS_COLOUR, SUPPORT_COLOUR = "#1f77b4", "#d62728", "#9a9a9a"
 

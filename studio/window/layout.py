@@ -14,7 +14,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QLabel, QScrollArea, QTabWidget, QVBoxLayout, QWidget
 
-from engine.config import BUILTIN_GLYPHS
+from engine.api import BUILTIN_GLYPHS
 from studio import settings as st
 from studio.panels.adapt_panel import AdaptPanel
 from studio.panels.algorithm_panel import AlgorithmPanel
@@ -28,7 +28,7 @@ from studio.panels.regression_panel import RegressionPanel
 from studio.panels.runs_panel import RunsPanel
 from studio.panels.scrubber_panel import ScrubberPanel
 from studio.panels.training_panel import TrainingPanel
-from studio.plots import TrainingPlots
+from studio.widgets.training_plots import TrainingPlots
 
 log = logging.getLogger("studio")
 

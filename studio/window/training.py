@@ -11,9 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from engine.errors import EngineError
-from engine.training.callbacks import RunInfo, RunSummary, StepMetrics, ValidationResult
-from engine.training.run_store import RunRecord
+from engine.api import EngineError, RunInfo, RunRecord, RunSummary, StepMetrics, ValidationResult
 from studio.jobs.engine_run import TrainingWorker
 from studio.panels.runs_panel import dataset_label
 

@@ -32,6 +32,7 @@ from engine.data.images import ImageDecodeError, decode_image
 from engine.data.preprocess import Preprocessing
 from engine.data.store import load_store
 from engine.errors import DatasetError
+from engine.sessions import decode_files, list_dropped
 
 SIZE = 12
 FUZZ = settings(max_examples=40, deadline=None, derandomize=True,
@@ -273,15 +274,15 @@ def test_import_path_load_many_keeps_good_files_and_names_every_bad_one(classes:
 @FUZZ
 @given(classes=folders)
 def test_adapt_panel_drop_of_a_messy_folder(classes: list) -> None:
-    adapt_model = pytest.importorskip("studio.panels.adapt_model", reason="the adapt panel is not written yet")
+    """The Adapt view's drop path (engine.sessions: list, then decode) on a messy folder."""
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "drop"
         root.mkdir()
         good, bad = _materialise(root, classes)
         bad_files = {str(p) for p in bad if p.is_symlink() or not p.is_dir()}  # a real folder is walked, not a file
         with _Locked(_locked_paths(classes, root)):
-            listing = adapt_model.list_dropped([root])
-            result = adapt_model.decode_files(listing.files, Preprocessing(image_size=SIZE, channels=1))
+            listing = list_dropped([root])
+            result = decode_files(listing.files, Preprocessing(image_size=SIZE, channels=1))
     assert sorted(str(e.source) for e in result.examples) == sorted(map(str, good))
     reported = {str(s.path) for s in listing.skipped + result.skipped}
     assert bad_files <= reported, "a bad file of the drop was not reported by name"

@@ -22,7 +22,6 @@ import engine.training.trainer as trainer_module
 from engine.data.types import ClassBatch
 from engine.errors import ConfigError
 from engine.runtime import collective
-from engine.training import distributed
 from engine.training import prefetch as prefetch_module
 from engine.training.callbacks import Callback
 from engine.training.checkpoint import load_checkpoint

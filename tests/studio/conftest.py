@@ -30,7 +30,7 @@ TINY = {
 @pytest.fixture(autouse=True)
 def studio_settings(qapp: Any, tmp_path: Path) -> Path:
     """Per-test QSettings (INI files in tmp_path) under a test-only organisation name."""
-    from studio.worker import install_main_thread_gc
+    from studio.jobs.policy import install_main_thread_gc
 
     install_main_thread_gc()  # as the app does: garbage (closed windows) is collected in the GUI thread
     folder = tmp_path / "settings"

@@ -1,4 +1,4 @@
-"""studio.plots: amortised storage, smoothing, refresh only on new data, overlays, hover, confusion matrix."""
+"""studio.widgets (training plots, series, charts): amortised storage, smoothing, refresh only on new data, overlays, hover, confusion matrix."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from studio.plots import ConfusionMatrixView, EmaSeries, GrowingArray, TrainingPlots, split_metric_rows
+from studio.widgets.eval_charts import ConfusionMatrixView
+from studio.widgets.plot_series import EmaSeries, GrowingArray, split_metric_rows
+from studio.widgets.training_plots import TrainingPlots
 
 
 def _steps(start: int, stop: int):
