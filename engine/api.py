@@ -37,7 +37,7 @@ EXPORTS: dict[str, tuple[str, ...]] = {
     "engine.training.distributed": ("handoff_problems", "torchrun_command"),
     "engine.training.hooks": ("callback_hooks", "forwarding_hook"),
     "engine.training.host_memory": ("keep_freed_host_memory_in_all_threads",),
-    "engine.training.process": ("ChildJob", "RaceJob", "TrainingJob", "TrainingProcess"),
+    "engine.training.process": ("ChildJob", "TrainingJob", "TrainingProcess"),
     "engine.training.run_store": ("RunRecord", "RunStore", "checkpoint_file", "default_runs_root", "find_checkpoint"),
     "engine.training.trainer": ("Trainer",),
     # analysis: evaluation, episode inspection, inner-loop scrubbing
@@ -47,7 +47,7 @@ EXPORTS: dict[str, tuple[str, ...]] = {
                          "has_inner_loop", "inner_loop_algorithms", "inner_loop_steps", "sample_test_episode"),
     # races
     "engine.race": ("CPU_MEMORY_METHOD", "CUDA_MEMORY_METHOD", "MAX_ALGORITHMS", "MIN_ALGORITHMS",
-                    "SHARED_STREAM_NOTE", "AlgorithmResult", "Race", "RaceCallback", "RaceConfig", "RaceInfo",
+                    "SHARED_STREAM_NOTE", "AlgorithmResult", "Race", "RaceCallback", "RaceJob", "RaceConfig", "RaceInfo",
                     "RaceResult", "SavedRace", "default_race_name", "format_accuracy", "format_memory", "list_races",
                     "load_race", "new_race_dir"),
     # sinusoid regression (teaching view)

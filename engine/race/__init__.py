@@ -33,7 +33,7 @@ Modules: :mod:`~engine.race.config` (RaceConfig, from the run config's sections)
 :mod:`~engine.race.results` (what a race reports; all of it pickles), :mod:`~engine.race.stream`
 (the shared batch stream), :mod:`~engine.race.scheduler` (Race: the round-robin over
 ``Trainer.steps()``), :mod:`~engine.race.table` (the final table), :mod:`~engine.race.store`
-(race folders). Memory measurement: :mod:`engine.training.step_memory`. The text table of
+(race folders), :mod:`~engine.race.job` (RaceJob: a race in the training child process). Memory measurement: :mod:`engine.training.step_memory`. The text table of
 ``meta-engine race``: :mod:`engine.cli.race`.
 """
 
@@ -41,6 +41,7 @@ from engine.race.config import (MAX_ALGORITHMS, MIN_ALGORITHMS, SHARED_SECTIONS,
                                 batch_kind, default_race_name)
 from engine.race.results import (MIB, AlgorithmResult, RaceCallback, RaceCallbackList, RaceInfo, RaceResult,
                                  RaceStep, format_accuracy, format_memory)
+from engine.race.job import RaceJob
 from engine.race.scheduler import Race
 from engine.race.store import (CURVES_FILE, FORMAT, RACE_FILE, RACES_FOLDER, VERSION, RaceCurve, RaceEntry,
                                SavedRace, list_races, load_race, new_race_dir, races_root, racer_folder)
@@ -55,8 +56,8 @@ __all__ = [
     # results and callbacks
     "MIB", "AlgorithmResult", "RaceCallback", "RaceCallbackList", "RaceInfo", "RaceResult", "RaceStep",
     "format_accuracy", "format_memory",
-    # the race
-    "Race",
+    # the race, and the race as a job for the training child process
+    "Race", "RaceJob",
     # race folders
     "CURVES_FILE", "FORMAT", "RACE_FILE", "RACES_FOLDER", "VERSION", "RaceCurve", "RaceEntry", "SavedRace",
     "list_races", "load_race", "new_race_dir", "races_root", "racer_folder",

@@ -1,7 +1,7 @@
 """Train in a child process, with the callbacks and the stop/pause control of a run in a thread.
 
 What the child runs is a job (:class:`ChildJob`): a solo run (:class:`TrainingJob`) or a race of
-several algorithms (:class:`RaceJob`); each reports through the hooks of its callback protocol, and
+several algorithms (:class:`engine.race.job.RaceJob`, in the race package above this one); each reports through the hooks of its callback protocol, and
 the pipe forwards whichever hooks that protocol declares.
 
 Why: a process that trains in one thread and runs a GUI in another shares one interpreter lock
@@ -39,7 +39,7 @@ from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import torch.multiprocessing
 
@@ -52,9 +52,6 @@ from engine.training.control import RunControl
 from engine.training.hooks import bound_arguments, callback_hooks
 from engine.training.trainer import Trainer
 
-if TYPE_CHECKING:
-    from engine.race import RaceConfig, RaceResult
-
 log = logging.getLogger("engine.process")
 
 EXIT_WAIT_S = 30.0  # after its last message, how long the child may take to exit before it is killed
@@ -62,7 +59,7 @@ EXIT_WAIT_S = 30.0  # after its last message, how long the child may take to exi
 
 class ChildJob(Protocol):
     """What a :class:`TrainingProcess` runs in its child: a solo run (:class:`TrainingJob`) or a race
-    (:class:`RaceJob`). It pickles (with its decoded data set in shared memory, see :func:`_pickled`),
+    (:class:`engine.race.job.RaceJob`). It pickles (with its decoded data set in shared memory, see :func:`_pickled`),
     and it reports through the hooks of its ``protocol``."""
 
     data: Any
@@ -113,32 +110,6 @@ class TrainingJob:
         else:
             kept = "no checkpoint had been saved yet"
         return f"the training process was ended on request after step {last_step}; {kept}"
-
-
-@dataclass
-class RaceJob:
-    """One race (``engine.race.Race``) to run in the child; its :meth:`run` returns the ``RaceResult``.
-
-    ``data``: the decoded data set, or None for the race to load it (in the child)."""
-
-    config: RaceConfig
-    race_dir: Path | None = None
-    data: FewShotData | None = None
-
-    @property
-    def protocol(self) -> type:
-        from engine.race import RaceCallback
-
-        return RaceCallback
-
-    def run(self, callback: Any, control: RunControl) -> RaceResult:
-        from engine.race import Race
-
-        return Race(self.config, race_dir=self.race_dir, callbacks=[callback], control=control, data=self.data).run()
-
-    def force_stopped_message(self, last_step: int, checkpoint_step: int | None) -> str:
-        return (f"the race's training process was ended on request after step {last_step}; each algorithm's "
-                "run folder keeps its last checkpoint")
 
 
 class _PipeCallback:
@@ -214,7 +185,7 @@ def describe_exit(exitcode: int | None) -> str:
 
 
 class TrainingProcess:
-    """Runs one :class:`ChildJob` (a :class:`TrainingJob` or a :class:`RaceJob`) in a child process
+    """Runs one :class:`ChildJob` (a :class:`TrainingJob` or an ``engine.race.job.RaceJob``) in a child process
     (see the module doc).
 
     ``control`` pauses, resumes and stops the run from any thread of the parent, also before it

@@ -13,7 +13,6 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
 from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QMimeData, QSize, Qt, Signal
 from PySide6.QtGui import (QAction, QColor, QDragEnterEvent, QDropEvent, QGuiApplication, QIcon, QImage,
                            QImageReader, QKeySequence, QPixmap, QShortcut)
@@ -23,6 +22,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QFrame, QHBoxLayout, QLabel, Q
 
 from engine.api import ClassState, DecodeResult, Example
 from studio.jobs.thread import WorkerHandle, run_in_worker
+from studio.widgets.images import pixels_to_qimage
 
 THUMB = 48
 MAX_ROWS = 3
@@ -33,18 +33,6 @@ LEVEL_COLOURS = {"info": "#31708f", "ok": "#2e7d32", "warning": "#9a6700", "erro
 
 
 # -- thumbnails ---------------------------------------------------------------------------------------
-def pixels_to_qimage(pixels) -> QImage:
-    """uint8 [C, H, W] tensor (C = 1 or 3) -> a QImage that owns its data."""
-    array = np.ascontiguousarray(pixels.numpy())
-    if array.shape[0] == 1:
-        gray = np.ascontiguousarray(array[0])
-        image = QImage(gray.data, gray.shape[1], gray.shape[0], gray.strides[0], QImage.Format.Format_Grayscale8)
-    else:
-        rgb = np.ascontiguousarray(array.transpose(1, 2, 0))
-        image = QImage(rgb.data, rgb.shape[1], rgb.shape[0], rgb.strides[0], QImage.Format.Format_RGB888)
-    return image.copy()
-
-
 def png_bytes(image: QImage) -> bytes:
     """The image encoded as PNG (how a pasted clipboard image is saved)."""
     data = QByteArray()

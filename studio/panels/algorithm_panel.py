@@ -3,7 +3,7 @@
 The algorithm list is the registry's (:data:`engine.algorithms.registry.ALGORITHMS`, each
 with its config's title and one-line summary), so a newly registered algorithm is offered
 with no edit here; the forms for the task, algorithm, model and train sections
-are generated from the config dataclasses (see :mod:`studio.panels.config_form`).
+are generated from the config dataclasses (see :mod:`studio.widgets.config_form`).
 Presets are RunConfig JSON files (``RunConfig.to_dict`` / ``from_dict``).
 """
 
@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QGroupBox, QHBoxLayout, Q
 
 from engine.api import ALGORITHM_CONFIGS, ALGORITHMS, ConfigError, ModelConfig, RunConfig, TaskConfig, TrainConfig
 from studio import settings as st
-from studio.panels.config_form import ConfigForm
+from studio.widgets.config_form import ConfigForm
 
 SECTIONS = ("task", "algorithm", "model", "train")
 SECTION_TITLES = {"task": "Episodes (task)", "algorithm": "Algorithm hyperparameters", "model": "Backbone (model)",

@@ -24,7 +24,7 @@ from engine.api import (BUILTIN_GLYPHS, ClassSplit, DataConfig, EngineError, Fol
 from studio import settings as st
 from studio.datasets import cached_data, load_data_cached
 from studio.jobs.latest import LatestJob
-from studio.panels.config_form import ConfigForm
+from studio.widgets.config_form import ConfigForm
 
 SPLIT_FIELDS = ["split_mode", "train_ratio", "val_ratio", "split_seed"]
 PREPROCESSING_FIELDS = ["image_size", "channels", "augment_rotations", "augment_flips", "augment_color_jitter",

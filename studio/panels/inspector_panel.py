@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (QComboBox, QFormLayout, QFrame, QHBoxLayout, QLab
 
 from engine.api import EngineError, EpisodeShape, RunRecord
 from studio.jobs.background import BackgroundJobMixin
-from studio.panels.widgets import spin_box
+from studio.widgets.fields import spin_box
 from studio.widgets.accuracy_histogram import AccuracyHistogram
 from studio.widgets.episode_form import EpisodeShapeForm
 from studio.widgets.inspected_episode import CHECK, CROSS, THUMB, EpisodeView

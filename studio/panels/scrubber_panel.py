@@ -26,7 +26,7 @@ from engine.api import (ALGORITHM_CONFIGS, AdaptationTrajectory, EngineError, Ep
                         inner_loop_steps, sample_test_episode)
 from studio.datasets import load_data_cached
 from studio.jobs.background import BackgroundJobMixin
-from studio.panels.widgets import spin_box
+from studio.widgets.fields import spin_box
 from studio.widgets.episode_form import SHAPE_FIELDS, EpisodeShapeForm
 from studio.widgets.run_picker import RunPicker
 from studio.widgets.scrubbed_episode import WRONG, EpisodeView

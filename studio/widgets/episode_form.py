@@ -1,7 +1,7 @@
 """The episode-shape form of the analysis views (evaluation, episode inspector, inner-loop scrubber).
 
 Generated from :class:`engine.config.EpisodeShape` by the schema-driven form machinery
-(:class:`studio.panels.config_form.ConfigForm`): one editor per field, its bounds and help text
+(:class:`studio.widgets.config_form.ConfigForm`): one editor per field, its bounds and help text
 from the run config's schema (``task.n_way`` ... ``train.val_episodes``), never re-typed here.
 The fields sit side by side, ``per_row`` label/editor pairs to a line.
 """
@@ -13,7 +13,7 @@ from typing import Any, Iterable
 from PySide6.QtWidgets import QGridLayout, QLabel, QSpinBox, QWidget
 
 from engine.api import EpisodeShape
-from studio.panels.config_form import ConfigForm
+from studio.widgets.config_form import ConfigForm
 
 SHAPE_FIELDS = ("n_way", "n_shot", "n_query")
 ALL_FIELDS = SHAPE_FIELDS + ("episodes",)

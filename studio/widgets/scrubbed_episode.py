@@ -11,7 +11,7 @@ from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPen, QPixmap, 
 from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QToolTip, QVBoxLayout, QWidget
 
 from engine.api import TestEpisode
-from studio.panels.adapt_cards import pixels_to_qimage
+from studio.widgets.images import pixels_to_qimage
 from studio.widgets.plot_parts import PALETTE
 
 THUMB = 48              # query thumbnails (28 px glyphs scaled up)

@@ -20,7 +20,8 @@ from engine.training import run_store as rs
 from engine.training.callbacks import Callback, RunSummary, StepMetrics
 from engine.training.checkpoint import load_checkpoint
 from engine.training.control import RunControl
-from engine.training.process import RaceJob, TrainingJob, TrainingProcess, _PipeCallback, describe_exit
+from engine.race import RaceJob
+from engine.training.process import TrainingJob, TrainingProcess, _PipeCallback, describe_exit
 from engine.training.trainer import Trainer
 
 from .helpers import HangingJob, tiny_config

@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QApplication, QCheckBox, QComboBox, QDoubleSpinBox
 from engine.config import ALGORITHM_CONFIGS, BUILTIN_GLYPHS, RunConfig
 from tests.conftest import write_dataset
 from tests.studio.conftest import wait_data
-from studio.panels.config_form import field_label
+from studio.widgets.config_form import field_label
 
 
 def test_launch_selects_builtin_glyphs_and_allows_training(window):
