@@ -1,7 +1,7 @@
 """The one engine-run worker: a solo training run or a race, in the training child process.
 
 Nothing here trains anything: it starts a job of :mod:`engine.training.process` (a
-:class:`~engine.training.process.TrainingJob` or a :class:`~engine.training.process.RaceJob`) in
+:class:`~engine.training.process.TrainingJob` or an :class:`~engine.race.job.RaceJob`) in
 a child process (or, with ``META_STUDIO_TRAINING_PROCESS=0``, in a thread of this one), and turns
 the job's callbacks into Qt signals delivered in the GUI thread.
 

@@ -12,16 +12,16 @@ Properties the views rely on:
   the GUI thread only (:mod:`studio.jobs.policy`);
 * :func:`active_handles` / :func:`stop_all_jobs` see every running job (the window's close).
 
-Why not superqt's ``create_worker`` (measured on this 2-core machine, superqt 0.9.0,
-``/tmp``-scratch script quoted in the H2 report): it runs jobs in ``QThreadPool.globalInstance()``,
+Why not superqt's ``create_worker`` (measured on a 2-core machine, superqt 0.9.0,
+``bench/bench_superqt_workers.py``): it runs jobs in ``QThreadPool.globalInstance()``,
 whose ``maxThreadCount`` is the core count (2): a short job queued behind two long ones (a run's
 and a race's relay threads) was delivered after 3.10 s, when the long ones ended, against 0.01 s
 with a thread per job. And its ``WorkerBase.run`` wraps every job in ``warnings.catch_warnings()``
 with ``showwarning`` redirected to the job's ``warned`` signal, which is process-wide state: while a
 job ran, a warning issued in the GUI thread never reached logging, and after two overlapping jobs
-``warnings.showwarning`` stayed pointed at a finished job. What superqt would save: about 6.5 ms
-per job start (0.6 ms against 7.1 ms from start to result for a trivial job), nothing next to the
-jobs the studio runs (100 ms and more). :class:`WorkThread` (one engine run or race per thread)
+``warnings.showwarning`` stayed pointed at a finished job. What superqt would save: nothing measurable
+(start to result of a trivial job: 0.48 ms superqt, 0.46 ms here on an idle machine; 0.6 and 7.1 ms
+on a loaded one), nothing next to the jobs the studio runs (100 ms and more). :class:`WorkThread` (one engine run or race per thread)
 is the same thread, for the engine-run worker (:mod:`studio.jobs.engine_run`).
 """
 
