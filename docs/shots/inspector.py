@@ -71,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     window.runs_panel.refresh()
     window.runs_panel.select_runs([run_dir])
     window.center_tabs.setCurrentWidget(panel)
-    assert panel.run_dir() == run_dir, "the Episodes tab did not follow the runs table"
-    panel.episodes_spin.setValue(args.episodes)
+    assert panel.run_picker.run_dir() == run_dir, "the Episodes tab did not follow the runs table"
+    panel.shape_form.spin("episodes").setValue(args.episodes)
     started = time.monotonic()
     if panel.start() is None:
         raise SystemExit("the Inspect button is disabled")

@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             # make room for the view, as a user would by dragging the dock edges
             window.resizeDocks([window.setup_dock], [340], Qt.Orientation.Horizontal)
             window.resizeDocks([window.runs_dock], [150], Qt.Orientation.Vertical)
-            scrubber.refresh_runs()
+            scrubber.run_picker.refresh()
             scrubber.steps_spin.setValue(args.inner_steps)
             scrubber.seed_spin.setValue(args.seed)
             scrubber.scrubbed.connect(scrubbed)

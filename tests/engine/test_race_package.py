@@ -15,19 +15,16 @@ import pytest
 import engine.race
 from engine.config import RunConfig
 from engine.race import SHARED_SECTIONS, Race, RaceCallback, RaceConfig, RaceStep, load_race
+from tests.engine.test_race import shared_config
 
 STEPS = 3
 
 
 def tiny_race(root: Path) -> RaceConfig:
     """ProtoNet against Baseline (two streams: episodes and class batches) on the 16-class folder."""
-    config = RunConfig()
-    config.data.root = str(root)
-    config.data.train_ratio, config.data.val_ratio = 0.5, 0.25
-    config.task.n_way, config.task.n_shot, config.task.n_query, config.task.meta_batch_size = 3, 1, 2, 1
-    config.model.hidden_channels = 16
-    config.train.steps, config.train.val_every, config.train.val_episodes = STEPS, 2, 2
-    config.train.checkpoint_every, config.train.num_threads = 1000, 1
+    config = shared_config(root, STEPS)
+    config.task.meta_batch_size = 1
+    config.train.val_every, config.train.val_episodes = 2, 2
     return RaceConfig.from_run_config(config, ["protonet", "baseline"], test_episodes=3, name="pickled")
 
 
