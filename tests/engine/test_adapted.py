@@ -186,7 +186,8 @@ def test_predict_with_an_adapted_classifier_needs_no_support(tmp_path: Path, cap
     expected = load_adapted(path).predict(queries)
     assert [row["file"] for row in report["predictions"]] == [str(f) for f in files]
     assert torch.allclose(torch.tensor([row["probabilities"] for row in report["predictions"]]), expected, atol=1e-5)
-    assert report["accuracy"] is not None  # the sub-folder "dog" names a class
+    assert [row["true"] for row in report["predictions"]] == ["dog"] * 4  # the sub-folder "dog" names a class
+    assert report["accuracy"] == pytest.approx((expected.argmax(dim=1) == 1).float().mean().item())
     assert predict_folders(path, None, files)["classes"] == ["cat", "dog", "owl"]
 
 

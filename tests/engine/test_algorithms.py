@@ -152,12 +152,34 @@ def test_adapt_predict_gives_probabilities(name: str, n_way: int, trained) -> No
     assert probabilities.shape == (len(task.query_y), n_way)
     assert (probabilities >= 0).all()
     assert torch.allclose(probabilities.sum(1), torch.ones(len(task.query_y)), atol=1e-5)
+
+
+# Each predictor's own contract: the metric ones adapt to one prototype per class, the mean of the support's
+# embeddings; the ones that fine-tune a classifier (MAML, Reptile, Baseline) have no prototypes. All embed.
+PROTOTYPE_PREDICTORS = {"protonet", "simpleshot", "matching"}
+NO_PROTOTYPES = {"maml", "fomaml", "reptile", "baseline", "baseline++"}
+
+
+def test_every_algorithm_has_a_prototype_contract() -> None:
+    assert PROTOTYPE_PREDICTORS | NO_PROTOTYPES == set(ALL) and not PROTOTYPE_PREDICTORS & NO_PROTOTYPES
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("n_way", [3, 5])
+def test_each_predictor_embeds_and_gives_prototypes_where_that_is_its_contract(name: str, n_way: int,
+                                                                               trained) -> None:
+    task = make_task(torch.arange(N_CLASSES), torch.Generator().manual_seed(3), n_way=n_way, n_shot=2)
+    predictor = trained[name].adapt(task.support_x, task.support_y)
     embedded = predictor.embed(task.query_x)
-    if embedded is not None:
-        assert embedded.shape[0] == len(task.query_y)
+    assert embedded is not None and embedded.ndim == 2 and embedded.shape[0] == len(task.query_y)
     prototypes = predictor.prototypes()
-    if prototypes is not None:
-        assert prototypes.shape == (n_way, embedded.shape[1])
+    if name in NO_PROTOTYPES:
+        assert prototypes is None
+        return
+    assert prototypes is not None and prototypes.shape == (n_way, embedded.shape[1])
+    support = predictor.embed(task.support_x)
+    means = torch.stack([support[task.support_y == c].mean(0) for c in range(n_way)])
+    assert torch.allclose(prototypes, means, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", ALL)

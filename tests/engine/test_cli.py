@@ -1,5 +1,8 @@
+import contextlib
+import io
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -7,19 +10,43 @@ from engine.cli import main
 
 
 @pytest.fixture(scope="module")
-def trained(tiny_flat, tmp_path_factory):
+def trained_run(tiny_flat, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("cli") / "run"
-    code = main(["train", "--dataset", str(tiny_flat), "--run-dir", str(run_dir), "--steps", "8",
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["train", "--dataset", str(tiny_flat), "--run-dir", str(run_dir), "--steps", "8",
                  "--val-every", "4", "--val-episodes", "4", "--n-way", "3", "--n-shot", "2", "--n-query", "3",
                  "--meta-batch-size", "2", "--hidden-channels", "16", "--train-ratio", "0.5", "--val-ratio", "0.25",
-                 "--quiet"])
-    assert code == 0
-    return run_dir
+                     "--quiet"])
+    assert code == 0, err.getvalue()
+    return run_dir, out.getvalue(), err.getvalue()
 
 
-def test_train_writes_a_run_and_prints_its_folder(trained):
-    assert (trained / "checkpoints" / "last.pt").is_file()
-    assert json.loads((trained / "run.json").read_text())["status"] == "finished"
+@pytest.fixture(scope="module")
+def trained(trained_run):
+    return trained_run[0]
+
+
+def test_train_writes_a_run_and_prints_its_folder(trained_run):
+    run_dir, out, err = trained_run
+    assert (run_dir / "checkpoints" / "last.pt").is_file()
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
+    assert out == f"{run_dir}\n"  # --quiet: the run folder alone, for scripts
+    assert "[" not in err and "Traceback" not in err, err  # and no progress bar
+
+
+def test_train_without_quiet_reports_the_run_as_it_goes(tiny_flat, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert main(["train", "--dataset", str(tiny_flat), "--run-dir", str(run_dir), "--steps", "2", "--val-every", "2",
+                 "--val-episodes", "2", "--n-way", "3", "--n-shot", "1", "--n-query", "2", "--hidden-channels", "8",
+                 "--train-ratio", "0.5", "--val-ratio", "0.25"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == f"{run_dir}\n"
+    lines = captured.err.splitlines()
+    assert lines[0].startswith(f"run folder: {run_dir}  device: cpu  classes: 8 train / 4 val / 4 test"), lines
+    assert any(line.startswith("[##############################] 2/2 loss ") for line in lines), lines
+    assert any(line.startswith("step 2: validation accuracy ") for line in lines), lines
+    assert lines[-1].startswith("finished: 2 steps in ") and "best validation accuracy" in lines[-1], lines
 
 
 def test_evaluate_json_gives_accuracy_and_ci(trained, capsys):
@@ -50,7 +77,9 @@ def test_predict_json_names_each_query_file_with_probabilities(trained, tiny_fla
     assert len(report["predictions"]) == 6
     for row in report["predictions"]:
         assert row["predicted"] in report["classes"] and sum(row["probabilities"]) == pytest.approx(1, abs=1e-4)
-    assert report["accuracy"] is not None
+        assert row["true"] == Path(row["file"]).parent.name  # each query sub-folder names its class
+    correct = [row["predicted"] == row["true"] for row in report["predictions"]]
+    assert report["accuracy"] == pytest.approx(sum(correct) / 6)
 
 
 def test_datasets_inspect_lists_classes_and_skips(tiny_nested, capsys):

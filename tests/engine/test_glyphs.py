@@ -260,12 +260,16 @@ def test_unwritable_cache_names_the_folder(tmp_path: Path, small_generation: lis
         ensure_glyph_dataset(seed=0, cache_dir=blocker)
 
 
-def test_command_line_preview(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                              small_generation: list[int], capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(glyphs, "preview_image", lambda glyph_set: glyphs.Image.new("L", (5, 5), 255))
+def test_command_line_preview(tmp_path: Path, small_generation: list[int],
+                              capsys: pytest.CaptureFixture[str]) -> None:
     preview = tmp_path / "p" / "preview.png"
     assert glyphs.main(["--preview", str(preview), "--out", str(tmp_path / "c")]) == 0
-    assert Image.open(preview).size == (5, 5)
+    written = np.asarray(Image.open(preview))
+    size, gap = 28 * 3, 28  # zoom 3; a third of a tile between characters
+    assert written.shape == (10 * (size + gap // 2), 150 + 8 * (3 * size + gap))  # 10 alphabets x 8 characters x 3
+    assert written.min() == 0  # glyph ink is on the sheet
+    expected = glyphs.preview_image(glyphs.generate_glyph_images(0, n_alphabets=10))  # the (small) set of seed 0
+    assert np.array_equal(written, np.asarray(expected))
     assert (tmp_path / "c" / "glyphs-v1-seed0" / "COMPLETE").is_file()
     assert "glyphs-v1-seed0" in capsys.readouterr().out
 

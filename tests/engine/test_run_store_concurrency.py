@@ -16,6 +16,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,9 +36,16 @@ def _record(run_dir: Path, name: str, steps_done: int = 0, status: str = "runnin
 
 
 # -- workers (top level so that "spawn" can import them) ----------------------------------------------------
-def _studio_like_worker(root: str, worker: int, shared_run: str, errors: multiprocessing.Queue) -> None:
+def _wait_for(event: Any, what: str, timeout_s: float = 60.0) -> None:
+    if not event.wait(timeout_s):
+        raise AssertionError(f"{what} did not happen within {timeout_s:.0f} s")
+
+
+def _studio_like_worker(root: str, worker: int, shared_run: str, errors: multiprocessing.Queue,
+                        watching: Any) -> None:
     """Create runs, rename runs (its own and a shared one) and list the history, as fast as it can."""
     try:
+        _wait_for(watching, "the watcher's first read")
         store = rs.RunStore(Path(root))
         rng = random.Random(worker)
         mine: list[Path] = []
@@ -55,27 +63,38 @@ def _studio_like_worker(root: str, worker: int, shared_run: str, errors: multipr
         errors.put(f"worker {worker}: {traceback.format_exc()}")
 
 
-def _trainer_like_worker(run_dir: str, errors: multiprocessing.Queue) -> None:
-    """The one writer of run.json: hold the run lock and advance steps_done, then finish."""
+def _trainer_like_worker(run_dir: str, errors: multiprocessing.Queue, watching: Any, seen_midway: Any) -> None:
+    """The one writer of run.json: hold the run lock and advance steps_done, then finish. It starts once the
+    watcher reads, and halfway waits until the watcher has read a step in the middle of the run."""
     try:
+        _wait_for(watching, "the watcher's first read")
         with rs.RunLock(Path(run_dir)):
             for step in range(1, TRAINER_WRITES + 1):
                 rs.write_record(_record(Path(run_dir), "trainer's name", step, pid=os.getpid()))
+                if step == TRAINER_WRITES // 2:
+                    _wait_for(seen_midway, "the watcher's read of a step in the middle of the run")
             rs.write_record(_record(Path(run_dir), "trainer's name", TRAINER_WRITES, status="finished"))
     except BaseException:
         errors.put(f"trainer: {traceback.format_exc()}")
 
 
-def _progress_watcher(run_dir: str, stop_file: str, errors: multiprocessing.Queue) -> None:
+def _progress_watcher(run_dir: str, stop_file: str, errors: multiprocessing.Queue, watching: Any,
+                      seen_midway: Any) -> None:
     """Read the shared run while everyone writes: steps_done never goes back, the file always parses."""
     try:
         store = rs.RunStore(Path(run_dir).parent)
         last = 0
         while not os.path.exists(stop_file):
             record = store.record(Path(run_dir))
+            watching.set()  # the writers start now: this process reads while they write
             if record.steps_done < last:
                 raise AssertionError(f"steps_done went back from {last} to {record.steps_done}: an update was lost")
+            if 0 < record.steps_done < TRAINER_WRITES:
+                seen_midway.set()
             last = record.steps_done
+        final = store.record(Path(run_dir)).steps_done  # the writers are done when the stop file appears
+        if final != TRAINER_WRITES:
+            raise AssertionError(f"the watcher's final read saw step {final}, not {TRAINER_WRITES}")
     except BaseException:
         errors.put(f"watcher: {traceback.format_exc()}")
 
@@ -87,10 +106,12 @@ def test_concurrent_creators_renamers_listers_and_a_trainer_lose_nothing(tmp_pat
     rs.write_record(_record(shared, "shared", pid=None))
     context = multiprocessing.get_context("spawn")
     errors = context.Queue()
+    watching, seen_midway = context.Event(), context.Event()
     stop_file = tmp_path / ".stop-watcher"
-    watcher = context.Process(target=_progress_watcher, args=(str(shared), str(stop_file), errors))
-    trainer = context.Process(target=_trainer_like_worker, args=(str(shared), errors))
-    workers = [context.Process(target=_studio_like_worker, args=(str(tmp_path), w, str(shared), errors))
+    watcher = context.Process(target=_progress_watcher, args=(str(shared), str(stop_file), errors, watching,
+                                                              seen_midway))
+    trainer = context.Process(target=_trainer_like_worker, args=(str(shared), errors, watching, seen_midway))
+    workers = [context.Process(target=_studio_like_worker, args=(str(tmp_path), w, str(shared), errors, watching))
                for w in range(N_WORKERS)]
     for process in [watcher, trainer, *workers]:
         process.start()

@@ -1,6 +1,5 @@
 import os
 import threading
-import time
 
 import pytest
 import torch
@@ -73,17 +72,31 @@ def test_stopped_run_resumes_to_the_same_curve_as_an_uninterrupted_run(tiny_flat
     assert [r["step"] for r in rows if r["kind"] == "step"] == list(range(1, 13))
 
 
+class WatchedControl(RunControl):
+    """A RunControl that tells when the trainer waits at the pause point (``held``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held = threading.Event()
+
+    def wait_while_paused(self, poll_s: float = 0.1) -> None:
+        if self.paused:
+            self.held.set()
+        super().wait_while_paused(poll_s)
+
+
 def test_pause_holds_the_run_until_resume(tiny_flat, tmp_path):
-    control = RunControl()
+    control = WatchedControl()
     rec = Recorder()
     control.pause()
     thread = threading.Thread(target=lambda: Trainer(tiny_config(tiny_flat), run_dir=tmp_path / "r",
                                                      callbacks=[rec], control=control).run())
     thread.start()
-    time.sleep(1.5)
-    assert rec.steps == []
+    assert control.held.wait(timeout=120), "the trainer never reached the pause point"
+    assert rec.steps == [] and thread.is_alive()  # held before its first step
     control.resume()
-    thread.join(timeout=60)
+    thread.join(timeout=120)
+    assert not thread.is_alive(), "the run did not finish within 120 s of resume"
     assert [m.step for m in rec.steps][-1] == 12 and rec.finished
 
 

@@ -56,6 +56,45 @@ class Reports(Callback):
         self.ends.append(message)
 
 
+WAIT_S = 120.0  # the longest a test waits for a child's step (a loaded CI machine takes seconds, not minutes)
+
+
+def wait_until(condition: Callable[[], bool], what: str, run_over: threading.Event,
+               timeout_s: float = WAIT_S) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` if the run ends first or after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if run_over.is_set():
+            raise AssertionError(f"the run ended before {what}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout_s:.0f} s")
+        time.sleep(0.01)
+
+
+class Driver:
+    """The GUI's buttons, from another thread: ``drive(run_over)`` runs there; :meth:`finish` (after the
+    run returned or raised) tells it the run is over, waits for it and raises what it raised."""
+
+    def __init__(self, drive: Callable[[threading.Event], None]) -> None:
+        self.run_over = threading.Event()
+        self._errors: list[BaseException] = []
+        self._thread = threading.Thread(target=self._run, args=(drive,), daemon=True)
+        self._thread.start()
+
+    def _run(self, drive: Callable[[threading.Event], None]) -> None:
+        try:
+            drive(self.run_over)
+        except BaseException as error:  # handed to the test's thread by finish()
+            self._errors.append(error)
+
+    def finish(self) -> None:
+        self.run_over.set()
+        self._thread.join(timeout=WAIT_S)
+        assert not self._thread.is_alive(), f"the driver thread still runs {WAIT_S:.0f} s after the run ended"
+        if self._errors:
+            raise self._errors[0]
+
+
 def _config(root: Path, steps: int, **train: Any) -> RunConfig:
     config = tiny_config(root, steps=steps)
     config.train.num_threads = 1
@@ -85,24 +124,23 @@ def test_pause_resume_and_stop_reach_the_child(tiny_flat: Path, tmp_path: Path) 
     reports = Reports()
     seen: dict[str, int] = {}
 
-    def drive() -> None:  # the GUI's buttons, from another thread
-        while len(reports.steps) < 3:
-            time.sleep(0.01)
+    def drive(run_over: threading.Event) -> None:  # the GUI's buttons, from another thread
+        wait_until(lambda: len(reports.steps) >= 3, "step 3", run_over)
         process.control.pause()
         time.sleep(0.5)  # the step under way ends
         seen["paused"] = len(reports.steps)
         time.sleep(0.8)
         seen["still"] = len(reports.steps)
         process.control.resume()
-        while len(reports.steps) < seen["still"] + 3:
-            time.sleep(0.01)
+        wait_until(lambda: len(reports.steps) >= seen["still"] + 3, "three steps after resume", run_over)
         process.control.stop()
 
-    driver = threading.Thread(target=drive)
-    driver.start()
-    summary = process.run(TrainingJob(_config(tiny_flat, 100_000, val_every=0, checkpoint_every=100_000),
-                                      tmp_path / "run"), reports)
-    driver.join()
+    driver = Driver(drive)
+    try:
+        summary = process.run(TrainingJob(_config(tiny_flat, 100_000, val_every=0, checkpoint_every=100_000),
+                                          tmp_path / "run"), reports)
+    finally:
+        driver.finish()
     assert seen["still"] == seen["paused"]  # no step while paused
     assert summary.status == "stopped" and reports.steps == list(range(1, summary.steps_done + 1))
     assert summary.steps_done >= seen["still"] + 3
@@ -201,22 +239,22 @@ def test_a_run_that_ignores_stop_is_ended_on_request_saying_what_is_lost(tiny_fl
     config = _config(tiny_flat, 100_000, checkpoint_every=2, val_every=0)
     asked: dict[str, float] = {}
 
-    def stop_then_kill() -> None:  # the window's Stop, then its Force stop
-        while process.last_step < 5:
-            time.sleep(0.01)
+    def stop_then_kill(run_over: threading.Event) -> None:  # the window's Stop, then its Force stop
+        wait_until(lambda: process.last_step >= 5, "step 5", run_over)
         process.control.stop()
         time.sleep(1.0)
         asked["alive after stop"] = process.is_alive()
         asked["killed"] = process.kill()
         asked["at"] = time.monotonic()
 
-    driver = threading.Thread(target=stop_then_kill)
-    driver.start()
-    with pytest.raises(RunForceStopped, match="ended on request after step 5; the run keeps its checkpoint "
-                                              "of step 4 and can be continued"):
-        process.run(HangingJob(config, run_dir, hang_at=5), Reports())
-    returned = time.monotonic()
-    driver.join()
+    driver = Driver(stop_then_kill)
+    try:
+        with pytest.raises(RunForceStopped, match="ended on request after step 5; the run keeps its checkpoint "
+                                                  "of step 4 and can be continued"):
+            process.run(HangingJob(config, run_dir, hang_at=5), Reports())
+        returned = time.monotonic()
+    finally:
+        driver.finish()
     assert asked["alive after stop"] and asked["killed"]  # the hung step never saw the stop flag
     assert returned - asked["at"] < 10  # run() returned once the child was ended, not after its hour
     assert process.exitcode == -signal.SIGKILL and not process.kill()  # nothing left to end
