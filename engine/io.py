@@ -17,8 +17,11 @@ import io
 import json
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
+
+from engine.errors import CheckpointError
 
 TEMP_SUFFIX = ".tmp"
 
@@ -126,3 +129,21 @@ def process_exists(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def verify_zip_records(path: str | os.PathLike[str]) -> None:
+    """Refuse a zip-format file (what ``torch.save`` writes) any of whose records fails its CRC-32, with a
+    CheckpointError naming the file: ``torch.load`` does not check them, so a flipped bit in a weight would
+    load silently. Files that are not zips are left to their reader."""
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            corrupt = archive.testzip()
+    except Exception as error:  # zipfile raises many types on a broken archive; all mean "unreadable"
+        lines = str(error).strip().splitlines()
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt: "
+                              f"{lines[0][:200] if lines else type(error).__name__})") from None
+    if corrupt is not None:
+        raise CheckpointError(f"{path}: not a readable checkpoint (corrupt: the bytes of {corrupt} do not "
+                              "match their checksum)")

@@ -11,6 +11,7 @@ from torch import nn
 
 from engine.config import ModelConfig
 from engine.errors import CheckpointError, ConfigError
+from engine.io import verify_zip_records
 from engine.models.conv4 import Conv4, pooled_size
 from engine.models.mlp import MLP
 from engine.models.resnet import ResNet12
@@ -50,6 +51,7 @@ def load_weights(module: nn.Module, path: str | os.PathLike[str]) -> None:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"weights file not found: {path}")
+    verify_zip_records(path)
     try:
         raw: Any = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as error:  # corrupt file, pickle with code (unsafe), ...

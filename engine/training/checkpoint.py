@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import pickle
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ from engine.config import RunConfig, resolve_channels_last
 from engine.data.preprocess import Preprocessing
 from engine.data.splits import ClassSplit
 from engine.errors import CheckpointError, ConfigError, EngineError
-from engine.io import atomic_torch_save
+from engine.io import atomic_torch_save, verify_zip_records
 
 FORMAT = "meta-studio-checkpoint"
 VERSION = 1
@@ -85,7 +84,7 @@ def read_payload(path: Path | str, expected_format: str = FORMAT) -> dict[str, A
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
-    _check_record_checksums(path)
+    verify_zip_records(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
@@ -100,22 +99,6 @@ def read_payload(path: Path | str, expected_format: str = FORMAT) -> dict[str, A
     if not isinstance(payload, dict) or payload.get("format") != expected_format:
         raise CheckpointError(f"{path}: not a Meta Studio file of type {expected_format!r}")
     return payload
-
-
-def _check_record_checksums(path: Path) -> None:
-    """Refuse a zip-format file (what ``torch.save`` writes) any of whose records fails its CRC-32:
-    ``torch.load`` does not check them, so a flipped bit in a weight would load silently."""
-    if not zipfile.is_zipfile(path):
-        return  # not a zip (a legacy or foreign file): torch.load judges it
-    try:
-        with zipfile.ZipFile(path) as archive:
-            corrupt = archive.testzip()
-    except Exception as error:  # zipfile raises many types on a broken archive; all mean "unreadable"
-        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt: "
-                              f"{_first_line(error)})") from None
-    if corrupt is not None:
-        raise CheckpointError(f"{path}: not a readable checkpoint (corrupt: the bytes of {corrupt} do not "
-                              "match their checksum)")
 
 
 def _first_line(error: BaseException) -> str:

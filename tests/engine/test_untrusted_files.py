@@ -268,14 +268,20 @@ BYTE_TAMPERINGS: dict[str, Callable[[bytearray], bytearray]] = {
 }
 
 
+@pytest.mark.parametrize("loader", ["load_algorithm", "load_weights"])
 @pytest.mark.parametrize("tamper", BYTE_TAMPERINGS.values(), ids=BYTE_TAMPERINGS.keys())
-def test_every_tampering_with_the_bytes_is_refused_naming_the_file(tmp_path: Path, trained: Path,
+def test_every_tampering_with_the_bytes_is_refused_naming_the_file(tmp_path: Path, trained: Path, loader: str,
                                                                   tamper: Callable[[bytearray], bytearray]) -> None:
-    load_algorithm(trained)  # the control: the untampered file loads
+    """A checkpoint, and its backbone saved as starting weights (``model.weights_path``)."""
+    load, good = LOADERS[loader], trained
+    if loader == "load_weights":
+        good = tmp_path / "weights.pt"
+        torch.save({"state_dict": _payload(trained)["algorithm"]["modules"]["backbone"]}, good)
+    load(good)  # the control: the untampered file loads
     bad = tmp_path / "tampered.pt"
-    bad.write_bytes(bytes(tamper(bytearray(trained.read_bytes()))))
+    bad.write_bytes(bytes(tamper(bytearray(good.read_bytes()))))
     with pytest.raises(CheckpointError) as error:
-        load_algorithm(bad)
+        load(bad)
     assert str(bad) in str(error.value), error.value
 
 
