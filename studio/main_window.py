@@ -32,6 +32,8 @@ __all__ = ["MainWindow", "VIEW_TABS"]
 
 log = logging.getLogger("studio")
 
+RACE_RUNNING_MESSAGE = ("a race is running (Race tab): one training job at a time, so stop the race or wait "
+                        "for it to end")
 CLOSE_STOP_WAIT_MS = 20_000  # closing mid-run: how long a run may take to stop before its process is ended
 
 
@@ -59,6 +61,7 @@ class MainWindow(WindowLayout, TrainingRuns, QMainWindow):
 
     training_started = Signal(object)    # Path of the run folder
     training_ended = Signal(str)         # final status: finished / stopped / failed
+    jobs_changed = Signal()              # a training run started or ended (views that train follow it)
 
     def __init__(self, store: RunStore | None = None, *, restore_settings: bool = True,
                  load_data: bool = True, warm_training_process: bool = False) -> None:
@@ -122,7 +125,9 @@ class MainWindow(WindowLayout, TrainingRuns, QMainWindow):
 
     def revalidate(self) -> None:
         errors = self.config_errors()
-        if not errors and self.dataset_panel.is_loading():
+        if self.is_racing():
+            message = RACE_RUNNING_MESSAGE
+        elif not errors and self.dataset_panel.is_loading():
             message = "the data set is still loading…"
         else:
             message = errors[0] if errors else ""

@@ -25,6 +25,7 @@ from studio.jobs.thread import WorkerHandle
 
 GALLERY_SIZE = 60
 GALLERY_THUMB = 72
+GALLERY_TITLE = "Misclassified query images, most confident mistakes first"
 
 
 @dataclass
@@ -35,6 +36,7 @@ class EvaluationOutput:
     run_dir: Path
     checkpoint_step: int
     thumbnails: list[QImage | None] = field(default_factory=list)
+    checkpoint: Path | None = None   # the checkpoint file evaluated
 
 
 def _thumbnail(path: Path | None) -> QImage | None:
@@ -60,7 +62,7 @@ def evaluation_job(checkpoint: Path, device: str, episodes: int, n_way: int, n_s
         result = evaluate(algorithm, data, part="test", episodes=episodes, n_way=n_way, n_shot=n_shot,
                           n_query=n_query, seed=seed, progress=progress, should_stop=should_stop)
         thumbs = [_thumbnail(m.path) for m in result.misclassified[:GALLERY_SIZE]]
-        return EvaluationOutput(result, run_dir, ckpt.step, thumbs)
+        return EvaluationOutput(result, run_dir, ckpt.step, thumbs, checkpoint)
 
     return job
 
@@ -75,6 +77,8 @@ class EvaluationPanel(QWidget, BackgroundJobMixin):
         super().__init__(parent)
         self.device_getter = device_getter or (lambda: "cpu")
         self.output: EvaluationOutput | None = None
+        # every evaluation of this session, by (run folder, checkpoint file): what the view shows for a run
+        self._results: dict[tuple[str, str], EvaluationOutput] = {}
         self._handle: WorkerHandle | None = None
         self._running = False
 
@@ -84,6 +88,7 @@ class EvaluationPanel(QWidget, BackgroundJobMixin):
         self.checkpoint_combo = QComboBox()
         self.checkpoint_combo.addItem("best (top validation accuracy)", "best")
         self.checkpoint_combo.addItem("last", "last")
+        self.checkpoint_combo.currentIndexChanged.connect(lambda *_: self._show_stored())
         self.shape_form = EpisodeShapeForm(("episodes", "n_way", "n_shot", "n_query"))
         self.episodes_spin = self.shape_form.spin("episodes")
         self.evaluate_button = QPushButton("Evaluate")
@@ -141,7 +146,7 @@ class EvaluationPanel(QWidget, BackgroundJobMixin):
         self.gallery.setMovement(QListView.Movement.Static)
         self.gallery.setWordWrap(True)
         self.gallery.setSpacing(4)
-        self.gallery_label = QLabel("Misclassified query images, most confident mistakes first")
+        self.gallery_label = QLabel(GALLERY_TITLE)
         self.gallery_label.setStyleSheet("font-weight: bold;")
 
         right = QSplitter(Qt.Orientation.Vertical)
@@ -179,6 +184,7 @@ class EvaluationPanel(QWidget, BackgroundJobMixin):
         if task is not None:
             self.shape_form.load({"n_way": task.n_way, "n_shot": task.n_shot})
         self.evaluate_button.setEnabled(has_checkpoint(record) and not self.is_running())
+        self._show_stored()
 
     def checkpoint_path(self) -> Path | None:
         """The chosen checkpoint ("best" or "last") of the run, else its other one, else None."""
@@ -200,13 +206,48 @@ class EvaluationPanel(QWidget, BackgroundJobMixin):
 
     def _failed(self, message: str) -> None:
         self._finished()
-        self.accuracy_label.setText("Evaluation failed")
-        self.details_label.setText(message)
+        self._clear_results("Evaluation failed", message)
         self.error.emit(message)
 
     # -- results ------------------------------------------------------------
+    def _key(self, run_dir: Path | None, checkpoint: Path | None) -> tuple[str, str] | None:
+        return None if run_dir is None or checkpoint is None else (str(run_dir), str(checkpoint))
+
+    def _show_stored(self) -> None:
+        """Show the chosen run's own evaluation of the chosen checkpoint, or say it has none yet (never
+        the result of another run or checkpoint)."""
+        if self.is_running():
+            return  # the running evaluation's run stays chosen (set_run is not called meanwhile)
+        key = self._key(self.run_picker.run_dir(), self.checkpoint_path())
+        output = self._results.get(key) if key is not None else None
+        if output is not None:
+            self._display(output)
+        elif key is None:
+            self._clear_results("", "")
+        else:
+            self._clear_results("Not evaluated yet", "Press Evaluate to test this run's checkpoint on its test "
+                                                     "classes.")
+
+    def _clear_results(self, headline: str, details: str) -> None:
+        self.output = None
+        self.accuracy_label.setText(headline)
+        self.details_label.setText(details)
+        _clear_matrix(self.confusion)
+        self.bars.set_values([])
+        self._fill_class_table([], [])
+        self._fill_gallery([], [])
+        self.gallery_label.setText(GALLERY_TITLE)
+
     def _show(self, output: EvaluationOutput) -> None:
         self._finished()
+        key = self._key(output.run_dir, Path(output.checkpoint)) if output.checkpoint else None
+        if key is not None:
+            self._results[key] = output
+        if output.run_dir == self.run_picker.run_dir():
+            self._display(output)
+        self.evaluated.emit(output)
+
+    def _display(self, output: EvaluationOutput) -> None:
         self.output = output
         result = output.result
         self.accuracy_label.setText(f"Test accuracy {result.accuracy:.2%} ± {result.ci95:.2%}")
@@ -218,7 +259,6 @@ class EvaluationPanel(QWidget, BackgroundJobMixin):
         self.bars.set_values(result.per_class_accuracy)
         self._fill_class_table(result.class_names, result.per_class_accuracy)
         self._fill_gallery(result.misclassified[:GALLERY_SIZE], output.thumbnails)
-        self.evaluated.emit(output)
 
     def _fill_class_table(self, names: list[str], accuracies: list[float]) -> None:
         self.class_table.setSortingEnabled(False)
@@ -247,8 +287,18 @@ class EvaluationPanel(QWidget, BackgroundJobMixin):
             item.setToolTip(f"{mistake.path}\ntrue: {mistake.true_class}\npredicted: {mistake.predicted_class}\n"
                             f"confidence: {mistake.confidence:.1%} (episode {mistake.episode})")
             self.gallery.addItem(item)
-        self.gallery_label.setText(f"Misclassified query images, most confident mistakes first "
-                                   f"({len(mistakes)} shown)")
+        self.gallery_label.setText(f"{GALLERY_TITLE} ({len(mistakes)} shown)")
+
+
+def _clear_matrix(view: ConfusionMatrixView) -> None:
+    """Empty the confusion matrix view (its set_matrix needs at least one class)."""
+    view.image.clear()
+    view.matrix = np.zeros((0, 0))
+    view.counts = np.zeros((0, 0))
+    view.class_names = []
+    view.hover_label.hide()
+    for axis in ("bottom", "left"):
+        view.plot.getAxis(axis).setTicks(None)
 
 
 def _run_text(record: RunRecord) -> str:

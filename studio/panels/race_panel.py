@@ -37,6 +37,8 @@ TABLE_COLUMNS = ["Algorithm", "Status", "Steps", "Test accuracy (95% CI)", "Trai
 STATUS_COLOURS = {"finished": "#2ca02c", "stopped": "#b35c00", "failed": "#d62728", "running": "#1f77b4",
                   "interrupted": "#8c564b", "damaged": "#d62728"}
 SAVED_ROLE = Qt.ItemDataRole.UserRole + 1
+TRAINING_RUNS_MESSAGE = ("a training run is in progress: one training job at a time, so stop it or wait for it "
+                         "to end.")
 DEFAULT_ALGORITHMS = ("protonet", "maml", "reptile", "baseline++")  # ticked at first (when registered)
 
 
@@ -44,6 +46,7 @@ class RacePanel(RaceCurves, QWidget):
     """Pick 2-4 algorithms, race them, watch one curve each, compare the final table, reopen old races."""
 
     race_ended = Signal(str)   # finished / stopped / failed
+    racing_changed = Signal(bool)  # a race started (True) or its worker is done (False)
 
     def __init__(self, window: Any) -> None:
         super().__init__()
@@ -68,6 +71,8 @@ class RacePanel(RaceCurves, QWidget):
         window.installEventFilter(self)   # stop a running race cleanly when the window closes
         if hasattr(window, "training_started"):
             window.training_started.connect(self._training_started)
+        if hasattr(window, "jobs_changed"):  # one training job at a time: Start race follows the window's run
+            window.jobs_changed.connect(self._update_buttons)
 
     # ------------------------------------------------------------------ layout
     def _build(self) -> None:
@@ -105,6 +110,11 @@ class RacePanel(RaceCurves, QWidget):
                                    "panel.")
         self.status_label.setObjectName("race_status")
         self.status_label.setWordWrap(True)
+        self.blocked_label = QLabel("")
+        self.blocked_label.setObjectName("race_blocked")
+        self.blocked_label.setWordWrap(True)
+        self.blocked_label.setStyleSheet("color: #d62728;")
+        self.blocked_label.hide()
         actions = QHBoxLayout()
         actions.addWidget(QLabel("Test episodes"))
         actions.addWidget(self.test_episodes)
@@ -169,6 +179,7 @@ class RacePanel(RaceCurves, QWidget):
         layout.setContentsMargins(6, 6, 6, 6)
         layout.addWidget(picker)
         layout.addLayout(actions)
+        layout.addWidget(self.blocked_label)
         layout.addWidget(note)
         layout.addWidget(body, 1)
 
@@ -185,9 +196,13 @@ class RacePanel(RaceCurves, QWidget):
     def _update_buttons(self) -> None:
         n = len(self.selected_algorithms())
         racing = self.worker is not None
-        self.start_button.setEnabled(not racing and MIN_ALGORITHMS <= n <= MAX_ALGORITHMS)
-        self.start_button.setToolTip("" if MIN_ALGORITHMS <= n <= MAX_ALGORITHMS else
+        training = getattr(self.window, "is_training", lambda: False)()
+        counted = MIN_ALGORITHMS <= n <= MAX_ALGORITHMS
+        self.start_button.setEnabled(not racing and not training and counted)
+        self.start_button.setToolTip(TRAINING_RUNS_MESSAGE if training and not racing else "" if counted else
                                      f"Tick {MIN_ALGORITHMS} to {MAX_ALGORITHMS} algorithms (now {n}).")
+        self.blocked_label.setText(f"Cannot race now: {TRAINING_RUNS_MESSAGE}" if training and not racing else "")
+        self.blocked_label.setVisible(training and not racing)
         self.pause_button.setEnabled(racing)
         self.stop_button.setEnabled(racing)
         for box in self.checks.values():
@@ -252,6 +267,7 @@ class RacePanel(RaceCurves, QWidget):
         self.pause_button.setText("Pause")
         self._update_buttons()
         worker.start()
+        self.racing_changed.emit(True)
         log.info("race %s started in %s", config.display_name, race_dir)
 
     def toggle_pause(self) -> None:
@@ -343,6 +359,7 @@ class RacePanel(RaceCurves, QWidget):
         self.redraw(force=True)
         self.refresh_saved()
         self._update_buttons()
+        self.racing_changed.emit(False)
 
     def _training_started(self, *_: Any) -> None:
         if self.worker is not None:

@@ -23,7 +23,7 @@ from studio.rate_limit import RateLimited
 # what changes while a run trains comes first: in a narrow dock Steps stays visible
 COLUMNS = ["Name", "Status", "Steps", "Best val. acc.", "Duration", "Algorithm", "Data set", "Device", "Created"]
 NUMBER_COLUMNS = ("Steps", "Best val. acc.", "Duration")  # right-aligned, sorted by value
-STATUS_COLOURS = {"running": "#1f77b4", "finished": "#2ca02c", "stopped": "#b35c00", "failed": "#d62728",
+STATUS_COLOURS = {"running": "#1f77b4", "paused": "#7f7f7f", "finished": "#2ca02c", "stopped": "#b35c00", "failed": "#d62728",
                   "interrupted": "#8c564b"}
 RUN_ROLE = Qt.ItemDataRole.UserRole + 1
 LIVE_UPDATE_S = 1.0  # a running run's row is updated at most this often (see RunsPanel.show_progress)
@@ -72,6 +72,7 @@ class RunsPanel(QWidget):
         super().__init__(parent)
         self.store = store
         self.records: list[RunRecord] = []
+        self._live_status: dict[str, str] = {}  # run folder -> what a running run is now ("paused")
         self.confirm: Callable[[str, str], bool] = self._confirm_dialog
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setObjectName("runs_table")
@@ -174,8 +175,8 @@ class RunsPanel(QWidget):
             "Created": _SortItem(record.created.replace("T", " ")[:19]),
         }
         status = cells["Status"]
+        self._set_status_text(status, self._shown_status(record))
         cells["Data set"].setToolTip(record.dataset)
-        status.setForeground(QColor(STATUS_COLOURS.get(record.status, "#303030")))
         if record.message:
             status.setToolTip(record.message)
         for name, cell in cells.items():
@@ -186,6 +187,32 @@ class RunsPanel(QWidget):
                 cell.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             self.table.setItem(row, COLUMNS.index(name), cell)
         cells["Name"].setToolTip(f"{record.run_dir}\nDouble-click to rename.")
+
+    def _shown_status(self, record: RunRecord) -> str:
+        """run.json's status, or what the window knows better of a run it trains ("paused")."""
+        if record.status == "running":
+            return self._live_status.get(str(record.run_dir), record.status)
+        return record.status
+
+    @staticmethod
+    def _set_status_text(item: QTableWidgetItem, status: str) -> None:
+        item.setText(status)
+        item.setForeground(QColor(STATUS_COLOURS.get(status, "#303030")))
+
+    def set_live_status(self, run_dir: str | Path, status: str | None) -> None:
+        """Show a running run as ``status`` (e.g. "paused"; None: as its run.json says), now and after refreshes."""
+        if status is None:
+            self._live_status.pop(str(run_dir), None)
+        else:
+            self._live_status[str(run_dir)] = status
+        row, record = self.row_of(run_dir), self.record_for(run_dir)
+        if row < 0 or record is None:
+            return
+        self._filling = True
+        try:
+            self._set_status_text(self.table.item(row, COLUMNS.index("Status")), self._shown_status(record))
+        finally:
+            self._filling = False
 
     def show_progress(self, run_dir: str | Path, *, metrics: StepMetrics | None = None,
                       best_val_accuracy: float | None = None) -> None:

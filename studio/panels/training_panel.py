@@ -26,7 +26,8 @@ def format_duration(seconds: float) -> str:
     return f"{hours}h {minutes:02d}m"
 
 
-STOP_TIP = "Stop after the current step; the checkpoint is kept (Esc)"
+STOP_SHORTCUT = "Ctrl+."  # the keyboard stop: deliberate (Esc only cancels edits and closes popups)
+STOP_TIP = f"Stop after the current step; the checkpoint is kept ({STOP_SHORTCUT})"
 FORCE_STOP_TIP = ("The run has not stopped yet (a long step, or one that hangs): end its training process "
                   "now. The steps after its last checkpoint are lost; the run can be continued from it.")
 

@@ -27,7 +27,7 @@ from studio.panels.race_panel import RacePanel
 from studio.panels.regression_panel import RegressionPanel
 from studio.panels.runs_panel import RunsPanel
 from studio.panels.scrubber_panel import ScrubberPanel
-from studio.panels.training_panel import TrainingPanel
+from studio.panels.training_panel import STOP_SHORTCUT, TrainingPanel
 from studio.widgets.training_plots import TrainingPlots
 
 log = logging.getLogger("studio")
@@ -133,7 +133,9 @@ class WindowLayout:
         self.train_action = self._action("Train", self.start_training,
                                          [QKeySequence("Ctrl+Return"), QKeySequence("Ctrl+Enter")])
         self.pause_action = self._action("Pause / Resume", self.toggle_pause, [QKeySequence("Ctrl+P")])
-        self.stop_action = self._action("Stop", self.stop_training, [QKeySequence(Qt.Key.Key_Escape)])
+        # not Esc: Esc cancels an edit or closes a popup, and must never end a run by accident
+        self.stop_action = self._action("Stop (keeps the checkpoint)", self.stop_training,
+                                        [QKeySequence(STOP_SHORTCUT)])
         self.evaluate_action = self._action("Evaluate selected run", self._evaluate_selected, [QKeySequence("Ctrl+E")])
         self.handoff_action = self._action("Hand off as torchrun command…", self.handoff_to_torchrun)
         for action in (self.train_action, self.pause_action, self.stop_action, None, self.evaluate_action, None,
@@ -166,6 +168,9 @@ class WindowLayout:
         self.training_panel.pause_clicked.connect(self.toggle_pause)
         self.training_panel.stop_clicked.connect(self.stop_training)
         self.training_panel.force_stop_clicked.connect(self.force_stop_training)
+        for view in self.views.values():  # one training job at a time: Train follows the races
+            if hasattr(view, "racing_changed"):
+                view.racing_changed.connect(lambda *_: self.revalidate())
         self.runs_panel.selection_changed.connect(self._runs_selected)
         self.runs_panel.open_requested.connect(self.open_run)
         self.runs_panel.evaluate_requested.connect(self.evaluate_run)

@@ -49,11 +49,17 @@ class TrainingRuns:
         """No run trains and no view runs a race (which also trains in a child process): a training
         process may be started ahead."""
         views = getattr(self, "views", {}).values()
-        return self.worker is None and not any(getattr(view, "is_racing", lambda: False)() for view in views)
+        return self.worker is None and not self.is_racing()
+
+    def is_racing(self) -> bool:
+        """Whether a view runs a race (a training job of its own: no run may start beside it)."""
+        views = getattr(self, "views", {}).values()
+        return any(getattr(view, "is_racing", lambda: False)() for view in views)
 
     def start_training(self) -> TrainingWorker | None:
         """Start a run with the current settings (Ctrl+Enter)."""
-        if self.worker is not None:
+        if self.worker is not None or self.is_racing():
+            self.revalidate()
             return None
         errors = self.config_errors()
         if errors or self.dataset_panel.is_loading():
@@ -79,6 +85,10 @@ class TrainingRuns:
     def resume_run(self, record: RunRecord) -> TrainingWorker | None:
         """Continue a stopped or interrupted run from its last checkpoint."""
         if self.worker is not None:
+            return None
+        if self.is_racing():
+            self.show_error("Cannot continue the run", "A race is running (Race tab): one training job at a time, "
+                                                       "so stop the race or wait for it to end.")
             return None
         try:
             config = self.store.read_config(record.run_dir)
@@ -111,6 +121,7 @@ class TrainingRuns:
         self.revalidate()
         worker.start()
         self.training_started.emit(run_dir)
+        self.jobs_changed.emit()
 
     def toggle_pause(self) -> None:
         if self.worker is None:
@@ -118,14 +129,21 @@ class TrainingRuns:
         if self.worker.paused:
             self.worker.resume()
             self.training_panel.set_state("running")
+            self._show_live_status(None)
             log.info("resumed")
         elif self.training_panel.state == "running":
             self.worker.pause()
             self.training_panel.set_state("paused")
+            self._show_live_status("paused")
             log.info("paused (after the current step)")
 
+    def _show_live_status(self, status: str | None) -> None:
+        """What the runs table says of the current run beyond its run.json ("paused"; None: run.json)."""
+        if self.current_run_dir is not None:
+            self.runs_panel.set_live_status(self.current_run_dir, status)
+
     def stop_training(self) -> None:
-        """Stop after the current step; the checkpoint is kept (Esc)."""
+        """Stop after the current step; the checkpoint is kept (Ctrl+., the Run menu's Stop)."""
         if self.worker is None or self.training_panel.state == "stopping":
             return
         self.worker.stop()
@@ -142,6 +160,8 @@ class TrainingRuns:
     def _on_run_started(self, info: RunInfo) -> None:
         if self.training_panel.state == "starting":
             self.training_panel.set_state("paused" if self.worker and self.worker.paused else "running")
+        if self.worker is not None and self.worker.paused:
+            self._show_live_status("paused")
         self.training_panel.show_start(info.start_step, info.total_steps)
         self.plots.set_step_range(info.total_steps)
         self.status_label.setText(f"Training on {info.device}: {info.n_train_classes} training, "
@@ -212,8 +232,10 @@ class TrainingRuns:
         self.spare_process.prepare_later()
         self.plots.refresh(everything=True)  # draw the last points now rather than at the next timer tick
         self.training_panel.set_state("idle")
+        self._show_live_status(None)
         self.runs_panel.refresh()
         self.revalidate()
+        self.jobs_changed.emit()
 
     def _auto_evaluate(self, run_dir: Path | None) -> None:
         if run_dir is None:

@@ -170,7 +170,7 @@ def test_preset_round_trip_and_bad_preset_message(window, tmp_path):
 def test_shortcuts_and_devices(window):
     train_keys = {s.toString() for s in window.train_action.shortcuts()}
     assert {"Ctrl+Return", "Ctrl+Enter"} <= train_keys
-    assert window.stop_action.shortcut() == QKeySequence(Qt.Key.Key_Escape)
+    assert window.stop_action.shortcut() == QKeySequence("Ctrl+.")  # not Esc (issue 22)
     assert window.open_action.shortcut() == QKeySequence(QKeySequence.StandardKey.Open)
     devices = [d.key for d in window.device_panel.devices]
     assert devices[-1] == "cpu"

@@ -1,0 +1,52 @@
+"""Issue 22, trust: the Evaluation view only ever shows the result of the run whose name is above it."""
+
+from __future__ import annotations
+
+from tests.studio.test_window_runs import _record, runs_window, trained_runs  # noqa: F401 (fixtures)
+
+
+def _shown(panel):
+    return (panel.accuracy_label.text(), panel.details_label.text(), panel.class_table.rowCount(),
+            panel.gallery.count(), panel.confusion.matrix.shape)
+
+
+def test_selecting_another_run_never_shows_the_previous_runs_evaluation(runs_window, qtbot):
+    window = runs_window
+    panel, runs = window.evaluation_panel, window.runs_panel
+    panel.episodes_spin.setValue(8)
+    finished, stopped = _record(window, "finished run"), _record(window, "stopped run")
+    runs.select_runs([finished.run_dir])
+    with qtbot.waitSignal(panel.evaluated, timeout=120_000):
+        assert window.evaluate_run(finished) is not None
+    evaluated = _shown(panel)
+    assert "Test accuracy" in evaluated[0] and evaluated[2] > 0
+
+    runs.select_runs([stopped.run_dir])  # another run: its name above, and none of the first run's numbers
+    assert "stopped run" in panel.run_picker.text()
+    assert "not evaluated yet" in panel.accuracy_label.text().lower()
+    assert "Test accuracy" not in panel.accuracy_label.text()
+    assert "checkpoint at step" not in panel.details_label.text()
+    assert panel.class_table.rowCount() == 0 and panel.gallery.count() == 0
+    assert panel.confusion.matrix.size == 0
+    assert panel.output is None
+
+    runs.select_runs([finished.run_dir])  # back: the run's own evaluation is shown again
+    assert "finished run" in panel.run_picker.text()
+    assert _shown(panel) == evaluated
+    assert panel.output is not None and panel.output.run_dir == finished.run_dir
+
+
+def test_the_other_checkpoint_is_not_shown_as_evaluated(runs_window, qtbot):
+    window = runs_window
+    panel = window.evaluation_panel
+    panel.episodes_spin.setValue(4)
+    finished = _record(window, "finished run")
+    window.runs_panel.select_runs([finished.run_dir])
+    with qtbot.waitSignal(panel.evaluated, timeout=120_000):
+        assert window.evaluate_run(finished) is not None
+    assert "Test accuracy" in panel.accuracy_label.text()
+    panel.checkpoint_combo.setCurrentIndex(panel.checkpoint_combo.findData("last"))
+    assert "not evaluated yet" in panel.accuracy_label.text().lower()
+    assert panel.class_table.rowCount() == 0
+    panel.checkpoint_combo.setCurrentIndex(panel.checkpoint_combo.findData("best"))
+    assert "Test accuracy" in panel.accuracy_label.text()
