@@ -48,7 +48,6 @@ class TrainingRuns:
     def is_idle(self) -> bool:
         """No run trains and no view runs a race (which also trains in a child process): a training
         process may be started ahead."""
-        views = getattr(self, "views", {}).values()
         return self.worker is None and not self.is_racing()
 
     def is_racing(self) -> bool:
