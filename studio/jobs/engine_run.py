@@ -191,6 +191,16 @@ class _EngineRun:
     def _make_job(self) -> ChildJob:  # worker thread
         raise NotImplementedError
 
+    def _shared_data(self, config: Any) -> Any:  # worker thread
+        """The data set given to the worker, else ``config.data`` decoded through the studio's cache
+        (decoded once per process, shared by all views)."""
+        from studio.datasets import load_data_cached
+
+        if self._data is not None:
+            return self._data
+        self.adapter.on_log(f"loading data set {config.data.root}")
+        return load_data_cached(config.data)
+
     def _work(self) -> Any:  # worker thread
         job = self._make_job()
         if self.process is None:
@@ -300,8 +310,7 @@ class TrainingWorker(_worker_signals(Callback, "_RunSignals"), _EngineRun):  # t
         from studio.datasets import load_data_cached  # decoded once per process, shared by all views
 
         if self._resume_from is not None:
-            from engine.api import load_checkpoint
-            from engine.api import checkpoint_file
+            from engine.api import checkpoint_file, load_checkpoint
 
             last = checkpoint_file(Path(self._resume_from), "last")
             data = None
@@ -309,11 +318,7 @@ class TrainingWorker(_worker_signals(Callback, "_RunSignals"), _EngineRun):  # t
                 checkpoint = load_checkpoint(last)
                 data = load_data_cached(checkpoint.config.data, split=checkpoint.split)
             return TrainingJob(resume_from=Path(self._resume_from), extra_steps=self._extra_steps, data=data)
-        data = self._data
-        if data is None:
-            self.adapter.on_log(f"loading data set {self.config.data.root}")
-            data = load_data_cached(self.config.data)
-        return TrainingJob(self.config, self.run_dir, data)
+        return TrainingJob(self.config, self.run_dir, self._shared_data(self.config))
 
     @property
     def summary(self) -> RunSummary | None:
@@ -345,13 +350,7 @@ class RaceWorker(_worker_signals(RaceCallback, "_RaceSignals"), _EngineRun):  # 
         self._set_up(max_rate_hz, in_child_process, process)
 
     def _make_job(self) -> RaceJob:  # worker thread
-        from studio.datasets import load_data_cached  # decoded once per process, shared by all views
-
-        data = self._data
-        if data is None:
-            self.adapter.on_log(f"loading data set {self.config.data.root}")
-            data = load_data_cached(self.config.data)
-        return RaceJob(self.config, self.race_dir, data)
+        return RaceJob(self.config, self.race_dir, self._shared_data(self.config))
 
     @property
     def result(self) -> RaceResult | None:
