@@ -27,7 +27,7 @@ EXPORTS: dict[str, tuple[str, ...]] = {
     "engine.algorithms.registry": ("ALGORITHMS", "algorithm_class", "display_title", "register", "unregister"),
     # data
     "engine.data.dataset": ("FewShotData", "load_data", "resolve_root"),
-    "engine.data.folder": ("FolderIndex", "scan_folder"),
+    "engine.data.folder": ("IMAGE_EXTENSIONS", "FolderIndex", "scan_folder"),
     "engine.data.sinusoid": ("SinusoidTask", "SinusoidTasks"),
     "engine.data.splits": ("ClassSplit", "split_classes"),
     # training: runs, their callbacks and control, the run store, the child process, torchrun
@@ -39,6 +39,7 @@ EXPORTS: dict[str, tuple[str, ...]] = {
     "engine.training.host_memory": ("keep_freed_host_memory_in_all_threads",),
     "engine.training.process": ("ChildJob", "TrainingJob", "TrainingProcess"),
     "engine.training.run_store": ("RunRecord", "RunStore", "checkpoint_file", "default_runs_root", "find_checkpoint"),
+    "engine.training.evaluation_store": ("StoredEvaluation", "checkpoint_stamp", "load_evaluation", "save_evaluation"),
     "engine.training.trainer": ("Trainer",),
     # analysis: evaluation, episode inspection, inner-loop scrubbing
     "engine.evaluation": ("evaluate",),
@@ -48,8 +49,8 @@ EXPORTS: dict[str, tuple[str, ...]] = {
     # races
     "engine.race": ("CPU_MEMORY_METHOD", "CUDA_MEMORY_METHOD", "MAX_ALGORITHMS", "MIN_ALGORITHMS",
                     "SHARED_STREAM_NOTE", "AlgorithmResult", "Race", "RaceCallback", "RaceJob", "RaceConfig", "RaceInfo",
-                    "RaceResult", "SavedRace", "default_race_name", "format_accuracy", "format_memory", "list_races",
-                    "load_race", "new_race_dir"),
+                    "RaceResult", "SavedRace", "default_race_name", "delete_race", "format_accuracy", "format_memory",
+                    "list_races", "load_race", "new_race_dir"),
     # sinusoid regression (teaching view)
     "engine.regression": ("KINDS", "MODEL_TITLES", "RegressionConfig", "RegressionModel", "fit_trajectory",
                           "load_models", "train_both", "trajectory_mse"),

@@ -44,7 +44,8 @@ from engine.race.results import (MIB, AlgorithmResult, RaceCallback, RaceCallbac
 from engine.race.job import RaceJob
 from engine.race.scheduler import Race
 from engine.race.store import (CURVES_FILE, FORMAT, RACE_FILE, RACES_FOLDER, VERSION, RaceCurve, RaceEntry,
-                               SavedRace, list_races, load_race, new_race_dir, races_root, racer_folder)
+                               SavedRace, delete_race, list_races, load_race, new_race_dir, races_root,
+                               racer_folder)
 from engine.race.stream import SHARED_STREAM_NOTE, SharedBatchStream, StreamReader
 from engine.training.step_memory import (CPU_MEMORY_METHOD, CUDA_MEMORY_METHOD, batch_bytes, profiled_step_peak_bytes,
                                          state_bytes)
@@ -60,7 +61,7 @@ __all__ = [
     "Race", "RaceJob",
     # race folders
     "CURVES_FILE", "FORMAT", "RACE_FILE", "RACES_FOLDER", "VERSION", "RaceCurve", "RaceEntry", "SavedRace",
-    "list_races", "load_race", "new_race_dir", "races_root", "racer_folder",
+    "delete_race", "list_races", "load_race", "new_race_dir", "races_root", "racer_folder",
     # the shared batch stream
     "SHARED_STREAM_NOTE", "SharedBatchStream", "StreamReader",
     # memory measurement (engine.training.step_memory)

@@ -132,6 +132,13 @@ class RaceCallback:
 
     def on_log(self, message: str, level: str = "info") -> None: ...
 
+    def on_algorithm_trained(self, algorithm: str, status: str) -> None:
+        """The algorithm's training ended (``status``: finished, stopped or failed) while others may
+        still race; its test evaluation comes when every algorithm is done."""
+
+    def on_evaluation_progress(self, algorithm: str, done: int, total: int) -> None:
+        """The final test evaluation of ``algorithm``: ``done`` of ``total`` episodes (0 at its start)."""
+
     def on_algorithm_finished(self, algorithm: str, row: AlgorithmResult) -> None: ...
 
     def on_race_finished(self, result: RaceResult) -> None: ...
@@ -160,6 +167,14 @@ class RaceCallbackList(RaceCallback):
     def on_log(self, message: str, level: str = "info") -> None:
         for cb in self.callbacks:
             cb.on_log(message, level)
+
+    def on_algorithm_trained(self, algorithm: str, status: str) -> None:
+        for cb in self.callbacks:
+            cb.on_algorithm_trained(algorithm, status)
+
+    def on_evaluation_progress(self, algorithm: str, done: int, total: int) -> None:
+        for cb in self.callbacks:
+            cb.on_evaluation_progress(algorithm, done, total)
 
     def on_algorithm_finished(self, algorithm: str, row: AlgorithmResult) -> None:
         for cb in self.callbacks:

@@ -183,6 +183,8 @@ class Race:
                     racer.done = True
                     racer.reader.close()
                     active.remove(racer)
+                    summary = racer.trainer.summary
+                    self.callbacks.on_algorithm_trained(racer.name, summary.status if summary else "failed")
                 else:
                     yield RaceStep(racer.name, outcome.metrics, outcome.train_seconds, racer.trainer.train_seconds)
 
@@ -225,7 +227,9 @@ class Race:
                 self.callbacks.on_log(f"evaluating {racer.name} on {self.config.test_episodes} test episodes "
                                       f"(seed {self.config.test_seed})")
                 evaluate_row(row, racer.trainer.algorithm, self.data, self.config,
-                             should_stop=lambda: self.control.stop_requested)
+                             should_stop=lambda: self.control.stop_requested,
+                             progress=lambda done, total, name=racer.name:
+                             self.callbacks.on_evaluation_progress(name, done, total))
             if row.steps_done > 0 and row.status != "failed" and racer.trainer.algorithm is not None:
                 measure_row_memory(row, racer.trainer.algorithm, self.device, racer.cuda_peak,
                                    lambda: self._first_batch(racer.config))

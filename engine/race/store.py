@@ -3,13 +3,18 @@
 A race folder (``<runs root>/races/<name>/``) holds ``race.json`` (config, status and result
 table, written atomically), ``curves.jsonl`` (one row per algorithm step and validation, with the
 own-time seconds) and one normal run folder per algorithm (:func:`racer_folder`), which can be
-opened, evaluated or resumed like any run. :func:`load_race` reopens it; :func:`list_races`
-lists them. Like :mod:`engine.training.run_store` for runs (its lock and metrics writer are reused).
+opened, evaluated or resumed like any run (the run store lists them with their race,
+:attr:`~engine.training.run_store.RunRecord.race_dir`). :func:`load_race` reopens it; :func:`list_races`
+lists them; :func:`delete_race` deletes one with its runs. Like :mod:`engine.training.run_store` for
+runs (its lock, metrics writer and races folder are reused).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import secrets
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +30,7 @@ FORMAT = "meta-studio-race"
 VERSION = 1
 RACE_FILE = "race.json"
 CURVES_FILE = "curves.jsonl"
-RACES_FOLDER = "races"
+RACES_FOLDER = rs.RACES_FOLDER
 
 
 def races_root(runs_root: Path | str) -> Path:
@@ -223,3 +228,35 @@ def list_races(runs_root: Path | str) -> list[RaceEntry]:
         except EngineError:
             entries.append(RaceEntry(folder, folder.name, "", "damaged", []))
     return sorted(entries, key=lambda e: (e.created, e.folder.name), reverse=True)
+
+
+# -- deleting ---------------------------------------------------------------------------------------------
+def delete_race(runs_root: Path | str, folder: Path | str) -> None:
+    """Delete a race folder with its runs (only a folder under ``<runs_root>/races``, not racing).
+
+    Like :meth:`~engine.training.run_store.RunStore.delete`: the folder is first renamed to a hidden
+    name, so a kill in the middle never leaves half a race in the history.
+    """
+    root = races_root(runs_root).resolve()
+    folder = Path(folder).resolve()
+    if folder.parent != root or not folder.is_dir():
+        raise EngineError(f"{folder}: not a race of {runs_root}; refusing to delete")
+    if _is_racing(folder):
+        raise EngineError(f"{folder}: the race is still running; stop it before deleting it")
+    trash = root / f"{rs.TRASH_PREFIX}{folder.name}-{secrets.token_hex(4)}"
+    try:
+        os.replace(folder, trash)
+    except FileNotFoundError:
+        raise EngineError(f"{folder}: the race folder no longer exists") from None
+    except OSError as error:
+        raise EngineError(f"{folder}: cannot delete ({error.strerror or error})") from None
+    shutil.rmtree(trash, ignore_errors=True)
+    for leftover in root.glob(f"{rs.TRASH_PREFIX}*"):  # deletions a killed process left half done
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _is_racing(folder: Path) -> bool:
+    """Whether a live process holds the race's lock or one of its runs' locks."""
+    if rs.run_is_locked(folder):
+        return True
+    return any(child.is_dir() and rs.run_is_locked(child) for child in folder.iterdir())

@@ -32,15 +32,18 @@ def racer_row(name: str, config: RunConfig, trainer: Trainer, run_dir: Path | No
 
 
 def evaluate_row(row: AlgorithmResult, algorithm: Algorithm, data: FewShotData, race: RaceConfig,
-                 should_stop: Callable[[], bool]) -> None:
-    """Test accuracy of the final weights on the race's seeded test episodes (the same for everyone)."""
+                 should_stop: Callable[[], bool], progress: Callable[[int, int], None] | None = None) -> None:
+    """Test accuracy of the final weights on the race's seeded test episodes (the same for everyone);
+    ``progress(done, total)`` at the start and then as :func:`engine.evaluation.evaluate` reports it."""
     from engine.evaluation import evaluate
 
     task = race.task
+    if progress is not None:
+        progress(0, race.test_episodes)
     try:
         result = evaluate(algorithm, data, part="test", episodes=race.test_episodes, n_way=task.eval_n_way,
                           n_shot=task.eval_n_shot, n_query=task.n_query, seed=race.test_seed,
-                          should_stop=should_stop)
+                          progress=progress, should_stop=should_stop)
     except EngineError as error:
         row.message = f"test evaluation failed: {error}"
         return

@@ -9,8 +9,12 @@ A run folder holds::
     checkpoints/      last.pt (newest) and best.pt (best validation accuracy)
     name.json         the name given by a rename (overrides run.json's name)
     .lock             held (flock) by the process training the run
+    evaluation-best.json, evaluation-last.json
+                      the stored test evaluation of each checkpoint (:mod:`engine.training.evaluation_store`)
 
-The history is the set of folders under the runs root; there is no shared index
+The history is the set of run folders under the runs root, and the run folders of the races
+under ``<root>/races/<race>/<racer>/`` (:attr:`RunRecord.race_dir` says which race; a race's
+runs are deleted with their race, by :func:`engine.race.store.delete_race`); there is no shared index
 file, so several studio windows and CLI processes can write runs at once, and a
 kill in the middle of a write never corrupts the history:
 
@@ -57,6 +61,7 @@ BEST_CHECKPOINT = "best.pt"
 NAME_FILE = "name.json"
 LOCK_FILE = ".lock"
 TRASH_PREFIX = ".deleted-"
+RACES_FOLDER = "races"
 MAX_NAME_LENGTH = 200
 
 
@@ -87,10 +92,12 @@ class RunRecord:
     best_step: int | None = None
     pid: int | None = None
     message: str = ""
+    race_dir: Path | None = None   # the race folder of a run trained in a race (not in run.json: its location)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
-        data.pop("run_dir")
+        for derived in DERIVED_FIELDS:
+            data.pop(derived)
         return data
 
     @property
@@ -106,6 +113,7 @@ class RunRecord:
         return find_checkpoint(self.run_dir, which)
 
 
+DERIVED_FIELDS = ("run_dir", "race_dir")  # RunRecord fields that come from where the run is, not from run.json
 CHECKPOINT_CHOICES = ("best", "last")
 
 
@@ -258,32 +266,49 @@ class RunStore:
                 continue
 
     def list_runs(self) -> list[RunRecord]:
-        """Every readable run under the root, newest first; unreadable folders are skipped."""
-        if not self.root.is_dir():
-            return []
+        """Every readable run under the root, the runs of its races included, newest first; unreadable
+        folders are skipped."""
         records = []
-        try:
-            children = list(self.root.iterdir())
-        except OSError:
-            return []
-        for child in children:
-            if child.name.startswith("."):
-                continue  # runs being deleted, temporary files
+        for folder in self._run_folders():
             try:
-                if (child / RUN_FILE).is_file():
-                    records.append(self.record(child))
+                if (folder / RUN_FILE).is_file():
+                    records.append(self.record(folder))
             except (EngineError, OSError):
                 continue
         return sorted(records, key=lambda r: (r.created, r.run_dir.name), reverse=True)
+
+    def _run_folders(self) -> list[Path]:
+        """The folders that may hold a run: ``<root>/*`` and ``<root>/races/*/*`` (hidden ones skipped)."""
+        folders = _visible_children(self.root)
+        for race in _visible_children(self.races_root):
+            folders += _visible_children(race)
+        return folders
+
+    @property
+    def races_root(self) -> Path:
+        """Where the races of this store live (``<root>/races``)."""
+        return self.root / RACES_FOLDER
+
+    def race_of(self, run_dir: Path | str) -> Path | None:
+        """The race folder of a run trained in a race of this store (``<root>/races/<race>/<racer>``), else None."""
+        parent = Path(run_dir).parent
+        if parent.parent == self.races_root:
+            return parent
+        try:
+            return parent if parent.parent.resolve() == self.races_root.resolve() else None
+        except OSError:
+            return None
 
     def record(self, run_dir: Path | str) -> RunRecord:
         """Read a run's run.json (and name.json); a 'running' run whose process is gone reads as 'interrupted'."""
         run_dir = Path(run_dir)
         raw = _read_json(run_dir / RUN_FILE)
+        fields = set(RunRecord.__dataclass_fields__) - set(DERIVED_FIELDS)
         try:
-            record = RunRecord(run_dir=run_dir, **{k: raw[k] for k in raw if k in RunRecord.__dataclass_fields__})
+            record = RunRecord(run_dir=run_dir, **{k: raw[k] for k in raw if k in fields})
         except TypeError as error:
             raise EngineError(f"{run_dir / RUN_FILE}: not a run record ({error})") from None
+        record.race_dir = self.race_of(run_dir)
         renamed = _read_name(run_dir)
         if renamed is not None:
             record.name = renamed
@@ -315,6 +340,10 @@ class RunStore:
         The folder is first renamed to a hidden name, so a kill in the middle never leaves
         half a run in the history; leftovers of such kills are removed by the next delete.
         """
+        race = self.race_of(run_dir)
+        if race is not None:
+            raise EngineError(f"{run_dir}: this run was trained in the race {race.name}; a race's runs are deleted "
+                              "with their race, as a whole")
         run_dir = Path(run_dir).resolve()
         if run_dir.parent != self.root.resolve() or not (run_dir / RUN_FILE).is_file():
             raise EngineError(f"{run_dir}: not a run of this store; refusing to delete")
@@ -366,6 +395,14 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
             if isinstance(row, dict):
                 rows.append(row)
     return rows
+
+
+def _visible_children(folder: Path) -> list[Path]:
+    """The entries of ``folder`` whose names do not start with "." (runs being deleted, temporary files)."""
+    try:
+        return [child for child in folder.iterdir() if not child.name.startswith(".")]
+    except OSError:
+        return []
 
 
 def _row_step(row: dict[str, Any]) -> float:

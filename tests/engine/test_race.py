@@ -15,7 +15,7 @@ from engine.data.dataset import load_data
 from engine.errors import ConfigError, EngineError
 from engine.cli.race import format_table
 from engine.race import (CPU_MEMORY_METHOD, RACE_FILE, Race, RaceCallback, RaceConfig, SharedBatchStream,
-                         algorithm_configs, list_races, load_race, racer_folder, state_bytes)
+                         algorithm_configs, delete_race, list_races, load_race, racer_folder, state_bytes)
 from engine.training import run_store as rs
 from engine.training.checkpoint import load_checkpoint
 from engine.training.control import RunControl
@@ -55,6 +55,13 @@ class Recorder(RaceCallback):
         self.started, self.steps, self.validations, self.finished_rows, self.results, self.failures = \
             [], {}, {}, {}, [], []
         self.stop_at, self.control = stop_at, control
+        self.events: list[tuple] = []  # trained and evaluation progress, in order
+
+    def on_algorithm_trained(self, algorithm, status):
+        self.events.append(("trained", algorithm, status, len(self.steps.get(algorithm, []))))
+
+    def on_evaluation_progress(self, algorithm, done, total):
+        self.events.append(("evaluating", algorithm, done, total))
 
     def on_race_start(self, info):
         self.started.append(info)
@@ -69,6 +76,7 @@ class Recorder(RaceCallback):
 
     def on_algorithm_finished(self, algorithm, row):
         self.finished_rows[algorithm] = row
+        self.events.append(("row", algorithm))
 
     def on_race_finished(self, result):
         self.results.append(result)
@@ -170,6 +178,45 @@ def test_the_race_folder_reopens_with_its_table_curves_and_run_folders(finished_
         assert record.status == "finished" and record.algorithm == name and record.steps_done == STEPS
         assert load_checkpoint(record.last_checkpoint).step == STEPS
     assert [entry.folder for entry in list_races(runs_root)] == [race_dir]
+
+
+def test_each_racer_reports_the_end_of_its_training_and_the_progress_of_its_evaluation(finished_race):
+    _, recorder, _, _, _ = finished_race
+    names = ["protonet", "maml", "baseline++"]
+    trained = [e for e in recorder.events if e[0] == "trained"]
+    assert trained == [("trained", name, "finished", STEPS) for name in names]  # each when its last step is done
+    first_evaluation = next(i for i, e in enumerate(recorder.events) if e[0] == "evaluating")
+    assert first_evaluation == len(trained)  # training ends before any test evaluation
+    for name in names:
+        progress = [e[2:] for e in recorder.events if e[0] == "evaluating" and e[1] == name]
+        assert progress[0] == (0, TEST_EPISODES) and progress[-1] == (TEST_EPISODES, TEST_EPISODES)
+        assert [done for done, _ in progress] == sorted(done for done, _ in progress)
+        done_at = recorder.events.index(("evaluating", name, TEST_EPISODES, TEST_EPISODES))
+        assert recorder.events[done_at + 1] == ("row", name)  # the row follows its evaluation
+
+
+def test_the_runs_store_lists_the_races_runs_and_a_race_is_deleted_as_a_whole(finished_race, tmp_path):
+    import shutil
+
+    _, _, _, race_dir, runs_root = finished_race
+    copy_root = tmp_path / "runs"
+    shutil.copytree(runs_root, copy_root)
+    store = rs.RunStore(copy_root)
+    copied = copy_root / "races" / race_dir.name
+    records = store.list_runs()
+    assert sorted(r.run_dir for r in records) == sorted(copied / racer_folder(n) for n in
+                                                        ["protonet", "maml", "baseline++"])
+    assert {r.race_dir for r in records} == {copied}
+    with pytest.raises(EngineError, match="deleted with their race"):
+        store.delete(records[0].run_dir)
+    with pytest.raises(EngineError, match="refusing"):
+        delete_race(copy_root, records[0].run_dir)  # a run folder is not a race
+    with rs.RunLock(copied / racer_folder("maml")):  # a racer still training: the race is kept
+        with pytest.raises(EngineError, match="still running"):
+            delete_race(copy_root, copied)
+    delete_race(copy_root, copied)
+    assert not copied.exists() and store.list_runs() == [] and list_races(copy_root) == []
+    assert [p.name for p in (copy_root / "races").iterdir()] == []  # no hidden leftover
 
 
 def test_a_damaged_race_file_is_named(tmp_path):

@@ -68,3 +68,38 @@ def test_corrupt_run_json_is_skipped_not_fatal(tmp_path):
     with pytest.raises(EngineError, match="run.json"):
         store.record(bad)
     assert json.loads((good / rs.RUN_FILE).read_text())["name"] == "good"
+
+
+def _make_race_run(store: rs.RunStore, race: str, racer: str, created: str):
+    run_dir = store.races_root / race / racer
+    run_dir.mkdir(parents=True)
+    rs.write_record(rs.RunRecord(run_dir, f"{race}: {racer}", racer, "builtin:glyphs", "cpu", "finished", 0.5, 1.0,
+                                 created, 10, 10))
+    return run_dir
+
+
+def test_the_runs_of_races_are_listed_with_their_race_and_deleted_only_with_it(tmp_path):
+    store = rs.RunStore(tmp_path)
+    solo = _make_run(store, "solo", "2026-01-01T00:00:00")
+    protonet = _make_race_run(store, "race-1", "protonet", "2026-02-01T00:00:00")
+    maml = _make_race_run(store, "race-1", "maml", "2026-02-01T00:00:01")
+    (store.races_root / "race-1" / "curves.jsonl").write_text("")  # a race's own files are not runs
+    records = {r.run_dir: r for r in store.list_runs()}
+    assert list(records) == [maml, protonet, solo]  # newest first, races included
+    assert records[maml].race_dir == records[protonet].race_dir == store.races_root / "race-1"
+    assert records[solo].race_dir is None
+    assert store.record(protonet).race_dir == store.races_root / "race-1"
+    assert "race_dir" not in json.loads((protonet / rs.RUN_FILE).read_text())  # where it is, not what it says
+    store.rename(protonet, "the prototypes")
+    assert store.record(protonet).name == "the prototypes"
+    with pytest.raises(EngineError, match="deleted with their race"):
+        store.delete(protonet)
+    assert protonet.is_dir()
+
+
+def test_a_runs_root_called_races_does_not_make_solo_runs_race_runs(tmp_path):
+    store = rs.RunStore(tmp_path / "races" / "runs")
+    solo = _make_run(store, "solo", "2026-01-01T00:00:00")
+    assert store.record(solo).race_dir is None
+    store.delete(solo)
+    assert store.list_runs() == []
