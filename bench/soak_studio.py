@@ -4,8 +4,11 @@ Opens the real main window (offscreen), loads the built-in glyphs, starts a run
 through the window (the same path as pressing Train) and lets it train for
 ``--minutes`` (default 30). Every ``--every`` seconds (default 10) it samples:
 
-* resident memory of the process (VmRSS from /proc/self/status),
-* the training step reached and the number of points the live plots hold,
+* memory of the whole app: the proportional set size (PSS, /proc/PID/smaps_rollup) of the window
+  process and of every process below it (the training child, multiprocessing's resource
+  tracker, a spare training process when one is kept ready); PSS adds up across processes,
+* the training step reached, the training child's step rate since the last sample, and the
+  number of points the live plots hold,
 * refresh_ms: mean duration of the plots' timer-driven refreshes since the last sample
   (pushing the new data into the curves), and
 * redraw_ms / redraw_cpu_ms: a forced full update (refresh + render of the four plots to a
@@ -13,8 +16,11 @@ through the window (the same path as pressing Train) and lets it train for
 
 At the end it prints the table and, after a warm-up (the first ``--warmup`` seconds),
 compares the mean of the last quarter of the samples with the mean of the first quarter:
-"flat" means not more than ``--tolerance`` (default 10%) higher. Memory and the CPU time of a
-full plot update are judged (wall-clock times are shown, but they follow the machine's load).
+"flat" means not more than ``--tolerance`` (default 10%) higher. The app's total PSS and the CPU
+time of a full plot update are judged (wall-clock times are shown, but they follow the machine's
+load). It also prints where the memory goes (PSS by mapping: PyTorch and Qt libraries, the
+shared-memory data set, heap) while training, and again once the run has ended and a spare
+training process is kept ready.
 The exit status is 0 when both stay flat, 1 otherwise. It is not part of the test suite:
 
     QT_QPA_PLATFORM=offscreen python bench/soak_studio.py --minutes 30
@@ -35,6 +41,9 @@ from typing import Any
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from process_memory import format_breakdown, format_tree, tree_memory  # noqa: E402
 
 # Settings and the form values of a soak run (the studio's defaults, trained "forever").
 FORM_VALUES = {"train.steps": 10_000_000, "train.val_every": 500, "train.val_episodes": 50,
@@ -46,19 +55,24 @@ class Sample:
     elapsed_s: float
     step: int
     points: int
-    rss_mb: float
+    steps_per_s: float
+    window_pss_mb: float
+    children_pss_mb: float
+    n_children: int
     refresh_ms: float
     redraw_ms: float
     redraw_cpu_ms: float
 
+    @property
+    def pss_mb(self) -> float:
+        """The whole app: the window process and every process below it."""
+        return self.window_pss_mb + self.children_pss_mb
 
-def resident_mb() -> float:
-    """VmRSS of this process in MiB (Linux)."""
-    with open("/proc/self/status", encoding="ascii") as handle:
-        for line in handle:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    raise RuntimeError("VmRSS not found in /proc/self/status (Linux only)")
+
+def app_memory() -> tuple[float, float, int]:
+    """(window PSS, PSS of all its descendant processes, how many there are), MiB."""
+    memories = tree_memory(os.getpid())
+    return memories[0].pss_mb, sum(m.pss_mb for m in memories[1:]), len(memories) - 1
 
 
 class RefreshTimer:
@@ -132,7 +146,8 @@ def build_window(runs_root: Path, threads: int, hidden_channels: int | None) -> 
     from engine.training.run_store import RunStore
     from studio.main_window import MainWindow
 
-    window = MainWindow(store=RunStore(runs_root), restore_settings=False)
+    # as the app does (studio.app.main): a training process is kept ready between runs
+    window = MainWindow(store=RunStore(runs_root), restore_settings=False, warm_training_process=True)
     window.errors_for_soak = []
     window.show_error = lambda title, message: window.errors_for_soak.append(f"{title}: {message}")
     window.show()
@@ -156,7 +171,9 @@ def sample_loop(app: Any, window: Any, timer: RefreshTimer, minutes: float, ever
             raise SystemExit(f"training ended early: {window.errors_for_soak or window.training_panel.state}")
         now = time.monotonic()
         if now >= next_sample:
-            samples.append(Sample(now - start, window.last_step, window.plots.n_points, resident_mb(),
+            previous = samples[-1] if samples else Sample(0.0, window.last_step, 0, 0.0, 0.0, 0.0, 0, 0.0, 0.0, 0.0)
+            rate = (window.last_step - previous.step) / max(now - start - previous.elapsed_s, 1e-9)
+            samples.append(Sample(now - start, window.last_step, window.plots.n_points, rate, *app_memory(),
                                   timer.take_mean_ms(), *forced_redraw_ms(window)))
             print(format_row(samples[-1]), flush=True)
             next_sample += every_s
@@ -165,12 +182,13 @@ def sample_loop(app: Any, window: Any, timer: RefreshTimer, minutes: float, ever
 
 
 def format_row(s: Sample) -> str:
-    return (f"{s.elapsed_s:8.0f} {s.step:9d} {s.points:9d} {s.rss_mb:9.1f} {s.refresh_ms:11.2f} "
-            f"{s.redraw_ms:10.2f} {s.redraw_cpu_ms:14.2f}")
+    return (f"{s.elapsed_s:8.0f} {s.step:9d} {s.points:9d} {s.steps_per_s:8.1f} {s.window_pss_mb:10.1f} "
+            f"{s.children_pss_mb:9.1f} ({s.n_children}) {s.pss_mb:9.1f} {s.refresh_ms:11.2f} {s.redraw_ms:10.2f} "
+            f"{s.redraw_cpu_ms:14.2f}")
 
 
-HEADER = (f"{'time_s':>8} {'step':>9} {'points':>9} {'rss_mb':>9} {'refresh_ms':>11} {'redraw_ms':>10} "
-          f"{'redraw_cpu_ms':>14}")
+HEADER = (f"{'time_s':>8} {'step':>9} {'points':>9} {'steps/s':>8} {'window_pss':>10} {'children_pss':>13} "
+          f"{'pss_mb':>9} {'refresh_ms':>11} {'redraw_ms':>10} {'redraw_cpu_ms':>14}")
 
 
 def flatness(values: list[float]) -> tuple[float, float, float]:
@@ -188,10 +206,11 @@ def verdict(samples: list[Sample], warmup_s: float, tolerance: float) -> bool:
         return False
     ok = True
     print(f"\nafter a {warmup_s:.0f} s warm-up, {len(steady)} samples; last-quarter vs first-quarter mean:")
-    for name in ("rss_mb", "redraw_cpu_ms", "redraw_ms", "refresh_ms"):
+    for name in ("pss_mb", "window_pss_mb", "children_pss_mb", "redraw_cpu_ms", "redraw_ms", "refresh_ms",
+                 "steps_per_s"):
         first, last, change = flatness([getattr(s, name) for s in steady])
         flat = change <= tolerance  # going down is fine
-        judged = name in ("rss_mb", "redraw_cpu_ms")  # wall-clock times depend on the machine's load: info
+        judged = name in ("pss_mb", "redraw_cpu_ms")  # wall-clock times depend on the machine's load: info
         ok &= flat or not judged
         print(f"  {name:13s} {first:9.2f} -> {last:9.2f}  ({100 * change:+.1f}%)  "
               f"{'flat' if abs(change) <= tolerance else 'GROWS' if change > 0 else 'falls'}"
@@ -229,6 +248,12 @@ def plot_scaling(sizes: tuple[int, ...] = (1_000, 10_000, 100_000, 1_000_000)) -
     plots.close()
 
 
+def print_memory(when: str) -> None:
+    """Where the app's memory goes now: the process tree and PSS by mapping."""
+    memories = tree_memory(os.getpid())
+    print(f"\nmemory {when}:\n{format_tree(memories)}\n\n{format_breakdown(memories)}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=30.0, help="how long to train (default 30)")
@@ -263,8 +288,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"soak: training {args.minutes:g} min in {window.current_run_dir}; a sample every {args.every:g} s")
     print(HEADER, flush=True)
     samples = sample_loop(app, window, timer, args.minutes, args.every)
+    print_memory("while training")
     window.stop_training()
     wait_until(app, lambda: window.worker is None, 300, "the run to stop")
+    spare = window.spare_process
+    wait_until(app, lambda: spare.process is not None and spare.process.is_alive(), 120,
+               "the spare training process kept ready after the run")
+    settle_until = time.monotonic() + 10.0  # the spare imports torch after it starts
+    wait_until(app, lambda: time.monotonic() > settle_until, 60, "the spare to settle")
+    print_memory("idle after the run, a spare training process kept ready")
     warmup = args.warmup if args.warmup is not None else max(args.every, 6.0 * args.minutes)
     ok = verdict(samples, warmup, args.tolerance)
     window.close()
