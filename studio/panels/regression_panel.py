@@ -6,13 +6,15 @@ slider's number of SGD steps on the support points, with its MSE against the tru
 
 * Click on a plot to add a support point at the clicked x; its y is the true sine's value
   there (noise-free, like the paper's tasks), so a click only has to pick an x. "Undo last
-  point" and "Clear" edit the set; "New sine" draws a random task of the family
+  point" and "Clear points" edit the set; "New sine" draws a random task of the family
   (amplitude 0.1-5, phase 0-pi) and "Draw K points" K random support points on it.
+* The K spin box always shows the number of support points: a click, an undo or a clear
+  changes it, and changing it adds random points or removes the last ones.
 * The step slider (0..10) shows the fit after that many steps; "Play" animates 0 -> 10 at
   300 ms per step with a QTimer.
 * The models are the shipped ``assets/sinusoid_maml.pt`` and ``assets/sinusoid_pretrained.pt``
-  (trained at the paper's settings, see assets/make_sinusoid_models.py); "Train" retrains
-  both live in a worker thread with a progress bar.
+  (trained at the paper's settings, see assets/make_sinusoid_models.py); "Retrain both models"
+  trains both live in a worker thread with a progress bar ("Load shipped models" goes back).
 
 Fits run in a worker thread. :func:`engine.regression.fit_trajectory` (10 steps, 11 x 200
 predictions) measured 5-17 ms per model with one PyTorch thread, but 170-560 ms with PyTorch's
@@ -194,27 +196,28 @@ class RegressionPanel(QWidget):
 
         self._build()
         self.load_shipped_models()
-        self.draw_points()
+        self.draw_points(DEFAULT_K)
 
     # -- layout ---------------------------------------------------------------------------------------
     def _build(self) -> None:
         self.new_sine_button = self._button("New sine", self.new_sine, "Draw a random sine of the family "
                                             "(amplitude 0.1-5, phase 0-pi) with K random support points.")
         self.k_spin = QSpinBox()
-        self.k_spin.setRange(1, 50)
+        self.k_spin.setObjectName("regression_points")
+        self.k_spin.setRange(0, MAX_POINTS)
         self.k_spin.setValue(DEFAULT_K)
         self.k_spin.setPrefix("K = ")
-        self.k_spin.setToolTip("Support points drawn by New sine and Draw K points (the paper reports K = 5).")
+        self.k_spin.setKeyboardTracking(False)
+        self.k_spin.setToolTip("The number of support points (the paper reports K = 5). Raising it adds random "
+                               "points on the sine, lowering it removes the last ones; clicks on a plot, Undo "
+                               "and Clear change it too.")
+        self.k_spin.valueChanged.connect(self.set_k)
         self.draw_button = self._button("Draw K points", self.draw_points,
-                                        "Replace the support points with K random x on this sine.")
+                                        "Replace the support points with K new random x on this sine.")
         self.undo_button = self._button("Undo last point", self.undo_point, "Remove the last support point.")
-        self.clear_button = self._button("Clear", self.clear_points, "Remove every support point.")
-        self.count_label = QLabel("")
-        self.count_label.setObjectName("regression_points")
-        self.count_label.setToolTip(CLICK_TIP)
+        self.clear_button = self._button("Clear points", self.clear_points, "Remove every support point.")
         top = QHBoxLayout()
-        for widget in (self.new_sine_button, self.k_spin, self.draw_button, self.undo_button, self.clear_button,
-                       self.count_label):
+        for widget in (self.new_sine_button, self.k_spin, self.draw_button, self.undo_button, self.clear_button):
             top.addWidget(widget)
         top.addStretch(1)
         hint = QLabel("Click a plot to add a point")
@@ -263,14 +266,16 @@ class RegressionPanel(QWidget):
         self.train_steps_spin.setSingleStep(1000)
         self.train_steps_spin.setValue(DEFAULT_TRAIN_STEPS)
         self.train_steps_spin.setSuffix(" steps")
-        self.train_steps_spin.setToolTip("Training steps of each model for Train (the shipped models: 70000, the "
-                                         "paper's; about 20 minutes for both on two CPU cores).")
-        self.train_button = self._button("Train", self.start_training, "Retrain both models from scratch in the "
-                                         "background (MAML, then the pre-trained baseline), with the paper's "
-                                         "settings except the number of steps.")
-        self.cancel_button = self._button("Cancel", self.cancel_training, "Stop training; keep the current models.")
+        self.train_steps_spin.setToolTip("Training steps of each model for Retrain both models (the shipped "
+                                         "models: 70000, the paper's; about 20 minutes for both on two CPU cores).")
+        self.train_button = self._button("Retrain both models", self.start_training, "Train the two sine models of "
+                                         "this view again from scratch in the background (MAML, then the "
+                                         "pre-trained baseline), with the paper's settings except the number of "
+                                         "steps. (The window's Train button trains the few-shot classifier.)")
+        self.cancel_button = self._button("Cancel retraining", self.cancel_training,
+                                          "Stop retraining; keep the current models.")
         self.cancel_button.setEnabled(False)
-        self.shipped_button = self._button("Shipped models", self.load_shipped_models,
+        self.shipped_button = self._button("Load shipped models", self.load_shipped_models,
                                            f"Reload the models shipped in {ASSETS}.")
         self.progress = QProgressBar()
         self.progress.setObjectName("regression_progress")
@@ -301,7 +306,7 @@ class RegressionPanel(QWidget):
             models = load_models(folder)
         except EngineError as error:
             self.models_label.setText(f"<span style='color:#b00020'>Could not load the shipped models: "
-                                      f"{error}</span> Press Train to make new ones.")
+                                      f"{error}</span> Press Retrain both models to make new ones.")
             return False
         self.set_models(models, "shipped models")
         return True
@@ -319,14 +324,25 @@ class RegressionPanel(QWidget):
 
     # -- the task and its support points ------------------------------------------------------------
     def new_sine(self) -> None:
-        """A random sine of the family with K random support points."""
+        """A random sine of the family with K random support points (K = 5 when there were none)."""
         self.task = self.sampler.sample(k_shot=1, k_query=0)
-        self.draw_points()
+        self.draw_points(self.k_spin.value() or DEFAULT_K)
 
-    def draw_points(self) -> None:
-        """Replace the support points with K uniformly random x on the current sine."""
-        self.support_x = [float(x) for x in self.rng.uniform(*X_RANGE, size=self.k_spin.value())]
+    def draw_points(self, k: int | None = None) -> None:
+        """Replace the support points with ``k`` (default: K) uniformly random x on the current sine."""
+        self.support_x = self._random_x(self.k_spin.value() if k is None else k)
         self.refit()
+
+    def set_k(self, k: int) -> None:
+        """Make K support points: random ones are added, or the last ones removed."""
+        k = max(0, min(int(k), MAX_POINTS))
+        if k == len(self.support_x):
+            return
+        self.support_x = self.support_x[:k] + self._random_x(k - len(self.support_x))
+        self.refit()
+
+    def _random_x(self, n: int) -> list[float]:
+        return [float(x) for x in self.rng.uniform(*X_RANGE, size=max(0, n))]
 
     def add_point(self, x: float, _y: float = 0.0) -> None:
         """Add a support point at ``x`` (y = the true sine's value there); x outside [-5, 5] is ignored."""
@@ -359,13 +375,22 @@ class RegressionPanel(QWidget):
             plot.true_curve.setData(self.grid_np, true_np)
             plot.points.setData(np.asarray(self.support_x, dtype=np.float64), points_y)
         n = len(self.support_x)
-        self.count_label.setText(f"K = {n} support point{'s' if n != 1 else ''}")
+        self._show_k(n)
         self.undo_button.setEnabled(n > 0)
         self.clear_button.setEnabled(n > 0)
+        self.draw_button.setEnabled(n > 0)
         if not self.models:
             return
         job = fit_job(dict(self.models), xs, ys, self.grid, true_y)
         self._fits.start(job, on_result=self._fitted, on_error=self._fit_failed)
+
+    def _show_k(self, n: int) -> None:
+        """The K spin box shows the number of support points (without reacting to its own change)."""
+        self.k_spin.setSuffix(f" support point{'s' if n != 1 else ''}")
+        if self.k_spin.value() != n:
+            self.k_spin.blockSignals(True)
+            self.k_spin.setValue(n)
+            self.k_spin.blockSignals(False)
 
     def is_fitting(self) -> bool:
         """True while the curves do not yet show the current points, sine and models."""

@@ -1,5 +1,5 @@
-"""The Regression view: shipped models, support points (drawn, clicked, undone), the step slider, Play,
-and retraining in a worker."""
+"""The Regression view: shipped models, support points (drawn, clicked, undone), the K spin box that always
+counts them, the step slider, Play, retraining in a worker, and button texts that say what they do."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QAbstractButton
 
 from engine.regression import load_models
 from studio.panels.regression_panel import ASSETS, GRID_POINTS, TEST_STEPS, RegressionPanel
@@ -54,7 +55,7 @@ def test_drawing_k_points_and_stepping_changes_the_curves(qtbot, panel: Regressi
     panel.k_spin.setValue(5)
     qtbot.mouseClick(panel.draw_button, Qt.MouseButton.LeftButton)
     wait_fit(qtbot, panel)
-    assert len(panel.support_x) == 5 and panel.count_label.text() == "K = 5 support points"
+    assert len(panel.support_x) == 5 and panel.k_spin.text() == "K = 5 support points"
     assert len(panel.plots["maml"].points.data) == 5
     panel.step_slider.setValue(0)
     before = {kind: curve(panel, kind) for kind in ("maml", "pretrained")}
@@ -81,7 +82,7 @@ def test_clicking_a_plot_adds_a_point_on_the_true_sine(qtbot, panel: RegressionP
     expected_y = panel.task.true_curve(torch.tensor(panel.support_x)).numpy()
     np.testing.assert_allclose(ys, expected_y, rtol=1e-5)
     assert not np.allclose(curve(panel), unfitted)      # 10 steps towards the new point
-    assert panel.count_label.text() == "K = 1 support point"
+    assert panel.k_spin.text() == "K = 1 support point"
     qtbot.mouseClick(panel.undo_button, Qt.MouseButton.LeftButton)
     assert panel.support_x == []
 
@@ -121,3 +122,57 @@ def test_cancelled_training_keeps_the_models(qtbot, panel: RegressionPanel) -> N
     panel.cancel_training()
     qtbot.waitUntil(lambda: not panel.is_training(), timeout=60_000)
     assert panel.models is models and "cancelled" in panel.models_label.text()
+
+
+def test_the_k_spin_box_always_shows_the_number_of_support_points(qtbot, panel: RegressionPanel) -> None:
+    def k_shown() -> int:
+        assert panel.k_spin.text() == f"K = {len(panel.support_x)} support point{'s' if len(panel.support_x) != 1 else ''}"
+        return panel.k_spin.value()
+
+    assert k_shown() == len(panel.support_x) == 5
+    first_points = list(panel.support_x)
+    panel.k_spin.setFocus()
+    qtbot.keyClick(panel.k_spin, Qt.Key.Key_Up)              # raising K adds one random point
+    assert k_shown() == len(panel.support_x) == 6 and panel.support_x[:5] == first_points
+    qtbot.keyClick(panel.k_spin, Qt.Key.Key_Down)
+    qtbot.keyClick(panel.k_spin, Qt.Key.Key_Down)            # lowering K removes the last points
+    assert k_shown() == len(panel.support_x) == 4 and panel.support_x == first_points[:4]
+    panel.k_spin.lineEdit().selectAll()
+    qtbot.keyClicks(panel.k_spin, "9")
+    qtbot.keyClick(panel.k_spin, Qt.Key.Key_Return)          # a typed K counts once it is entered
+    assert k_shown() == len(panel.support_x) == 9 and panel.support_x[:4] == first_points[:4]
+    wait_fit(qtbot, panel)
+    assert len(panel.plots["maml"].points.data) == 9
+
+    plot = panel.plots["maml"]
+    qtbot.mouseClick(plot.viewport(), Qt.MouseButton.LeftButton, pos=plot.pixel_of(-2.0, 0.0))
+    assert k_shown() == 10                                   # a click adds a point: K follows
+    qtbot.mouseClick(panel.undo_button, Qt.MouseButton.LeftButton)
+    assert k_shown() == 9
+    qtbot.mouseClick(panel.new_sine_button, Qt.MouseButton.LeftButton)
+    assert k_shown() == 9                                    # a new sine keeps K
+    qtbot.mouseClick(panel.clear_button, Qt.MouseButton.LeftButton)
+    assert k_shown() == 0 and panel.support_x == [] and not panel.draw_button.isEnabled()
+    qtbot.mouseClick(panel.new_sine_button, Qt.MouseButton.LeftButton)
+    assert k_shown() == 5                                    # from no points, a new sine draws the paper's K
+    wait_fit(qtbot, panel)
+
+
+def _visible_button_texts(root) -> list[str]:
+    return sorted(button.text() for button in root.findChildren(QAbstractButton)
+                  if button.isVisible() and button.text())
+
+
+def test_no_two_buttons_of_the_window_share_a_text_on_the_regression_and_adapt_tabs(qtbot) -> None:
+    from tests.studio.conftest import make_window
+
+    window = make_window(qtbot)
+    tabs = window.center_tabs
+    for title in ("Regression", "Adapt"):   # the Adapt tab without classes: no class card buttons
+        page = next(tabs.widget(i) for i in range(tabs.count()) if tabs.tabText(i) == title)
+        tabs.setCurrentWidget(page)
+        qtbot.waitUntil(page.isVisible, timeout=10_000)
+        texts = _visible_button_texts(window)
+        assert "Train" in texts and len(texts) == len(set(texts)), f"{title}: {texts}"
+        if title == "Regression":
+            assert {"Retrain both models", "Clear points"} <= set(texts)
