@@ -9,7 +9,9 @@ parts, so the PSS of a window and its child processes adds up to what the app co
 
 from __future__ import annotations
 
+import functools
 import os
+import struct
 import sys
 from collections import defaultdict
 from dataclasses import dataclass
@@ -105,10 +107,33 @@ def _group(path: str) -> str:
     return ANONYMOUS if not path or path.startswith("[anon") else OTHER_FILES
 
 
+@functools.lru_cache(maxsize=None)
+def _bss_bytes(path: str) -> int:
+    """The size of an ELF library's zero-filled data (memsz - filesz of its PT_LOAD segments; 0 if unreadable)."""
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(64)
+            if header[:4] != b"\x7fELF" or header[4] != 2:  # 64-bit ELF only
+                return 0
+            phoff, = struct.unpack_from("<Q", header, 0x20)
+            phentsize, phnum = struct.unpack_from("<HH", header, 0x36)
+            handle.seek(phoff)
+            table = handle.read(phentsize * phnum)
+    except (OSError, struct.error):
+        return 0
+    total = 0
+    for index in range(phnum):
+        p_type, = struct.unpack_from("<I", table, index * phentsize)
+        filesz, memsz = struct.unpack_from("<QQ", table, index * phentsize + 32)
+        if p_type == 1:  # PT_LOAD
+            total += max(0, memsz - filesz)
+    return total
+
+
 def pss_breakdown(pid: int) -> dict[str, float]:
     """PSS of one process in MiB by what is mapped (:data:`GROUPS`), from /proc/PID/smaps. An anonymous
     mapping that starts where a library's mapping ends is that library's zero-filled data (.bss) and
-    counts with it."""
+    counts with it (only as large as the library's ELF headers say its .bss is)."""
     groups: dict[str, float] = defaultdict(float)
     group, library, library_end = ANONYMOUS, "", -1
     try:
@@ -119,8 +144,8 @@ def pss_breakdown(pid: int) -> dict[str, float]:
                     fields = line.split(None, 5)
                     start, end = (int(a, 16) for a in first.split("-"))
                     path = fields[5].strip() if len(fields) > 5 else ""
-                    if not path and start == library_end:  # a library's zero-filled data (.bss) follows it
-                        path = library
+                    if not path and start == library_end and end - start <= _bss_bytes(library) + 4096:
+                        path = library  # the library's zero-filled data (.bss), mapped right after it
                     if path.startswith("/"):
                         library, library_end = path, end
                     group = _group(path)
