@@ -2,7 +2,10 @@
 dataclasses (help and bounds from their declarations), and JSON config files.
 
 Bad input never shows a traceback: every :class:`~engine.errors.EngineError`
-is printed as ``error: <message>`` and the exit status is 2 (:func:`engine.cli.main`).
+is printed as ``error: <message>`` (one line) and the exit status is 2 (:func:`engine.cli.main`);
+a training run refused at its set-up (data set, device, checkpoint) counts as bad input too, one that
+failed once it had started exits with 1 (:mod:`engine.cli.train`). ``tests/engine/test_cli_contract.py``
+holds every subcommand to this through the installed console script.
 """
 
 from __future__ import annotations

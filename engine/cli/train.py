@@ -8,9 +8,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine.cli.common import EXIT_FAILED, EXIT_OK, add_config_flags, config_from_args
+from engine.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, add_config_flags, config_from_args
 from engine.config import ALGORITHM_CONFIGS
 from engine.training.callbacks import Callback, RunInfo, RunSummary, StepMetrics, ValidationResult
+
+_INTERNAL_ERROR = "internal error:"  # how Trainer.steps() words a bug's failure (not bad input)
 
 
 def add_parser(sub: Any) -> None:
@@ -79,6 +81,16 @@ class ProgressBar(Callback):
         self.stream.flush()
 
 
+class _StartWatch(Callback):
+    """Whether the run got past its set-up (config, device, data set, checkpoint): a run refused
+    before it started was given bad input (exit status 2); one that failed later failed (1)."""
+
+    def __init__(self) -> None:
+        self.started = False
+
+    def on_run_start(self, info: RunInfo) -> None:
+        self.started = True
+
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train (or resume); under torchrun every rank runs this, rank 0 alone prints and writes the run folder."""
@@ -109,7 +121,8 @@ def _train(args: argparse.Namespace, *, main: bool) -> int:
     from engine.training.run_store import RunStore
     from engine.training.trainer import Trainer
 
-    callbacks = [] if args.quiet or not main else [ProgressBar()]
+    start = _StartWatch()
+    callbacks: list[Callback] = [start] if args.quiet or not main else [start, ProgressBar()]
     control = RunControl()
     if args.resume:
         trainer = Trainer.resume(Path(args.resume), callbacks=callbacks, control=control,
@@ -129,7 +142,8 @@ def _train(args: argparse.Namespace, *, main: bool) -> int:
     if summary.status == "failed":
         if main:
             print(f"error: {summary.message}", file=sys.stderr)
-        return EXIT_FAILED
+        refused = not start.started and not summary.message.startswith(_INTERNAL_ERROR)
+        return EXIT_BAD_INPUT if refused else EXIT_FAILED
     if main:
         print(summary.run_dir)
     return EXIT_OK

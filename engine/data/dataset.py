@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from engine.config import BUILTIN_GLYPHS, DataConfig
-from engine.data.folder import FolderIndex, scan_folder
+from engine.data.folder import IMAGE_EXTENSIONS, FolderIndex, scan_folder
 from engine.data.preprocess import Preprocessing
 from engine.data.sampler import ClassBatchSampler, EpisodeSampler
 from engine.data.splits import PARTS, ClassSplit, split_classes
@@ -85,6 +85,7 @@ def load_data(cfg: DataConfig, split: ClassSplit | None = None,
     index = scan_folder(resolve_root(cfg.root))
     preprocessing = Preprocessing.from_config(cfg)
     store = load_store(index, preprocessing, cfg.cache_budget_mb, progress)
+    _check_some_class_usable(index, store)
     if split is None:
         split = split_classes(store.class_names, store.class_groups, cfg)
     else:
@@ -97,6 +98,24 @@ def load_data(cfg: DataConfig, split: ClassSplit | None = None,
                        config=cfg, rotated_class_ids=rotated)
     data.warnings += _load_warnings(store, index.root, cfg.cache_budget_mb)
     return data
+
+
+def _check_some_class_usable(index: FolderIndex, store: ImageStore) -> None:
+    """DatasetError naming the folder when every class was dropped (none of its images decoded)."""
+    if store.n_classes:
+        return
+    undecodable = [s for s in store.skipped if s.path.suffix.lower() in IMAGE_EXTENSIONS]
+    shown = "; ".join(f"{_relative(s.path, index.root)}: {s.reason}" for s in undecodable[:2])
+    more = f"; and {len(undecodable) - 2} more" if len(undecodable) > 2 else ""
+    raise DatasetError(f"{index.root}: no usable class: none of the {index.n_images} image file(s) in its "
+                       f"{len(index.classes)} class folder(s) could be decoded ({shown}{more})")
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
 
 
 def _check_split(split: ClassSplit, store: ImageStore, root: Path) -> None:
