@@ -39,7 +39,8 @@ EXPORTS: dict[str, tuple[str, ...]] = {
     "engine.training.host_memory": ("keep_freed_host_memory_in_all_threads",),
     "engine.training.process": ("ChildJob", "TrainingJob", "TrainingProcess"),
     "engine.training.run_store": ("RunRecord", "RunStore", "checkpoint_file", "default_runs_root", "find_checkpoint"),
-    "engine.training.evaluation_store": ("StoredEvaluation", "checkpoint_stamp", "load_evaluation", "save_evaluation"),
+    "engine.training.evaluation_store": ("StoredEvaluation", "checkpoint_stamp", "evaluation_file", "load_evaluation",
+                                         "save_evaluation"),
     "engine.training.trainer": ("Trainer",),
     # analysis: evaluation, episode inspection, inner-loop scrubbing
     "engine.evaluation": ("evaluate",),

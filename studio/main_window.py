@@ -192,8 +192,10 @@ class MainWindow(WindowLayout, TrainingRuns, QMainWindow):
         if len(records) == 1:
             self._set_evaluation_run(records[0])
 
-    def open_run(self, record: RunRecord) -> None:
-        """Show a past run's curves and load its settings into the forms."""
+    def open_run(self, record: RunRecord, load_settings: bool = True) -> None:
+        """Show a past run's curves and evaluation and use it in the Adapt view; ``load_settings``: also
+        load its settings into the forms (the Runs table's Open does; the race view's Open run does not,
+        so the next Train still trains the algorithm the user chose)."""
         try:
             config = self.store.read_config(record.run_dir)
         except EngineError as error:
@@ -204,7 +206,8 @@ class MainWindow(WindowLayout, TrainingRuns, QMainWindow):
             self.plots.load_metrics(self.store.read_metrics(record.run_dir))
             self.plots.status_label.setText(f"Run: {record.name} ({record.status})")
             self.current_run_dir = record.run_dir
-        self.load_config(config)
+        if load_settings:
+            self.load_config(config)
         self._set_evaluation_run(record)
         self.center_tabs.setCurrentWidget(self.plots)
         self.adapt_panel.set_run(record)

@@ -1,5 +1,11 @@
 """Evaluation view: test accuracy with its 95% CI, per-class accuracy, a confusion matrix and the
 misclassified query images, from :func:`engine.evaluation.evaluate` run in a worker thread.
+
+Each evaluation is stored in the run folder by the engine (:mod:`engine.training.evaluation_store`,
+one file per checkpoint), so the view shows a run's evaluation after a restart too. It shows the
+chosen run's stored evaluation only while it is current: of the checkpoint file as it is now, with
+the episode shape in the form (choosing a run or a checkpoint sets the form to the stored shape);
+otherwise it says "Not evaluated yet" and why. Never another run's or another checkpoint's result.
 """
 
 from __future__ import annotations
@@ -15,7 +21,8 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QHBoxLay
                                QListView, QListWidget, QListWidgetItem, QProgressBar, QPushButton,
                                QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
-from engine.api import RunRecord
+from engine.api import (EngineError, EpisodeShape, RunRecord, StoredEvaluation, checkpoint_stamp, evaluation_file,
+                        load_evaluation, save_evaluation)
 from studio.datasets import load_data_cached
 from studio.widgets.eval_charts import BarChart, ConfusionMatrixView
 from studio.jobs.background import BackgroundJobMixin
@@ -26,6 +33,8 @@ from studio.jobs.thread import WorkerHandle
 GALLERY_SIZE = 60
 GALLERY_THUMB = 72
 GALLERY_TITLE = "Misclassified query images, most confident mistakes first"
+EVALUATION_SEED = 0  # the seed of the view's test episodes (a stored evaluation with another one is not shown)
+NOT_EVALUATED = "Not evaluated yet"
 
 
 @dataclass
@@ -37,6 +46,10 @@ class EvaluationOutput:
     checkpoint_step: int
     thumbnails: list[QImage | None] = field(default_factory=list)
     checkpoint: Path | None = None   # the checkpoint file evaluated
+    stored: Path | None = None       # where the engine stored it in the run folder (None: not stored)
+    store_error: str = ""            # why it could not be stored
+    created: str = ""                # when it was evaluated (a stored evaluation's time)
+    evaluation: StoredEvaluation | None = None  # the stored evaluation it was read from
 
 
 def _thumbnail(path: Path | None) -> QImage | None:
@@ -57,12 +70,21 @@ def evaluation_job(checkpoint: Path, device: str, episodes: int, n_way: int, n_s
         from engine.api import evaluate
         from engine.api import load_algorithm
 
+        stamp = checkpoint_stamp(checkpoint)  # the version evaluated, even if the file is rewritten meanwhile
         algorithm, ckpt = load_algorithm(checkpoint, device=device)
         data = load_data_cached(ckpt.config.data, split=ckpt.split)
         result = evaluate(algorithm, data, part="test", episodes=episodes, n_way=n_way, n_shot=n_shot,
                           n_query=n_query, seed=seed, progress=progress, should_stop=should_stop)
         thumbs = [_thumbnail(m.path) for m in result.misclassified[:GALLERY_SIZE]]
-        return EvaluationOutput(result, run_dir, ckpt.step, thumbs, checkpoint)
+        output = EvaluationOutput(result, run_dir, ckpt.step, thumbs, checkpoint)
+        if should_stop():
+            return output  # a cancelled evaluation is shown, never stored as the checkpoint's
+        try:
+            output.stored = save_evaluation(run_dir, checkpoint, ckpt.step, result, episodes=episodes,
+                                            n_query=n_query, seed=seed, device=device, stamp=stamp)
+        except (EngineError, OSError) as error:
+            output.store_error = str(error)
+        return output
 
     return job
 
@@ -77,8 +99,9 @@ class EvaluationPanel(QWidget, BackgroundJobMixin):
         super().__init__(parent)
         self.device_getter = device_getter or (lambda: "cpu")
         self.output: EvaluationOutput | None = None
-        # every evaluation of this session, by (run folder, checkpoint file): what the view shows for a run
-        self._results: dict[tuple[str, str], EvaluationOutput] = {}
+        # stored evaluations already read (with their thumbnails), by (file, its modification time)
+        self._read: dict[tuple[str, int], EvaluationOutput] = {}
+        self._following_shape = False
         self._handle: WorkerHandle | None = None
         self._running = False
 
@@ -88,8 +111,9 @@ class EvaluationPanel(QWidget, BackgroundJobMixin):
         self.checkpoint_combo = QComboBox()
         self.checkpoint_combo.addItem("best (top validation accuracy)", "best")
         self.checkpoint_combo.addItem("last", "last")
-        self.checkpoint_combo.currentIndexChanged.connect(lambda *_: self._show_stored())
+        self.checkpoint_combo.currentIndexChanged.connect(lambda *_: self._show_stored(follow_shape=True))
         self.shape_form = EpisodeShapeForm(("episodes", "n_way", "n_shot", "n_query"))
+        self.shape_form.changed.connect(self._shape_changed)
         self.episodes_spin = self.shape_form.spin("episodes")
         self.evaluate_button = QPushButton("Evaluate")
         self.evaluate_button.setObjectName("evaluate_button")
@@ -184,7 +208,7 @@ class EvaluationPanel(QWidget, BackgroundJobMixin):
         if task is not None:
             self.shape_form.load({"n_way": task.n_way, "n_shot": task.n_shot})
         self.evaluate_button.setEnabled(has_checkpoint(record) and not self.is_running())
-        self._show_stored()
+        self._show_stored(follow_shape=True)
 
     def checkpoint_path(self) -> Path | None:
         """The chosen checkpoint ("best" or "last") of the run, else its other one, else None."""
@@ -197,7 +221,7 @@ class EvaluationPanel(QWidget, BackgroundJobMixin):
             return None
         shape = self.shape_form.shape()
         job = evaluation_job(path, self.device_getter(), shape.episodes, shape.n_way, shape.n_shot, shape.n_query,
-                             run_dir=self.run_picker.run_dir())
+                             EVALUATION_SEED, run_dir=self.run_picker.run_dir())
         return self._launch(job)
 
     def _update_buttons(self) -> None:
@@ -210,23 +234,68 @@ class EvaluationPanel(QWidget, BackgroundJobMixin):
         self.error.emit(message)
 
     # -- results ------------------------------------------------------------
-    def _key(self, run_dir: Path | None, checkpoint: Path | None) -> tuple[str, str] | None:
-        return None if run_dir is None or checkpoint is None else (str(run_dir), str(checkpoint))
+    def _shape_changed(self) -> None:
+        if not self._following_shape:
+            self._show_stored()
 
-    def _show_stored(self) -> None:
-        """Show the chosen run's own evaluation of the chosen checkpoint, or say it has none yet (never
-        the result of another run or checkpoint)."""
+    def _show_stored(self, follow_shape: bool = False) -> None:
+        """Show the chosen run's stored evaluation of the chosen checkpoint while it is current (the
+        checkpoint file as evaluated, the form's episode shape), else say why it has none; never the result
+        of another run or checkpoint. ``follow_shape``: a run or checkpoint was just chosen, so the form
+        first takes the shape of its stored evaluation."""
         if self.is_running():
             return  # the running evaluation's run stays chosen (set_run is not called meanwhile)
-        key = self._key(self.run_picker.run_dir(), self.checkpoint_path())
-        output = self._results.get(key) if key is not None else None
-        if output is not None:
-            self._display(output)
-        elif key is None:
+        run_dir, checkpoint = self.run_picker.run_dir(), self.checkpoint_path()
+        if run_dir is None or checkpoint is None:
             self._clear_results("", "")
-        else:
-            self._clear_results("Not evaluated yet", "Press Evaluate to test this run's checkpoint on its test "
-                                                     "classes.")
+            return
+        try:
+            stored = self._read_stored(run_dir, checkpoint)
+        except EngineError as error:
+            self._clear_results(NOT_EVALUATED, f"Its stored evaluation cannot be read: {error}")
+            return
+        if stored is None:
+            self._clear_results(NOT_EVALUATED, "Press Evaluate to test this run's checkpoint on its test classes.")
+            return
+        output, evaluation = stored
+        if not evaluation.is_of(checkpoint) or evaluation.seed != EVALUATION_SEED:
+            self._clear_results(NOT_EVALUATED, f"The stored evaluation ({evaluation.describe()}) is of another "
+                                               f"version of {checkpoint.name}; press Evaluate to test it as it is now.")
+            return
+        if follow_shape:
+            self._follow_shape(evaluation.shape)
+        if evaluation.shape != self.shape_form.shape():
+            self._clear_results(f"{NOT_EVALUATED} with this episode shape",
+                                f"Stored: {evaluation.describe()}. Press Evaluate to test this shape.")
+            return
+        self._display(output)
+
+    def _read_stored(self, run_dir: Path, checkpoint: Path) -> tuple[EvaluationOutput, StoredEvaluation] | None:
+        """The stored evaluation of ``checkpoint`` as the view shows it (read once per version of the file)."""
+        path = evaluation_file(run_dir, checkpoint)
+        try:
+            key = (str(path), path.stat().st_mtime_ns)
+        except OSError:
+            return None
+        output = self._read.get(key)
+        if output is None or output.evaluation is None:
+            evaluation = load_evaluation(run_dir, checkpoint)
+            if evaluation is None:
+                return None
+            thumbnails = output.thumbnails if output is not None else \
+                [_thumbnail(m.path) for m in evaluation.result.misclassified[:GALLERY_SIZE]]
+            output = EvaluationOutput(evaluation.result, run_dir, evaluation.checkpoint_step, thumbnails, checkpoint,
+                                      path, created=evaluation.created)
+            output.evaluation = evaluation
+            self._read[key] = output
+        return output, output.evaluation
+
+    def _follow_shape(self, shape: EpisodeShape) -> None:
+        self._following_shape = True
+        try:
+            self.shape_form.load(shape)
+        finally:
+            self._following_shape = False
 
     def _clear_results(self, headline: str, details: str) -> None:
         self.output = None
@@ -240,20 +309,26 @@ class EvaluationPanel(QWidget, BackgroundJobMixin):
 
     def _show(self, output: EvaluationOutput) -> None:
         self._finished()
-        key = self._key(output.run_dir, Path(output.checkpoint)) if output.checkpoint else None
-        if key is not None:
-            self._results[key] = output
-        if output.run_dir == self.run_picker.run_dir():
+        if output.stored is not None:  # shown as the stored evaluation (its thumbnails are reused)
+            try:
+                self._read[(str(output.stored), output.stored.stat().st_mtime_ns)] = output
+            except OSError:
+                pass
+            self._show_stored()
+        elif output.run_dir == self.run_picker.run_dir():
             self._display(output)
+            self.details_label.setText(self.details_label.text() + (
+                f" Not stored: {output.store_error}" if output.store_error else " Cancelled: not stored."))
         self.evaluated.emit(output)
 
     def _display(self, output: EvaluationOutput) -> None:
         self.output = output
         result = output.result
         self.accuracy_label.setText(f"Test accuracy {result.accuracy:.2%} ± {result.ci95:.2%}")
+        evaluated = f"; evaluated {output.created.replace('T', ' ')[:16]}" if output.created else ""
         self.details_label.setText(
             f"95% confidence interval over {result.n_episodes} episodes, {result.n_way}-way {result.n_shot}-shot, "
-            f"{len(result.class_names)} test classes; checkpoint at step {output.checkpoint_step:,}.")
+            f"{len(result.class_names)} test classes; checkpoint at step {output.checkpoint_step:,}{evaluated}.")
         confusion = result.confusion.numpy() if hasattr(result.confusion, "numpy") else np.asarray(result.confusion)
         self.confusion.set_matrix(confusion, result.class_names)
         self.bars.set_values(result.per_class_accuracy)

@@ -6,7 +6,9 @@ The shared settings (data, task, model, training steps, device) come from the Se
 (``window.current_config()``); each racing algorithm uses its registry-default hyperparameters. The race
 runs in the training child process, like a solo run (:class:`studio.jobs.engine_run.RaceWorker`,
 :mod:`engine.race`), and is saved under ``<runs>/races/``; saved races are listed here and reopen with
-their curves and table. The algorithms to tick come from the registry
+their curves and table. Each racer's run folder is a run like any other: the Runs table lists it under its
+race, and "Open run" shows its curves and evaluation without touching the algorithm and data forms ("Load
+its settings" does that, when asked). The algorithms to tick come from the registry
 (:data:`engine.algorithms.registry.ALGORITHMS`), named by their declared display titles; the plot is
 :mod:`studio.panels.race_plot`.
 """
@@ -25,17 +27,17 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QGridLayout, QGroup
 
 from engine.api import (ALGORITHM_CONFIGS, ALGORITHMS, CPU_MEMORY_METHOD, CUDA_MEMORY_METHOD, MAX_ALGORITHMS,
                         MIN_ALGORITHMS, SHARED_STREAM_NOTE, AlgorithmResult, ConfigError, EngineError, RaceConfig,
-                        RaceInfo, RaceResult, RunStore, SavedRace, StepMetrics, ValidationResult, default_race_name,
+                        RaceInfo, RaceResult, SavedRace, StepMetrics, ValidationResult, default_race_name,
                         display_title, format_accuracy, format_memory, list_races, load_race, new_race_dir)
 from studio.jobs.engine_run import CLOSE_STOP_WAIT_MS, RaceWorker
-from studio.panels.race_plot import RaceCurves, RacerSeries, _bold
+from studio.panels.race_plot import RaceCurves, RacerSeries, titled_box
 from studio.widgets.plot_parts import PALETTE
 
 log = logging.getLogger("studio")
 
 TABLE_COLUMNS = ["Algorithm", "Status", "Steps", "Test accuracy (95% CI)", "Train time", "Peak memory"]
 STATUS_COLOURS = {"finished": "#2ca02c", "stopped": "#b35c00", "failed": "#d62728", "running": "#1f77b4",
-                  "interrupted": "#8c564b", "damaged": "#d62728"}
+                  "interrupted": "#8c564b", "damaged": "#d62728", "racing": "#1f77b4", "evaluating": "#1f77b4"}
 SAVED_ROLE = Qt.ItemDataRole.UserRole + 1
 TRAINING_RUNS_MESSAGE = ("a training run is in progress: one training job at a time, so stop it or wait for it "
                          "to end.")
@@ -58,7 +60,10 @@ class RacePanel(RaceCurves, QWidget):
         self.curves: dict[str, pg.PlotDataItem] = {}
         self.rows: dict[str, AlgorithmResult] = {}
         self.last_step: dict[str, int] = {}
+        self.trained: dict[str, str] = {}                  # racer -> how its training ended, before its row
+        self.evaluating: dict[str, tuple[int, int]] = {}   # racer -> (episodes done, total) of its final test
         self.total_steps = 0
+        self._runs_listed = False  # the racers' run folders are in the Runs table
         self.saved: SavedRace | None = None
         self._dirty = False
         self._build()
@@ -73,6 +78,8 @@ class RacePanel(RaceCurves, QWidget):
             window.training_started.connect(self._training_started)
         if hasattr(window, "jobs_changed"):  # one training job at a time: Start race follows the window's run
             window.jobs_changed.connect(self._update_buttons)
+        if hasattr(window, "runs_panel"):  # races deleted in the Runs table leave the saved list
+            window.runs_panel.races_deleted.connect(self.refresh_saved)
 
     # ------------------------------------------------------------------ layout
     def _build(self) -> None:
@@ -147,10 +154,16 @@ class RacePanel(RaceCurves, QWidget):
         self.table_note.setStyleSheet("color: #606060;")
         self.table_note.setMinimumHeight(2 * self.table_note.fontMetrics().lineSpacing() + 4)  # wraps to 2 lines
         self.open_run_button = QPushButton("Open run")
-        self.open_run_button.setToolTip("Open the selected algorithm's run folder like any run (curves, settings, "
-                                        "evaluation).")
+        self.open_run_button.setObjectName("race_open_run")
+        self.open_run_button.setToolTip("Show the selected algorithm's run (curves, evaluation, Adapt view) like any "
+                                        "run. The algorithm and data forms are left as they are.")
         self.open_run_button.clicked.connect(self.open_selected_run)
-        table_box = _titled_box("Results", self.open_run_button, self.table, self.table_note)
+        self.load_settings_button = QPushButton("Load its settings")
+        self.load_settings_button.setToolTip("Load the selected algorithm's run settings (algorithm, its "
+                                             "hyperparameters, data, task) into the forms, so Train trains it.")
+        self.load_settings_button.clicked.connect(self.load_selected_settings)
+        table_box = titled_box("Results", [self.open_run_button, self.load_settings_button], self.table,
+                                self.table_note)
 
         self.saved_list = QListWidget()
         self.saved_list.setObjectName("race_saved_list")
@@ -161,7 +174,7 @@ class RacePanel(RaceCurves, QWidget):
         self.saved_list.itemSelectionChanged.connect(self._update_buttons)
         self.open_race_button = QPushButton("Open race")
         self.open_race_button.clicked.connect(self.open_selected_race)
-        saved_box = _titled_box("Saved races", self.open_race_button, self.saved_list)
+        saved_box = titled_box("Saved races", [self.open_race_button], self.saved_list)
 
         bottom = QSplitter(Qt.Orientation.Horizontal)
         bottom.addWidget(table_box)
@@ -209,7 +222,9 @@ class RacePanel(RaceCurves, QWidget):
             box.setEnabled(not racing)
         self.test_episodes.setEnabled(not racing)
         self.open_race_button.setEnabled(not racing and bool(self.saved_list.selectedItems()))
-        self.open_run_button.setEnabled(self._selected_run_dir() is not None)
+        has_run = self._selected_run_dir() is not None
+        self.open_run_button.setEnabled(has_run)
+        self.load_settings_button.setEnabled(has_run)
 
     # ------------------------------------------------------------------ racing
     def start(self) -> RaceWorker | None:
@@ -254,11 +269,14 @@ class RacePanel(RaceCurves, QWidget):
         self.worker = worker
         self.race_dir = race_dir
         self.saved = None
+        self._runs_listed = False
         self._reset(config.algorithm_names, config.train.steps)
         worker.race_started.connect(self._race_started)
         worker.steps.connect(self._on_steps)
         worker.validation.connect(self._on_validation)
         worker.log.connect(self._on_log)
+        worker.algorithm_trained.connect(self._algorithm_trained)
+        worker.evaluation_progress.connect(self._evaluation_progress)
         worker.algorithm_finished.connect(self._algorithm_finished)
         worker.race_finished.connect(self._race_finished)
         worker.failed.connect(self._race_failed)
@@ -295,6 +313,7 @@ class RacePanel(RaceCurves, QWidget):
     def _race_started(self, info: RaceInfo) -> None:
         self.status_label.setText(f"Racing on {info.device}: {info.total_steps:,} steps each, one step of each "
                                   "algorithm in turn")
+        self._fill_table()
         for name, stream in info.streams.items():
             log.info("race: %s trains on %s", name, stream)
 
@@ -309,6 +328,9 @@ class RacePanel(RaceCurves, QWidget):
             if name in self.series:
                 self.series[name].add_steps(steps, losses, accuracies, seconds)
         self._dirty = True
+        if not self._runs_listed and len(self.last_step) == len(self.order):  # every racer's run folder exists
+            self._runs_listed = True
+            self._refresh_runs()
         progress = ", ".join(f"{display_title(n)} {self.last_step.get(n, 0)}" for n in self.order)
         if self.worker is not None and not self.worker.paused:
             self.status_label.setText(f"Racing: step {progress} of {self.total_steps:,}")
@@ -325,8 +347,19 @@ class RacePanel(RaceCurves, QWidget):
         if message.startswith("evaluating"):
             self.status_label.setText(message[0].upper() + message[1:] + "…")
 
+    def _algorithm_trained(self, name: str, status: str) -> None:
+        """A racer's training ended while others may still race: its row says so at once."""
+        self.trained[name] = status
+        self._fill_table()
+
+    def _evaluation_progress(self, name: str, done: int, total: int) -> None:
+        self.evaluating[name] = (done, total)
+        self.status_label.setText(f"Evaluating {display_title(name)}: episode {done:,} / {total:,}")
+        self._fill_table()
+
     def _algorithm_finished(self, name: str, row: AlgorithmResult) -> None:
         self.rows[name] = row
+        self.evaluating.pop(name, None)
         self._fill_table()
 
     def _race_finished(self, result: RaceResult) -> None:
@@ -358,8 +391,16 @@ class RacePanel(RaceCurves, QWidget):
             self.race_dir.rmdir()
         self.redraw(force=True)
         self.refresh_saved()
+        self._refresh_runs()
+        self._fill_table()  # no racer reads "racing" any more
         self._update_buttons()
         self.racing_changed.emit(False)
+
+    def _refresh_runs(self) -> None:
+        """Re-read the Runs table, which lists the racers' runs under their race."""
+        runs_panel = getattr(self.window, "runs_panel", None)
+        if runs_panel is not None:
+            runs_panel.refresh()
 
     def _training_started(self, *_: Any) -> None:
         if self.worker is not None:
@@ -378,9 +419,10 @@ class RacePanel(RaceCurves, QWidget):
         self.table.setRowCount(len(self.order))
         for i, name in enumerate(self.order):
             row = self.rows.get(name)
-            waiting = "racing" if self.worker is not None else (self.saved.status if self.saved else "")
-            cells = [display_title(name), row.status if row else waiting,
-                     f"{row.steps_done:,} / {row.total_steps:,}" if row else "",
+            status, status_tip = (row.status, row.message) if row else self._status_before_row(name)
+            steps = row.steps_done if row else self.last_step.get(name)
+            cells = [display_title(name), status,
+                     f"{steps:,} / {row.total_steps if row else self.total_steps:,}" if steps is not None else "",
                      format_accuracy(row).replace("+-", "±") if row else "",
                      f"{row.train_seconds:.1f} s" if row else "", format_memory(row) if row else ""]
             for column, text in enumerate(cells):
@@ -390,15 +432,27 @@ class RacePanel(RaceCurves, QWidget):
                 if column == 0:
                     item.setForeground(pg.mkColor(PALETTE[i % len(PALETTE)]))
                     item.setData(Qt.ItemDataRole.UserRole, name)
-                if column == 1 and row is not None:
-                    item.setForeground(pg.mkColor(STATUS_COLOURS.get(row.status, "#303030")))
-                    item.setToolTip(row.message)
+                if column == 1:
+                    item.setForeground(pg.mkColor(STATUS_COLOURS.get(status.split(" ")[0], "#303030")))
+                    item.setToolTip(status_tip)
                 if column == 5 and row is not None:
                     item.setToolTip(row.memory_method)
                 self.table.setItem(i, column, item)
         self.table_note.setText(self._table_note(result))
         self.table_note.setToolTip(self._table_note(result, full=True))
         self._update_buttons()
+
+    def _status_before_row(self, name: str) -> tuple[str, str]:
+        """(status, tooltip) of a racer without its final row: racing, its training's end, or its evaluation."""
+        if name in self.evaluating:
+            done, total = self.evaluating[name]
+            return f"evaluating {done:,} / {total:,}", "Test evaluation of the final weights"
+        if name in self.trained:
+            return self.trained[name], ("Its training ended; the test evaluation starts when every algorithm's "
+                                        "training has ended.")
+        if self.worker is not None:
+            return "racing", ""
+        return (self.saved.status if self.saved else ""), ""
 
     def _table_note(self, result: RaceResult | None, full: bool = False) -> str:
         """What the table's numbers mean (``full``: with the complete memory method, for the tooltip)."""
@@ -439,16 +493,33 @@ class RacePanel(RaceCurves, QWidget):
         return path if path.is_dir() else None
 
     def open_selected_run(self) -> None:
-        """Open the selected algorithm's run folder in the main window like any run."""
+        """Show the selected algorithm's run in the main window like any run (curves, evaluation, Adapt);
+        the algorithm and data forms are left as they are."""
         run_dir = self._selected_run_dir()
         if run_dir is None:
             return
         try:
-            record = RunStore(run_dir.parent).record(run_dir)
+            record = self.window.store.record(run_dir)
         except EngineError as error:
             self.window.show_error("Cannot open the run", str(error))
             return
-        self.window.open_run(record)
+        self.window.open_run(record, load_settings=False)
+        runs_panel = getattr(self.window, "runs_panel", None)
+        if runs_panel is not None:
+            runs_panel.select_runs([run_dir])
+
+    def load_selected_settings(self) -> None:
+        """Load the selected algorithm's run settings into the forms (asked for explicitly)."""
+        run_dir = self._selected_run_dir()
+        if run_dir is None:
+            return
+        try:
+            config = self.window.store.read_config(run_dir)
+        except EngineError as error:
+            self.window.show_error("Cannot load the run's settings", str(error))
+            return
+        self.window.load_config(config)
+        log.info("settings of %s loaded into the forms", run_dir)
 
     # ------------------------------------------------------------------ saved races
     def refresh_saved(self) -> None:
@@ -502,19 +573,3 @@ def _short_method(method: str) -> str:
     if method == CUDA_MEMORY_METHOD:
         return "torch.cuda.max_memory_allocated in its steps, minus the others' tensors"
     return method
-
-
-def _titled_box(title: str, button: QPushButton, main: QWidget, *below: QWidget) -> QWidget:
-    """A bold ``title`` with ``button`` at the right, ``main`` taking the height, then ``below``."""
-    box = QWidget()
-    layout = QVBoxLayout(box)
-    layout.setContentsMargins(0, 0, 0, 0)
-    title_row = QHBoxLayout()
-    title_row.addWidget(_bold(title))
-    title_row.addStretch(1)
-    title_row.addWidget(button)
-    layout.addLayout(title_row)
-    layout.addWidget(main, 1)
-    for widget in below:
-        layout.addWidget(widget)
-    return box

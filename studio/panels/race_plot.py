@@ -8,7 +8,8 @@ from typing import Any
 
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QButtonGroup, QComboBox, QHBoxLayout, QLabel, QRadioButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (QButtonGroup, QComboBox, QHBoxLayout, QLabel, QPushButton, QRadioButton, QVBoxLayout,
+                               QWidget)
 
 from engine.api import display_title
 from studio.widgets.plot_parts import PALETTE, cache_axes
@@ -57,6 +58,8 @@ class RaceCurves:
     curves: dict[str, pg.PlotDataItem]
     rows: dict[str, Any]
     last_step: dict[str, int]
+    trained: dict[str, str]
+    evaluating: dict[str, tuple[int, int]]
     _dirty: bool
     _fill_table: Any
 
@@ -122,6 +125,7 @@ class RaceCurves:
         self.total_steps = total_steps
         self.series = {name: RacerSeries() for name in names}
         self.curves, self.rows, self.last_step = {}, {}, {}
+        self.trained, self.evaluating = {}, {}  # racers' training ends and final-test progress
         for i, name in enumerate(names):
             colour = PALETTE[i % len(PALETTE)]
             self.curves[name] = self.plot.plot([], [], pen=pg.mkPen(colour, width=2), name=display_title(name),
@@ -181,3 +185,19 @@ def _bold(text: str) -> QLabel:
     label.setStyleSheet("font-weight: bold;")
     return label
 
+
+def titled_box(title: str, buttons: list[QPushButton], main: QWidget, *below: QWidget) -> QWidget:
+    """A bold ``title`` with ``buttons`` at the right, ``main`` taking the height, then ``below``."""
+    box = QWidget()
+    layout = QVBoxLayout(box)
+    layout.setContentsMargins(0, 0, 0, 0)
+    title_row = QHBoxLayout()
+    title_row.addWidget(_bold(title))
+    title_row.addStretch(1)
+    for button in buttons:
+        title_row.addWidget(button)
+    layout.addLayout(title_row)
+    layout.addWidget(main, 1)
+    for widget in below:
+        layout.addWidget(widget)
+    return box

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from PySide6.QtCore import Qt
+from PySide6.QtTest import QTest
+
 from engine.race import RACE_FILE, list_races, load_race
 
 from .conftest import TINY, set_fields
@@ -82,12 +85,18 @@ def test_a_saved_race_reopens_with_its_curves_and_table(qtbot, window):
     assert saved is not None and saved.status == "finished"
     assert {name: list(panel.curves[name].yData) for name in panel.curves} == before
     assert [panel.table.item(r, 3).text() for r in range(panel.table.rowCount())] == table
-    # each algorithm's run folder opens like any run
+    # each algorithm's run folder opens like any run, without switching the algorithm form: the next Train
+    # trains what the user chose, not the opened racer
+    assert window.algorithm_panel.algorithm_name() == "protonet"
     panel.table.selectRow(1)
     assert panel.open_run_button.isEnabled()
-    panel.open_selected_run()
+    QTest.mouseClick(panel.open_run_button, Qt.MouseButton.LeftButton)
     assert window.center_tabs.currentWidget() is window.plots
     assert window.plots.n_points == RACE_FIELDS["train.steps"]
+    assert window.algorithm_panel.algorithm_name() == "protonet"
+    assert window.runs_panel.selected_records()[0].run_dir == folder / "simpleshot"  # selected in the Runs table
+    assert "simpleshot" in window.evaluation_panel.run_picker.text()
+    QTest.mouseClick(panel.load_settings_button, Qt.MouseButton.LeftButton)  # only when asked for
     assert window.algorithm_panel.algorithm_name() == "simpleshot"
     # a damaged race file is named when the race is opened
     (folder / RACE_FILE).write_text("{ torn", encoding="utf-8")
@@ -95,6 +104,32 @@ def test_a_saved_race_reopens_with_its_curves_and_table(qtbot, window):
     panel.saved_list.setCurrentRow(0)
     assert panel.open_selected_race() is None
     assert str(folder / RACE_FILE) in window.shown_errors[-1][1]
+
+
+def test_the_final_evaluation_reports_progress_and_a_trained_racer_no_longer_reads_racing(qtbot, window):
+    set_fields(window, RACE_FIELDS)
+    panel = race_panel(window)
+    panel.set_algorithms(["protonet", "simpleshot"])
+    panel.test_episodes.setValue(200)
+    seen: list[tuple[str, int, int, str, list[str]]] = []
+
+    def progress(name: str, done: int, total: int) -> None:  # runs after the panel's own slot
+        statuses = [panel.table.item(r, 1).text() for r in range(panel.table.rowCount())]
+        seen.append((name, done, total, panel.status_label.text(), statuses))
+
+    with qtbot.waitSignal(panel.race_ended, timeout=120_000):
+        assert panel.start() is not None
+        panel.worker.evaluation_progress.connect(progress)
+    qtbot.waitUntil(lambda: not panel.is_racing(), timeout=60_000)
+    for name in ("protonet", "simpleshot"):
+        done = [d for n, d, *_ in seen if n == name]
+        assert done[0] == 0 and done[-1] == 200 and len(done) > 3 and done == sorted(done)
+    name, done, total, label, statuses = next(s for s in seen if s[0] == "simpleshot" and 0 < s[1] < 200)
+    assert label == f"Evaluating SimpleShot: episode {done} / 200"
+    assert statuses == ["finished", f"evaluating {done} / 200"]  # ProtoNet done, SimpleShot under test
+    assert all("racing" not in s for *_, statuses in seen for s in statuses)  # both trained before any test
+    assert [panel.table.item(r, 1).text() for r in range(2)] == ["finished", "finished"]
+    assert panel.status_label.text().startswith("Race finished")
 
 
 def test_the_race_refuses_bad_selections_and_a_running_training(qtbot, window):

@@ -144,6 +144,23 @@ def test_evaluation_view_shows_a_confusion_matrix_of_the_test_classes(runs_windo
     assert runs_window.center_tabs.currentWidget() is panel
 
 
+def test_the_runs_tables_evaluate_works_for_a_stopped_run_with_only_its_last_checkpoint(runs_window, qtbot):
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+
+    record = _record(runs_window, "stopped run")
+    assert record.checkpoint("best").name == "last.pt"  # stopped before its first validation: no best.pt
+    panel, evaluation = runs_window.runs_panel, runs_window.evaluation_panel
+    evaluation.episodes_spin.setValue(4)
+    panel.select_runs([record.run_dir])
+    assert panel.evaluate_button.isEnabled()  # as the Evaluation tab's Evaluate is
+    with qtbot.waitSignal(evaluation.evaluated, timeout=120_000):
+        QTest.mouseClick(panel.evaluate_button, Qt.MouseButton.LeftButton)
+    assert evaluation.output.run_dir == record.run_dir and evaluation.output.checkpoint_step == record.steps_done
+    assert "Test accuracy" in evaluation.accuracy_label.text()
+    assert f"checkpoint at step {record.steps_done}" in evaluation.details_label.text()
+
+
 def test_a_running_runs_row_follows_its_progress(runs_window, qtbot):
     panel = runs_window.runs_panel
     now = [100.0]
