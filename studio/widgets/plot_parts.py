@@ -1,5 +1,5 @@
 """Pieces shared by the studio's pyqtgraph plots: palette, axis caching, the training-plot look,
-round axis ranges and the hover read-out.
+curves drawn from growing buffers, round axis ranges and the hover read-out.
 
 Importing this module sets pyqtgraph's global look (white background, no antialiasing).
 """
@@ -12,7 +12,10 @@ from typing import Any
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QGraphicsItem
+from PySide6.QtGui import QPainterPath
+from PySide6.QtWidgets import QGraphicsItem, QGraphicsPathItem
+
+from studio.widgets.plot_series import Envelope, GrowingArray, PeakPyramid, envelope, visible_indices
 
 pg.setConfigOptions(antialias=False, background="w", foreground="#303030")
 
@@ -30,8 +33,9 @@ def cache_axes(plot: pg.PlotItem) -> None:
 
 
 def configure_plot(plot: pg.PlotItem, title: str, y_label: str) -> None:
-    """The look of a live training plot: title and labels, a fixed-width y axis, a y grid, peak
-    down-sampling, clip-to-view, rectangle zoom and cached axes."""
+    """The look of a live training plot: title and labels, a fixed-width y axis, a y grid, rectangle
+    zoom and cached axes. Its curves are :class:`BufferedCurve` s (they down-sample and clip to the
+    view themselves), so pyqtgraph's own down-sampling and clipping stay off."""
     plot.setTitle(title, size="10pt")
     plot.setLabel("bottom", "step")
     plot.setLabel("left", y_label)
@@ -39,10 +43,137 @@ def configure_plot(plot: pg.PlotItem, title: str, y_label: str) -> None:
         plot.getAxis(axis).enableAutoSIPrefix(False)
     plot.getAxis("left").setWidth(56)  # a fixed width: new tick labels never re-layout the plot
     plot.showGrid(x=False, y=True, alpha=0.25)
-    plot.setDownsampling(auto=True, mode="peak")
-    plot.setClipToView(True)
     plot.getViewBox().setMouseMode(pg.ViewBox.RectMode)
     cache_axes(plot)
+
+
+class BufferedCurve(pg.PlotDataItem):
+    """A curve drawn from growing buffers: each :meth:`redraw` hands pyqtgraph at most two points per
+    horizontal pixel of the visible x range (the min/max envelope of the values under each pixel,
+    from a :class:`PeakPyramid`), never the whole history. Zooming in redraws the new range, in
+    full detail once it holds few enough values.
+
+    ``x`` must grow with ``y`` (the same length); ``mode`` "max" or "min" draws one edge of a band.
+    """
+
+    MIN_BUCKETS, MAX_BUCKETS, DEFAULT_BUCKETS = 64, 4096, 1000
+
+    def __init__(self, x: GrowingArray, y: GrowingArray, mode: str = "peak", **options: Any) -> None:
+        super().__init__([], [], **options)
+        self.source_x, self.source_y = x, y
+        self.peaks = PeakPyramid(y)
+        self.mode = mode
+        self.shown = Envelope(np.empty(0), np.empty(0), False)
+        self.drawn_plan = (0, 0, 0)  # (i0, i1, groups) drawn
+
+    def source_data(self) -> tuple[np.ndarray, np.ndarray]:
+        """The curve's full data (what the hover read-out reads)."""
+        n = min(len(self.source_x), len(self.source_y))
+        return self.source_x.view[:n], self.source_y.view[:n]
+
+    def plan(self) -> tuple[int, int, int]:
+        """What to draw: the index range [i0, i1) in view and the number of groups to draw it with,
+        one per horizontal pixel the data covers (at least MIN_BUCKETS: a run's first steps in a
+        long run's axis cover one pixel). A view that follows the data (x auto-range) shows all."""
+        n = min(len(self.source_x), len(self.source_y))
+        view = self.getViewBox()
+        if not isinstance(view, pg.ViewBox) or view.width() < 2:
+            return 0, n, self.DEFAULT_BUCKETS
+        width = view.width()
+        if view.state["autoRange"][0]:
+            return 0, n, int(np.clip(width, self.MIN_BUCKETS, self.MAX_BUCKETS))
+        low, high = view.viewRange()[0]
+        i0, i1 = visible_indices(self.source_x, low, high)
+        i1 = min(i1, n)
+        covered = width
+        if i1 - i0 >= 2 and high > low and self.source_x.nondecreasing:
+            x = self.source_x.view
+            covered = width * (min(x[i1 - 1], high) - max(x[i0], low)) / (high - low)
+        return i0, i1, int(np.clip(covered, self.MIN_BUCKETS, self.MAX_BUCKETS))
+
+    def redraw(self) -> None:
+        """Hand pyqtgraph what the view shows of the buffers now (O(pixels))."""
+        self.drawn_plan = self.plan()
+        self.shown = envelope(self.source_x, self.peaks, *self.drawn_plan, self.mode)
+        self.setData(self.shown.x, self.shown.y)
+
+    def redraw_if_moved(self) -> None:
+        """Redraw when the view asks for another range or resolution than the one drawn."""
+        if len(self.source_y) and self.plan() != self.drawn_plan:
+            self.redraw()
+
+    def bounds(self) -> tuple[float, float] | None:
+        """(min, max) of the finite y values (all of them, O(1) amortised)."""
+        return self.peaks.bounds()
+
+    def viewRangeChanged(self, vb: Any = None, ranges: Any = None, changed: Any = None) -> None:
+        super().viewRangeChanged(vb, ranges, changed)
+        if changed is None or changed[0]:
+            self.redraw_if_moved()
+
+
+def redraw_on_resize(plot: pg.PlotItem, curves: Any) -> None:
+    """Redraw ``curves()`` (BufferedCurves of ``plot``) when the plot's width changes: the number of
+    pixels, so of groups to draw, changed."""
+    plot.getViewBox().sigResized.connect(lambda *_: [curve.redraw_if_moved() for curve in curves()])
+
+
+class BandItem(QGraphicsPathItem):
+    """The area between two :class:`BufferedCurve` s (a band's upper and lower edges; they can be
+    hidden), as one path built from what the two curves were handed. (pyqtgraph's FillBetweenItem
+    re-walks both curves' paths: 10 ms for two 1000-point edges, here about 0.1 ms.)"""
+
+    def __init__(self, upper: BufferedCurve, lower: BufferedCurve, brush: Any) -> None:
+        super().__init__()
+        self.upper, self.lower = upper, lower
+        self.setBrush(pg.mkBrush(brush))
+        self.setPen(pg.mkPen(None))
+        upper.sigPlotChanged.connect(self.update_path)
+        lower.sigPlotChanged.connect(self.update_path)
+
+    def update_path(self, *_: Any) -> None:
+        upper, lower = self.upper.shown, self.lower.shown
+        if len(upper.x) < 2 or len(lower.x) < 2:
+            self.setPath(QPainterPath())
+            return
+        x = np.concatenate((upper.x, lower.x[::-1]))
+        y = np.concatenate((upper.y, lower.y[::-1]))
+        finite = np.isfinite(x) & np.isfinite(y)
+        path = pg.arrayToQPath(x[finite], y[finite], connect="all")
+        path.closeSubpath()
+        self.setPath(path)
+
+
+class EmptyHint:
+    """A grey sentence in the middle of an empty plot saying what will appear there (kept centred
+    when the range changes); :meth:`set_empty` shows or hides it."""
+
+    def __init__(self, plot: pg.PlotItem, text: str) -> None:
+        self.plot = plot
+        self.item = pg.TextItem(text, color="#808080", anchor=(0.5, 0.5))
+        self.item.setZValue(50)
+        plot.addItem(self.item, ignoreBounds=True)
+        plot.getViewBox().sigRangeChanged.connect(lambda *_: self._centre())
+        self._centre()
+
+    @property
+    def text(self) -> str:
+        return self.item.toPlainText()
+
+    def set_text(self, text: str) -> None:
+        self.item.setText(text)
+
+    def is_shown(self) -> bool:
+        return self.item.isVisible()
+
+    def set_empty(self, empty: bool) -> None:
+        self.item.setVisible(empty)
+        if empty:
+            self._centre()
+
+    def _centre(self) -> None:
+        (x0, x1), (y0, y1) = self.plot.getViewBox().viewRange()
+        self.item.setPos((x0 + x1) / 2, (y0 + y1) / 2)
 
 
 class HoverReadout:
@@ -80,7 +211,7 @@ class HoverReadout:
         lines = []
         step = None
         for item in self.plot.listDataItems():
-            xs, ys = item.xData, item.yData
+            xs, ys = item.source_data() if isinstance(item, BufferedCurve) else (item.xData, item.yData)
             name = item.name()
             if xs is None or len(xs) == 0 or not name:
                 continue

@@ -1,13 +1,15 @@
-"""The data behind the live plots: growing numpy arrays, EMA-smoothed series, metrics rows.
+"""The data behind the live plots: growing numpy arrays, EMA-smoothed series, min/max pyramids,
+metrics rows.
 
-Qt-free. Arrays grow by doubling (amortised O(1) appends) and a series keeps its smoothed
-values incrementally, so a plot's ``setData`` gets a view of the filled part, not a copy.
+Qt-free. Arrays grow by doubling (amortised O(1) appends), a series keeps its smoothed values
+incrementally, and a :class:`PeakPyramid` keeps the minimum and maximum of aligned buckets of an
+array, so that what a plot draws of any x range (:func:`envelope`) costs O(pixels), not O(history).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -18,6 +20,8 @@ class GrowingArray:
     def __init__(self, capacity: int = 1024) -> None:
         self._data = np.empty(max(1, capacity), dtype=np.float64)
         self._size = 0
+        self.generation = 0        # counts clear()s: what was derived from the values is stale
+        self.nondecreasing = True  # every value >= the one before (kept with each append)
 
     def __len__(self) -> int:
         return self._size
@@ -34,11 +38,23 @@ class GrowingArray:
 
     def extend(self, values: Iterable[float] | np.ndarray) -> None:
         values = np.asarray(values if isinstance(values, np.ndarray) else list(values), dtype=np.float64)
+        if values.size == 0:
+            return
+        self._note_order(values[0], values)
         self._reserve(self._size + values.size)
         self._data[self._size: self._size + values.size] = values
         self._size += values.size
 
+    def _note_order(self, first: float, values: np.ndarray | None = None) -> None:
+        if not self.nondecreasing:
+            return
+        if self._size and not first >= self._data[self._size - 1]:
+            self.nondecreasing = False
+        elif values is not None and values.size > 1 and not bool(np.all(values[1:] >= values[:-1])):
+            self.nondecreasing = False
+
     def append(self, value: float) -> None:
+        self._note_order(value)
         self._reserve(self._size + 1)
         self._data[self._size] = value
         self._size += 1
@@ -54,6 +70,8 @@ class GrowingArray:
 
     def clear(self) -> None:
         self._size = 0
+        self.generation += 1
+        self.nondecreasing = True
 
 
 class EmaSeries:
@@ -102,6 +120,165 @@ class EmaSeries:
         self.raw.clear()
         self.smooth.clear()
         self._ema = self._weight = 0.0
+
+
+class _Rows:
+    """An (n, 2) float64 array with amortised O(1) growth; rows past ``size`` are scratch."""
+
+    def __init__(self) -> None:
+        self.data = np.empty((64, 2), dtype=np.float64)
+        self.size = 0
+
+    def reserve(self, needed: int) -> np.ndarray:
+        if needed > len(self.data):
+            grown = np.empty((max(needed, 2 * len(self.data)), 2), dtype=np.float64)
+            grown[: self.size] = self.data[: self.size]
+            self.data = grown
+        return self.data
+
+
+PEAK_FACTOR = 8
+_STRIDES = np.arange(0, PEAK_FACTOR << 16, PEAK_FACTOR, dtype=np.intp)  # reduceat's group starts, sliced
+
+
+def _group_starts(groups: int) -> np.ndarray:
+    """0, 8, 16, ...: the starts of ``groups`` groups of 8 (no new array for the usual few)."""
+    return _STRIDES[:groups] if groups <= len(_STRIDES) else np.arange(0, PEAK_FACTOR * groups, PEAK_FACTOR)
+
+
+class PeakPyramid:
+    """The minimum and maximum of a :class:`GrowingArray`'s values over aligned buckets of 8, 64, 512,
+    ... values (level k: buckets of ``8 ** (k + 1)``), and of all its finite values.
+
+    Brought up to date lazily, when asked, from the values appended since: amortised O(1) per value
+    (a level recomputes only its last bucket and the new ones, in one ``reduceat``), and a query
+    updates only the levels up to the one it reads. A level stores (min, -max) rows, so one
+    ``np.fmin.reduceat`` merges both. NaN values are ignored (a bucket of NaNs gives NaN).
+    """
+
+    FACTOR = PEAK_FACTOR
+
+    def __init__(self, values: GrowingArray) -> None:
+        self.values = values
+        self._levels: list[_Rows] = []
+        self._synced: list[int] = []  # the number of values each level reflects
+        self._generation = values.generation
+        self._low = math.inf
+        self._high = -math.inf
+        self._bounded = 0  # the number of values the finite bounds reflect
+
+    def bucket_size(self, level: int) -> int:
+        return self.FACTOR ** (level + 1)
+
+    def _reset_if_rewritten(self) -> None:
+        if self.values.generation != self._generation or len(self.values) < self._bounded:
+            self._generation = self.values.generation
+            self._levels, self._synced = [], []
+            self._low, self._high, self._bounded = math.inf, -math.inf, 0
+
+    def bounds(self) -> tuple[float, float] | None:
+        """(min, max) of the finite values, or None when there is none."""
+        self._reset_if_rewritten()
+        n = len(self.values)
+        if self._bounded < n:
+            new = self.values.view[self._bounded:]
+            finite = new[np.isfinite(new)]
+            if finite.size:
+                self._low = min(self._low, float(finite.min()))
+                self._high = max(self._high, float(finite.max()))
+            self._bounded = n
+        return (self._low, self._high) if self._low <= self._high else None
+
+    def level(self, k: int) -> np.ndarray:
+        """Level ``k``'s (min, -max) rows, up to date with the values."""
+        self._reset_if_rewritten()
+        while len(self._levels) <= k:
+            self._levels.append(_Rows())
+            self._synced.append(0)
+        n = len(self.values)
+        for j in range(k + 1):
+            if self._synced[j] != n:
+                self._sync(j, n)
+        return self._levels[k].data[: self._levels[k].size]
+
+    def _sync(self, k: int, n: int) -> None:
+        """Recompute level ``k`` from its last (maybe partial) bucket on; level k - 1 is up to date."""
+        factor, size = self.FACTOR, self.bucket_size(k)
+        start = self._synced[k] // size
+        count = -(-n // size)
+        rows = self._levels[k].reserve(count)[start:count]
+        if k == 0:
+            segment = self.values.view[start * factor: n]
+            at = _group_starts(count - start)
+            np.fmin.reduceat(segment, at, out=rows[:, 0])
+            np.fmax.reduceat(segment, at, out=rows[:, 1])
+            np.negative(rows[:, 1], out=rows[:, 1])
+        else:
+            below = self._levels[k - 1]
+            np.fmin.reduceat(below.data[start * factor: below.size], _group_starts(count - start), axis=0,
+                            out=rows)
+        self._levels[k].size = count
+        self._synced[k] = n
+
+
+class Envelope(NamedTuple):
+    """What a curve hands to pyqtgraph: x and y, and whether they are bucket extremes (not raw)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    decimated: bool
+
+
+def visible_indices(x: GrowingArray, low: float, high: float) -> tuple[int, int]:
+    """The index range [i0, i1) of the values with x in [low, high], plus one neighbour each side
+    (so a line reaches the edges). The whole range when x is not sorted."""
+    n = len(x)
+    if not x.nondecreasing or not (math.isfinite(low) and math.isfinite(high)):
+        return 0, n
+    i0 = int(np.searchsorted(x.view, low, side="left")) - 1
+    i1 = int(np.searchsorted(x.view, high, side="right")) + 1
+    return max(i0, 0), min(i1, n)
+
+
+def envelope(x: GrowingArray, peaks: PeakPyramid, i0: int, i1: int, buckets: int,
+             mode: str = "peak") -> Envelope:
+    """At most ``2 * buckets`` points that draw values [i0, i1) of (x, peaks.values).
+
+    Up to ``2 * buckets`` values are handed as they are. More are split into ``buckets``
+    consecutive groups; each gives two points, at its first and last x: (min, max) with
+    ``mode="peak"``, (max, max) with "max" and (min, min) with "min" (the edges of a band). The
+    groups are unions of the coarsest pyramid level's buckets that fit (fewer than 8 per group:
+    of the values), so the cost is O(buckets), whatever the number of values.
+    """
+    y = peaks.values
+    n_visible = i1 - i0
+    if n_visible <= 2 * buckets:
+        return Envelope(x.view[i0:i1], y.view[i0:i1], False)
+    per_group = n_visible / buckets
+    k = int(math.floor(math.log(per_group, peaks.FACTOR) + 1e-9)) - 1
+    while k >= 0 and peaks.bucket_size(k) > per_group:  # (rounding)
+        k -= 1
+    starts = np.arange(buckets, dtype=np.intp)
+    if k < 0:  # fewer than 8 values per group: group the values themselves (at most 8 per group)
+        size, first_unit, units = 1, i0, n_visible
+        starts = starts * units // buckets
+        segment = y.view[i0:i1]
+        low, high = np.fmin.reduceat(segment, starts), np.fmax.reduceat(segment, starts)
+    else:
+        size = peaks.bucket_size(k)
+        first_unit = i0 // size
+        units = -(-i1 // size) - first_unit  # >= buckets, so the group starts differ
+        starts = starts * units // buckets
+        merged = np.fmin.reduceat(peaks.level(k)[first_unit: first_unit + units], starts, axis=0)
+        low, high = merged[:, 0], -merged[:, 1]
+    first = (first_unit + starts) * size
+    last = np.minimum((first_unit + np.append(starts[1:], units)) * size, len(y)) - 1
+    xs = np.empty(2 * buckets)
+    xs[0::2], xs[1::2] = x.view[first], x.view[last]
+    ys = np.empty(2 * buckets)
+    ys[0::2] = high if mode == "max" else low
+    ys[1::2] = low if mode == "min" else high
+    return Envelope(xs, ys, True)
 
 
 def ema(values: Sequence[float], alpha: float) -> np.ndarray:

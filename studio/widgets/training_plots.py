@@ -1,13 +1,15 @@
 """Live training curves (pyqtgraph): loss, accuracy, validation accuracy with its band, learning rate.
 
-Curves are created once and updated with ``setData``; data lives in numpy
-arrays that grow by doubling (amortised O(1) appends), and the plots redraw on
-a timer only when new points arrived. Auto down-sampling ("peak") and
-clip-to-view keep a 100k-step run smooth.
+Curves are created once and updated in place; data lives in numpy arrays that grow by doubling
+(amortised O(1) appends), and the plots redraw on a timer only when new points arrived. A redraw
+costs what is on screen, not the run's length: each curve is a :class:`BufferedCurve` that hands
+pyqtgraph at most two points per pixel of the visible range (min/max envelopes kept incrementally),
+and the y range is fitted from bounds kept incrementally too.
 """
 
 from __future__ import annotations
 
+import html
 import math
 import time
 from dataclasses import dataclass
@@ -19,18 +21,34 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QCheckBox, QGridLayout, QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
 
-from studio.widgets.plot_parts import PALETTE, HoverReadout, configure_plot, nice_range
+from studio.widgets.elided_label import ElidedLabel, elide_middle
+from studio.widgets.plot_parts import (PALETTE, BandItem, BufferedCurve, EmptyHint, HoverReadout, configure_plot, nice_range,
+                                       redraw_on_resize)
 from studio.widgets.plot_series import EmaSeries, GrowingArray, ema, split_metric_rows
+
+EMPTY_TEXT = {"loss": "The training loss of each step appears here.",
+              "accuracy": "The training accuracy of each step appears here.",
+              "val": "Validation accuracy (mean, 95% CI) appears here\nafter each validation.",
+              "lr": "The learning rate of each step appears here."}
+EMPTY_Y_RANGE = {"loss": (0.0, 1.0), "accuracy": (0.0, 1.0), "val": (0.0, 1.0), "lr": (0.0, 1.0)}
+
+
+def _buffers(values: Sequence[float]) -> GrowingArray:
+    array = GrowingArray(max(16, len(values)))
+    array.extend(values)
+    return array
 
 
 @dataclass
 class _RunCurves:
     """The curves of one overlaid past run."""
 
-    loss: pg.PlotDataItem
-    accuracy: pg.PlotDataItem
-    val: pg.PlotDataItem
-    lr: pg.PlotDataItem
+    label: str
+    colour: str
+    loss: BufferedCurve
+    accuracy: BufferedCurve
+    val: BufferedCurve
+    lr: BufferedCurve
 
 
 class TrainingPlots(QWidget):
@@ -44,8 +62,9 @@ class TrainingPlots(QWidget):
     in (a new validation point shows at the next tick; user actions and the end of a
     run draw at once): on a 2-core machine every plot redraw during training is CPU
     the trainer loses, about 5% of its speed at 12 redraws a second (measured with
-    ``bench/bench_studio_overhead.py``).
-    Past runs can be overlaid with :meth:`set_overlays`.
+    ``bench/bench_studio_overhead.py``). A redraw's cost does not grow with the run
+    (``bench/bench_plot_redraw.py``). Past runs can be overlaid with :meth:`set_overlays`;
+    a legend above the plots names them. An empty plot says what will appear in it.
     """
 
     smoothing_changed = Signal(float)
@@ -61,6 +80,8 @@ class TrainingPlots(QWidget):
         self.val_x = GrowingArray()
         self.val_y = GrowingArray()
         self.val_ci = GrowingArray()
+        self.val_high = GrowingArray()  # val_y + val_ci, the band's edges
+        self.val_low = GrowingArray()
         self._dirty: set[str] = set()
         self._drawn_at = {name: -math.inf for name in self.PLOTS}
         self.clock: Callable[[], float] = time.monotonic  # seconds; tests replace it
@@ -85,32 +106,62 @@ class TrainingPlots(QWidget):
         configure_plot(self.accuracy_plot, "Training accuracy", "accuracy")
         configure_plot(self.val_plot, "Validation accuracy (95% CI)", "accuracy")
         configure_plot(self.lr_plot, "Learning rate", "lr")
-
-        raw_pen = pg.mkPen(QColor(31, 119, 180, 70), width=1)
-        main_pen = pg.mkPen(PALETTE[0], width=2)
-        self.loss_raw = self.loss_plot.plot([], [], pen=raw_pen)
-        self.loss_curve = self.loss_plot.plot([], [], pen=main_pen, name="loss")
-        self.accuracy_raw = self.accuracy_plot.plot([], [], pen=raw_pen)
-        self.accuracy_curve = self.accuracy_plot.plot([], [], pen=main_pen, name="accuracy")
-        self.val_upper = pg.PlotDataItem([], [], pen=pg.mkPen(None))
-        self.val_lower = pg.PlotDataItem([], [], pen=pg.mkPen(None))
-        self.val_band = pg.FillBetweenItem(self.val_upper, self.val_lower, brush=pg.mkBrush(214, 39, 40, 50))
-        self.val_plot.addItem(self.val_upper)
-        self.val_plot.addItem(self.val_lower)
-        self.val_plot.addItem(self.val_band)
-        self.val_curve = self.val_plot.plot([], [], pen=pg.mkPen(PALETTE[1], width=2), symbol="o", symbolSize=5,
-                                            symbolBrush=PALETTE[1], symbolPen=None, name="val accuracy")
-        self.lr_curve = self.lr_plot.plot([], [], pen=pg.mkPen(PALETTE[2], width=2), name="lr")
+        self._build_curves()
+        self.hints = {name: EmptyHint(self.widgets[name].getPlotItem(), EMPTY_TEXT[name]) for name in self.PLOTS}
         self._follow = {name: True for name in self.PLOTS}
         self._fitted = {name: False for name in self.PLOTS}
         for name in self.PLOTS:
-            self.widgets[name].getPlotItem().getViewBox().sigRangeChangedManually.connect(
-                lambda *_, n=name: self._follow.__setitem__(n, False))
-        self.main_curves = {"loss": self.loss_curve, "accuracy": self.accuracy_curve, "val": self.val_curve,
-                            "lr": self.lr_curve}
+            plot = self.widgets[name].getPlotItem()
+            plot.getViewBox().sigRangeChangedManually.connect(lambda *_, n=name: self._follow.__setitem__(n, False))
+            redraw_on_resize(plot, lambda n=name: self._curves_of(n))
         self.readouts = [HoverReadout(self.loss_plot), HoverReadout(self.accuracy_plot),
                          HoverReadout(self.val_plot), HoverReadout(self.lr_plot, fmt="{:.3g}")]
+        self._build_bar()
+        for name in self.PLOTS:
+            self._show_empty(name)
+        self._smoothing_moved(self.smoothing_slider.value())
 
+        self.timer = QTimer(self)
+        self.timer.setInterval(int(1000 / refresh_hz))
+        self.timer.timeout.connect(self.refresh)
+        self.timer.start()
+
+    def _build_curves(self) -> None:
+        raw_pen = pg.mkPen(QColor(31, 119, 180, 70), width=1)
+        main_pen = pg.mkPen(PALETTE[0], width=2)
+        self.loss_raw = self._curve(self.loss_plot, self.loss.x, self.loss.raw, pen=raw_pen)
+        self.loss_curve = self._curve(self.loss_plot, self.loss.x, self.loss.smooth, pen=main_pen, name="loss")
+        self.accuracy_raw = self._curve(self.accuracy_plot, self.accuracy.x, self.accuracy.raw, pen=raw_pen)
+        self.accuracy_curve = self._curve(self.accuracy_plot, self.accuracy.x, self.accuracy.smooth, pen=main_pen,
+                                          name="accuracy")
+        self.val_upper = self._curve(self.val_plot, self.val_x, self.val_high, mode="max", pen=pg.mkPen(None))
+        self.val_lower = self._curve(self.val_plot, self.val_x, self.val_low, mode="min", pen=pg.mkPen(None))
+        self.val_upper.hide()  # the band's edges: drawn by the band, bounds fitted by _fit_y
+        self.val_lower.hide()
+        self.val_band = BandItem(self.val_upper, self.val_lower, brush=(214, 39, 40, 50))
+        self.val_plot.addItem(self.val_band, ignoreBounds=True)
+        self.val_error_bar = pg.ErrorBarItem(x=np.empty(0), y=np.empty(0), height=np.empty(0), beam=0.0,
+                                             pen=pg.mkPen(PALETTE[1], width=2))
+        self.val_error_bar.hide()
+        self.val_plot.addItem(self.val_error_bar)  # a lone validation's interval (no band with one point)
+        self.val_curve = self._curve(self.val_plot, self.val_x, self.val_y, pen=pg.mkPen(PALETTE[1], width=2),
+                                     symbol="o", symbolSize=5, symbolBrush=PALETTE[1], symbolPen=None,
+                                     name="val accuracy")
+        self.lr_curve = self._curve(self.lr_plot, self.lr_x, self.lr_y, pen=pg.mkPen(PALETTE[2], width=2), name="lr")
+        self.main_curves = {"loss": self.loss_curve, "accuracy": self.accuracy_curve, "val": self.val_curve,
+                            "lr": self.lr_curve}
+        self._own_curves = {"loss": [self.loss_raw, self.loss_curve],
+                            "accuracy": [self.accuracy_raw, self.accuracy_curve],
+                            "val": [self.val_upper, self.val_lower, self.val_curve], "lr": [self.lr_curve]}
+
+    @staticmethod
+    def _curve(plot: pg.PlotItem, x: GrowingArray, y: GrowingArray, mode: str = "peak",
+               **options: Any) -> BufferedCurve:
+        curve = BufferedCurve(x, y, mode, **options)
+        plot.addItem(curve)
+        return curve
+
+    def _build_bar(self) -> None:
         self.smoothing_slider = QSlider(Qt.Orientation.Horizontal)
         self.smoothing_slider.setRange(0, 99)
         self.smoothing_slider.setValue(85)
@@ -123,9 +174,13 @@ class TrainingPlots(QWidget):
         self.show_raw.setChecked(True)
         self.show_raw.setToolTip("Show the unsmoothed training curves, faint, behind the smoothed ones.")
         self.show_raw.toggled.connect(self._toggle_raw)
-        self.status_label = QLabel("No run yet: press Train.")
+        self.status_label = ElidedLabel("No run yet: press Train.")
         self.status_label.setStyleSheet("color: #606060;")
-
+        self.legend = QLabel("")  # above the plots: it never hides a curve
+        self.legend.setObjectName("plots_legend")
+        self.legend.setTextFormat(Qt.TextFormat.RichText)
+        self.legend.setWordWrap(True)
+        self.legend.hide()
         bar = QHBoxLayout()
         bar.addWidget(self.status_label, 1)
         bar.addWidget(QLabel("Smoothing"))
@@ -135,21 +190,19 @@ class TrainingPlots(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(bar)
+        layout.addWidget(self.legend)
         layout.addWidget(self.graphics, 1)
-        self._smoothing_moved(self.smoothing_slider.value())
-
-        self.timer = QTimer(self)
-        self.timer.setInterval(int(1000 / refresh_hz))
-        self.timer.timeout.connect(self.refresh)
-        self.timer.start()
 
     # -- data in ------------------------------------------------------------
     def clear(self) -> None:
+        """Forget the run's data: a new run starts with empty plots, sane axes and the y ranges
+        managed again (a zoom of the previous run is not kept)."""
         self._fitted = {name: False for name in self.PLOTS}
+        self._follow = {name: True for name in self.PLOTS}
         self._drawn_at = {name: -math.inf for name in self.PLOTS}  # a new run's first points show at once
         for series in (self.loss, self.accuracy):
             series.clear()
-        for array in (self.lr_x, self.lr_y, self.val_x, self.val_y, self.val_ci):
+        for array in (self.lr_x, self.lr_y, self.val_x, self.val_y, self.val_ci, self.val_high, self.val_low):
             array.clear()
         self._dirty.update(self.PLOTS)
 
@@ -168,6 +221,8 @@ class TrainingPlots(QWidget):
         self.val_x.append(step)
         self.val_y.append(accuracy)
         self.val_ci.append(ci95)
+        self.val_high.append(accuracy + ci95)
+        self.val_low.append(accuracy - ci95)
         self._dirty.add("val")
 
     def load_metrics(self, rows: Sequence[dict[str, Any]]) -> None:
@@ -181,11 +236,10 @@ class TrainingPlots(QWidget):
         self.val_x.extend(vals["step"])
         self.val_y.extend(vals["accuracy"])
         self.val_ci.extend(vals["ci95"])
-        self.refresh(everything=True)
+        self.val_high.extend(np.add(vals["accuracy"], vals["ci95"]))
+        self.val_low.extend(np.subtract(vals["accuracy"], vals["ci95"]))
         self.auto_step_range()
-        for name in self.PLOTS:
-            self._fitted[name] = False
-            self._fit_y(name)
+        self.refresh(everything=True)
 
     @property
     def n_points(self) -> int:
@@ -195,39 +249,49 @@ class TrainingPlots(QWidget):
     def set_overlays(self, runs: Sequence[tuple[str, Sequence[dict[str, Any]]]]) -> None:
         """Overlay past runs' curves: a list of (label, metrics rows); an empty list removes them."""
         for curves in self._overlays:
-            self.loss_plot.removeItem(curves.loss)
-            self.accuracy_plot.removeItem(curves.accuracy)
-            self.val_plot.removeItem(curves.val)
-            self.lr_plot.removeItem(curves.lr)
+            for name in self.PLOTS:
+                self.widgets[name].getPlotItem().removeItem(getattr(curves, name))
         self._overlays = []
-        if runs:
-            self._ensure_legends()
         for i, (label, rows) in enumerate(runs):
             steps, vals = split_metric_rows(rows)
-            pen = pg.mkPen(PALETTE[(i + 3) % len(PALETTE)], width=1.5, style=Qt.PenStyle.DashLine)
+            colour = PALETTE[(i + 3) % len(PALETTE)]
+            pen = pg.mkPen(colour, width=1.5, style=Qt.PenStyle.DashLine)
             smooth = self.loss.alpha
+            x, val_x = _buffers(steps["step"]), _buffers(vals["step"])
             self._overlays.append(_RunCurves(
-                self.loss_plot.plot(steps["step"], ema(steps["loss"], smooth), pen=pen, name=label),
-                self.accuracy_plot.plot(steps["step"], ema(steps["accuracy"], smooth), pen=pen, name=label),
-                self.val_plot.plot(vals["step"], vals["accuracy"], pen=pen, symbol="t", symbolSize=6,
-                                   symbolBrush=pen.color(), symbolPen=None, name=label),
-                self.lr_plot.plot(steps["step"], steps["lr"], pen=pen, name=label),
+                label, colour,
+                self._curve(self.loss_plot, x, _buffers(ema(steps["loss"], smooth)), pen=pen, name=label),
+                self._curve(self.accuracy_plot, x, _buffers(ema(steps["accuracy"], smooth)), pen=pen, name=label),
+                self._curve(self.val_plot, val_x, _buffers(vals["accuracy"]), pen=pen, symbol="t", symbolSize=6,
+                            symbolBrush=pen.color(), symbolPen=None, name=label),
+                self._curve(self.lr_plot, x, _buffers(steps["lr"]), pen=pen, name=label),
             ))
+        self._show_legend()
         for name in self.PLOTS:
+            for curve in self._curves_of(name):
+                curve.redraw()
+            self._show_empty(name)
             self._fit_y(name)
 
     @property
     def n_overlays(self) -> int:
         return len(self._overlays)
 
-    def _ensure_legends(self) -> None:
-        """Legends appear with the first overlay (a single live run needs none: the titles say it)."""
-        for name in self.PLOTS:
-            plot = self.widgets[name].getPlotItem()
-            if plot.legend is None:
-                legend = plot.addLegend(offset=(-8, 8) if name == "loss" else (-8, -8),
-                                        labelTextSize="8pt")
-                legend.addItem(self.main_curves[name], "this run")
+    def _show_legend(self) -> None:
+        """One line above the plots names the overlaid runs (a single live run needs none: the titles
+        say it); long names are elided in the middle, the tooltip has them in full."""
+        if not self._overlays:
+            self.legend.hide()
+            return
+        entries = [(PALETTE[0], "━━", "this run")] + [(c.colour, "╍╍", c.label) for c in self._overlays]
+        self.legend.setText("&nbsp;&nbsp;&nbsp; ".join(
+            f'<span style="color:{colour}; font-weight:bold;">{mark}</span>&nbsp;'
+            f"{html.escape(elide_middle(label, 32))}" for colour, mark, label in entries))
+        self.legend.setToolTip("\n".join(label for _, _, label in entries))
+        self.legend.show()
+
+    def _curves_of(self, name: str) -> list[BufferedCurve]:
+        return self._own_curves[name] + [getattr(curves, name) for curves in self._overlays]
 
     # -- drawing ------------------------------------------------------------
     def _smoothing_moved(self, value: int) -> None:
@@ -279,25 +343,23 @@ class TrainingPlots(QWidget):
         ticks come a little early (83 ms for 12 Hz), and 6 of them must make half a second."""
         return 1.0 / self.PLOT_HZ[name] - 0.01
 
-    def _y_values(self, name: str) -> list[np.ndarray]:
-        """The values the y range of plot ``name`` must show (its own curves and the overlays)."""
-        if name == "loss":
-            own = [self.loss.raw.view if self.show_raw.isChecked() else self.loss.smooth.view]
-        elif name == "accuracy":
-            own = [self.accuracy.raw.view if self.show_raw.isChecked() else self.accuracy.smooth.view]
-        elif name == "lr":
-            own = [self.lr_y.view]
+    def _y_curves(self, name: str) -> list[BufferedCurve]:
+        """The curves whose values the y range of plot ``name`` must show."""
+        if name in ("loss", "accuracy"):
+            raw, smooth = self._own_curves[name]
+            own = [raw if self.show_raw.isChecked() else smooth]
+        elif name == "val":
+            own = [self.val_upper, self.val_lower]
         else:
-            own = [self.val_y.view + self.val_ci.view, self.val_y.view - self.val_ci.view]
-        overlays = [getattr(curves, name).yData for curves in self._overlays]
-        return own + [values for values in overlays if values is not None]
+            own = [self.lr_curve]
+        return own + [getattr(curves, name) for curves in self._overlays]
 
     def _fit_y(self, name: str) -> None:
         """Keep the data in view with a y range that changes rarely (so the axis is rarely redrawn).
 
         The range is refitted, to rounded bounds with some headroom, only when data leaves it or
         fills less than 40% of it. A plot the user zoomed or panned is left alone until its "A"
-        (auto-range) button is pressed.
+        (auto-range) button is pressed. The bounds are kept incrementally (O(1) per redraw).
         """
         view = self.widgets[name].getPlotItem().getViewBox()
         if view.state["autoRange"][1]:  # fresh, or the user pressed "A": we manage y from now on
@@ -305,12 +367,11 @@ class TrainingPlots(QWidget):
             self._follow[name] = True
         if not self._follow[name]:
             return
-        chunks = [v[np.isfinite(v)] for v in self._y_values(name) if v is not None and len(v)]
-        chunks = [c for c in chunks if c.size]
-        if not chunks:
+        bounds = [b for b in (curve.bounds() for curve in self._y_curves(name)) if b is not None]
+        if not bounds:
             return
-        low = min(float(c.min()) for c in chunks)
-        high = max(float(c.max()) for c in chunks)
+        low = min(b[0] for b in bounds)
+        high = max(b[1] for b in bounds)
         current_low, current_high = view.viewRange()[1]
         span = max(high - low, abs(high) * 1e-3, 1e-12)
         inside = current_low <= low and high <= current_high
@@ -322,6 +383,15 @@ class TrainingPlots(QWidget):
             low, high = nice_range(low - 0.08 * span, high + 0.08 * span)
         self._fitted[name] = True
         view.setYRange(low, high, padding=0)
+
+    def _show_empty(self, name: str) -> None:
+        """An empty plot: its hint, and a y range that means something (not pyqtgraph's -0.5..0.5)."""
+        empty = not any(len(curve.source_y) for curve in self._curves_of(name))
+        self.hints[name].set_empty(empty)
+        if empty and self._follow[name]:
+            view = self.widgets[name].getPlotItem().getViewBox()
+            view.disableAutoRange(axis=pg.ViewBox.YAxis)
+            view.setYRange(*EMPTY_Y_RANGE[name], padding=0)
 
     def set_step_range(self, total_steps: int) -> None:
         """Fix every plot's step axis to 0..total_steps for a live run: aligned plots, and axes that
@@ -340,18 +410,27 @@ class TrainingPlots(QWidget):
         """Whether some plot has data it does not show yet."""
         return bool(self._dirty)
 
+    def points_handed(self) -> int:
+        """Points the curves of all plots were last handed (what pyqtgraph processes per redraw)."""
+        return sum(len(curve.shown.x) for name in self.PLOTS for curve in self._curves_of(name))
+
     def _update_plot(self, name: str) -> None:
-        if name == "loss":
-            self.loss_raw.setData(self.loss.x.view, self.loss.raw.view)
-            self.loss_curve.setData(self.loss.x.view, self.loss.smooth.view)
-        elif name == "accuracy":
-            self.accuracy_raw.setData(self.accuracy.x.view, self.accuracy.raw.view)
-            self.accuracy_curve.setData(self.accuracy.x.view, self.accuracy.smooth.view)
-        elif name == "lr":
-            self.lr_curve.setData(self.lr_x.view, self.lr_y.view)
-        else:
-            vx, vy, ci = self.val_x.view, self.val_y.view, self.val_ci.view
-            self.val_upper.setData(vx, vy + ci)
-            self.val_lower.setData(vx, vy - ci)
-            self.val_curve.setData(vx, vy)
+        for curve in self._own_curves[name]:
+            curve.redraw()
+        if name == "val":
+            self._show_lone_validation()
+        self._show_empty(name)
         self._fit_y(name)
+
+    def _show_lone_validation(self) -> None:
+        """With one validation there is no band to draw: its 95% CI shows as an error bar."""
+        if len(self.val_x) == 1:
+            self.val_error_bar.setData(x=self.val_x.view.copy(), y=self.val_y.view.copy(),
+                                       height=2 * self.val_ci.view, beam=0.0)
+            self.val_error_bar.show()
+        else:
+            self.val_error_bar.hide()
+        shown = self.val_curve.shown
+        symbol = None if shown.decimated else "o"
+        if self.val_curve.opts["symbol"] != symbol:
+            self.val_curve.setSymbol(symbol)

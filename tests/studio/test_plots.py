@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from studio.widgets.eval_charts import ConfusionMatrixView
+from studio.widgets.plot_parts import BufferedCurve
 from studio.widgets.plot_series import EmaSeries, GrowingArray, split_metric_rows
 from studio.widgets.training_plots import TrainingPlots
 
@@ -61,8 +62,8 @@ def test_plots_update_only_with_new_data(qtbot):
     plots.add_steps(_steps(101, 111))
     assert plots.refresh(everything=True)
     assert plots.loss_curve is curve  # curves are built once and updated
-    for plot in (plots.loss_plot, plots.accuracy_plot, plots.val_plot, plots.lr_plot):
-        assert plot.clipToViewMode() and plot.downsampleMode()[1]  # clip to view, auto down-sampling
+    for name in plots.PLOTS:  # the curves clip and down-sample themselves (BufferedCurve), not pyqtgraph
+        assert all(isinstance(curve, BufferedCurve) for curve in plots.widgets[name].getPlotItem().listDataItems())
 
 
 def _plots_on_a_clock(qtbot, plots_per_tick: int) -> tuple[TrainingPlots, dict[str, float]]:
