@@ -165,14 +165,15 @@ def sample_loop(app: Any, window: Any, timer: RefreshTimer, minutes: float, ever
     next_sample = start + every_s
     end = start + 60.0 * minutes
     timer.take_mean_ms()
+    previous_step, previous_time = window.last_step, start
     while time.monotonic() < end:
         app.processEvents()
         if window.worker is None:
             raise SystemExit(f"training ended early: {window.errors_for_soak or window.training_panel.state}")
         now = time.monotonic()
         if now >= next_sample:
-            previous = samples[-1] if samples else Sample(0.0, window.last_step, 0, 0.0, 0.0, 0.0, 0, 0.0, 0.0, 0.0)
-            rate = (window.last_step - previous.step) / max(now - start - previous.elapsed_s, 1e-9)
+            rate = (window.last_step - previous_step) / max(now - previous_time, 1e-9)
+            previous_step, previous_time = window.last_step, now
             samples.append(Sample(now - start, window.last_step, window.plots.n_points, rate, *app_memory(),
                                   timer.take_mean_ms(), *forced_redraw_ms(window)))
             print(format_row(samples[-1]), flush=True)
