@@ -16,12 +16,13 @@ from typing import Any, Callable, Sequence
 from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QMimeData, QSize, Qt, Signal
 from PySide6.QtGui import (QAction, QColor, QDragEnterEvent, QDropEvent, QGuiApplication, QIcon, QImage,
                            QImageReader, QKeySequence, QPixmap, QShortcut)
-from PySide6.QtWidgets import (QAbstractItemView, QFrame, QHBoxLayout, QLabel, QLineEdit, QListView, QListWidget,
+from PySide6.QtWidgets import (QAbstractItemView, QFrame, QHBoxLayout, QLabel, QListView, QListWidget,
                                QListWidgetItem, QMenu, QProgressDialog, QPushButton, QSizePolicy, QSplitter,
                                QToolButton, QVBoxLayout, QWidget)
 
 from engine.api import ClassState, DecodeResult, Example
 from studio.jobs.thread import WorkerHandle, run_in_worker
+from studio.panels.adapt_input import AddImagesButton, ClassNameEdit, DropHint
 from studio.widgets.images import pixels_to_qimage
 
 THUMB = 48
@@ -202,7 +203,7 @@ class ClassCard(QFrame):
 
         self.dot = QLabel()
         self.dot.setFixedSize(14, 14)
-        self.name_edit = QLineEdit(state.name)
+        self.name_edit = ClassNameEdit(state.name)
         self.name_edit.setObjectName("class_name")
         self.name_edit.setPlaceholderText("class name")
         self.name_edit.setMaxLength(100)
@@ -217,6 +218,10 @@ class ClassCard(QFrame):
         self.delete_button.setToolTip("Remove this class")
         self.delete_button.setAutoRaise(True)
         self.delete_button.clicked.connect(lambda: self.delete_requested.emit(self))
+        self.add_button = AddImagesButton("Add images...", "to this class")
+        self.add_button.setObjectName("add_class_images")
+        self.add_button.setAutoRaise(True)
+        self.add_button.paths_chosen.connect(lambda paths: self.files_dropped.emit(self, paths))
 
         header = QHBoxLayout()
         header.setContentsMargins(0, 0, 0, 0)
@@ -224,13 +229,14 @@ class ClassCard(QFrame):
         header.addWidget(self.dot)
         header.addWidget(self.name_edit, 1)
         header.addWidget(self.count_label)
+        header.addWidget(self.add_button)
         header.addWidget(self.delete_button)
 
         self.thumbs = ThumbnailList(self)
         self.thumbs.delete_pressed.connect(self._delete_selected)
         self.thumbs.customContextMenuRequested.connect(self._context_menu)
-        self.placeholder = QLabel("Drop images or a folder here, or paste with Ctrl+V")
-        self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.placeholder = DropHint("Drop images or a folder here, paste with Ctrl+V, or click to choose files")
+        self.placeholder.clicked.connect(self.add_button.choose_files)
         self.placeholder.setFixedHeight(ThumbnailList.rows_height(1))
         self.placeholder.setStyleSheet("color: #888; border: 1px dashed #bbb; border-radius: 4px;")
         self.note_label = QLabel()
@@ -262,6 +268,7 @@ class ClassCard(QFrame):
         """Show ``state``: name, count and thumbnails (items are rebuilt only when the examples changed)."""
         self.state = state
         self.colour = colour
+        self.add_button.purpose = f"to the class {state.name}"
         set_style(self.dot, f"background: {colour}; border-radius: 7px;")
         if self.name_edit.text() != state.name and not self.name_edit.hasFocus():
             self.name_edit.setText(state.name)

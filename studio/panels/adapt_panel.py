@@ -23,8 +23,7 @@ from typing import Any, Callable, Sequence
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QImage, QKeySequence, QShortcut
-from PySide6.QtWidgets import (QFileDialog, QFrame, QLabel, QProgressBar, QProgressDialog, QScrollArea, QSizePolicy,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import QFrame, QLabel, QProgressBar, QProgressDialog, QVBoxLayout, QWidget
 
 from engine.api import (BULK_FILES, DEMO_MODEL, DEMO_SHOTS, AdaptOutput, AdaptSession, ClassState, DecodeResult,
                         DropListing, EngineError, FeatureCache, class_folder_groups, list_dropped, remote_message,
@@ -33,17 +32,15 @@ from studio.jobs.latest import LatestJob
 from studio.jobs.thread import WorkerHandle, run_in_worker
 from studio.panels.adapt_cards import (LEVEL_COLOURS, CardList, ClassCard, button, decode_in_worker, hbox, png_bytes,
                                       set_message, set_style, splitter)
+from studio.panels import adapt_input
+from studio.panels.adapt_input import CardScroll
 from studio.panels.adapt_map import EmbeddingMap
 from studio.panels.adapt_test_zone import TestZone
+from studio.widgets.elide import ElidedLabel, WrappedLabel
 
 __all__ = ["AdaptPanel", "DEMO_MODEL"]
 
 _BANNER_BACKGROUNDS = {"error": "#fdecea", "warning": "#fff4e5", "ok": "#edf7ed"}
-_FILE_DIALOGS = {  # kind -> (open?, title, default name, filter)
-    "open": (True, "Open a model", "", "Models (*.pt *.pth);;All files (*)"),
-    "save": (False, "Save the adapted classifier", "classifier.pt", "Adapted classifier (*.pt)"),
-    "export": (False, "Export TorchScript", "classifier.ts.pt", "TorchScript (*.pt)"),
-}
 
 
 class AdaptPanel(QWidget):
@@ -71,31 +68,20 @@ class AdaptPanel(QWidget):
     def _build(self) -> None:
         self.demo_button = button("Demo", "Load the bundled glyph model and five characters of an alphabet it "
                                   "never saw", self.start_demo)
-        self.model_label = QLabel("No model. Open a checkpoint, pick a run, or press Demo.")
+        self.model_label = ElidedLabel("No model. Open a checkpoint, pick a run, or press Demo.")
         self.model_label.setObjectName("model_label")
-        self.model_label.setStyleSheet("color: #444;")
-        self.model_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.model_label.setStyleSheet("color: #333;")
         self.undo_button = button("Undo", "Undo the last change of the classes (Ctrl+Z)", self.undo)
         self.save_button = button("Save classifier...", "Save the classes, their images and the fitted classifier "
                                   "to one file (reopen it here or use it with meta-engine predict)",
                                   lambda: self._file_dialog("save", self.save_classifier))
         self.export_button = button("Export TorchScript...", "A TorchScript module: normalised images [B, C, H, W] "
                                     "-> probabilities", lambda: self._file_dialog("export", self.export_torchscript))
-        self.progress = QProgressBar()
-        self.progress.setObjectName("adapt_progress")
-        self.progress.setFixedSize(110, 14)
-        self.progress.setTextVisible(False)
-        self.progress.setVisible(False)
-        self.status_label = QLabel("")
-        self.status_label.setObjectName("adapt_status")
-        self.status_label.setStyleSheet("color: #666;")
         toolbar = hbox([button("Open model...", "A training checkpoint (.pt) or a saved adapted classifier",
                                lambda: self._file_dialog("open", self.load_checkpoint)), self.demo_button, 8,
-                        (self.model_label, 1), self.progress, self.status_label, 8, self.undo_button,
-                        self.save_button, self.export_button], spacing=6)
-        self.banner = QLabel("")
+                        (self.model_label, 1), 8, self.undo_button, self.save_button, self.export_button], spacing=6)
+        self.banner = WrappedLabel("")
         self.banner.setObjectName("adapt_banner")
-        self.banner.setWordWrap(True)
         self.banner.setVisible(False)
 
         self.test_zone = TestZone()
@@ -121,25 +107,35 @@ class AdaptPanel(QWidget):
         undo.activated.connect(self.undo)
 
     def _build_classes(self) -> QWidget:
-        """The left column: title, "+ Class", the scrolling card list and a hint."""
+        """The left column: title, "+ Class", the adaptation's status, the scrolling card list and a hint."""
         classes_title = QLabel("New classes")
         classes_title.setStyleSheet("font-weight: 600; font-size: 11pt;")
-        add_class = button("+ Class", "Add a class card, then drop a few images on it", lambda: self.add_class())
+        self.progress = QProgressBar()
+        self.progress.setObjectName("adapt_progress")
+        self.progress.setFixedSize(110, 12)
+        self.progress.setTextVisible(False)
+        self.progress.setVisible(False)
+        self.status_label = ElidedLabel("")
+        self.status_label.setObjectName("adapt_status")
+        self.status_label.setStyleSheet("color: #666; font-size: 8pt;")
+        self.add_class_button = button("+ Class", "Add a class card, then add or drop a few images on it",
+                                       lambda: self.add_class())
         self.card_list = CardList()
         self.card_list.files_dropped.connect(self.add_classes_from_drop)
-        self.cards_scroll = QScrollArea()
+        self.cards_scroll = CardScroll()
         self.cards_scroll.setWidgetResizable(True)
         self.cards_scroll.setWidget(self.card_list)
         self.cards_scroll.setFrameShape(QFrame.Shape.NoFrame)
         self.cards_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        hint = QLabel("Drop images or folders on a card \u00b7 Ctrl+V pastes \u00b7 Delete removes \u00b7 "
+        hint = QLabel("Add or drop images or folders on a card \u00b7 Ctrl+V pastes \u00b7 Delete removes \u00b7 "
                       "Ctrl+Z undoes \u00b7 drop sub-folders here to make one class each")
         hint.setWordWrap(True)
         hint.setStyleSheet("color: #888; font-size: 8pt;")
         left = QWidget()
         left_layout = QVBoxLayout(left)
         left_layout.setContentsMargins(0, 0, 0, 0)
-        left_layout.addLayout(hbox([classes_title, 1, add_class]))
+        left_layout.addLayout(hbox([classes_title, 1, self.add_class_button]))
+        left_layout.addLayout(hbox([(self.status_label, 1), self.progress], spacing=6))
         left_layout.addWidget(self.cards_scroll, 1)
         left_layout.addWidget(hint)
         left.setMinimumWidth(330)
@@ -186,12 +182,14 @@ class AdaptPanel(QWidget):
 
     # =================================================================================== classes
     def add_class(self, name: str | None = None) -> ClassCard:
-        """Add an (empty) class card and return it; ``name`` defaults to ``Class N``."""
+        """Add an (empty) class card and return it, scrolled into view with its name selected for typing;
+        ``name`` defaults to ``Class N``."""
         state = self.session.add_class(name)
         self._support_changed()
         card = self.card_list.cards[state.uid]
         card.name_edit.setFocus()
-        self.cards_scroll.ensureWidgetVisible(card)
+        card.name_edit.selectAll()
+        self.cards_scroll.scroll_to(card)
         return card
 
     def remove_class(self, card: ClassCard) -> None:
@@ -540,11 +538,9 @@ class AdaptPanel(QWidget):
 
     def _file_dialog(self, kind: str, use: Callable[[Path], Any]) -> None:
         """Ask for a file (``kind``: "open", "save" or "export") and pass the chosen path to ``use``."""
-        to_open, title, default, filters = _FILE_DIALOGS[kind]
-        ask = QFileDialog.getOpenFileName if to_open else QFileDialog.getSaveFileName
-        path, _ = ask(self, title, default, filters)
-        if path:
-            use(Path(path))
+        path = adapt_input.ask_model_file(self, kind)
+        if path is not None:
+            use(path)
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
         self._cancel_job()
@@ -555,11 +551,11 @@ class AdaptPanel(QWidget):
 
 # ======================================================================================= module helpers
 def _describe_model(session: AdaptSession) -> str:
-    """The toolbar's rich-text line about the loaded model."""
+    """The toolbar's line about the loaded model."""
     checkpoint, path = session.checkpoint, session.model_path
     config, prep = checkpoint.config, checkpoint.preprocessing
     title = config.algorithm.title or config.algorithm.name
     colour = "grey" if prep.channels == 1 else "colour"
     kind = "adapted classifier" if session.opened_adapted else f"step {checkpoint.step}"
-    return (f"<b>{title}</b> \u00b7 {config.model.backbone} ({config.model.hidden_channels}) \u00b7 "
+    return (f"{title} \u00b7 {config.model.backbone} ({config.model.hidden_channels}) \u00b7 "
             f"{prep.image_size}\u00d7{prep.image_size} {colour} \u00b7 {kind} \u00b7 {path.name}")

@@ -14,6 +14,8 @@ from PySide6.QtWidgets import (QAbstractItemView, QFrame, QHBoxLayout, QHeaderVi
 from engine.api import Example
 from studio.panels.adapt_cards import (example_pixmap, mime_has_content, mime_image, mime_paths, set_message,
                                       set_style)
+from studio.panels.adapt_input import AddImagesButton, DropHint
+from studio.widgets.elide import ElidedLabel, elide_middle
 
 TILE_THUMB = 52
 TILE_WIDTH = 196
@@ -21,6 +23,15 @@ TILE_WIDTH = 196
 
 def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def example_caption(example: Example) -> str:
+    """A test image's caption: its name, with the folder it came from when the name is just the file's
+    ("character07/03.png": in a nested data set the file name alone does not say which image it is)."""
+    source = example.source
+    if source is not None and example.name == source.name and source.parent.name:
+        return f"{source.parent.name}/{source.name}"
+    return example.name
 
 
 class FlowLayout(QLayout):
@@ -102,6 +113,7 @@ class ProbabilityBars(QWidget):
     def set_values(self, names: list[str], colours: list[str], values: list[float]) -> None:
         self.names, self.colours, self.values = names, colours, values
         self.setFixedHeight(max(1, len(names)) * self.ROW)
+        self.setToolTip("\n".join(f"{name}: {100 * value:.1f}%" for name, value in zip(names, values)))
         self.update()
 
     def paintEvent(self, event) -> None:  # noqa: N802 - Qt API
@@ -119,7 +131,7 @@ class ProbabilityBars(QWidget):
             top = row * self.ROW
             painter.setPen(QColor("#222" if row == best else "#666"))
             painter.drawText(QRect(0, top, name_width, self.ROW), Qt.AlignmentFlag.AlignVCenter,
-                             metrics.elidedText(name, Qt.TextElideMode.ElideRight, name_width))
+                             elide_middle(name, metrics, name_width))
             painter.setPen(Qt.PenStyle.NoPen)
             painter.setBrush(QColor("#eceff3"))
             painter.drawRoundedRect(QRect(bar_x, top + 3, bar_width, self.ROW - 6), 3, 3)
@@ -150,7 +162,8 @@ class QueryTile(QFrame):
         self.thumb.setPixmap(example_pixmap(example, TILE_THUMB))
         self.thumb.setStyleSheet("background: #f4f5f7; border-radius: 4px;")
         self.thumb.setToolTip(str(example.source) if example.source else example.name)
-        self.name_label = QLabel(example.name)
+        self.name_label = ElidedLabel(example_caption(example), min_chars=3)
+        self.name_label.setToolTip(str(example.source) if example.source else "")
         self.name_label.setStyleSheet("color: #777; font-size: 8pt;")
         self.predicted_label = QLabel("waiting for classes...")
         self.predicted_label.setObjectName("predicted")
@@ -174,15 +187,9 @@ class QueryTile(QFrame):
         layout.addWidget(self.bars)
         self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.customContextMenuRequested.connect(self._menu)
-        self._elide_name()
 
     def sizeHint(self) -> QSize:  # noqa: N802 - Qt API
         return QSize(TILE_WIDTH, super().sizeHint().height())
-
-    def _elide_name(self) -> None:
-        metrics = QFontMetrics(self.name_label.font())
-        self.name_label.setText(metrics.elidedText(self.example.name, Qt.TextElideMode.ElideMiddle,
-                                                   TILE_WIDTH - TILE_THUMB - 30))
 
     def set_prediction(self, names: list[str], colours: list[str], probabilities: list[float] | None) -> None:
         if not probabilities:
@@ -230,16 +237,20 @@ class TestZone(QFrame):
 
         title = QLabel("Test")
         title.setStyleSheet("font-weight: 600; font-size: 11pt;")
-        self.hint = QLabel("Drop images to classify them, or a folder whose sub-folders are named like the classes")
-        self.hint.setStyleSheet("color: #777;")
-        self.hint.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self.clear_button = QPushButton("Clear")
+        self.add_button = AddImagesButton("Add test images...", "to classify")
+        self.add_button.setObjectName("add_test_images")
+        self.add_button.paths_chosen.connect(self.files_dropped)
+        self.clear_button = QPushButton("Clear test images")
         self.clear_button.setToolTip("Remove all test images")
         self.clear_button.clicked.connect(self.clear_requested)
         header = QHBoxLayout()
         header.addWidget(title)
-        header.addWidget(self.hint, 1)
+        header.addStretch(1)
+        header.addWidget(self.add_button)
         header.addWidget(self.clear_button)
+        self.hint = ElidedLabel("Drop or add images to classify them, or a folder whose sub-folders are named "
+                                "like the classes (then the accuracy shows)")
+        self.hint.setStyleSheet("color: #777; font-size: 8pt;")
         self.message_label = QLabel()
         self.message_label.setObjectName("zone_message")
         self.message_label.setWordWrap(True)
@@ -249,8 +260,8 @@ class TestZone(QFrame):
         self.tile_host.setObjectName("tile_host")
         self.flow = FlowLayout(self.tile_host)
         self.flow.setContentsMargins(2, 2, 2, 2)
-        self.empty_label = QLabel("Drop test images here")
-        self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty_label = DropHint("Drop test images here, or click to choose them")
+        self.empty_label.clicked.connect(self.add_button.choose_files)
         self.empty_label.setStyleSheet("color: #999; font-size: 12pt; border: 2px dashed #c8ccd2; "
                                        "border-radius: 8px; padding: 18px;")
         self.scroll = QScrollArea()
@@ -259,7 +270,7 @@ class TestZone(QFrame):
         self.scroll.setFrameShape(QFrame.Shape.NoFrame)
         self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
 
-        self.folder_label = QLabel()
+        self.folder_label = ElidedLabel(mode=Qt.TextElideMode.ElideRight)
         self.folder_label.setObjectName("folder_summary")
         self.folder_label.setStyleSheet("font-weight: 600;")
         self.table = QTableWidget(0, 4)
@@ -268,6 +279,7 @@ class TestZone(QFrame):
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.verticalHeader().setVisible(False)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         for column in (1, 2, 3):
             self.table.horizontalHeader().setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
@@ -286,6 +298,7 @@ class TestZone(QFrame):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(10, 8, 10, 8)
         layout.addLayout(header)
+        layout.addWidget(self.hint)
         layout.addWidget(self.message_label)
         layout.addWidget(self.empty_label)
         layout.addWidget(self.splitter, 1)
@@ -340,6 +353,8 @@ class TestZone(QFrame):
             item = QTableWidgetItem()
             self.table.setItem(row, column, item)
         item.setText(text)
+        if column == 0:
+            item.setToolTip(text)
         if column == 3:
             item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if colour is not None:
@@ -368,7 +383,7 @@ class TestZone(QFrame):
             self._set_cell(row, 2, names[best] + mark, colours[best])
             self._set_cell(row, 3, f"{100 * probs[best]:.1f}%")
         self.accuracy = correct / labelled if labelled else None
-        base = self.folder_label.text().split(" \u2014 ")[0]
+        base = self.folder_label.full_text().split(" \u2014 ")[0]
         if self.folder_examples:
             if self.accuracy is not None:
                 base += f" \u2014 accuracy {100 * self.accuracy:.1f}% ({correct}/{labelled} files in folders " \

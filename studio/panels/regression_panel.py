@@ -52,6 +52,7 @@ from engine.api import (KINDS, MODEL_TITLES, EngineError, RegressionConfig, Regr
                         SinusoidTasks, fit_trajectory, load_models, train_both, trajectory_mse)
 from studio.jobs.latest import LatestJob
 from studio.jobs.thread import WorkerHandle
+from studio.widgets.elide import ElidedLabel
 from studio.widgets.plot_parts import PALETTE
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
@@ -220,7 +221,7 @@ class RegressionPanel(QWidget):
         for widget in (self.new_sine_button, self.k_spin, self.draw_button, self.undo_button, self.clear_button):
             top.addWidget(widget)
         top.addStretch(1)
-        hint = QLabel("Click a plot to add a point")
+        hint = ElidedLabel("Click a plot to add a point", mode=Qt.TextElideMode.ElideRight)
         hint.setStyleSheet("color: #777;")
         hint.setToolTip(CLICK_TIP)
         top.addWidget(hint)
@@ -241,8 +242,8 @@ class RegressionPanel(QWidget):
         self.play_timer = QTimer(self)
         self.play_timer.setInterval(PLAY_INTERVAL_MS)
         self.play_timer.timeout.connect(self._tick)
-        self.procedure_label = QLabel(f"plain SGD, lr {RegressionConfig.inner_lr:g}, on the support MSE "
-                                      "(same for both)")
+        self.procedure_label = ElidedLabel(f"plain SGD, lr {RegressionConfig.inner_lr:g}, on the support MSE "
+                                           "(same for both)", mode=Qt.TextElideMode.ElideRight)
         self.procedure_label.setStyleSheet("color: #555;")
         steps_row = QHBoxLayout()
         steps_row.addWidget(QLabel("Fine-tuning step"))
