@@ -12,7 +12,7 @@ from PySide6.QtWidgets import (QButtonGroup, QComboBox, QHBoxLayout, QLabel, QPu
                                QWidget)
 
 from engine.api import display_title
-from studio.widgets.plot_parts import PALETTE, cache_axes
+from studio.widgets.plot_parts import PALETTE, cache_axes, widen_single_value_ranges
 from studio.widgets.plot_series import EmaSeries, GrowingArray
 
 SMOOTHING = 0.8
@@ -89,6 +89,7 @@ class RaceCurves:
         self.plot.setDownsampling(auto=True, mode="peak")
         self.plot.setClipToView(True)
         cache_axes(self.plot)
+        widen_single_value_ranges(self.plot)  # one point: not a 19.6..20.4 step axis
         self.legend = QLabel("")  # above the plot, so it never hides a curve
         self.legend.setObjectName("race_legend")
         self.legend.setTextFormat(Qt.TextFormat.RichText)

@@ -9,6 +9,10 @@ import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, Signal
 from PySide6.QtWidgets import QWidget
 
+from studio.widgets.plot_parts import EmptyHint
+
+HINT = "The accuracy of each inspected episode\nappears here (press Inspect)."
+
 
 class AccuracyHistogram(pg.PlotWidget):
     """Per-episode accuracy (in %) as bars, with the mean and the 95% CI bounds as labelled lines.
@@ -43,6 +47,10 @@ class AccuracyHistogram(pg.PlotWidget):
         self.high_line = self._line(dashed, 0.78, [(0, 0.5), (0, 0.5)], "#b35c00")  # text right of it
         self.scene().sigMouseClicked.connect(self._clicked)
         self._show_lines(False)
+        self.hint = EmptyHint(self.getPlotItem(), HINT)
+        self.setXRange(0, 100, padding=0.02)  # empty: the axes of what will come (%, episodes)
+        self.setYRange(0, 1, padding=0)
+        self.getAxis("left").setStyle(showValues=False)  # (no 0.4 episodes)
 
     def _line(self, pen: Any, position: float, anchors: list[tuple[float, float]], colour: str) -> pg.InfiniteLine:
         line = pg.InfiniteLine(angle=90, movable=False, pen=pen,
@@ -58,6 +66,8 @@ class AccuracyHistogram(pg.PlotWidget):
     def set_data(self, bins: list[tuple[float, float, list[int]]], mean: float, ci95: float) -> None:
         self.bins = bins
         self.selected = None
+        self.hint.set_empty(not any(members for _, _, members in bins))
+        self.getAxis("left").setStyle(showValues=True)
         counts = [len(members) for _, _, members in bins]
         self.bars.setOpts(x0=[100 * low for low, _, _ in bins], x1=[100 * high for _, high, _ in bins],
                           height=counts, brushes=self._brushes())

@@ -1,4 +1,7 @@
-"""Evaluation charts (pyqtgraph): a row-normalised confusion matrix heatmap and per-class accuracy bars."""
+"""Evaluation charts (pyqtgraph): a row-normalised confusion matrix heatmap and per-class accuracy bars.
+
+Empty (before an evaluation), each says what will appear in it, over plain 0..1 axes without ticks.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,28 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QWidget
 
-from studio.widgets.plot_parts import PALETTE
+from studio.widgets.plot_parts import PALETTE, EmptyHint
+
+MATRIX_HINT = "The confusion matrix of the test classes\nappears here after an evaluation."
+BARS_HINT = "The accuracy of each test class\nappears here after an evaluation."
+
+
+class _MatrixImage(pg.ImageItem):
+    """The heatmap; clearing it (as the Evaluation view does) shows the view's empty state."""
+
+    def __init__(self, on_clear: Any) -> None:
+        super().__init__(axisOrder="row-major")
+        self._on_clear = on_clear
+
+    def clear(self) -> None:
+        super().clear()
+        self._on_clear()
+
+
+def _show_class_ticks(plot: pg.PlotItem, shown: bool) -> None:
+    """Empty: no tick labels on the class axes (a class 0.4 means nothing)."""
+    for axis in ("left", "bottom"):
+        plot.getAxis(axis).setStyle(showValues=shown)
 
 
 class ConfusionMatrixView(pg.GraphicsLayoutWidget):
@@ -21,10 +45,12 @@ class ConfusionMatrixView(pg.GraphicsLayoutWidget):
         self.plot.setTitle("Confusion matrix (row-normalised)", size="10pt")
         self.plot.setLabel("left", "true class")
         self.plot.setLabel("bottom", "predicted class")
+        for axis in ("left", "bottom"):
+            self.plot.getAxis(axis).enableAutoSIPrefix(False)  # never "true class (x0.001)"
         self.plot.invertY(True)
         self.plot.setAspectLocked(True)
         self.plot.getViewBox().setMouseEnabled(x=True, y=True)
-        self.image = pg.ImageItem(axisOrder="row-major")
+        self.image = _MatrixImage(self._show_empty)
         self.plot.addItem(self.image)
         self.colormap = pg.colormap.get("viridis")
         self.image.setLookupTable(self.colormap.getLookupTable(nPts=256))
@@ -38,9 +64,29 @@ class ConfusionMatrixView(pg.GraphicsLayoutWidget):
         self.plot.addItem(self.hover_label, ignoreBounds=True)
         self.class_names: list[str] = []
         self._proxy = pg.SignalProxy(self.plot.scene().sigMouseMoved, rateLimit=30, slot=self._moved)
+        self.hint = EmptyHint(self.plot, MATRIX_HINT)
+        self._show_empty()
+
+    def clear(self) -> None:
+        """No matrix: the view says what will appear."""
+        self.image.clear()  # (shows the empty state)
+
+    def _show_empty(self) -> None:
+        self.matrix = np.zeros((0, 0))
+        self.counts = np.zeros((0, 0))
+        self.class_names = []
+        self.hover_label.hide()
+        _show_class_ticks(self.plot, False)
+        self.plot.setRange(xRange=(0, 1), yRange=(0, 1), padding=0)
+        self.hint.set_empty(True)
 
     def set_matrix(self, counts: np.ndarray, class_names: Sequence[str]) -> None:
         counts = np.asarray(counts, dtype=np.float64)
+        if counts.ndim != 2 or counts.size == 0:
+            self.clear()
+            return
+        self.hint.set_empty(False)
+        _show_class_ticks(self.plot, True)
         totals = counts.sum(axis=1, keepdims=True)
         self.counts = counts
         self.matrix = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
@@ -94,9 +140,14 @@ class BarChart(pg.PlotWidget):
         self.setYRange(0, 1)
         self.bars = pg.BarGraphItem(x=[], height=[], width=0.8, brush=PALETTE[0])
         self.addItem(self.bars)
+        self.hint = EmptyHint(self.getPlotItem(), BARS_HINT)
+        self.set_values([])
 
     def set_values(self, values: Sequence[float]) -> None:
         values = np.nan_to_num(np.asarray(values, dtype=np.float64))
         self.bars.setOpts(x=np.arange(len(values)), height=values, width=0.8)
-        self.setXRange(-0.5, max(len(values) - 0.5, 0.5))
+        empty = len(values) == 0
+        self.hint.set_empty(empty)
+        self.getAxis("bottom").setStyle(showValues=not empty)
+        self.setXRange(*((0, 1) if empty else (-0.5, len(values) - 0.5)), padding=0 if empty else None)
         self.setYRange(0, 1.0)

@@ -32,6 +32,31 @@ def cache_axes(plot: pg.PlotItem) -> None:
         plot.getAxis(name).setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
 
 
+def widen_single_value_ranges(plot: pg.PlotItem) -> None:
+    """While ``plot`` fits its range to its data (auto-range), an axis whose data is a single value
+    (one point) shows a sensible span instead of pyqtgraph's value +- 0.5 ("step 19.6..20.4"):
+    x from 0 to the value plus 20%, rounded up, y the value +- 10%, rounded."""
+    view = plot.getViewBox()
+
+    def widen(*_: Any) -> None:
+        bounds = view.childrenBounds()
+        ranges = {}
+        for axis, name in ((0, "xRange"), (1, "yRange")):
+            if not view.state["autoRange"][axis] or bounds[axis] is None:
+                continue
+            low, high = bounds[axis]
+            if high - low > 1e-12 * max(abs(high), 1.0):
+                continue
+            if axis == 0:
+                ranges[name] = (min(0.0, low), nice_range(0.0, 1.2 * high or 1.0)[1] if high >= 0 else 0.0)
+            else:
+                ranges[name] = nice_range(low - 0.1 * (abs(low) or 1.0), high + 0.1 * (abs(high) or 1.0))
+        if ranges:
+            view.setRange(**ranges, padding=0.02, disableAutoRange=False)
+
+    view.sigRangeChanged.connect(widen)
+
+
 def configure_plot(plot: pg.PlotItem, title: str, y_label: str) -> None:
     """The look of a live training plot: title and labels, a fixed-width y axis, a y grid, rectangle
     zoom and cached axes. Its curves are :class:`BufferedCurve` s (they down-sample and clip to the
@@ -45,6 +70,7 @@ def configure_plot(plot: pg.PlotItem, title: str, y_label: str) -> None:
     plot.showGrid(x=False, y=True, alpha=0.25)
     plot.getViewBox().setMouseMode(pg.ViewBox.RectMode)
     cache_axes(plot)
+    widen_single_value_ranges(plot)
 
 
 class BufferedCurve(pg.PlotDataItem):
@@ -150,8 +176,9 @@ class EmptyHint:
 
     def __init__(self, plot: pg.PlotItem, text: str) -> None:
         self.plot = plot
-        self.item = pg.TextItem(text, color="#808080", anchor=(0.5, 0.5))
+        self.item = pg.TextItem("", color="#808080", anchor=(0.5, 0.5))
         self.item.setZValue(50)
+        self.set_text(text)
         plot.addItem(self.item, ignoreBounds=True)
         plot.getViewBox().sigRangeChanged.connect(lambda *_: self._centre())
         self._centre()
@@ -162,6 +189,12 @@ class EmptyHint:
 
     def set_text(self, text: str) -> None:
         self.item.setText(text)
+        document = self.item.textItem.document()
+        option = document.defaultTextOption()
+        option.setAlignment(Qt.AlignmentFlag.AlignHCenter)  # each line centred
+        document.setDefaultTextOption(option)
+        self.item.textItem.setTextWidth(document.idealWidth())
+        self.item.updateTextPos()
 
     def is_shown(self) -> bool:
         return self.item.isVisible()
