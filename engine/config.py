@@ -23,14 +23,27 @@ def param(
     default: Any,
     help: str,
     *,
+    label: str = "",
     min: float | None = None,
     max: float | None = None,
     choices: Sequence[Any] | None = None,
     exclusive_min: bool = False,
+    basic: bool = False,
+    cuda_only: bool = False,
+    algorithm_specific: bool = False,
 ) -> Any:
-    """Declare a config field with its default, bounds and help text."""
-    meta = {"help": help, "min": min, "max": max, "choices": tuple(choices) if choices else None,
-            "exclusive_min": exclusive_min}
+    """Declare a config field with its default, bounds and help text.
+
+    ``label``: the field's name in the studio's forms, in plain words ("Examples per class (shot)");
+    empty: made from the field's name.
+    ``help``: one or more sentences, the first saying what the field does (the form's tooltip and
+    the CLI's flag help). ``basic``: one of the few settings most people change (the forms show it
+    outside "Advanced"). ``cuda_only``: it does something on CUDA devices only. ``algorithm_specific``
+    (train fields): only the algorithms whose config lists it in ``train_fields`` read it.
+    """
+    meta = {"help": help, "label": label, "min": min, "max": max, "choices": tuple(choices) if choices else None,
+            "exclusive_min": exclusive_min, "basic": basic, "cuda_only": cuda_only,
+            "algorithm_specific": algorithm_specific}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -40,39 +53,53 @@ def param(
 class DataConfig:
     """Where the images come from and how they are preprocessed."""
 
-    root: str = param(BUILTIN_GLYPHS, "Dataset folder (flat class folders or group/class nesting), "
-                      "or 'builtin:glyphs' for the generated glyph data set.")
-    image_size: int = param(28, "Images are resized to this many pixels per side.", min=4, max=512)
-    channels: int = param(1, "1 = grayscale, 3 = colour.", choices=(1, 3))
-    split_mode: str = param("ratio", "How classes are split: 'ratio' (seeded shuffle) or 'group' "
-                            "(whole alphabets/groups held out).", choices=("ratio", "group"))
-    train_ratio: float = param(0.6, "Fraction of classes used for training (ratio split).",
-                               min=0.0, max=1.0, exclusive_min=True)
-    val_ratio: float = param(0.2, "Fraction of classes used for validation (ratio split).", min=0.0, max=1.0)
-    val_groups: list[str] = param([], "Groups held out for validation (group split).")
-    test_groups: list[str] = param([], "Groups held out for testing (group split).")
-    split_seed: int = param(0, "Seed of the class split.", min=0)
-    augment_rotations: bool = param(False, "Add 90/180/270-degree rotations of each training class "
-                                    "as new classes (glyphs, as in the ProtoNet paper).")
-    augment_flips: bool = param(False, "Random horizontal flips of training images (photos).")
-    augment_color_jitter: bool = param(False, "Random brightness/contrast jitter of training images.")
-    augment_affine: bool = param(False, "Random small shifts, rotations and scaling of training images "
-                                 "(handwriting: +-2 px, +-10 degrees, +-10%).")
-    cache_budget_mb: int = param(4096, "Memory budget of the decoded-image cache in MiB.", min=1)
+    root: str = param(BUILTIN_GLYPHS, "Chooses the images to learn from: a folder of class folders (flat, or "
+                      "group/class nesting), or 'builtin:glyphs' for the generated glyph data set.", label="Data set")
+    image_size: int = param(28, "Resizes every image to this many pixels per side.", label="Image size (pixels)",
+                            min=4, max=512)
+    channels: int = param(1, "Reads the images as grayscale (1) or colour (3).", label="Colour channels",
+                          choices=(1, 3))
+    split_mode: str = param("ratio", "Chooses how classes are split into training, validation and test: 'ratio' "
+                            "(a seeded shuffle of the classes) or 'group' (whole alphabets or groups held out).",
+                            label="Split classes by", choices=("ratio", "group"), basic=True)
+    train_ratio: float = param(0.6, "Sets the share of the classes used for training (ratio split).",
+                               label="Training classes (share)", min=0.0, max=1.0, exclusive_min=True, basic=True)
+    val_ratio: float = param(0.2, "Sets the share of the classes used for validation (ratio split); the rest are "
+                             "test classes.", label="Validation classes (share)", min=0.0, max=1.0, basic=True)
+    val_groups: list[str] = param([], "Names the groups held out for validation (group split).",
+                                  label="Validation groups")
+    test_groups: list[str] = param([], "Names the groups held out for testing (group split).", label="Test groups")
+    split_seed: int = param(0, "Seeds the shuffle of the ratio split: the same seed gives the same split.",
+                            label="Split seed", min=0)
+    augment_rotations: bool = param(False, "Adds 90/180/270-degree rotations of each training class as new "
+                                    "classes (glyphs, as in the ProtoNet paper).", label="Rotations as new classes")
+    augment_flips: bool = param(False, "Flips training images horizontally at random (photos).",
+                                label="Random flips")
+    augment_color_jitter: bool = param(False, "Varies the brightness and contrast of training images at random.",
+                                       label="Brightness/contrast jitter")
+    augment_affine: bool = param(False, "Shifts, rotates and scales training images a little at random "
+                                 "(handwriting: +-2 px, +-10 degrees, +-10%).", label="Small shifts and rotations")
+    cache_budget_mb: int = param(4096, "Limits the memory of the decoded-image cache, in MiB.",
+                                 label="Image cache (MiB)", min=1)
 
 
 @dataclass
 class TaskConfig:
     """Shape of the few-shot episodes."""
 
-    n_way: int = param(5, "Classes per episode.", min=2, max=1000)
-    n_shot: int = param(1, "Labelled support images per class.", min=1, max=1000)
-    n_query: int = param(15, "Query images per class.", min=1, max=1000)
-    meta_batch_size: int = param(4, "Episodes per meta-training step.", min=1, max=1024)
-    val_n_way: int = param(0, "Classes per validation episode (0 = same as n_way; training with more "
-                           "ways than testing often helps, as in the ProtoNet paper).", min=0, max=1000)
-    val_n_shot: int = param(0, "Support images per class in validation episodes (0 = same as n_shot).",
-                            min=0, max=1000)
+    n_way: int = param(5, "Sets how many classes each episode asks the model to tell apart.",
+                       label="Classes per episode (way)", min=2, max=1000, basic=True)
+    n_shot: int = param(1, "Sets how many labelled support images each class of an episode gets.",
+                        label="Examples per class (shot)", min=1, max=1000, basic=True)
+    n_query: int = param(15, "Sets how many query images per class an episode is scored on.",
+                         label="Queries per class", min=1, max=1000)
+    meta_batch_size: int = param(4, "Sets how many episodes one meta-training step averages over.",
+                                 label="Episodes per step", min=1, max=1024)
+    val_n_way: int = param(0, "Sets the classes per validation episode (0 = same as n_way; training with more "
+                           "ways than testing often helps, as in the ProtoNet paper).",
+                           label="Classes per validation episode", min=0, max=1000)
+    val_n_shot: int = param(0, "Sets the support images per class of validation episodes (0 = same as n_shot).",
+                            label="Examples per validation class", min=0, max=1000)
 
     @property
     def eval_n_way(self) -> int:
@@ -87,10 +114,13 @@ class TaskConfig:
 class ModelConfig:
     """The backbone network."""
 
-    backbone: str = param("conv4", "Network: conv4 (4x64 conv blocks), resnet12, or mlp (2x40, sinusoids).",
-                          choices=("conv4", "resnet12", "mlp"))
-    hidden_channels: int = param(64, "Filters per conv block (conv4) / base width (resnet12).", min=1, max=1024)
-    weights_path: str = param("", "Optional local state-dict file to start the backbone from.")
+    backbone: str = param("conv4", "Chooses the network that turns an image into features: conv4 (4x64 conv "
+                          "blocks), resnet12, or mlp (2x40, sinusoids).", label="Network (backbone)",
+                          choices=("conv4", "resnet12", "mlp"), basic=True)
+    hidden_channels: int = param(64, "Sets the network's width: filters per conv block (conv4) or base width "
+                                 "(resnet12).", label="Network width (filters)", min=1, max=1024)
+    weights_path: str = param("", "Starts the backbone from a local state-dict file instead of random weights "
+                              "(optional).", label="Starting weights file")
 
 
 @dataclass
@@ -100,8 +130,11 @@ class AlgorithmConfig:
     name: ClassVar[str] = ""
     title: ClassVar[str] = ""
     summary: ClassVar[str] = ""
+    train_fields: ClassVar[tuple[str, ...]] = ()
+    """The ``algorithm_specific`` train fields this algorithm reads (the forms hide the others)."""
 
-    lr: float = param(1e-3, "Outer (meta) learning rate of Adam.", min=0.0, max=10.0, exclusive_min=True)
+    lr: float = param(1e-3, "Sets the outer (meta) learning rate of Adam: how big each training step is.",
+                      label="Learning rate", min=0.0, max=10.0, exclusive_min=True, basic=True)
 
 
 @dataclass
@@ -110,6 +143,7 @@ class ProtoNetConfig(AlgorithmConfig):
     title: ClassVar[str] = "Prototypical Networks"
     summary: ClassVar[str] = ("Classifies a query by its squared Euclidean distance to each class's mean "
                               "embedding (prototype). Snell et al. 2017.")
+    train_fields: ClassVar[tuple[str, ...]] = ("cuda_graphs",)
 
 
 @dataclass
@@ -118,14 +152,20 @@ class MAMLConfig(AlgorithmConfig):
     title: ClassVar[str] = "MAML"
     summary: ClassVar[str] = ("Learns an initialisation that a few gradient steps on the support set adapt "
                               "to a new task. Finn et al. 2017.")
+    train_fields: ClassVar[tuple[str, ...]] = ("task_batching", "vmap_chunk")
 
-    inner_lr: float = param(0.4, "Inner-loop learning rate (training).", min=0.0, max=100.0, exclusive_min=True)
-    inner_steps: int = param(1, "Inner-loop gradient steps (training).", min=1, max=100)
-    test_inner_lr: float = param(0.4, "Inner-loop learning rate at test/adaptation time.", min=0.0, max=100.0,
-                                 exclusive_min=True)
-    test_inner_steps: int = param(3, "Inner-loop gradient steps at test/adaptation time.", min=0, max=1000)
-    first_order: bool = param(False, "Drop second-order terms of the meta-gradient (FOMAML).")
-    anil: bool = param(False, "ANIL: adapt only the classifier head in the inner loop.")
+    inner_lr: float = param(0.4, "Sets the learning rate of the inner loop during training.",
+                            label="Inner learning rate", min=0.0, max=100.0, exclusive_min=True)
+    inner_steps: int = param(1, "Sets the gradient steps of the inner loop during training.", label="Inner steps",
+                             min=1, max=100)
+    test_inner_lr: float = param(0.4, "Sets the learning rate of the inner loop at test and adaptation time.",
+                                 label="Inner learning rate at test", min=0.0, max=100.0, exclusive_min=True)
+    test_inner_steps: int = param(3, "Sets the gradient steps of the inner loop at test and adaptation time.",
+                                  label="Inner steps at test", min=0, max=1000)
+    first_order: bool = param(False, "Drops the second-order terms of the meta-gradient (FOMAML): cheaper, "
+                              "usually about as accurate.", label="First-order (FOMAML)")
+    anil: bool = param(False, "Adapts only the classifier head in the inner loop (ANIL).",
+                       label="Adapt the head only (ANIL)")
 
 
 @dataclass
@@ -134,7 +174,8 @@ class FOMAMLConfig(MAMLConfig):
     title: ClassVar[str] = "First-order MAML"
     summary: ClassVar[str] = "MAML without second-order terms: cheaper meta-gradients. Finn et al. 2017."
 
-    first_order: bool = param(True, "Drop second-order terms of the meta-gradient (FOMAML).")
+    first_order: bool = param(True, "Drops the second-order terms of the meta-gradient (FOMAML): cheaper, "
+                              "usually about as accurate.", label="First-order (FOMAML)")
 
 
 @dataclass
@@ -144,11 +185,14 @@ class ReptileConfig(AlgorithmConfig):
     summary: ClassVar[str] = ("Trains on each task with plain SGD, then moves the initialisation towards the "
                               "adapted weights. Nichol et al. 2018.")
 
-    lr: float = param(1.0, "Outer step size epsilon (interpolation towards adapted weights).",
-                      min=0.0, max=1.0, exclusive_min=True)
-    inner_lr: float = param(1e-3, "Inner-loop Adam learning rate.", min=0.0, max=10.0, exclusive_min=True)
-    inner_steps: int = param(5, "Inner-loop steps (training).", min=1, max=1000)
-    test_inner_steps: int = param(10, "Inner-loop steps at test/adaptation time.", min=0, max=10000)
+    lr: float = param(1.0, "Sets the outer step size epsilon: how far the initialisation moves towards the "
+                      "adapted weights.", label="Outer step size", min=0.0, max=1.0, exclusive_min=True,
+                      basic=True)
+    inner_lr: float = param(1e-3, "Sets the learning rate of the inner loop's Adam.", label="Inner learning rate",
+                            min=0.0, max=10.0, exclusive_min=True)
+    inner_steps: int = param(5, "Sets the inner-loop steps during training.", label="Inner steps", min=1, max=1000)
+    test_inner_steps: int = param(10, "Sets the inner-loop steps at test and adaptation time.",
+                                  label="Inner steps at test", min=0, max=10000)
 
 
 @dataclass
@@ -166,12 +210,16 @@ class BaselineConfig(AlgorithmConfig):
     summary: ClassVar[str] = ("Pre-trains a classifier on all training classes, then fits a new linear head "
                               "on the support set. Chen et al. 2019.")
 
-    batch_size: int = param(64, "Images per pre-training batch.", min=1, max=4096)
-    head: str = param("linear", "New head fitted on the support set.", choices=("linear", "cosine"))
-    finetune_steps: int = param(100, "Gradient steps fitting the new head.", min=0, max=10000)
-    finetune_lr: float = param(0.01, "Learning rate fitting the new head.", min=0.0, max=100.0, exclusive_min=True)
-    cosine_scale: float = param(10.0, "Scale of cosine logits (Baseline++).", min=0.0, max=1000.0,
-                                exclusive_min=True)
+    batch_size: int = param(64, "Sets how many images one pre-training batch holds.", label="Images per batch",
+                            min=1, max=4096)
+    head: str = param("linear", "Chooses the new head fitted on the support set.", label="New head",
+                      choices=("linear", "cosine"))
+    finetune_steps: int = param(100, "Sets the gradient steps that fit the new head.", label="Fine-tuning steps",
+                                min=0, max=10000)
+    finetune_lr: float = param(0.01, "Sets the learning rate that fits the new head.",
+                               label="Fine-tuning learning rate", min=0.0, max=100.0, exclusive_min=True)
+    cosine_scale: float = param(10.0, "Scales the cosine logits (Baseline++).", label="Cosine scale", min=0.0,
+                                max=1000.0, exclusive_min=True)
 
 
 @dataclass
@@ -181,7 +229,8 @@ class BaselinePlusPlusConfig(BaselineConfig):
     summary: ClassVar[str] = ("Like Baseline, but both heads are cosine classifiers, reducing intra-class "
                               "variation. Chen et al. 2019.")
 
-    head: str = param("cosine", "New head fitted on the support set.", choices=("linear", "cosine"))
+    head: str = param("cosine", "Chooses the new head fitted on the support set.", label="New head",
+                      choices=("linear", "cosine"))
 
 
 @dataclass
@@ -191,7 +240,8 @@ class SimpleShotConfig(AlgorithmConfig):
     summary: ClassVar[str] = ("Nearest class centroid on pre-trained features after centering and L2 "
                               "normalisation (CL2N). Wang et al. 2019.")
 
-    batch_size: int = param(64, "Images per pre-training batch.", min=1, max=4096)
+    batch_size: int = param(64, "Sets how many images one pre-training batch holds.", label="Images per batch",
+                            min=1, max=4096)
 
 
 ALGORITHM_CONFIGS: dict[str, type[AlgorithmConfig]] = {
@@ -205,52 +255,64 @@ ALGORITHM_CONFIGS: dict[str, type[AlgorithmConfig]] = {
 class TrainConfig:
     """The training loop."""
 
-    steps: int = param(2000, "Meta-training steps (one step = one meta-batch of episodes).", min=1, max=10_000_000)
-    val_every: int = param(200, "Validate every this many steps (0 = only at the end).", min=0)
-    val_episodes: int = param(100, "Episodes per validation.", min=1, max=100_000)
-    checkpoint_every: int = param(200, "Save the last checkpoint every this many steps.", min=1)
-    lr_schedule: str = param("constant", "Outer learning-rate schedule: constant; step (multiply by "
-                             "lr_decay_factor every lr_decay_every steps, as in the ProtoNet paper); cosine "
-                             "(from the set rate down to 0 at the last step).",
+    steps: int = param(2000, "Sets how long training runs, in meta-training steps (one step = one meta-batch "
+                       "of episodes).", label="Training steps", min=1, max=10_000_000, basic=True)
+    val_every: int = param(200, "Validates every this many steps (0 = only at the end).",
+                           label="Validate every (steps)", min=0)
+    val_episodes: int = param(100, "Sets how many episodes one validation averages over.",
+                              label="Validation episodes", min=1, max=100_000)
+    checkpoint_every: int = param(200, "Saves the last checkpoint every this many steps.",
+                                  label="Save every (steps)", min=1)
+    lr_schedule: str = param("constant", "Chooses how the outer learning rate changes: constant; step (multiply "
+                             "by lr_decay_factor every lr_decay_every steps, as in the ProtoNet paper); cosine "
+                             "(from the set rate down to 0 at the last step).", label="Learning-rate schedule",
                              choices=("constant", "step", "cosine"))
-    lr_decay_every: int = param(2000, "Step schedule: decay the learning rate every this many steps.", min=1)
-    lr_decay_factor: float = param(0.5, "Step schedule: multiply the learning rate by this at each decay.",
-                                   min=0.0, max=1.0, exclusive_min=True)
-    seed: int = param(0, "Seed of everything random in the run.", min=0)
-    device: str = param("cpu", "cpu, cuda, cuda:N or mps.")
-    num_threads: int = param(0, "CPU threads for PyTorch (0 = PyTorch's default).", min=0, max=1024)
-    precision: str = param("fp32", "Arithmetic of forward passes: fp32; bf16 (mixed precision, CUDA or CPU); "
-                           "fp16 (mixed precision with loss scaling, CUDA only). Weights stay float32.",
-                           choices=("fp32", "bf16", "fp16"))
-    channels_last: str = param("auto", "Memory format of conv weights and image batches: on (channels-last), off "
-                               "(NCHW), or auto (channels-last on the CPU, measured 1.24-1.63x faster training "
-                               "steps, and on GPUs for images of 64 px and more; see bench/README.md). On the CPU "
-                               "its BatchNorm sums in float32 (results differ from NCHW at the 1e-4 level, like "
-                               "TF32 on GPUs).",
+    lr_decay_every: int = param(2000, "Decays the learning rate every this many steps (step schedule).",
+                                label="Decay every (steps)", min=1)
+    lr_decay_factor: float = param(0.5, "Multiplies the learning rate by this at each decay (step schedule).",
+                                   label="Decay factor", min=0.0, max=1.0, exclusive_min=True)
+    seed: int = param(0, "Seeds everything random in the run: the same seed gives the same run.",
+                      label="Random seed", min=0)
+    device: str = param("cpu", "Chooses where the run trains: cpu, cuda, cuda:N or mps.", label="Device",
+                        basic=True)
+    num_threads: int = param(0, "Sets the CPU threads of PyTorch (0 = PyTorch's default).", label="CPU threads",
+                             min=0, max=1024)
+    precision: str = param("fp32", "Chooses the arithmetic of forward passes: fp32; bf16 (mixed precision, CUDA "
+                           "or CPU); fp16 (mixed precision with loss scaling, CUDA only). Weights stay float32.",
+                           label="Precision", choices=("fp32", "bf16", "fp16"))
+    channels_last: str = param("auto", "Chooses the memory format of conv weights and image batches: on "
+                               "(channels-last), off (NCHW), or auto (channels-last on the CPU, measured "
+                               "1.24-1.63x faster training steps, and on GPUs for images of 64 px and more; see "
+                               "bench/README.md). On the CPU its BatchNorm sums in float32 (results differ from "
+                               "NCHW at the 1e-4 level, like TF32 on GPUs).", label="Memory format",
                                choices=CHANNELS_LAST)
-    task_batching: str = param("auto", "How MAML runs the tasks of a meta-batch: loop (one task at a time, "
-                               "least memory), vmap (all tasks at once with torch.func; faster on a GPU, "
-                               "memory grows with the meta-batch), or auto (loop on the CPU; on a GPU a short "
-                               "benchmark at the first step picks the faster path that fits in memory).",
-                               choices=("auto", "loop", "vmap"))
-    vmap_chunk: int = param(0, "MAML with vmap: tasks per vmap call (0 = the whole meta-batch). Each chunk's graph "
-                            "is freed before the next, so peak memory grows with the chunk, not the meta-batch; "
-                            "smaller chunks trade speed for memory.", min=0, max=1024)
-    cuda_graphs: bool = param(True, "On CUDA devices, record ProtoNet's forward and backward once as CUDA graphs and "
-                              "replay them every step (the same kernels, launched as one; small episodes are "
+    task_batching: str = param("auto", "Chooses how MAML runs the tasks of a meta-batch: loop (one task at a time, "
+                               "least memory), vmap (all tasks at once with torch.func; faster on a GPU, memory "
+                               "grows with the meta-batch), or auto (loop on the CPU; on a GPU a short benchmark at "
+                               "the first step picks the faster path that fits in memory).", label="Task batching",
+                               choices=("auto", "loop", "vmap"), algorithm_specific=True)
+    vmap_chunk: int = param(0, "Sets how many tasks one vmap call takes when MAML batches tasks with vmap (0 = "
+                            "the whole meta-batch). Each chunk's graph is freed before the next, so peak memory "
+                            "grows with the chunk, not the meta-batch; smaller chunks trade speed for memory.",
+                            label="Tasks per vmap call", min=0, max=1024, algorithm_specific=True)
+    cuda_graphs: bool = param(True, "Records ProtoNet's forward and backward once as CUDA graphs and replays them "
+                              "every step on CUDA devices (the same kernels, launched as one; small episodes are "
                               "bound by kernel launches). Falls back to eager steps by itself when the episode "
-                              "shape keeps changing or recording fails. Ignored on the CPU.")
+                              "shape keeps changing or recording fails. Ignored on the CPU.", label="CUDA graphs",
+                              cuda_only=True, algorithm_specific=True)
 
 
-def param_like(section_cls: type, name: str, default: Any = dataclasses.MISSING, help: str = "") -> Any:
+def param_like(section_cls: type, name: str, default: Any = dataclasses.MISSING, help: str = "",
+               label: str = "") -> Any:
     """A field with the bounds and choices of ``section_cls``'s field ``name`` (declared once, there); its
-    default and help text too, unless given."""
+    default, help text and label too, unless given."""
     source = {f.name: f for f in dataclasses.fields(section_cls)}[name]
     meta = source.metadata
     if default is dataclasses.MISSING:
         default = source.default_factory() if source.default_factory is not dataclasses.MISSING else source.default
-    return param(default, help or meta["help"], min=meta["min"], max=meta["max"], choices=meta["choices"],
-                 exclusive_min=meta["exclusive_min"])
+    return param(default, help or meta["help"], label=label or meta["label"], min=meta["min"], max=meta["max"],
+                 choices=meta["choices"], exclusive_min=meta["exclusive_min"], basic=meta["basic"],
+                 cuda_only=meta["cuda_only"], algorithm_specific=meta["algorithm_specific"])
 
 
 @dataclass
@@ -259,11 +321,12 @@ class EpisodeShape:
     inner-loop scrubber): their shape and how many. Bounds are the run config's (``task.*`` and
     ``train.val_episodes``), so a view accepts what a run accepts."""
 
-    n_way: int = param_like(TaskConfig, "n_way")
-    n_shot: int = param_like(TaskConfig, "n_shot")
-    n_query: int = param_like(TaskConfig, "n_query")
+    n_way: int = param_like(TaskConfig, "n_way", label="Classes (way)")
+    n_shot: int = param_like(TaskConfig, "n_shot", label="Examples (shot)")
+    n_query: int = param_like(TaskConfig, "n_query", label="Queries")
     episodes: int = param_like(TrainConfig, "val_episodes", 600,
-                               "Episodes to average over (600 is the usual protocol).")
+                               "Sets how many episodes the result averages over (600 is the usual protocol).",
+                               label="Episodes")
 
 
 @dataclass
@@ -389,21 +452,44 @@ class FieldSpec:
     max: float | None
     choices: tuple[Any, ...] | None
     exclusive_min: bool
+    label: str = ""
+    basic: bool = False
+    cuda_only: bool = False
+    algorithm_specific: bool = False
 
     @property
     def key(self) -> str:
         return f"{self.section}.{self.name}"
 
+    @property
+    def title(self) -> str:
+        """The field's name in plain words: its declared label, else its name ('split_seed' -> 'Split seed')."""
+        if self.label:
+            return self.label
+        text = self.name.replace("_", " ")
+        return text[:1].upper() + text[1:]
+
+    def applies(self, algorithm: type | None = None, device: str = "cpu") -> bool:
+        """Whether the field does anything in a run of ``algorithm`` (an AlgorithmConfig class; None: any)
+        on ``device`` (a ``train.device`` value): CUDA-only fields need a CUDA device, algorithm-specific
+        train fields an algorithm whose config lists them in ``train_fields``."""
+        if self.cuda_only and not str(device).startswith("cuda"):
+            return False
+        if self.algorithm_specific and algorithm is not None:
+            return self.name in getattr(algorithm, "train_fields", ())
+        return True
+
 
 def describe_fields(section_cls: type, section: str) -> list[FieldSpec]:
-    """List the declared fields of a config dataclass (defaults, bounds, help)."""
+    """List the declared fields of a config dataclass (defaults, bounds, help, label, flags)."""
     specs = []
     for f in dataclasses.fields(section_cls):
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         meta = f.metadata
         specs.append(FieldSpec(section, f.name, _field_type(f), default, meta.get("help", ""),
                                meta.get("min"), meta.get("max"), meta.get("choices"),
-                               bool(meta.get("exclusive_min"))))
+                               bool(meta.get("exclusive_min")), meta.get("label", ""), bool(meta.get("basic")),
+                               bool(meta.get("cuda_only")), bool(meta.get("algorithm_specific"))))
     return specs
 
 

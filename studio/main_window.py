@@ -25,6 +25,8 @@ from studio.jobs.policy import install_main_thread_gc, keep_gui_thread_single_th
 from studio.jobs.spare import SpareTrainingProcess
 from studio.jobs.thread import run_in_worker, stop_all_jobs
 from studio.panels.algorithm_panel import read_preset, write_preset
+from studio.widgets.wheel_guard import install_wheel_guard
+from studio.window.help import about_html
 from studio.window.layout import VIEW_TABS, WindowLayout
 from studio.window.training import TrainingRuns
 
@@ -70,6 +72,7 @@ class MainWindow(WindowLayout, TrainingRuns, QMainWindow):
         super().__init__()
         install_main_thread_gc()  # Qt objects must never be garbage-collected in a worker thread
         keep_gui_thread_single_threaded()  # heavy tensor work runs in workers, at full speed
+        install_wheel_guard()  # the wheel changes only a field the user clicked into, in every view
         self.setWindowTitle("Meta Studio")
         self.setObjectName("MetaStudioMainWindow")
         self.store = store or RunStore(default_runs_root())
@@ -257,10 +260,8 @@ class MainWindow(WindowLayout, TrainingRuns, QMainWindow):
         box.exec()
 
     def _about(self) -> None:
-        QMessageBox.about(self, "About Meta Studio",
-                          "<b>Meta Studio</b><br>Train, compare and evaluate few-shot learners "
-                          "(ProtoNet, MAML, Reptile, Matching Networks, Baseline, SimpleShot) on your own "
-                          f"image folders.<br><br>Runs are stored in {self.store.root}")
+        """Help > About: the algorithms listed are the registry's."""
+        QMessageBox.about(self, "About Meta Studio", about_html(self.store.root))
 
     # ------------------------------------------------------------------ settings & closing
     def _restore_settings(self) -> None:

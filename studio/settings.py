@@ -21,6 +21,9 @@ KEY_LAST_FOLDER = "data/last_folder"
 KEY_LAST_CONFIG = "run/last_config"
 KEY_SMOOTHING = "plots/smoothing"
 KEY_PRESET_FOLDER = "run/preset_folder"
+KEY_ADVANCED_ALGORITHM = "forms/advanced_algorithm"   # the Algorithm tab shows its advanced settings
+KEY_ADVANCED_DATA = "forms/advanced_data"             # the Data tab shows its advanced settings
+KEY_GUIDE_SEEN = "help/guided_start_seen"             # the guided start was shown once (first launch)
 
 
 def settings() -> QSettings:
@@ -53,3 +56,11 @@ def read_float(key: str, default: float) -> float:
         return float(settings().value(key, default))
     except (TypeError, ValueError):
         return default
+
+
+def read_bool(key: str, default: bool = False) -> bool:
+    """A flag stored under ``key`` (INI files store it as text: 'true' / 'false')."""
+    value = settings().value(key, default)
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes")
+    return bool(value)

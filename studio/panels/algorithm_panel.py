@@ -4,6 +4,10 @@ The algorithm list is the registry's (:data:`engine.algorithms.registry.ALGORITH
 with its config's title and one-line summary), so a newly registered algorithm is offered
 with no edit here; the forms for the task, algorithm, model and train sections
 are generated from the config dataclasses (see :mod:`studio.widgets.config_form`).
+They show the fields declared ``basic`` (way, shot, learning rate, backbone, steps); the
+"Advanced settings" toggle shows the rest (remembered across launches). Fields that do
+nothing for the chosen algorithm or device (MAML's vmap chunk for ProtoNet, CUDA graphs
+without a CUDA device) are hidden; their values are kept.
 Presets are RunConfig JSON files (``RunConfig.to_dict`` / ``from_dict``).
 """
 
@@ -20,6 +24,7 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QGroupBox, QHBoxLayout, Q
 from engine.api import ALGORITHM_CONFIGS, ALGORITHMS, ConfigError, ModelConfig, RunConfig, TaskConfig, TrainConfig
 from studio import settings as st
 from studio.widgets.config_form import ConfigForm
+from studio.widgets.fields import AdvancedToggle
 
 SECTIONS = ("task", "algorithm", "model", "train")
 SECTION_TITLES = {"task": "Episodes (task)", "algorithm": "Algorithm hyperparameters", "model": "Backbone (model)",
@@ -60,6 +65,7 @@ class AlgorithmPanel(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.device = "cpu"
         self.algorithm_combo = QComboBox()
         self.algorithm_combo.setObjectName("algorithm")
         for name in ALGORITHMS:
@@ -80,6 +86,7 @@ class AlgorithmPanel(QWidget):
         for form in self.forms.values():
             form.changed.connect(self.config_changed)
         self.algorithm_combo.currentIndexChanged.connect(self._algorithm_changed)
+        self.advanced_toggle = AdvancedToggle(st.KEY_ADVANCED_ALGORITHM, list(self.forms.values()))
 
         self.save_button = QPushButton("Save preset…")
         self.save_button.setToolTip("Save every setting (data, algorithm, model, training) as a JSON preset.")
@@ -96,6 +103,7 @@ class AlgorithmPanel(QWidget):
         top.addWidget(self.algorithm_combo, 1)
         layout.addLayout(top)
         layout.addWidget(self.summary_label)
+        layout.addWidget(self.advanced_toggle)
         for section in SECTIONS:
             box = QGroupBox(SECTION_TITLES[section])
             box_layout = QVBoxLayout(box)
@@ -125,7 +133,19 @@ class AlgorithmPanel(QWidget):
         cls = ALGORITHM_CONFIGS[self.algorithm_name()]
         self.summary_label.setText(cls.summary)
         self.forms["algorithm"].set_section_class(cls)
+        self._show_what_applies()
         self.config_changed.emit()
+
+    def set_device(self, device: str) -> None:
+        """The device runs train on (``train.device``): fields for other devices hide."""
+        self.device = device or "cpu"
+        self._show_what_applies()
+
+    def _show_what_applies(self) -> None:
+        cls = ALGORITHM_CONFIGS[self.algorithm_name()]
+        for form in self.forms.values():
+            form.set_context(cls, self.device)
+        self.advanced_toggle.refresh()
 
     # -- values -------------------------------------------------------------
     def errors(self) -> list[str]:

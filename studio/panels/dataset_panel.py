@@ -5,7 +5,8 @@ button (Ctrl+O) or dropped onto the panel. Scanning and decoding run in a worker
 thread (one :class:`studio.jobs.latest.LatestJob`: a new load stops the previous one and
 drops whatever it still delivers) with a progress bar; the panel then
 shows classes, images, a few thumbnails, the files that were skipped and why,
-and the train / validation / test class split with counts per part.
+and the train / validation / test class split with counts per part. The split seed and the
+preprocessing and augmentation settings show under "Advanced settings".
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from studio import settings as st
 from studio.datasets import cached_data, load_data_cached
 from studio.jobs.latest import LatestJob
 from studio.widgets.config_form import ConfigForm
+from studio.widgets.fields import AdvancedToggle
 
 SPLIT_FIELDS = ["split_mode", "train_ratio", "val_ratio", "split_seed"]
 PREPROCESSING_FIELDS = ["image_size", "channels", "augment_rotations", "augment_flips", "augment_color_jitter",
@@ -164,10 +166,12 @@ class DatasetPanel(QWidget):
         split_layout.addWidget(self.counts_table)
         split_layout.addWidget(self.split_message)
 
-        prep_box = QGroupBox("Preprocessing and augmentation")
+        self.prep_box = QGroupBox("Preprocessing and augmentation")
         self.prep_form = ConfigForm("data", DataConfig, include=PREPROCESSING_FIELDS)
         self.prep_form.changed.connect(self._prep_changed)
-        QVBoxLayout(prep_box).addWidget(self.prep_form)
+        QVBoxLayout(self.prep_box).addWidget(self.prep_form)
+        self.advanced_toggle = AdvancedToggle(st.KEY_ADVANCED_DATA, [self.split_form, self.prep_form],
+                                              extra=[self.prep_box])
 
         self.skipped_box = QGroupBox("Skipped files")
         self.skipped_table = QTableWidget(0, 2)
@@ -189,7 +193,8 @@ class DatasetPanel(QWidget):
         layout.addWidget(self.summary_label)
         layout.addWidget(self.thumb_box)
         layout.addWidget(split_box)
-        layout.addWidget(prep_box)
+        layout.addWidget(self.advanced_toggle)
+        layout.addWidget(self.prep_box)
         layout.addWidget(self.skipped_box)
         layout.addStretch(1)
         self._update_split_widgets()

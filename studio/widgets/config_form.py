@@ -3,9 +3,15 @@
 Each field declared in :mod:`engine.config` becomes one editor: int -> QSpinBox,
 float -> QDoubleSpinBox (QLineEdit accepting scientific notation for learning
 rates), bool -> QCheckBox, choices -> QComboBox, list -> comma-separated
-QLineEdit, text -> QLineEdit. Bounds come from the field metadata, the help text
-is the tooltip, and every edit is checked with :func:`engine.config.check_field`
-so an invalid value is marked (red border and message) as it is typed.
+QLineEdit, text -> QLineEdit. The label is the field's plain-words ``label``; the
+tooltip its help (what it does first), its bounds, and its config key last. Every
+edit is checked with :func:`engine.config.check_field` so an invalid value is
+marked (red border and message) as it is typed.
+
+Rows can be hidden without losing their values: the fields declared ``basic`` stay,
+the others show only while :meth:`ConfigForm.set_advanced_shown` says so, and
+fields that do nothing for the current algorithm or device (``FieldSpec.applies``)
+are hidden by :meth:`ConfigForm.set_context`.
 """
 
 from __future__ import annotations
@@ -24,13 +30,15 @@ ERROR_STYLE = "border: 2px solid #d62728; border-radius: 3px;"
 
 
 def field_label(spec: FieldSpec) -> str:
-    """'n_shot' -> 'N shot', 'lr' -> 'Learning rate'."""
-    special = {"lr": "Learning rate", "n_way": "N-way", "n_shot": "K-shot", "n_query": "Queries per class",
-               "cuda_graphs": "CUDA graphs"}
-    if spec.name in special:
-        return special[spec.name]
-    text = spec.name.replace("_", " ")
-    return text[:1].upper() + text[1:]
+    """The field's label in plain words (declared with the field in :mod:`engine.config`)."""
+    return spec.title
+
+
+def field_tooltip(spec: FieldSpec) -> str:
+    """What the field does (its help), its bounds or choices, then its config key."""
+    bounds = _bounds_text(spec)
+    lines = [spec.help] + ([bounds] if bounds else []) + [f"(config key: {spec.key})"]
+    return "\n".join(lines)
 
 
 def is_scientific(spec: FieldSpec) -> bool:
@@ -50,11 +58,7 @@ class FieldEditor:
         self.error_label.setStyleSheet("color: #d62728;")
         self.error_label.setWordWrap(True)
         self.error_label.hide()
-        tip = spec.help
-        bounds = _bounds_text(spec)
-        if bounds:
-            tip = f"{tip}\n{bounds}"
-        self.widget.setToolTip(f"{spec.key}: {tip}")
+        self.widget.setToolTip(field_tooltip(spec))
         self.widget.setObjectName(spec.key)
         self._on_change = on_change
         self._connect()
@@ -206,7 +210,8 @@ class ConfigForm(QWidget):
 
     ``include`` restricts the form to some fields (in their declared order),
     ``exclude`` leaves some out. :meth:`values` returns the parsed values;
-    :meth:`errors` the messages of the invalid fields (each names the field).
+    :meth:`errors` the messages of the invalid fields (each names the field). Hidden rows
+    (advanced, or not applying) keep their values.
     """
 
     changed = Signal()
@@ -219,6 +224,11 @@ class ConfigForm(QWidget):
         self.exclude = set(exclude)
         self.layout_ = self._make_layout()
         self.editors: dict[str, FieldEditor] = {}
+        self.labels: dict[str, QLabel] = {}
+        self._cells: dict[str, QWidget] = {}
+        self.advanced_shown = True
+        self.algorithm: type | None = None
+        self.device = "cpu"
         self.section_cls = section_cls
         self.set_section_class(section_cls)
 
@@ -226,6 +236,8 @@ class ConfigForm(QWidget):
         """Rebuild the form for another dataclass (e.g. another algorithm's config)."""
         self._clear()
         self.editors.clear()
+        self.labels.clear()
+        self._cells.clear()
         self.section_cls = section_cls
         specs = describe_fields(section_cls, self.section)
         if self.include is not None:
@@ -236,7 +248,9 @@ class ConfigForm(QWidget):
                 continue
             editor = FieldEditor(spec, self.changed.emit)
             label = QLabel(field_label(spec))
-            label.setToolTip(spec.help)
+            label.setObjectName(f"label_{spec.key}")
+            label.setToolTip(field_tooltip(spec))
+            label.setBuddy(editor.widget)
             cell = QWidget()
             column = QVBoxLayout(cell)
             column.setContentsMargins(0, 0, 0, 0)
@@ -245,7 +259,43 @@ class ConfigForm(QWidget):
             column.addWidget(editor.error_label)
             self._add_row(len(self.editors), label, cell)
             self.editors[spec.name] = editor
+            self.labels[spec.name] = label
+            self._cells[spec.name] = cell
+        self._show_rows()
         self.changed.emit()
+
+    # -- which rows show ----------------------------------------------------
+    def set_advanced_shown(self, shown: bool) -> None:
+        """Show the fields not declared ``basic`` too (True), or only the basic ones (False)."""
+        self.advanced_shown = bool(shown)
+        self._show_rows()
+
+    def set_context(self, algorithm: type | None = None, device: str | None = None) -> None:
+        """Hide the fields that do nothing for ``algorithm`` (an AlgorithmConfig class) on ``device``."""
+        self.algorithm = algorithm
+        if device is not None:
+            self.device = device
+        self._show_rows()
+
+    def applies(self, name: str) -> bool:
+        """Whether field ``name`` does anything for the form's algorithm and device."""
+        return self.editors[name].spec.applies(self.algorithm, self.device)
+
+    def is_shown(self, name: str) -> bool:
+        """Whether field ``name``'s row is shown (it applies, and it is basic or the advanced ones show)."""
+        spec = self.editors[name].spec
+        return self.applies(name) and (spec.basic or self.advanced_shown)
+
+    def advanced_names(self) -> list[str]:
+        """The applying fields that only show with the advanced ones."""
+        return [name for name, editor in self.editors.items() if not editor.spec.basic and self.applies(name)]
+
+    def _show_rows(self) -> None:
+        for name in self.editors:
+            self._set_row_visible(name, self.is_shown(name))
+
+    def _set_row_visible(self, name: str, visible: bool) -> None:
+        self.layout_.setRowVisible(self._cells[name], visible)
 
     def _clear(self) -> None:
         """Remove every row (before the form is rebuilt)."""

@@ -55,3 +55,7 @@ class EpisodeShapeForm(ConfigForm):
         row, column = divmod(index, self.per_row)
         self.layout_.addWidget(label, row, 2 * column)
         self.layout_.addWidget(cell, row, 2 * column + 1)
+
+    def _set_row_visible(self, name: str, visible: bool) -> None:
+        self.labels[name].setVisible(visible)
+        self._cells[name].setVisible(visible)

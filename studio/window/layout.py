@@ -67,6 +67,8 @@ class WindowLayout:
         self.algorithm_panel = AlgorithmPanel()
         self.plots = TrainingPlots()
         self.evaluation_panel = EvaluationPanel(device_getter=self.device_panel.device)
+        self.algorithm_panel.set_device(self.device_panel.device())
+        self.guide: GuidedStart | None = None
         self.runs_panel = RunsPanel(self.store)
 
         self.center_tabs = QTabWidget()
@@ -180,3 +182,4 @@ class WindowLayout:
         self.evaluation_panel.evaluated.connect(self._evaluated)
         self.plots.smoothing_changed.connect(lambda a: st.settings().setValue(st.KEY_SMOOTHING, a))
 
+        self.device_panel.device_changed.connect(self.algorithm_panel.set_device)

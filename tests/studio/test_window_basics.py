@@ -36,7 +36,7 @@ def test_algorithm_list_and_generated_form(window):
     assert panel.field("task.n_shot").widget.minimum() == 1
     assert isinstance(panel.field("algorithm.lr").widget, QLineEdit)
     assert isinstance(panel.field("model.backbone").widget, QComboBox)
-    assert "Filters per conv block" in panel.field("model.hidden_channels").widget.toolTip()
+    assert "filters per conv block" in panel.field("model.hidden_channels").widget.toolTip()
     graphs = panel.field("train.cuda_graphs").widget  # a GPU option: a check box, ticked by default
     assert isinstance(graphs, QCheckBox) and graphs.isChecked() and "CUDA graphs" in graphs.toolTip()
     assert field_label(panel.field("train.cuda_graphs").spec) == "CUDA graphs"
