@@ -35,6 +35,7 @@ EXPORTS: dict[str, tuple[str, ...]] = {
     "engine.training.checkpoint": ("load_algorithm", "load_checkpoint"),
     "engine.training.control": ("RunControl",),
     "engine.training.distributed": ("handoff_problems", "torchrun_command"),
+    "engine.training.estimate": ("TrainingTimeEstimate", "measure_training_time"),
     "engine.training.hooks": ("callback_hooks", "forwarding_hook"),
     "engine.training.host_memory": ("keep_freed_host_memory_in_all_threads",),
     "engine.training.process": ("ChildJob", "TrainingJob", "TrainingProcess"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Any
 
 from PySide6.QtCore import QEventLoop, Qt, QTimer
 from PySide6.QtGui import QGuiApplication
@@ -68,16 +69,25 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def open_window(folder: str | None = None, *, warm_training_process: bool = True) -> Any:
+    """The shown main window (on ``folder``, else the built-in glyphs); at the first launch (no
+    ``help/guided_start_seen`` setting yet) with the guided start open beside it."""
+    from studio.main_window import MainWindow
+
+    window = MainWindow(load_data=folder is None, warm_training_process=warm_training_process)
+    if folder:
+        window.dataset_panel.set_root(folder)
+    window.show()
+    if not st.read_bool(st.KEY_GUIDE_SEEN):
+        window.open_guided_start()
+    return window
+
+
 def main(argv: list[str] | None = None) -> int:
     """Open the main window and run the event loop; returns the exit status."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
     app = create_application()  # first: it tunes the process before Qt and the workers start threads
-    from studio.main_window import MainWindow
-
-    window = MainWindow(load_data=args.folder is None, warm_training_process=True)
-    if args.folder:
-        window.dataset_panel.set_root(args.folder)
-    window.show()
+    window = open_window(args.folder)  # noqa: F841 (kept alive by this frame while the loop runs)
     return app.exec()
 
 

@@ -12,9 +12,9 @@ from typing import Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QLabel, QScrollArea, QTabWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QDockWidget, QLabel, QMessageBox, QScrollArea, QTabWidget, QVBoxLayout, QWidget
 
-from engine.api import BUILTIN_GLYPHS
+from engine.api import BUILTIN_GLYPHS, RunConfig
 from studio import settings as st
 from studio.panels.adapt_panel import AdaptPanel
 from studio.panels.algorithm_panel import AlgorithmPanel
@@ -29,6 +29,8 @@ from studio.panels.runs_panel import RunsPanel
 from studio.panels.scrubber_panel import ScrubberPanel
 from studio.panels.training_panel import STOP_SHORTCUT, TrainingPanel
 from studio.widgets.training_plots import TrainingPlots
+from studio.window.guide import GuidedStart
+from studio.window.help import ShortcutsDialog, open_tour
 
 log = logging.getLogger("studio")
 
@@ -65,10 +67,10 @@ class WindowLayout:
         self.training_panel = TrainingPanel(self.device_panel)
         self.dataset_panel = DatasetPanel()
         self.algorithm_panel = AlgorithmPanel()
-        self.plots = TrainingPlots()
-        self.evaluation_panel = EvaluationPanel(device_getter=self.device_panel.device)
         self.algorithm_panel.set_device(self.device_panel.device())
         self.guide: GuidedStart | None = None
+        self.plots = TrainingPlots()
+        self.evaluation_panel = EvaluationPanel(device_getter=self.device_panel.device)
         self.runs_panel = RunsPanel(self.store)
 
         self.center_tabs = QTabWidget()
@@ -148,7 +150,40 @@ class WindowLayout:
         for dock in (self.setup_dock, self.runs_dock, self.log_dock):
             view_menu.addAction(dock.toggleViewAction())
         help_menu = menu.addMenu("&Help")
-        help_menu.addAction(self._action("About Meta Studio", self._about))
+        self.guide_action = self._action("Getting started…", self.open_guided_start)
+        self.shortcuts_action = self._action("Keyboard shortcuts", self.show_shortcuts)
+        self.tour_action = self._action("Tour (README)…", self.open_tour)
+        self.about_action = self._action("About Meta Studio", self._about)
+        for action in (self.guide_action, self.shortcuts_action, self.tour_action, None, self.about_action):
+            help_menu.addSeparator() if action is None else help_menu.addAction(action)
+
+    # -- help -------------------------------------------------------------------
+    def open_guided_start(self, recommended: RunConfig | None = None) -> GuidedStart:
+        """Show the guided start (Help > Getting started; the app at the first launch) and remember that it
+        was seen; ``recommended``: another setting for its step 2 (tests train a tiny one)."""
+        if self.guide is None or recommended is not None:
+            if self.guide is not None:
+                self.guide.close()
+            self.guide = GuidedStart(self, recommended)
+        self.guide.show()
+        self.guide.raise_()
+        self.guide.activateWindow()
+        st.settings().setValue(st.KEY_GUIDE_SEEN, True)
+        return self.guide
+
+    def show_shortcuts(self) -> ShortcutsDialog:
+        """The keyboard shortcuts of the window's actions (Help > Keyboard shortcuts), non-modal."""
+        dialog = ShortcutsDialog(self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        self.shortcuts_dialog = dialog
+        return dialog
+
+    def open_tour(self) -> None:
+        """Open the README's tour of the window in the desktop's viewer (a local file)."""
+        problem = open_tour()
+        if problem:
+            QMessageBox.information(self, "Tour (README)", problem)
 
     def _action(self, text: str, slot: Any, shortcuts: list[Any] | None = None) -> QAction:
         action = QAction(text, self)
@@ -164,6 +199,7 @@ class WindowLayout:
         self.dataset_panel.loading_changed.connect(lambda _: self.revalidate())
         self.dataset_panel.loaded.connect(self._data_loaded)
         self.algorithm_panel.config_changed.connect(self.revalidate)
+        self.device_panel.device_changed.connect(self.algorithm_panel.set_device)
         self.algorithm_panel.save_button.clicked.connect(self.save_preset_dialog)
         self.algorithm_panel.load_button.clicked.connect(self.load_preset_dialog)
         self.training_panel.train_clicked.connect(self.start_training)
@@ -182,4 +218,3 @@ class WindowLayout:
         self.evaluation_panel.evaluated.connect(self._evaluated)
         self.plots.smoothing_changed.connect(lambda a: st.settings().setValue(st.KEY_SMOOTHING, a))
 
-        self.device_panel.device_changed.connect(self.algorithm_panel.set_device)
