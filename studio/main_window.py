@@ -294,14 +294,17 @@ class MainWindow(WindowLayout, TrainingRuns, QMainWindow):
             st.write_json(st.KEY_LAST_CONFIG, config.to_dict())
         settings.sync()
 
+    close_clock: Any = None  # what closing mid-run measures its wait with (seconds); None: time.monotonic
+
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt)
-        """Stop a running training cleanly (its checkpoint is kept), then close."""
+        """Stop a running training cleanly (its checkpoint is kept), then close; a run still going after
+        CLOSE_STOP_WAIT_MS (by ``close_clock``, which a test replaces) has its training process ended."""
         self._closing = True
         self.save_settings()
         worker = self.worker
         if worker is not None:
             self.status_label.setText("stopping the run and saving its checkpoint…")
-            if worker.stop_and_wait(CLOSE_STOP_WAIT_MS):
+            if worker.stop_and_wait(CLOSE_STOP_WAIT_MS, clock=self.close_clock):
                 log.warning("the run did not stop within %d s of closing: its training process was ended",
                             CLOSE_STOP_WAIT_MS // 1000)
             QApplication.processEvents()  # deliver the last signals (finished, done)

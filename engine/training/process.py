@@ -17,8 +17,9 @@ pickling), so nothing is decoded twice. The child trains in its main thread and 
 callback over a pipe; :meth:`TrainingProcess.run`, called in a thread of the parent (it blocks
 until the run ends), replays them on the parent's callbacks in order and returns the
 :class:`RunSummary`. Stop and pause are multiprocessing events that the trainer checks between
-steps. A child can be started ahead of its job (a warm spare: the studio keeps one, so a run starts
-at once rather than after PyTorch's import).
+steps; when a pause takes hold, the child says so on the pipe after its last step (``on_held``). A
+child can be started ahead of its job (a warm spare: the studio keeps one, so a run starts at once
+rather than after PyTorch's import).
 
 A run that does not stop when asked (a step that hangs in a driver, a data source that never
 answers) can be ended with :meth:`TrainingProcess.kill` from any thread: its :meth:`~TrainingProcess.run`
@@ -100,6 +101,9 @@ class TrainingJob:
         return Trainer(self.config, run_dir=self.run_dir, callbacks=callbacks, control=control, data=self.data)
 
     def run(self, callback: Callback, control: RunControl) -> RunSummary:
+        held = getattr(callback, HELD_HOOK, None)  # a caller that wants to know when a pause holds the run
+        if held is not None:
+            control = HoldReportingControl(control, held)  # type: ignore[assignment]
         return self.make_trainer([callback], control).run()
 
     def force_stopped_message(self, last_step: int, checkpoint_step: int | None) -> str:
@@ -110,6 +114,34 @@ class TrainingJob:
         else:
             kept = "no checkpoint had been saved yet"
         return f"the training process was ended on request after step {last_step}; {kept}"
+
+
+HELD_HOOK = "on_held"
+"""``callback.on_held(held: bool)``, where a job's callback has it: the run is held by a pause (True, after
+the last step trained before it) or goes on (False). Not a protocol hook: an acknowledgement of the control."""
+
+
+class HoldReportingControl:
+    """The trainer's view of a :class:`RunControl` that also reports when a pause holds the run:
+    ``report(True)`` as the trainer stops between two steps, ``report(False)`` when it goes on (resumed or
+    stopped). The report comes from the training thread after every step before it, so a caller (a test,
+    the studio) waits for the pause to take effect rather than for a quiet period."""
+
+    def __init__(self, control: RunControl, report: Any) -> None:
+        self._control = control
+        self._report = report
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._control, name)
+
+    def wait_while_paused(self, poll_s: float = 0.1) -> None:
+        if not self._control.paused:
+            return
+        self._report(True)
+        try:
+            self._control.wait_while_paused(poll_s)
+        finally:
+            self._report(False)
 
 
 class _PipeCallback:
@@ -129,11 +161,18 @@ class _PipeCallback:
             raise AttributeError(name)
         return lambda *args, **kwargs: self._send(name, *bound_arguments(signature, args, kwargs))
 
+    def on_held(self, held: bool) -> None:
+        """The pause acknowledgement (:data:`HELD_HOOK`), in order with the hooks."""
+        self._post(("held", held))
+
     def _send(self, hook: str, *arguments: Any) -> None:
+        self._post(("hook", hook, arguments))
+
+    def _post(self, message: tuple[Any, ...]) -> None:
         if self._parent_gone:
             return
         try:
-            self._connection.send(("hook", hook, arguments))
+            self._connection.send(message)
         except OSError:  # BrokenPipeError and friends: nobody reads any more
             self._parent_gone = True
             self._control.stop()
@@ -205,6 +244,7 @@ class TrainingProcess:
         self._kill_requested = False
         self._job: ChildJob | None = None
         self.last_step = 0          # the last step the child reported
+        self.held = False           # whether a pause holds the child's run (see HELD_HOOK)
         self.checkpoint_step: int | None = None  # the step of its last checkpoint, if any
 
     def start(self) -> "TrainingProcess":
@@ -298,6 +338,9 @@ class TrainingProcess:
             if message[0] == "hook":
                 self._note(message[1], message[2])
                 getattr(callback, message[1])(*message[2])
+            elif message[0] == "held":
+                self.held = bool(message[1])
+                getattr(callback, HELD_HOOK, lambda held: None)(self.held)
             else:
                 return message
 

@@ -18,7 +18,8 @@ other hook emits the pending steps first, so the order of events is kept.
   hook whose hooks (called in the worker thread) emit them. :data:`QtCallbackAdapter` and
   :data:`QtRaceAdapter` are the two the studio uses.
 * :class:`TrainingWorker` and :class:`RaceWorker` share :class:`_EngineRun`: start, pause / resume /
-  stop through a :class:`~engine.training.control.RunControl`, force stop (the child process is
+  stop through a :class:`~engine.training.control.RunControl` (``held`` says when a pause has taken
+  hold: after the last step trained before it), force stop (the child process is
   ended), ``wait``; ``failed`` fires at most once (also for a job that could not start or whose
   process died), ``done`` fires last, always.
 """
@@ -31,7 +32,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 
@@ -44,6 +45,7 @@ log = logging.getLogger("studio")
 STEP_HOOK = "on_step"
 STEPS_SIGNAL = "steps"
 CLOSE_STOP_WAIT_MS = 20_000  # closing mid-job: how long it may take to stop before its process is ended
+STOP_POLL_MS = 100  # stop_and_wait: how often it looks at its clock while the job stops
 TRAINING_PROCESS_ENV = "META_STUDIO_TRAINING_PROCESS"
 _SIGNAL_TYPES = {"str": str, "int": int, "float": float, "bool": bool}
 
@@ -114,10 +116,18 @@ class _StepBatcher:
 class _AdapterBase(QObject):
     """What every generated adapter does with a hook call (in the producing thread)."""
 
+    held = Signal(bool)  # a pause holds the run (after its last step), or it goes on: see on_held
+
     def __init__(self, max_rate_hz: float = 20.0, parent: QObject | None = None) -> None:
         QObject.__init__(self, parent)
         self._batcher = _StepBatcher(max_rate_hz)
         self.n_emissions = 0
+
+    def on_held(self, held: bool) -> None:
+        """The engine's pause acknowledgement (``engine.training.process.HELD_HOOK``): the steps before it
+        are emitted first."""
+        self.flush()
+        self.held.emit(held)
 
     def _relay(self, hook: str, arguments: tuple[Any, ...]) -> None:
         if hook == STEP_HOOK:  # one step: the metrics alone, or the tuple (a race's algorithm, metrics, seconds)
@@ -152,8 +162,8 @@ QtRaceAdapter = protocol_adapter(RaceCallback, "QtRaceAdapter")
 
 
 def _worker_signals(protocol: type, name: str) -> type:
-    """The QObject base of a worker: the protocol's signals plus ``done``."""
-    return type(name, (QObject,), {**protocol_signals(protocol), "done": Signal()})
+    """The QObject base of a worker: the protocol's signals plus ``held`` (bool) and ``done``."""
+    return type(name, (QObject,), {**protocol_signals(protocol), "held": Signal(bool), "done": Signal()})
 
 
 # ---------------------------------------------------------------------------
@@ -180,6 +190,8 @@ class _EngineRun:
         for signal in protocol_signals(self.protocol):
             target = self._on_failed if signal == "failed" else getattr(self, signal)
             getattr(self.adapter, signal).connect(target, queued)
+        self.is_held = False  # a pause holds the run now (acknowledged by the engine, after its last step)
+        self.adapter.held.connect(self._on_held, queued)
         self._thread = WorkThread(self._work, self.what)
         self._thread.crashed.connect(self._on_crashed, queued)
         self._thread.finished.connect(self._on_thread_finished, queued)
@@ -231,13 +243,21 @@ class _EngineRun:
         """Block until the thread ended; True if it did."""
         return self._thread.wait() if timeout_ms < 0 else self._thread.wait(timeout_ms)
 
-    def stop_and_wait(self, timeout_ms: int = CLOSE_STOP_WAIT_MS) -> bool:
-        """Stop, wait up to ``timeout_ms``, then end the process of a job that did not stop; wait for
-        the end. True when it had to be force-stopped (the window closes)."""
+    def stop_and_wait(self, timeout_ms: int = CLOSE_STOP_WAIT_MS,
+                      clock: Callable[[], float] | None = None) -> bool:
+        """Stop, wait up to ``timeout_ms`` as ``clock`` (seconds; default ``time.monotonic``) measures
+        it, then end the process of a job that did not stop; wait for the end. True when it had to be
+        force-stopped (the window closes). A test passes a clock of its own to run the real delay
+        without waiting for it."""
+        clock = clock or time.monotonic
         self.stop()
-        forced = not self.wait(timeout_ms) and self.force_stop()
-        self.wait()
-        return forced
+        deadline = clock() + timeout_ms / 1000
+        while not self.wait(STOP_POLL_MS):
+            if clock() >= deadline:
+                forced = self.force_stop()
+                self.wait()
+                return forced
+        return False
 
     @property
     def value(self) -> Any:
@@ -257,6 +277,10 @@ class _EngineRun:
         """End the job's training process now (a job that does not stop when asked); it then fails
         with :class:`engine.errors.RunForceStopped`. False when there was nothing to end."""
         return self.process is not None and (self.process.kill() or self.process.kill_requested)
+
+    def _on_held(self, held: bool) -> None:
+        self.is_held = held
+        self.held.emit(held)
 
     def _on_failed(self, message: str, *rest: Any) -> None:
         if not self._failed_reported:
@@ -281,7 +305,8 @@ class TrainingWorker(_worker_signals(Callback, "_RunSignals"), _EngineRun):  # t
 
     Signals: one per :class:`~engine.training.callbacks.Callback` hook (``run_started``, ``steps``
     (``list[StepMetrics]``), ``validation``, ``checkpoint``, ``log``, ``finished``, ``failed``
-    (message, RunSummary | None)) and ``done``, delivered in the GUI thread.
+    (message, RunSummary | None)), ``held`` (bool: a pause holds the run, after its last step; or it goes
+    on) and ``done``, delivered in the GUI thread.
     """
 
     adapter_class = QtCallbackAdapter

@@ -43,6 +43,7 @@ class TrainingPanel(QWidget):
     stop_clicked = Signal()
     force_stop_clicked = Signal()
     force_stop_delay_ms = 3000
+    timer_factory: Any = QTimer  # makes the Force stop timer (parent) -> QTimer; a test injects a manual clock's
 
     def __init__(self, device_panel: DevicePanel | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -63,7 +64,7 @@ class TrainingPanel(QWidget):
         self.pause_button.clicked.connect(self.pause_clicked)
         self.stop_button.clicked.connect(self._stop_button_clicked)
         self.can_force_stop = False
-        self._force_stop_timer = QTimer(self)
+        self._force_stop_timer = type(self).timer_factory(self)
         self._force_stop_timer.setSingleShot(True)
         self._force_stop_timer.timeout.connect(self._offer_force_stop)
 

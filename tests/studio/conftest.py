@@ -10,15 +10,15 @@ once per session (studio.datasets keeps it in memory).
 from __future__ import annotations
 
 import os
-import time
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from pathlib import Path  # noqa: E402
-from typing import Any, Callable, Iterator  # noqa: E402
+from typing import Any, Iterator  # noqa: E402
 
 import pytest  # noqa: E402
-from PySide6.QtCore import QSettings  # noqa: E402
+import shiboken6  # noqa: E402
+from PySide6.QtCore import QObject, QSettings, Signal  # noqa: E402
 
 TINY = {
     "task.n_way": 5, "task.n_shot": 1, "task.n_query": 5, "task.meta_batch_size": 1,
@@ -47,20 +47,61 @@ def set_fields(window: Any, values: dict[str, Any]) -> None:
         window.algorithm_panel.field(key).set_value(value)
 
 
-def wait_until_quiet(qtbot: Any, value: Callable[[], Any], quiet_ms: int, timeout: int = 30_000) -> Any:
-    """Wait until ``value()`` has not changed for ``quiet_ms`` (e.g. the last step after a pause,
-    once the steps trained before it have arrived); returns it."""
-    state = {"value": object(), "since": time.monotonic()}
+class ManualTimer(QObject):
+    """The parts of QTimer the studio's delays use, on a :class:`ManualClock`."""
 
-    def quiet() -> bool:
-        current = value()
-        if current != state["value"]:
-            state["value"], state["since"] = current, time.monotonic()
-            return False
-        return time.monotonic() - state["since"] >= quiet_ms / 1000
+    timeout = Signal()
 
-    qtbot.waitUntil(quiet, timeout=timeout)
-    return value()
+    def __init__(self, clock: "ManualClock", parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._clock = clock
+        self._single_shot = False
+        self.interval_ms = 0
+        self.due_s: float | None = None  # when it fires on the clock; None when stopped
+
+    def setSingleShot(self, single: bool) -> None:  # noqa: N802 (Qt)
+        self._single_shot = single
+
+    def start(self, interval_ms: int | None = None) -> None:
+        self.interval_ms = self.interval_ms if interval_ms is None else interval_ms
+        self.due_s = self._clock.now() + self.interval_ms / 1000
+
+    def stop(self) -> None:
+        self.due_s = None
+
+    def isActive(self) -> bool:  # noqa: N802 (Qt)
+        return self.due_s is not None
+
+    def _fire_if_due(self) -> None:
+        if self.due_s is not None and self._clock.now() >= self.due_s:
+            self.due_s = None if self._single_shot else self._clock.now() + self.interval_ms / 1000
+            self.timeout.emit()
+
+
+class ManualClock:
+    """Time that moves only when the test says so: ``now()`` in seconds, ``advance(ms)`` (firing the timers
+    of :meth:`timer` that fall due), and with ``tick_s`` every reading also moves it on (for a wait that
+    reads the clock in a loop, e.g. closing the window)."""
+
+    def __init__(self, tick_s: float = 0.0) -> None:
+        self.seconds = 0.0
+        self.tick_s = tick_s
+        self.timers: list[ManualTimer] = []
+
+    def now(self) -> float:
+        self.seconds += self.tick_s
+        return self.seconds
+
+    def timer(self, parent: QObject | None = None) -> ManualTimer:
+        timer = ManualTimer(self, parent)
+        self.timers.append(timer)
+        return timer
+
+    def advance(self, ms: int) -> None:
+        self.seconds += ms / 1000
+        for timer in list(self.timers):
+            if shiboken6.isValid(timer):
+                timer._fire_if_due()
 
 
 def wait_data(qtbot: Any, window: Any, timeout: int = 120_000) -> None:

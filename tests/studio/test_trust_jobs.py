@@ -7,7 +7,7 @@ from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import QApplication
 
 from studio.panels.runs_panel import COLUMNS
-from tests.studio.conftest import TINY, set_fields, wait_until_quiet
+from tests.studio.conftest import TINY, set_fields
 from tests.studio.test_race import RACE_FIELDS, race_panel
 
 STATUS = COLUMNS.index("Status")
@@ -51,8 +51,8 @@ def test_esc_in_a_form_field_does_not_stop_the_run_and_the_stop_shortcut_does(wi
 def test_a_paused_run_reads_paused_in_the_runs_table(window, qtbot):
     _start_long_run(window, qtbot)
     assert _status_cell(window) == "running"
-    window.toggle_pause()
-    wait_until_quiet(qtbot, lambda: window.last_step, quiet_ms=500)
+    with qtbot.waitSignal(window.worker.held, timeout=60_000, check_params_cb=lambda held: held):
+        window.toggle_pause()
     assert _status_cell(window) == "paused"
     window.runs_panel.refresh()  # re-read from disk: still what is true
     assert _status_cell(window) == "paused"

@@ -14,7 +14,6 @@ from engine.training.callbacks import RunSummary, StepMetrics, ValidationResult
 from engine.errors import describe_exception
 from studio.jobs.engine_run import QtCallbackAdapter, TrainingWorker
 from studio.jobs.thread import run_in_worker
-from tests.studio.conftest import wait_until_quiet
 
 
 def _metrics(step: int) -> StepMetrics:
@@ -64,6 +63,7 @@ class _FakeTrainer:
 
     def __init__(self, config, *, run_dir=None, callbacks=(), control=None, data=None):
         self.callbacks, self.control, self.run_dir = callbacks, control, run_dir
+        self.step = 0
         _FakeTrainer.instances.append(self)
 
     def run(self):
@@ -73,6 +73,7 @@ class _FakeTrainer:
             if self.control.stop_requested:
                 break
             step += 1
+            self.step = step
             for cb in self.callbacks:
                 cb.on_step(_metrics(step))
             time.sleep(0.002)
@@ -88,18 +89,25 @@ def test_training_worker_pause_resume_stop(qtbot, monkeypatch):
     monkeypatch.setattr(process_module, "Trainer", _FakeTrainer)
     worker = TrainingWorker(RunConfig(), None, data=object(), in_child_process=False)  # the fake lives here
     received: list[int] = []
+    events: list[tuple[str, object]] = []  # steps and pause acknowledgements, in the order the GUI thread got them
     worker.steps.connect(lambda batch: received.extend(m.step for m in batch))
+    worker.steps.connect(lambda batch: events.extend(("step", m.step) for m in batch))
+    worker.held.connect(lambda held: events.append(("held", held)))
     finished = []
     worker.finished.connect(finished.append)
     worker.start()
     qtbot.waitUntil(lambda: len(received) > 20, timeout=10_000)
-    worker.pause()
-    # the steps trained before the pause arrive within two 5 Hz batch intervals
-    paused_at = wait_until_quiet(qtbot, lambda: len(received), quiet_ms=600, timeout=10_000)
-    qtbot.wait(800)
-    assert len(received) == paused_at
-    worker.resume()
+    with qtbot.waitSignal(worker.held, timeout=10_000, check_params_cb=lambda held: held):
+        worker.pause()
+    paused_at = len(received)
+    assert paused_at == _FakeTrainer.instances[-1].step  # every step trained arrived before the acknowledgement
+    assert worker.is_held and events[-2:] == [("step", paused_at), ("held", True)]
+    with qtbot.waitSignal(worker.held, timeout=10_000, check_params_cb=lambda held: not held):
+        worker.resume()
+    held_at = events.index(("held", True))
+    assert events[held_at + 1] == ("held", False)  # no step while held
     qtbot.waitUntil(lambda: len(received) > paused_at + 10, timeout=10_000)
+    assert events[held_at + 2] == ("step", paused_at + 1)
     with qtbot.waitSignal(worker.done, timeout=10_000):
         worker.stop()
     assert finished and finished[0].status == "stopped"
