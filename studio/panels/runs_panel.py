@@ -300,8 +300,9 @@ class RunsPanel(QWidget):
 
         The table otherwise shows run.json as of the last refresh (steps 0, duration 0 s for a run
         that just started). Steps and duration at most once a second (cell updates repaint the
-        table, GUI time the training run shares; the rows are re-sorted at the next refresh); a new best at once. Progress held
-        back is shown when the second is over, so a paused run's row ends on its last step.
+        table, GUI time the training run shares; the rows are re-sorted at the next refresh); a new
+        best at once. Progress held back is shown when the second is over, so a paused run's row
+        ends on its last step.
         """
         same_run = self._live is not None and self._live[0] == run_dir
         _, last_metrics, last_best = self._live if same_run else (run_dir, None, None)

@@ -76,6 +76,8 @@ def test_a_saved_race_reopens_with_its_curves_and_table(qtbot, window):
     before = {name: list(panel.curves[name].yData) for name in panel.curves}
     table = [panel.table.item(r, 3).text() for r in range(panel.table.rowCount())]
     assert [e.folder for e in list_races(window.store.root)] == [folder]
+    listed = {r.algorithm: r.status for r in window.runs_panel.records if r.race_dir == folder}
+    assert listed == {"protonet": "finished", "simpleshot": "finished"}  # the Runs table lists them, as they ended
     panel.open_race(folder.parent / "no-such-race")
     assert "race.json" in window.shown_errors[-1][1]
     panel._reset(["protonet", "simpleshot"], 1)  # a blank view, as after a restart
