@@ -11,6 +11,7 @@ from PySide6.QtWidgets import (QHBoxLayout, QLabel, QProgressBar, QPushButton, Q
 
 from studio.panels.device_panel import DevicePanel
 from studio.rate_limit import RateLimited
+from studio.widgets.elided_label import ElidedLabel
 
 
 def format_duration(seconds: float) -> str:
@@ -24,6 +25,17 @@ def format_duration(seconds: float) -> str:
         return f"{minutes}m {seconds:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h {minutes:02d}m"
+
+
+def _fit_widest_text(button: QPushButton, texts: tuple[str, ...]) -> None:
+    """Give ``button`` the width of its widest text, so switching texts changes no geometry."""
+    shown = button.text()
+    widths = []
+    for text in texts:
+        button.setText(text)
+        widths.append(button.sizeHint().width())
+    button.setText(shown)
+    button.setFixedWidth(max(widths))
 
 
 STOP_SHORTCUT = "Ctrl+."  # the keyboard stop: deliberate (Esc only cancels edits and closes popups)
@@ -76,9 +88,8 @@ class TrainingPanel(QWidget):
         self.progress.setFormat("idle")
         self.progress.setToolTip("Training progress")
         self.progress.setMinimumWidth(150)
-        self.rate_label = QLabel("")
+        self.rate_label = ElidedLabel("")  # elided in the middle to its space, in full in its tooltip
         self.rate_label.setObjectName("rate_label")
-        self.rate_label.setMinimumWidth(60)
         self.rate_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.message_label = QLabel("")
         self.message_label.setObjectName("train_message")
@@ -102,6 +113,8 @@ class TrainingPanel(QWidget):
         layout.setSpacing(2)
         layout.addLayout(row)
         layout.addWidget(self.message_label)
+        _fit_widest_text(self.pause_button, ("Pause", "Resume"))  # a new text never moves the buttons
+        _fit_widest_text(self.stop_button, ("Stop", "Force stop"))
         self.state = "idle"
         self._blocked_message = ""
         self._latest: Any = None
