@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests import qt_exit
 
 # Every test gets run folders and settings of its own; the generated glyph set is shared per session.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -75,26 +78,27 @@ def glyph_root() -> Path:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Leave without the interpreter's teardown once the studio tests have run.
-
-    With Qt widgets, pyqtgraph items and worker threads alive until the very end, PySide6
-    6.11 can crash while Python destroys them at exit (after every test has passed and the
-    summary is printed), turning a green run into exit code 139. The result is final here:
-    flush and exit with pytest's own status.
-    """
-    if "PySide6.QtWidgets" not in sys.modules:
+    """After a run that used Qt: an orderly teardown, a failure for anything of ours left alive, and
+    (unless META_STUDIO_TEST_REAL_EXIT=1) an exit without the interpreter's finalisation, saying what
+    it skipped. Why and how: tests/qt_exit.py."""
+    if not qt_exit.uses_qt():
         return
-    session.config.add_cleanup(lambda: _exit_now(int(session.exitstatus)))
-
-
-def _exit_now(exitstatus: int) -> None:
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(exitstatus)
+    report = qt_exit.to_stderr(session.config.pluginmanager.getplugin("capturemanager"))
+    done = qt_exit.tear_down_qt()
+    alive = qt_exit.leftovers()
+    if alive:
+        report(f"conftest: still alive after closing {done['windows']} window(s) and stopping {done['jobs']} "
+               f"job(s): {'; '.join(alive)}; the run FAILS. The stacks of all threads:")
+        faulthandler.dump_traceback(file=sys.__stderr__, all_threads=True)
+        if session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    qt_exit.run_exit_steps()
+    if qt_exit.real_exit_wanted():
+        return
+    session.config.add_cleanup(lambda: qt_exit.exit_now(int(session.exitstatus), report, alive))
 
 
 _OUTCOMES = {"passed": 0, "failed": 0, "skipped": 0}
-WATCHDOG_S = float(os.environ.get("META_STUDIO_TEST_WATCHDOG_S", "90"))
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
@@ -106,27 +110,9 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
-    """Arm a watchdog as the last test is torn down.
-
-    Rarely, a full run with Qt worker threads blocks in the final teardown after every test
-    has run. If the process is still alive WATCHDOG_S seconds later, report the counts and
-    leave with the right status instead of hanging CI.
-    """
-    if nextitem is not None or "PySide6.QtWidgets" not in sys.modules:
+    """Arm the watchdog as the last test of a Qt run is torn down: a hang at shutdown fails the run,
+    naming the live threads with their stacks (tests/qt_exit.py)."""
+    if nextitem is not None or not qt_exit.uses_qt():
         return
-    import threading
-    import time
-
-    capture = item.config.pluginmanager.getplugin("capturemanager")
-
-    def watchdog() -> None:
-        time.sleep(WATCHDOG_S)
-        if capture is not None:
-            capture.suspend_global_capture(in_=False)
-        counts = dict(_OUTCOMES)
-        print(f"\nwatchdog: teardown did not finish in {WATCHDOG_S:.0f} s after the last test; "
-              "results are final:", flush=True)
-        print(f"{counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped", flush=True)
-        os._exit(1 if counts["failed"] else 0)
-
-    threading.Thread(target=watchdog, name="pytest-exit-watchdog", daemon=True).start()
+    qt_exit.arm_watchdog(qt_exit.to_stderr(item.config.pluginmanager.getplugin("capturemanager")),
+                         lambda: dict(_OUTCOMES))
