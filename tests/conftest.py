@@ -78,9 +78,8 @@ def glyph_root() -> Path:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """After a run that used Qt: an orderly teardown, a failure for anything of ours left alive, and
-    (unless META_STUDIO_TEST_REAL_EXIT=1) an exit without the interpreter's finalisation, saying what
-    it skipped. Why and how: tests/qt_exit.py."""
+    """After a run that used Qt: an orderly teardown and a failure for anything left alive; then the
+    interpreter's own exit (tests/qt_exit.py says why this once crashed and what changed)."""
     if not qt_exit.uses_qt():
         return
     report = qt_exit.to_stderr(session.config.pluginmanager.getplugin("capturemanager"))
@@ -92,10 +91,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         faulthandler.dump_traceback(file=sys.__stderr__, all_threads=True)
         if session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
-    qt_exit.run_exit_steps()
-    if qt_exit.real_exit_wanted():
-        return
-    session.config.add_cleanup(lambda: qt_exit.exit_now(int(session.exitstatus), report, alive))
 
 
 _OUTCOMES = {"passed": 0, "failed": 0, "skipped": 0}

@@ -1,39 +1,34 @@
-"""The end of a test run that used Qt: an orderly teardown, a report of what is still alive, the exit.
+"""The end of a test run that used Qt: an orderly teardown, a failure for anything left alive, a watchdog.
 
-Why not simply let the interpreter tear everything down: with PySide6 (6.11 here) on Linux, the
-destruction of the QApplication and of Qt objects still referenced by module globals during the
-interpreter's own finalisation can crash now and then (exit 139 after a green run; the PySide
-end-of-process crashes of PYSIDE-2254 and pyface#1211). That finalisation runs no code of ours, so
-the run does what it can first and then leaves without it:
+The interpreter's own exit used to crash now and then after a green run (exit 139), and the suite
+left with ``os._exit`` to hide it. The cause was ours: the paste tests put a QMimeData made in
+Python on the clipboard. The clipboard owns it, and QtGui deletes it in a C exit handler after the
+interpreter has finalised; the wrapper's destructor then needs Python and the process dies with
+SIGSEGV (gdb: ``__run_exit_handlers`` -> libQt6Gui -> QtCore wrapper -> ``Shiboken::Object::destroy``
+-> ``_PyErr_Fetch(tstate=NULL)``; ``tests/studio/test_adapt_panel.py`` alone reproduces it). Now:
 
-1. :func:`tear_down_qt`, in the GUI thread: every top-level widget is closed (a window's close
-   stops its run, race and jobs, and ends its spare training process) and deleted, the studio's
-   background jobs are stopped, Qt's deferred deletions are delivered and garbage is collected,
-   then multiprocessing's and logging's exit steps run;
-2. :func:`leftovers`: any thread, background job or child process of ours still alive is named on
-   stderr with every thread's stack and FAILS the run, so leaving early can never hide a failure of
-   our code;
-3. :func:`exit_now` prints one line saying what it skipped and exits with pytest's status.
-   ``META_STUDIO_TEST_REAL_EXIT=1`` runs the interpreter's finalisation instead (to check whether
-   PySide still needs this).
+1. :func:`tear_down_qt`, in the GUI thread, after the last test: every top-level widget is closed (a
+   window's close stops its run, race and jobs, and ends its spare training process) and deleted,
+   the studio's background jobs are stopped, the clipboard is cleared, Qt's deferred deletions are
+   delivered and garbage is collected;
+2. :func:`leftovers`: any thread, background job or child process still alive is named on stderr
+   with every thread's stack and FAILS the run;
+3. then the interpreter exits as usual, running its whole finalisation: a crash there shows.
 
-:func:`arm_watchdog` guards the whole end of the run: if the process is still alive
+:func:`arm_watchdog` guards the end of the run: if the process is still alive
 ``META_STUDIO_TEST_WATCHDOG_S`` seconds after the last test, it names the live threads, dumps every
 thread's stack (faulthandler) and exits with status 1: a hang at shutdown fails the run.
 """
 
 from __future__ import annotations
 
-import atexit
 import faulthandler
 import gc
-import logging
 import os
 import sys
 import threading
 from typing import Any, Callable
 
-REAL_EXIT_ENV = "META_STUDIO_TEST_REAL_EXIT"
 WATCHDOG_S = float(os.environ.get("META_STUDIO_TEST_WATCHDOG_S", "90"))
 _JOB_WAIT_MS = 30_000
 
@@ -42,13 +37,9 @@ def uses_qt() -> bool:
     return "PySide6.QtWidgets" in sys.modules
 
 
-def real_exit_wanted() -> bool:
-    return os.environ.get(REAL_EXIT_ENV) == "1"
-
-
 def tear_down_qt() -> dict[str, int]:
-    """Close and delete every top-level widget, stop background jobs, deliver deferred deletions and
-    collect garbage, in the GUI thread; how many windows and jobs there were."""
+    """Close and delete every top-level widget, stop background jobs, clear the clipboard, deliver
+    deferred deletions and collect garbage, in the GUI thread; how many windows and jobs there were."""
     from PySide6.QtCore import QCoreApplication, QEvent
     from PySide6.QtWidgets import QApplication
 
@@ -65,11 +56,22 @@ def tear_down_qt() -> dict[str, int]:
     if thread_jobs is not None:
         done["jobs"] = len(thread_jobs.active_handles())
         thread_jobs.stop_all_jobs(_JOB_WAIT_MS)
+    clear_clipboard()
     for _ in range(3):  # deletions can post more deletions (children, then their signals' receivers)
         QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
         QCoreApplication.processEvents()
         gc.collect()
     return done
+
+
+def clear_clipboard() -> None:
+    """Delete what the tests left on the clipboard while Python is alive (see the module doc)."""
+    from PySide6.QtGui import QClipboard, QGuiApplication
+
+    clipboard = QGuiApplication.clipboard()
+    clipboard.clear(QClipboard.Mode.Clipboard)
+    if clipboard.supportsSelection():
+        clipboard.clear(QClipboard.Mode.Selection)
 
 
 def leftovers() -> list[str]:
@@ -84,33 +86,6 @@ def leftovers() -> list[str]:
     found += [f"child process {child.name} (pid {child.pid})" for child in children]
     found += [f"thread {thread.name!r}" for thread in _other_threads() if not thread.daemon]
     return found
-
-
-def run_exit_steps() -> None:
-    """The interpreter's exit steps that are safe to run here: multiprocessing's (terminate and join
-    daemon children) and logging's (flush and close handlers)."""
-    import multiprocessing.util
-
-    multiprocessing.util._exit_function()
-    logging.shutdown()
-
-
-def skipped_line(alive: list[str]) -> str:
-    """The line :func:`exit_now` prints: what leaving without the interpreter's finalisation skips."""
-    from PySide6.QtWidgets import QApplication
-
-    app = QApplication.instance()
-    qt = f"the QApplication and {len(QApplication.allWidgets())} widget(s) left to it" if app else "no QApplication"
-    return (f"conftest: left without the interpreter's finalisation (it can crash in PySide6 at exit; "
-            f"{REAL_EXIT_ENV}=1 runs it): skipped {atexit._ncallbacks()} atexit callback(s), the destruction "
-            f"of {qt}, and module cleanup; {'still alive: ' + '; '.join(alive) if alive else 'nothing of ours was alive'}")
-
-
-def exit_now(exitstatus: int, report: Callable[[str], None], alive: list[str]) -> None:
-    report(skipped_line(alive))
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(exitstatus)
 
 
 def arm_watchdog(report: Callable[[str], None], counts: Callable[[], dict[str, int]],
