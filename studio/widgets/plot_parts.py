@@ -87,7 +87,7 @@ class BufferedCurve(pg.PlotDataItem):
     def __init__(self, x: GrowingArray, y: GrowingArray, mode: str = "peak", **options: Any) -> None:
         super().__init__([], [], **options)
         self.source_x, self.source_y = x, y
-        self.peaks = PeakPyramid(y)
+        self.peaks = PeakPyramid(y, x)
         self.mode = mode
         self.shown = Envelope(np.empty(0), np.empty(0), False)
         self.drawn_plan = (0, 0, 0)  # (i0, i1, groups) drawn
@@ -120,7 +120,7 @@ class BufferedCurve(pg.PlotDataItem):
     def redraw(self) -> None:
         """Hand pyqtgraph what the view shows of the buffers now (O(pixels))."""
         self.drawn_plan = self.plan()
-        self.shown = envelope(self.source_x, self.peaks, *self.drawn_plan, self.mode)
+        self.shown = envelope(self.peaks, *self.drawn_plan, self.mode)
         self.setData(self.shown.x, self.shown.y)
 
     def redraw_if_moved(self) -> None:

@@ -123,15 +123,15 @@ class EmaSeries:
 
 
 class _Rows:
-    """An (n, 2) float64 array with amortised O(1) growth; rows past ``size`` are scratch."""
+    """An (n, 4) float64 array with amortised O(1) growth; rows past ``size`` are scratch."""
 
     def __init__(self) -> None:
-        self.data = np.empty((64, 2), dtype=np.float64)
+        self.data = np.empty((64, 4), dtype=np.float64)
         self.size = 0
 
     def reserve(self, needed: int) -> np.ndarray:
         if needed > len(self.data):
-            grown = np.empty((max(needed, 2 * len(self.data)), 2), dtype=np.float64)
+            grown = np.empty((max(needed, 2 * len(self.data)), 4), dtype=np.float64)
             grown[: self.size] = self.data[: self.size]
             self.data = grown
         return self.data
@@ -148,18 +148,22 @@ def _group_starts(groups: int) -> np.ndarray:
 
 class PeakPyramid:
     """The minimum and maximum of a :class:`GrowingArray`'s values over aligned buckets of 8, 64, 512,
-    ... values (level k: buckets of ``8 ** (k + 1)``), and of all its finite values.
+    ... values (level k: buckets of ``8 ** (k + 1)``), with the x of each bucket's first and last
+    value, and the bounds of all its finite values.
 
     Brought up to date lazily, when asked, from the values appended since: amortised O(1) per value
     (a level recomputes only its last bucket and the new ones, in one ``reduceat``), and a query
-    updates only the levels up to the one it reads. A level stores (min, -max) rows, so one
-    ``np.fmin.reduceat`` merges both. NaN values are ignored (a bucket of NaNs gives NaN).
+    updates only the levels up to the one it reads. A level's rows are (min, -max, first x, last x):
+    one ``np.fmin.reduceat`` merges both extremes, and an envelope reads its x from the level (a
+    few KiB) rather than from all over a long x array. NaN values are ignored (a bucket of NaNs
+    gives NaN). ``x`` (same length as the values) defaults to the values' indices.
     """
 
     FACTOR = PEAK_FACTOR
 
-    def __init__(self, values: GrowingArray) -> None:
+    def __init__(self, values: GrowingArray, x: GrowingArray | None = None) -> None:
         self.values = values
+        self.x = x
         self._levels: list[_Rows] = []
         self._synced: list[int] = []  # the number of values each level reflects
         self._generation = values.generation
@@ -169,6 +173,14 @@ class PeakPyramid:
 
     def bucket_size(self, level: int) -> int:
         return self.FACTOR ** (level + 1)
+
+    def x_at(self, indices: np.ndarray) -> np.ndarray:
+        """The x of the values at ``indices``."""
+        return self.x.view[indices] if self.x is not None else indices.astype(np.float64)
+
+    def x_slice(self, i0: int, i1: int) -> np.ndarray:
+        """The x of values [i0, i1) (a view)."""
+        return self.x.view[i0:i1] if self.x is not None else np.arange(i0, i1, dtype=np.float64)
 
     def _reset_if_rewritten(self) -> None:
         if self.values.generation != self._generation or len(self.values) < self._bounded:
@@ -190,7 +202,7 @@ class PeakPyramid:
         return (self._low, self._high) if self._low <= self._high else None
 
     def level(self, k: int) -> np.ndarray:
-        """Level ``k``'s (min, -max) rows, up to date with the values."""
+        """Level ``k``'s (min, -max, first x, last x) rows, up to date with the values."""
         self._reset_if_rewritten()
         while len(self._levels) <= k:
             self._levels.append(_Rows())
@@ -207,16 +219,21 @@ class PeakPyramid:
         start = self._synced[k] // size
         count = -(-n // size)
         rows = self._levels[k].reserve(count)[start:count]
+        at = _group_starts(count - start)
         if k == 0:
             segment = self.values.view[start * factor: n]
-            at = _group_starts(count - start)
             np.fmin.reduceat(segment, at, out=rows[:, 0])
             np.fmax.reduceat(segment, at, out=rows[:, 1])
             np.negative(rows[:, 1], out=rows[:, 1])
+            first = start * factor + at
+            rows[:, 2] = self.x_at(first)
+            rows[:, 3] = self.x_at(np.minimum(first + factor - 1, n - 1))
         else:
             below = self._levels[k - 1]
-            np.fmin.reduceat(below.data[start * factor: below.size], _group_starts(count - start), axis=0,
-                            out=rows)
+            segment = below.data[start * factor: below.size]
+            np.fmin.reduceat(segment[:, :2], at, axis=0, out=rows[:, :2])
+            rows[:, 2] = segment[at, 2]
+            rows[:, 3] = segment[np.minimum(at + factor - 1, len(segment) - 1), 3]
         self._levels[k].size = count
         self._synced[k] = n
 
@@ -240,9 +257,8 @@ def visible_indices(x: GrowingArray, low: float, high: float) -> tuple[int, int]
     return max(i0, 0), min(i1, n)
 
 
-def envelope(x: GrowingArray, peaks: PeakPyramid, i0: int, i1: int, buckets: int,
-             mode: str = "peak") -> Envelope:
-    """At most ``2 * buckets`` points that draw values [i0, i1) of (x, peaks.values).
+def envelope(peaks: PeakPyramid, i0: int, i1: int, buckets: int, mode: str = "peak") -> Envelope:
+    """At most ``2 * buckets`` points that draw values [i0, i1) of (peaks.x, peaks.values).
 
     Up to ``2 * buckets`` values are handed as they are. More are split into ``buckets``
     consecutive groups; each gives two points, at its first and last x: (min, max) with
@@ -253,28 +269,29 @@ def envelope(x: GrowingArray, peaks: PeakPyramid, i0: int, i1: int, buckets: int
     y = peaks.values
     n_visible = i1 - i0
     if n_visible <= 2 * buckets:
-        return Envelope(x.view[i0:i1], y.view[i0:i1], False)
+        return Envelope(peaks.x_slice(i0, i1), y.view[i0:i1], False)
     per_group = n_visible / buckets
     k = int(math.floor(math.log(per_group, peaks.FACTOR) + 1e-9)) - 1
     while k >= 0 and peaks.bucket_size(k) > per_group:  # (rounding)
         k -= 1
     starts = np.arange(buckets, dtype=np.intp)
     if k < 0:  # fewer than 8 values per group: group the values themselves (at most 8 per group)
-        size, first_unit, units = 1, i0, n_visible
-        starts = starts * units // buckets
+        starts = starts * n_visible // buckets
         segment = y.view[i0:i1]
         low, high = np.fmin.reduceat(segment, starts), np.fmax.reduceat(segment, starts)
+        first_x = peaks.x_at(i0 + starts)
+        last_x = peaks.x_at(i0 + np.append(starts[1:], n_visible) - 1)
     else:
         size = peaks.bucket_size(k)
         first_unit = i0 // size
-        units = -(-i1 // size) - first_unit  # >= buckets, so the group starts differ
-        starts = starts * units // buckets
-        merged = np.fmin.reduceat(peaks.level(k)[first_unit: first_unit + units], starts, axis=0)
+        rows = peaks.level(k)[first_unit: -(-i1 // size)]
+        starts = starts * len(rows) // buckets  # len(rows) >= buckets: the group starts differ
+        merged = np.fmin.reduceat(rows[:, :2], starts, axis=0)
         low, high = merged[:, 0], -merged[:, 1]
-    first = (first_unit + starts) * size
-    last = np.minimum((first_unit + np.append(starts[1:], units)) * size, len(y)) - 1
+        first_x = rows[starts, 2]
+        last_x = rows[np.append(starts[1:], len(rows)) - 1, 3]
     xs = np.empty(2 * buckets)
-    xs[0::2], xs[1::2] = x.view[first], x.view[last]
+    xs[0::2], xs[1::2] = first_x, last_x
     ys = np.empty(2 * buckets)
     ys[0::2] = high if mode == "max" else low
     ys[1::2] = low if mode == "min" else high

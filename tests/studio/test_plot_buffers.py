@@ -14,14 +14,17 @@ from studio.widgets.training_plots import TrainingPlots
 
 
 def _filled(values: np.ndarray, chunks: list[int]) -> tuple[GrowingArray, PeakPyramid]:
-    """values appended in chunks of the given sizes, the pyramid asked (so kept up to date) in between."""
-    array = GrowingArray(capacity=4)
-    pyramid = PeakPyramid(array)
+    """values appended in chunks of the given sizes, at x = 2 * index + 1, the pyramid asked (so kept
+    up to date) in between."""
+    array, x = GrowingArray(capacity=4), GrowingArray(capacity=4)
+    pyramid = PeakPyramid(array, x)
     done = 0
     for size in chunks:
+        x.extend(2.0 * np.arange(done, done + size) + 1)
         array.extend(values[done: done + size])
         done += size
         pyramid.level(2)
+    x.extend(2.0 * np.arange(done, len(values)) + 1)
     array.extend(values[done:])
     return array, pyramid
 
@@ -49,6 +52,7 @@ def test_a_cleared_and_refilled_array_rebuilds_its_pyramid():
     array.clear()
     array.extend(np.arange(5_000.0))  # the same length: only the generation tells it changed
     assert np.array_equal(pyramid.level(0)[:, 0], np.arange(0, 5_000, 8))
+    assert np.array_equal(pyramid.level(0)[:, 3], 2.0 * np.minimum(np.arange(7, 5_007, 8), 4_999) + 1)
     assert pyramid.bounds() == (0.0, 4999.0)
 
 
@@ -56,15 +60,13 @@ def test_a_cleared_and_refilled_array_rebuilds_its_pyramid():
 @pytest.mark.parametrize("mode", ["peak", "max", "min"])
 def test_each_drawn_group_holds_the_true_min_and_max_of_its_values(n, mode):
     values = _noisy(n, seed=n)
-    y, pyramid = _filled(values, [n // 3, 17, n // 5])
-    x = GrowingArray()
-    x.extend(np.arange(n, dtype=np.float64))  # x = index: the drawn x tell which values a group holds
+    y, pyramid = _filled(values, [n // 3, 17, n // 5])  # x = 2 * index + 1: the drawn x tell the indices
     rng = np.random.default_rng(2)
     for i0, i1, buckets in [(0, n, 500), (int(rng.integers(0, n // 2)), n, 333),
                             (n // 7, n // 7 + 4 * 301, 301), (5, n - 5, 64)]:
-        shown = envelope(x, pyramid, i0, i1, buckets, mode)
+        shown = envelope(pyramid, i0, i1, buckets, mode)
         assert len(shown.x) <= 2 * buckets and shown.decimated
-        first, last = shown.x[0::2].astype(int), shown.x[1::2].astype(int)
+        first, last = (shown.x[0::2].astype(int) - 1) // 2, (shown.x[1::2].astype(int) - 1) // 2
         assert first[0] <= i0 and last[-1] >= i1 - 1 and np.all(first[1:] == last[:-1] + 1)  # no gap
         for j in range(len(first)):
             group = values[first[j]: last[j] + 1]
@@ -76,12 +78,11 @@ def test_each_drawn_group_holds_the_true_min_and_max_of_its_values(n, mode):
 def test_few_values_are_drawn_as_they_are():
     values = _noisy(900)
     y, pyramid = _filled(values, [])
-    x = GrowingArray()
-    x.extend(np.arange(900.0))
-    shown = envelope(x, pyramid, 100, 700, 300)
+    shown = envelope(pyramid, 100, 700, 300)
     assert not shown.decimated
     assert np.array_equal(shown.y, values[100:700], equal_nan=True)
-    assert visible_indices(x, 99.5, 200.2) == (99, 202)  # plus a neighbour each side
+    assert np.array_equal(shown.x, 2.0 * np.arange(100, 700) + 1)
+    assert visible_indices(pyramid.x, 198.5, 401.2) == (98, 202)  # plus a neighbour each side
 
 
 def _steps(start: int, stop: int) -> list[SimpleNamespace]:
