@@ -78,11 +78,13 @@ def wait_until(condition: Callable[[], bool], what: str, run_over: threading.Eve
 
 class Driver:
     """The GUI's buttons, from another thread: ``drive(run_over)`` runs there; :meth:`finish` (after the
-    run returned or raised) tells it the run is over, waits for it and raises what it raised."""
+    run returned or raised) tells it the run is over, waits for it and raises what it raised. When
+    ``drive`` fails, ``process`` is ended, so the test fails at once with why rather than at its timeout."""
 
-    def __init__(self, drive: Callable[[threading.Event], None]) -> None:
+    def __init__(self, drive: Callable[[threading.Event], None], process: TrainingProcess) -> None:
         self.run_over = threading.Event()
         self._errors: list[BaseException] = []
+        self._process = process
         self._thread = threading.Thread(target=self._run, args=(drive,), daemon=True)
         self._thread.start()
 
@@ -91,6 +93,7 @@ class Driver:
             drive(self.run_over)
         except BaseException as error:  # handed to the test's thread by finish()
             self._errors.append(error)
+            self._process.kill()
 
     def finish(self) -> None:
         self.run_over.set()
@@ -139,7 +142,7 @@ def test_pause_resume_and_stop_reach_the_child(tiny_flat: Path, tmp_path: Path) 
         wait_until(lambda: len(reports.steps) >= seen["paused"] + 3, "three steps after resume", run_over)
         process.control.stop()
 
-    driver = Driver(drive)
+    driver = Driver(drive, process)
     try:
         summary = process.run(TrainingJob(_config(tiny_flat, 100_000, val_every=0, checkpoint_every=100_000),
                                           tmp_path / "run"), reports)
@@ -252,7 +255,7 @@ def test_a_run_that_ignores_stop_is_ended_on_request_saying_what_is_lost(tiny_fl
         asked["killed"] = process.kill()
         asked["at"] = time.monotonic()
 
-    driver = Driver(stop_then_kill)
+    driver = Driver(stop_then_kill, process)
     try:
         with pytest.raises(RunForceStopped, match="ended on request after step 5; the run keeps its checkpoint "
                                                   "of step 4 and can be continued"):
