@@ -11,7 +11,7 @@ from PySide6.QtWidgets import (QHBoxLayout, QLabel, QProgressBar, QPushButton, Q
 
 from studio.panels.device_panel import DevicePanel
 from studio.rate_limit import RateLimited
-from studio.widgets.elided_label import ElidedLabel
+from studio.widgets.elide import ElidedLabel
 
 
 def format_duration(seconds: float) -> str:

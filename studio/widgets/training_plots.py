@@ -21,7 +21,7 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QCheckBox, QGridLayout, QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
 
-from studio.widgets.elided_label import ElidedLabel, elide_middle
+from studio.widgets.elide import ElidedLabel, elide_middle
 from studio.widgets.plot_parts import (PALETTE, BandItem, BufferedCurve, EmptyHint, HoverReadout, configure_plot, nice_range,
                                        redraw_on_resize)
 from studio.widgets.plot_series import EmaSeries, GrowingArray, ema, split_metric_rows
@@ -30,6 +30,7 @@ EMPTY_TEXT = {"loss": "The training loss of each step appears here.",
               "accuracy": "The training accuracy of each step appears here.",
               "val": "Validation accuracy (mean, 95% CI) appears here\nafter each validation.",
               "lr": "The learning rate of each step appears here."}
+LEGEND_NAME_WIDTH = 240  # pixels of a run's name in the legend line (longer names: elided in the middle)
 EMPTY_Y_RANGE = {"loss": (0.0, 1.0), "accuracy": (0.0, 1.0), "val": (0.0, 1.0), "lr": (0.0, 1.0)}
 
 
@@ -284,9 +285,10 @@ class TrainingPlots(QWidget):
             self.legend.hide()
             return
         entries = [(PALETTE[0], "━━", "this run")] + [(c.colour, "╍╍", c.label) for c in self._overlays]
+        metrics = self.legend.fontMetrics()
         self.legend.setText("&nbsp;&nbsp;&nbsp; ".join(
             f'<span style="color:{colour}; font-weight:bold;">{mark}</span>&nbsp;'
-            f"{html.escape(elide_middle(label, 32))}" for colour, mark, label in entries))
+            f"{html.escape(elide_middle(label, metrics, LEGEND_NAME_WIDTH))}" for colour, mark, label in entries))
         self.legend.setToolTip("\n".join(label for _, _, label in entries))
         self.legend.show()
 

@@ -62,17 +62,17 @@ def test_the_progress_text_never_runs_past_its_space(window, qtbot, size):
     panel.show_step(_metrics(1_234_567))
     panel.show_latest()
     label = panel.rate_label
-    full = label.text()
+    full = label.full_text()
     assert "12,345.6 episodes/s" in full and "left" in full
     QApplication.processEvents()
-    shown_width = label.fontMetrics().horizontalAdvance(label.shown_text())
+    shown_width = label.fontMetrics().horizontalAdvance(label.text())
     assert shown_width <= label.contentsRect().width()
     assert label.mapTo(window, QPoint(label.width(), 0)).x() <= window.width()  # inside the window
     if label.is_elided():
-        assert "…" in label.shown_text() and label.toolTip().startswith(full)
-        assert label.shown_text().startswith("12,345.6") and label.shown_text().endswith("left")
+        assert "…" in label.text() and label.toolTip().startswith(full)
+        assert label.text().startswith("12,345.6") and label.text().endswith("left")
     else:
-        assert label.shown_text() == full
+        assert label.text() == full
     panel.set_state("idle")
 
 
@@ -89,11 +89,11 @@ def test_a_narrow_toolbar_elides_the_progress_text_in_the_middle(qtbot):
     panel.show_latest()
     label = panel.rate_label
     qtbot.waitUntil(lambda: label.is_elided())
-    assert label.fontMetrics().horizontalAdvance(label.shown_text()) <= label.contentsRect().width()
+    assert label.fontMetrics().horizontalAdvance(label.text()) <= label.contentsRect().width()
     assert label.mapTo(panel, QPoint(label.width(), 0)).x() <= panel.width()
-    shown = label.shown_text()
+    shown = label.text()
     assert "…" in shown and shown.startswith("12,3") and shown.endswith("left")  # both ends kept
-    assert label.toolTip().startswith(label.text())  # the full text
+    assert label.toolTip().startswith(label.full_text())  # the full text
     panel.resize(1900, 40)
     qtbot.waitUntil(lambda: not label.is_elided())
-    assert label.shown_text() == label.text() and not label.toolTip().startswith(label.text())
+    assert label.text() == label.full_text() and not label.toolTip().startswith(label.full_text())
