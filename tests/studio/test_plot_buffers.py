@@ -147,3 +147,17 @@ def test_hover_reads_the_full_history_not_the_drawn_envelope(qtbot):
     assert plots.loss_curve.shown.decimated
     text = plots.readouts[0].show_at(12_345)
     assert text.startswith("step 12345") and f"loss: {plots.loss.raw.view[12_344]:.4g}" in text
+
+
+def test_a_wider_plot_gets_more_groups_without_new_data(qtbot):
+    plots = _plots(qtbot)
+    plots.add_steps(_steps(1, 100_001))
+    plots.set_step_range(100_000)  # a fixed range: resizing changes the pixels, not the range
+    plots.refresh(everything=True)
+    narrow = len(plots.loss_raw.getData()[0])
+    width = plots.loss_plot.getViewBox().width()
+    assert narrow <= 2 * width
+    plots.resize(1800, 700)  # the window grows: one group per pixel still
+    qtbot.waitUntil(lambda: plots.loss_plot.getViewBox().width() > width + 300)
+    qtbot.waitUntil(lambda: len(plots.loss_raw.getData()[0]) > narrow + 600)
+    assert len(plots.loss_raw.getData()[0]) <= 2 * plots.loss_plot.getViewBox().width()

@@ -44,6 +44,36 @@ def test_incremental_ema_equals_recomputed_ema():
     assert np.allclose(raw.smooth.view, values)
 
 
+def _reference_ema(values: list[float], alpha: float) -> np.ndarray:
+    """The bias-corrected EMA, one value at a time (non-finite values skipped, shown as NaN)."""
+    out, ema, weight = [], 0.0, 0.0
+    for y in values:
+        if not np.isfinite(y):
+            out.append(np.nan)
+            continue
+        ema, weight = alpha * ema + (1 - alpha) * y, alpha * weight + (1 - alpha)
+        out.append(ema / weight)
+    return np.array(out)
+
+
+def test_smoothing_a_long_run_in_chunks_equals_the_value_by_value_average():
+    rng = np.random.default_rng(3)
+    values = rng.normal(size=30_000) * 5 + 2
+    values[rng.integers(0, len(values), size=300)] = np.nan
+    values[7] = np.inf
+    for alpha in (0.0, 0.01, 0.5, 0.85, 0.99):
+        series = EmaSeries(alpha)
+        done = 0
+        for size in (10, 70, 5_000, 3, 20_000):  # small batches (the loop) and large ones (in chunks)
+            series.extend(range(done, done + size), values[done: done + size])
+            done += size
+        series.extend(range(done, len(values)), values[done:])
+        expected = _reference_ema(values.tolist(), alpha)
+        assert np.allclose(series.smooth.view, expected, rtol=1e-12, atol=1e-12, equal_nan=True), alpha
+        series.set_alpha(alpha)  # the whole series at once
+        assert np.allclose(series.smooth.view, expected, rtol=1e-12, atol=1e-12, equal_nan=True), alpha
+
+
 def test_plots_update_only_with_new_data(qtbot):
     plots = TrainingPlots()
     qtbot.addWidget(plots)
