@@ -80,6 +80,7 @@ class BufferedCurve(pg.PlotDataItem):
     full detail once it holds few enough values.
 
     ``x`` must grow with ``y`` (the same length); ``mode`` "max" or "min" draws one edge of a band.
+    A ``symbol`` marks the values only while they are drawn as they are.
     """
 
     MIN_BUCKETS, MAX_BUCKETS, DEFAULT_BUCKETS = 64, 4096, 1000
@@ -89,6 +90,7 @@ class BufferedCurve(pg.PlotDataItem):
         self.source_x, self.source_y = x, y
         self.peaks = PeakPyramid(y, x)
         self.mode = mode
+        self.raw_symbol = options.get("symbol")  # drawn on values as they are, not on groups' extremes
         self.shown = Envelope(np.empty(0), np.empty(0), False)
         self.drawn_plan = (0, 0, 0)  # (i0, i1, groups) drawn
 
@@ -121,6 +123,9 @@ class BufferedCurve(pg.PlotDataItem):
         """Hand pyqtgraph what the view shows of the buffers now (O(pixels))."""
         self.drawn_plan = self.plan()
         self.shown = envelope(self.peaks, *self.drawn_plan, self.mode)
+        symbol = None if self.shown.decimated else self.raw_symbol
+        if self.opts["symbol"] != symbol:
+            self.setSymbol(symbol)
         self.setData(self.shown.x, self.shown.y)
 
     def redraw_if_moved(self) -> None:

@@ -22,8 +22,8 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QCheckBox, QGridLayout, QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
 
 from studio.widgets.elide import ElidedLabel, elide_middle
-from studio.widgets.plot_parts import (PALETTE, BandItem, BufferedCurve, EmptyHint, HoverReadout, configure_plot, nice_range,
-                                       redraw_on_resize)
+from studio.widgets.plot_parts import (PALETTE, BandItem, BufferedCurve, EmptyHint, HoverReadout, configure_plot,
+                                       nice_range, redraw_on_resize)
 from studio.widgets.plot_series import EmaSeries, GrowingArray, ema, split_metric_rows
 
 EMPTY_TEXT = {"loss": "The training loss of each step appears here.",
@@ -432,7 +432,3 @@ class TrainingPlots(QWidget):
             self.val_error_bar.show()
         else:
             self.val_error_bar.hide()
-        shown = self.val_curve.shown
-        symbol = None if shown.decimated else "o"
-        if self.val_curve.opts["symbol"] != symbol:
-            self.val_curve.setSymbol(symbol)

@@ -161,3 +161,15 @@ def test_a_wider_plot_gets_more_groups_without_new_data(qtbot):
     qtbot.waitUntil(lambda: plots.loss_plot.getViewBox().width() > width + 300)
     qtbot.waitUntil(lambda: len(plots.loss_raw.getData()[0]) > narrow + 600)
     assert len(plots.loss_raw.getData()[0]) <= 2 * plots.loss_plot.getViewBox().width()
+
+
+def test_validation_symbols_mark_values_not_group_extremes(qtbot):
+    plots = _plots(qtbot)
+    for step in range(10, 50_001, 10):  # 5000 validations: more than the plot's pixels
+        plots.add_validation(step, 0.5 + 0.1 * np.sin(step / 700), 0.02)
+    plots.auto_step_range()
+    plots.refresh(everything=True)
+    assert plots.val_curve.shown.decimated and plots.val_curve.opts["symbol"] is None
+    plots.val_plot.setXRange(20_000, 20_200, padding=0)  # zoomed in: 20 validations, each marked
+    assert not plots.val_curve.shown.decimated and plots.val_curve.opts["symbol"] == "o"
+    assert len(plots.val_curve.getData()[0]) == 23  # (and a neighbour each side)
