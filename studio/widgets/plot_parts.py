@@ -39,6 +39,8 @@ def widen_single_value_ranges(plot: pg.PlotItem) -> None:
     view = plot.getViewBox()
 
     def widen(*_: Any) -> None:
+        if not any(view.state["autoRange"]):
+            return  # (a fixed range, as the live plots have: nothing to compute)
         bounds = view.childrenBounds()
         ranges = {}
         for axis, name in ((0, "xRange"), (1, "yRange")):
