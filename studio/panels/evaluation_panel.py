@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QColor, QIcon, QImage, QPixmap
+from PySide6.QtGui import QColor, QFontMetrics, QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QHBoxLayout, QHeaderView, QLabel,
                                QListView, QListWidget, QListWidgetItem, QProgressBar, QPushButton,
                                QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
@@ -24,7 +24,8 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QHBoxLay
 from engine.api import (EngineError, EpisodeShape, RunRecord, StoredEvaluation, checkpoint_stamp, evaluation_file,
                         load_evaluation, save_evaluation)
 from studio.datasets import load_data_cached
-from studio.widgets.eval_charts import BarChart, ConfusionMatrixView
+from studio.widgets.elide import WrappedLabel
+from studio.widgets.eval_charts import BarChart, ClassNameDelegate, ConfusionMatrixView, elide_class_name
 from studio.jobs.background import BackgroundJobMixin
 from studio.widgets.episode_form import EpisodeShapeForm
 from studio.widgets.run_picker import RunPicker, has_checkpoint
@@ -32,6 +33,8 @@ from studio.jobs.thread import WorkerHandle
 
 GALLERY_SIZE = 60
 GALLERY_THUMB = 72
+GALLERY_CELL_WIDTH = GALLERY_THUMB + 78  # an item of the gallery: its thumbnail over a caption of three lines
+CAPTION_MARGIN = 8                      # pixels of the cell's width the list view keeps around a caption
 GALLERY_TITLE = "Misclassified query images, most confident mistakes first"
 EVALUATION_SEED = 0  # the seed of the view's test episodes (a stored evaluation with another one is not shown)
 NOT_EVALUATED = "Not evaluated yet"
@@ -130,17 +133,18 @@ class EvaluationPanel(QWidget, BackgroundJobMixin):
         self.progress.setFormat("episode %v / %m")
         self.progress.hide()
 
-        controls = QVBoxLayout()
+        controls = QVBoxLayout()  # two short rows, so the page fits beside the Setup dock at 1366x768
         settings_row = QHBoxLayout()
-        settings_row.addWidget(QLabel("Checkpoint"))
-        settings_row.addWidget(self.checkpoint_combo)
         settings_row.addWidget(self.shape_form)
         settings_row.addStretch(1)
         action_row = QHBoxLayout()
+        action_row.addWidget(QLabel("Checkpoint"))
+        action_row.addWidget(self.checkpoint_combo)
         action_row.addWidget(self.evaluate_button)
         action_row.addWidget(self.cancel_button)
         action_row.addWidget(self.auto_evaluate)
         action_row.addWidget(self.progress, 1)
+        action_row.addStretch(0)  # the buttons keep their size while the progress bar is hidden
         controls.addLayout(settings_row)
         controls.addLayout(action_row)
 
@@ -148,15 +152,16 @@ class EvaluationPanel(QWidget, BackgroundJobMixin):
         self.accuracy_label.setObjectName("evaluation_accuracy")
         self.accuracy_label.setStyleSheet("font-size: 14pt; font-weight: bold;")
         self.accuracy_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.details_label = QLabel("")
+        self.details_label = WrappedLabel("")  # wraps (never widens the page): errors can be long
         self.details_label.setStyleSheet("color: #606060;")
 
         self.confusion = ConfusionMatrixView()
-        self.confusion.setMinimumSize(220, 200)
+        self.confusion.setMinimumSize(200, 140)  # the plots shrink on a short screen; the page never cuts
         self.bars = BarChart()
         self.class_table = QTableWidget(0, 3)
         self.class_table.setObjectName("per_class_table")
         self.class_table.setHorizontalHeaderLabels(["#", "Class", "Accuracy"])
+        self.class_table.setItemDelegateForColumn(1, ClassNameDelegate(self.class_table))
         self.class_table.verticalHeader().hide()
         self.class_table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         self.class_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -165,10 +170,11 @@ class EvaluationPanel(QWidget, BackgroundJobMixin):
         self.gallery.setObjectName("misclassified_gallery")
         self.gallery.setViewMode(QListView.ViewMode.IconMode)
         self.gallery.setIconSize(QSize(GALLERY_THUMB, GALLERY_THUMB))
-        self.gallery.setGridSize(QSize(GALLERY_THUMB + 70, GALLERY_THUMB + 48))
+        self.gallery.setGridSize(QSize(GALLERY_CELL_WIDTH, GALLERY_THUMB + 3 * self.fontMetrics().lineSpacing() + 16))
+        self.gallery.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.gallery.setResizeMode(QListView.ResizeMode.Adjust)
         self.gallery.setMovement(QListView.Movement.Static)
-        self.gallery.setWordWrap(True)
+        self.gallery.setWordWrap(False)  # the captions are cut to the cell by caption(), never wrapped
         self.gallery.setSpacing(4)
         self.gallery_label = QLabel(GALLERY_TITLE)
         self.gallery_label.setStyleSheet("font-weight: bold;")
@@ -191,7 +197,8 @@ class EvaluationPanel(QWidget, BackgroundJobMixin):
         body.addWidget(gallery_box)
         body.setStretchFactor(0, 3)
         body.setStretchFactor(1, 2)
-        self.gallery.setMinimumHeight(GALLERY_THUMB + 56)
+        # one whole row of thumbnails with their captions, then it scrolls (the plots shrink for it)
+        self.gallery.setMinimumHeight(self.gallery.gridSize().height() + 2 * self.gallery.frameWidth())
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
@@ -331,7 +338,7 @@ class EvaluationPanel(QWidget, BackgroundJobMixin):
             f"{len(result.class_names)} test classes; checkpoint at step {output.checkpoint_step:,}{evaluated}.")
         confusion = result.confusion.numpy() if hasattr(result.confusion, "numpy") else np.asarray(result.confusion)
         self.confusion.set_matrix(confusion, result.class_names)
-        self.bars.set_values(result.per_class_accuracy)
+        self.bars.set_values(result.per_class_accuracy, result.class_names)
         self._fill_class_table(result.class_names, result.per_class_accuracy)
         self._fill_gallery(result.misclassified[:GALLERY_SIZE], output.thumbnails)
 
@@ -345,7 +352,9 @@ class EvaluationPanel(QWidget, BackgroundJobMixin):
             value.setData(Qt.ItemDataRole.DisplayRole, round(float(accuracy) * 100, 1))
             value.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             self.class_table.setItem(row, 0, index)
-            self.class_table.setItem(row, 1, QTableWidgetItem(name))
+            name_item = QTableWidgetItem(name)  # drawn elided to the column (ClassNameDelegate), in full here:
+            name_item.setToolTip(name)
+            self.class_table.setItem(row, 1, name_item)
             self.class_table.setItem(row, 2, value)
         self.class_table.setSortingEnabled(True)
         self.class_table.sortItems(2, Qt.SortOrder.AscendingOrder)  # hardest classes first
@@ -357,12 +366,15 @@ class EvaluationPanel(QWidget, BackgroundJobMixin):
             pixmap = QPixmap.fromImage(image) if image is not None else QPixmap(GALLERY_THUMB, GALLERY_THUMB)
             if image is None:
                 pixmap.fill(QColor("#e0e0e0"))
-            item = QListWidgetItem(QIcon(pixmap), f"{_short(mistake.true_class)} → "
-                                                  f"{_short(mistake.predicted_class)}\n{mistake.confidence:.0%}")
+            item = QListWidgetItem(QIcon(pixmap), self.caption(mistake))
             item.setToolTip(f"{mistake.path}\ntrue: {mistake.true_class}\npredicted: {mistake.predicted_class}\n"
                             f"confidence: {mistake.confidence:.1%} (episode {mistake.episode})")
             self.gallery.addItem(item)
         self.gallery_label.setText(f"{GALLERY_TITLE} ({len(mistakes)} shown)")
+
+    def caption(self, mistake: Any) -> str:
+        """A gallery item's text, each line cut to the cell (:func:`mistake_caption`)."""
+        return mistake_caption(mistake, self.gallery.fontMetrics(), self.gallery.gridSize().width() - CAPTION_MARGIN)
 
 
 def _clear_matrix(view: ConfusionMatrixView) -> None:
@@ -382,6 +394,11 @@ def _run_text(record: RunRecord) -> str:
             + ("" if has_checkpoint(record) else " — no checkpoint to evaluate yet"))
 
 
-def _short(name: str, limit: int = 14) -> str:
-    tail = name.split("/")[-1]
-    return tail if len(tail) <= limit else tail[: limit - 1] + "…"
+def mistake_caption(mistake: Any, metrics: QFontMetrics, width: int) -> str:
+    """Three lines, each fitting ``width`` pixels: the true class, "→" the predicted class, the confidence.
+    A nested data set's class keeps its group ("Bengali/character12", group elided first: see
+    :func:`elide_class_name`), so two classes of the same name in two alphabets are told apart."""
+    arrow = "→ "
+    return (f"{elide_class_name(mistake.true_class, metrics, width)}\n"
+            f"{arrow}{elide_class_name(mistake.predicted_class, metrics, width - metrics.horizontalAdvance(arrow))}\n"
+            f"{mistake.confidence:.0%} sure")
