@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (QComboBox, QFormLayout, QFrame, QHBoxLayout, QLab
 
 from engine.api import EngineError, EpisodeShape, RunRecord
 from studio.jobs.background import BackgroundJobMixin
+from studio.widgets.elide import WrappedLabel
 from studio.widgets.fields import spin_box
 from studio.widgets.accuracy_histogram import AccuracyHistogram
 from studio.widgets.episode_form import EpisodeShapeForm
@@ -113,15 +114,14 @@ class InspectorPanel(QWidget, BackgroundJobMixin):
         self.progress = QProgressBar()
         self.progress.setObjectName("inspector_progress")
         self.progress.hide()
-        self.summary_label = QLabel("Pick a run with a checkpoint and press Inspect.")
+        # wrapped labels as tall as their text at their width: the histogram shrinks for them, nothing is cut
+        self.summary_label = WrappedLabel("Pick a run with a checkpoint and press Inspect.")
         self.summary_label.setObjectName("inspector_summary")
-        self.summary_label.setWordWrap(True)
         self.summary_label.setStyleSheet("font-weight: bold;")
-        self.details_label = QLabel("")
-        self.details_label.setWordWrap(True)
+        self.details_label = WrappedLabel("")
         self.details_label.setStyleSheet("color: #606060;")
         self.histogram = AccuracyHistogram()
-        self.histogram.setMinimumHeight(180)
+        self.histogram.setMinimumHeight(100)  # shrinks on a short screen (1366x768) rather than cut the page
         self.histogram.bin_clicked.connect(self.toggle_bin)
         self.filter_label = QLabel("")
         self.filter_label.setWordWrap(True)

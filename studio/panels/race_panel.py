@@ -31,6 +31,7 @@ from engine.api import (ALGORITHM_CONFIGS, ALGORITHMS, CPU_MEMORY_METHOD, CUDA_M
                         display_title, format_accuracy, format_memory, list_races, load_race, new_race_dir)
 from studio.jobs.engine_run import CLOSE_STOP_WAIT_MS, RaceWorker
 from studio.panels.race_plot import RaceCurves, RacerSeries, titled_box
+from studio.widgets.elide import WrappedLabel
 from studio.widgets.plot_parts import PALETTE
 
 log = logging.getLogger("studio")
@@ -42,6 +43,7 @@ SAVED_ROLE = Qt.ItemDataRole.UserRole + 1
 TRAINING_RUNS_MESSAGE = ("a training run is in progress: one training job at a time, so stop it or wait for it "
                          "to end.")
 DEFAULT_ALGORITHMS = ("protonet", "maml", "reptile", "baseline++")  # ticked at first (when registered)
+PICKER_COLUMNS = 8  # the algorithm check boxes: one row for the registry's 8 (the page keeps its height)
 
 
 class RacePanel(RaceCurves, QWidget):
@@ -97,7 +99,7 @@ class RacePanel(RaceCurves, QWidget):
             box.setChecked(name in DEFAULT_ALGORITHMS)
             box.toggled.connect(lambda *_: self._update_buttons())
             self.checks[name] = box
-            grid.addWidget(box, i // 4, i % 4)
+            grid.addWidget(box, i // PICKER_COLUMNS, i % PICKER_COLUMNS)
 
         self.test_episodes = QSpinBox()
         self.test_episodes.setRange(1, 100_000)
@@ -129,8 +131,7 @@ class RacePanel(RaceCurves, QWidget):
         actions.addWidget(self.pause_button)
         actions.addWidget(self.stop_button)
         actions.addWidget(self.status_label, 1)
-        note = QLabel(SHARED_STREAM_NOTE + " Time is each algorithm's own compute time in its training steps.")
-        note.setWordWrap(True)
+        note = WrappedLabel(SHARED_STREAM_NOTE + " Time is each algorithm's own compute time in its training steps.")
         note.setStyleSheet("color: #606060;")
 
         self.plot_widget = self._build_plot()
@@ -144,15 +145,14 @@ class RacePanel(RaceCurves, QWidget):
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
-        rows_height = self.table.verticalHeader().defaultSectionSize() * MAX_ALGORITHMS
+        # room for the smallest race's rows; with more racers (or a short window) the table scrolls
+        rows_height = self.table.verticalHeader().defaultSectionSize() * MIN_ALGORITHMS
         self.table.setMinimumHeight(rows_height + self.table.horizontalHeader().sizeHint().height() + 6)
         self.table.itemSelectionChanged.connect(self._update_buttons)
         self.table.doubleClicked.connect(lambda *_: self.open_selected_run())
-        self.table_note = QLabel("")
+        self.table_note = WrappedLabel("")  # as tall as its wrapped text at its width, never squeezed
         self.table_note.setObjectName("race_table_note")
-        self.table_note.setWordWrap(True)
         self.table_note.setStyleSheet("color: #606060;")
-        self.table_note.setMinimumHeight(2 * self.table_note.fontMetrics().lineSpacing() + 4)  # wraps to 2 lines
         self.open_run_button = QPushButton("Open run")
         self.open_run_button.setObjectName("race_open_run")
         self.open_run_button.setToolTip("Show the selected algorithm's run (curves, evaluation, Adapt view) like any "

@@ -16,6 +16,7 @@ from studio.widgets.plot_parts import PALETTE, cache_axes, widen_single_value_ra
 from studio.widgets.plot_series import EmaSeries, GrowingArray
 
 SMOOTHING = 0.8
+PLOT_MIN_HEIGHT = 120  # the plot shrinks to this on a short screen (1366x768) instead of cutting the page
 METRIC_HELP = ("Validation accuracy: every algorithm on the same seeded validation episodes (the fair "
                "comparison). Training accuracy and loss are each algorithm's own training objective, smoothed: "
                "Baseline, Baseline++ and SimpleShot classify all training classes at once, Reptile reports its "
@@ -80,7 +81,7 @@ class RaceCurves:
         self.metric_combo.setToolTip(METRIC_HELP)
         self.metric_combo.currentIndexChanged.connect(lambda *_: self._axes_changed())
         widget = pg.PlotWidget()
-        widget.setMinimumHeight(220)
+        widget.setMinimumHeight(PLOT_MIN_HEIGHT)
         self.plot = widget.getPlotItem()
         self.plot.showGrid(x=False, y=True, alpha=0.25)
         for axis in ("left", "bottom"):

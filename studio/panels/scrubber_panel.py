@@ -26,6 +26,7 @@ from engine.api import (ALGORITHM_CONFIGS, AdaptationTrajectory, EngineError, Ep
                         inner_loop_steps, sample_test_episode)
 from studio.datasets import load_data_cached
 from studio.jobs.background import BackgroundJobMixin
+from studio.widgets.elide import WrappedLabel
 from studio.widgets.fields import spin_box
 from studio.widgets.episode_form import SHAPE_FIELDS, EpisodeShapeForm
 from studio.widgets.run_picker import RunPicker
@@ -154,7 +155,7 @@ class ScrubberPanel(QWidget, BackgroundJobMixin):
         self.slider.valueChanged.connect(self._set_step)
         self.step_label = QLabel("step –")
         self.step_label.setMinimumWidth(90)
-        self.readout = QLabel("")
+        self.readout = WrappedLabel("")  # wraps on a narrow screen instead of widening the window
         self.readout.setObjectName("scrubber_readout")
         self.readout.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.episode_view = EpisodeView()

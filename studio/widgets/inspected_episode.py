@@ -11,8 +11,10 @@ from typing import Any, Sequence
 
 import numpy as np
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QColor, QFontMetrics, QImage, QPainter, QPalette, QPen, QPixmap
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QPainter, QPalette, QPen, QPixmap
 from PySide6.QtWidgets import QFrame, QGridLayout, QLabel, QLayout, QVBoxLayout, QWidget
+
+from studio.widgets.elide import elide_middle
 
 THUMB = 56             # thumbnail side in pixels: 28-px glyphs are shown at 2x
 CARD_WIDTH = THUMB + 10
@@ -57,8 +59,13 @@ def split_class_name(name: str) -> tuple[str, str]:
     return group, leaf
 
 
-def elided(text: str, label: QLabel, width: int) -> str:
-    return QFontMetrics(label.font()).elidedText(text, Qt.TextElideMode.ElideRight, width)
+def elided(text: str, label: QLabel, width: int, point_size: float = 0) -> str:
+    """``text`` cut in its middle to ``width`` pixels of ``label``'s font (at ``point_size``, if given): both ends
+    kept ("Alpha…Zukiish")."""
+    font = QFont(label.font())
+    if point_size:
+        font.setPointSizeF(point_size)
+    return elide_middle(text, QFontMetrics(font), width)
 
 
 
@@ -236,7 +243,7 @@ class EpisodeView(QWidget):
         for i, (label, name) in enumerate(zip(self.class_labels, names)):
             group, leaf = split_class_name(name)
             width = label.width()
-            group_line = f"<br><span style='color:#707070; font-size:8pt'>{elided(group, label, width)}" \
+            group_line = f"<br><span style='color:#707070; font-size:8pt'>{elided(group, label, width, 8)}" \
                          "</span>" if group else ""
             label.setText(f"<b>class {i + 1}</b><br>{elided(leaf, label, width)}{group_line}")
             label.setToolTip(name)

@@ -11,6 +11,7 @@ from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPen, QPixmap, 
 from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QToolTip, QVBoxLayout, QWidget
 
 from engine.api import TestEpisode
+from studio.widgets.elide import WrappedLabel, elide_middle
 from studio.widgets.images import pixels_to_qimage
 from studio.widgets.plot_parts import PALETTE
 
@@ -25,12 +26,13 @@ RIGHT, WRONG = "#2e7d32", "#c62828"
 
 
 def short_class_name(name: str, limit: int = 16) -> str:
-    """A compact label: ``"Alphabet_01_Zukiish/character07"`` -> ``"Zukiish 07"``; other names are elided."""
+    """A compact label: ``"Alphabet_01_Zukiish/character07"`` -> ``"Zukiish 07"``; other names are cut in the
+    middle (their ends, which tell classes apart, kept)."""
     if "/" in name:
         group, leaf = name.rsplit("/", 1)
         digits = "".join(ch for ch in leaf if ch.isdigit())
         name = f"{group.split('/')[-1].split('_')[-1]} {digits or leaf}"
-    return name if len(name) <= limit else name[: limit - 1] + "…"
+    return name if len(name) <= limit else name[: limit - 6] + "…" + name[-5:]
 
 
 
@@ -91,10 +93,8 @@ class QueryGrid(QWidget):
         self.names, self.colours = names, [QColor(c) for c in colours]
         metrics_bold = QFontMetrics(self._bold)
         metrics = QFontMetrics(self.font())
-        self._name_texts = [QStaticText(metrics_bold.elidedText(n, Qt.TextElideMode.ElideRight, TILE_WIDTH - 26))
-                            for n in names]
-        self._header_texts = [QStaticText(metrics.elidedText(n, Qt.TextElideMode.ElideRight, GRID_HEADER - 22))
-                              for n in names]
+        self._name_texts = [QStaticText(elide_middle(n, metrics_bold, TILE_WIDTH - 26)) for n in names]
+        self._header_texts = [QStaticText(elide_middle(n, metrics, GRID_HEADER - 22)) for n in names]
         for text in self._name_texts + self._header_texts + self._percent_texts + list(self._marks.values()):
             text.setTextFormat(Qt.TextFormat.PlainText)
         labels = episode.task.query_y.tolist()
@@ -228,14 +228,14 @@ class EpisodeView(QWidget):
 
     @staticmethod
     def _heading(text: str) -> QLabel:
-        label = QLabel(text)
+        label = WrappedLabel(text)  # wraps in a narrow view instead of widening it (a sideways scroll bar)
         label.setStyleSheet("font-weight: bold; margin-top: 4px;")
         return label
 
     def _class_label(self, label: int, full_name: str, width: int) -> QLabel:
         """A coloured square and the class's short name, elided to ``width`` pixels (full name as tooltip)."""
         chip = QLabel()
-        name = QFontMetrics(chip.font()).elidedText(self.names[label], Qt.TextElideMode.ElideRight, width - 18)
+        name = elide_middle(self.names[label], QFontMetrics(chip.font()), width - 18)
         chip.setText(f"<span style='color:{self.colours[label]}'>■</span> {name}")
         chip.setToolTip(full_name)
         chip.setMaximumWidth(width)

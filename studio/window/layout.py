@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QEvent, QObject, QSize, Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QLabel, QMessageBox, QScrollArea, QTabWidget, QVBoxLayout, QWidget
 
@@ -43,9 +43,30 @@ VIEW_TABS: tuple[tuple[str, type], ...] = (
 )
 
 
+class _VerticalScrollArea(QScrollArea):
+    """A scroll area that scrolls only vertically: at least as wide as its widget's minimum and its vertical
+    scroll bar, so a short window (1366x768) scrolls the widget instead of cutting its right edge."""
+
+    def setWidget(self, widget: QWidget) -> None:  # noqa: N802 - Qt API
+        super().setWidget(widget)
+        widget.installEventFilter(self)  # its minimum changes with its content (a data set loaded)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt API
+        if watched is self.widget() and event.type() == QEvent.Type.LayoutRequest:
+            self.updateGeometry()
+        return super().eventFilter(watched, event)
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt API
+        hint, widget = super().minimumSizeHint(), self.widget()
+        if widget is None:
+            return hint
+        width = widget.minimumSizeHint().width() + self.verticalScrollBar().sizeHint().width() + 2 * self.frameWidth()
+        return QSize(max(hint.width(), width), hint.height())
+
+
 def _scrolled(widget: QWidget, horizontal: bool = False) -> QScrollArea:
     """``widget`` in a frameless scroll area (vertical only unless ``horizontal``)."""
-    area = QScrollArea()
+    area = QScrollArea() if horizontal else _VerticalScrollArea()
     area.setWidget(widget)
     area.setWidgetResizable(True)
     area.setFrameShape(QScrollArea.Shape.NoFrame)
