@@ -16,12 +16,14 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QItemSelectionModel, QPoint, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QIcon, QKeySequence, QPainter, QPen, QPixmap, QShortcut
-from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QInputDialog, QLabel, QMessageBox,
-                               QPushButton, QSizePolicy, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QInputDialog, QMessageBox, QPushButton,
+                               QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
-from engine.api import BUILTIN_GLYPHS, EngineError, RunRecord, RunStore, StepMetrics, delete_race, list_races
+from engine.api import (BUILTIN_GLYPHS, EngineError, RunRecord, RunStore, StepMetrics, default_race_name, delete_race,
+                        display_title, list_races)
 from studio.panels.training_panel import format_duration
 from studio.rate_limit import RateLimited
+from studio.widgets.elide import ElidedLabel
 
 # what changes while a run trains comes first: in a narrow dock Steps stays visible
 COLUMNS = ["Name", "Status", "Steps", "Best val. acc.", "Duration", "Algorithm", "Data set", "Device", "Created"]
@@ -119,6 +121,8 @@ class RunsPanel(QWidget):
                                    | QAbstractItemView.EditTrigger.EditKeyPressed)
         self.table.verticalHeader().hide()
         self.table.setAlternatingRowColors(True)
+        # a name cut in its middle keeps its end, which tells runs apart ("race protonet vs…: maml"); full in tooltips
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.table.setSortingEnabled(False)  # sorted here, so that a race's runs stay under its row
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
@@ -150,9 +154,9 @@ class RunsPanel(QWidget):
         self.refresh_button.clicked.connect(self.refresh)
         QShortcut(QKeySequence(Qt.Key.Key_Delete), self.table, self.delete_selected,
                   context=Qt.ShortcutContext.WidgetShortcut)
-        self.hint = QLabel("Select several runs (or a race) to overlay their curves.")
+        self.hint = ElidedLabel("Select several runs (or a race) to overlay their curves.",  # cut, never run off
+                                mode=Qt.TextElideMode.ElideRight, min_chars=0)
         self.hint.setStyleSheet("color: #808080;")
-        self.hint.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
 
         buttons = QHBoxLayout()
         for button in (self.open_button, self.evaluate_button, self.resume_button, self.rename_button,
@@ -235,11 +239,11 @@ class RunsPanel(QWidget):
             if name in NUMBER_COLUMNS:
                 cell.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             self.table.setItem(row, COLUMNS.index(name), cell)
-        cells["Name"].setToolTip(f"{record.run_dir}\nDouble-click to rename.")
+        cells["Name"].setToolTip(f"{record.name}\n{record.run_dir}\nDouble-click to rename.")  # the name in full
         if record.race_dir is not None:
             cells["Name"].setIcon(_member_icon())
-            cells["Name"].setToolTip(f"{record.run_dir}\nA run of the race {self._race_name(record.race_dir)}. "
-                                     "Double-click to rename.")
+            cells["Name"].setToolTip(f"{record.name}\n{record.run_dir}\nA run of the race "
+                                     f"{self._race_name(record.race_dir)}. Double-click to rename.")
 
     def _fill_race_row(self, row: int, race: Path, records: list[RunRecord]) -> None:
         """The row of a race above its runs: its name, status, algorithms and when it started."""
@@ -265,8 +269,14 @@ class RunsPanel(QWidget):
         self._set_status_text(self.table.item(row, COLUMNS.index("Status")), texts["Status"])
 
     def _race_name(self, race: Path) -> str:
+        """A race as its row names it: the name it was given, else its algorithms ("ProtoNet vs MAML", not the
+        default name's "race protonet vs maml" after "Race:")."""
         entry = self.races.get(race)
-        return entry.name if entry is not None else race.name
+        if entry is None:
+            return race.name
+        if entry.algorithms and entry.name == default_race_name(entry.algorithms):
+            return " vs ".join(display_title(algorithm) for algorithm in entry.algorithms)
+        return entry.name
 
     def _shown_status(self, record: RunRecord) -> str:
         """run.json's status, or what the window knows better of a run it trains ("paused")."""

@@ -166,3 +166,24 @@ def test_a_race_run_is_deleted_only_with_its_race(window, qtbot):
     assert [run for _, run in _rows(panel)] == [str(window.store.list_runs()[0].run_dir)]
     assert window.views["Race"].saved_list.count() == 0  # the Race view forgets it too
     assert not window.shown_errors
+
+
+def test_a_race_without_a_name_is_headed_by_its_algorithms_once(raced_runs, qtbot):
+    """The row of a race that was given no name reads "Race: ProtoNet vs MAML", not "Race: race protonet vs
+    maml" (its stored default name, which a saved race without a name has)."""
+    import json
+
+    from engine.race import default_race_name
+
+    shutil.copytree(raced_runs, default_runs_root())
+    race_file = next(default_runs_root().glob("races/*/race.json"))
+    raw = json.loads(race_file.read_text(encoding="utf-8"))
+    raw["name"] = default_race_name(RACERS)  # as a race started without a name stores it
+    race_file.write_text(json.dumps(raw), encoding="utf-8")
+    window = make_window(qtbot)
+    panel = window.runs_panel
+    header = next(panel.table.item(r, 0) for r in range(panel.table.rowCount())
+                  if panel.table.item(r, 0).data(RACE_ROLE) is not None)
+    assert header.text() == "Race: ProtoNet vs MAML"
+    for record in _race_runs(window).values():  # a racer's long name, cut in its cell, is whole in its tooltip
+        assert panel.table.item(panel.row_of(record.run_dir), 0).toolTip().startswith(record.name + "\n")
