@@ -28,6 +28,7 @@ from studio.panels.algorithm_panel import read_preset, write_preset
 from studio.widgets.wheel_guard import install_wheel_guard
 from studio.window.help import about_html
 from studio.window.layout import VIEW_TABS, WindowLayout
+from studio.window.screen_fit import PREFERRED_SIZE, fit_to_screen
 from studio.window.training import TrainingRuns
 
 __all__ = ["MainWindow", "VIEW_TABS"]
@@ -92,7 +93,7 @@ class MainWindow(WindowLayout, TrainingRuns, QMainWindow):
         if restore_settings:
             self._restore_settings()
         else:
-            self.resize(1500, 920)
+            self._first_size()
         self.revalidate()
         if load_data:
             self.dataset_panel.load()
@@ -269,8 +270,9 @@ class MainWindow(WindowLayout, TrainingRuns, QMainWindow):
         geometry = settings.value(st.KEY_GEOMETRY)
         if isinstance(geometry, QByteArray) and not geometry.isEmpty():
             self.restoreGeometry(geometry)
+            fit_to_screen(self)  # the last session's screen may have been larger
         else:
-            self.resize(1500, 920)
+            self._first_size()
         state = settings.value(st.KEY_STATE)
         if isinstance(state, QByteArray) and not state.isEmpty():
             self.restoreState(state)
@@ -284,6 +286,13 @@ class MainWindow(WindowLayout, TrainingRuns, QMainWindow):
             self.algorithm_panel.load_config(config)
             self.dataset_panel.load_config(config.data, load=False)
             self.device_panel.set_device(config.train.device)
+
+    def _first_size(self) -> None:
+        """The first launch's size, as much of it as the screen has room for; the Runs dock keeps a
+        quarter of the height (several rows) on a short screen."""
+        self.resize(PREFERRED_SIZE)
+        fit_to_screen(self)
+        self.resizeDocks([self.runs_dock], [max(180, self.height() // 4)], Qt.Orientation.Vertical)
 
     def save_settings(self) -> None:
         settings = st.settings()

@@ -1,0 +1,41 @@
+"""Issue 22, text and layouts that fit: the window opens no larger than its screen, short texts where the
+room is short (the whole sentence in the tooltip), labels that never overlap each other or the curves,
+fields that show their first letter, menus as wide as their longest entry."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QRect, QSize, Qt
+from PySide6.QtWidgets import QApplication
+
+from studio.window.screen_fit import PREFERRED_SIZE, available_geometry, fit_rect, fit_to_screen
+from tests.studio.conftest import make_window
+
+SMALL_SCREEN = QRect(0, 0, 1366, 728)  # 1366x768 less a 40 px task bar
+
+
+def test_fit_rect_shrinks_and_moves_a_rect_into_the_available_area():
+    assert fit_rect(QRect(100, 50, 1500, 920), SMALL_SCREEN) == QRect(0, 0, 1366, 728)
+    assert fit_rect(QRect(900, 600, 800, 600), SMALL_SCREEN) == QRect(566, 128, 800, 600)  # moved back in
+    assert fit_rect(QRect(10, 20, 800, 600), SMALL_SCREEN) == QRect(10, 20, 800, 600)  # fits: unchanged
+    second = QRect(1920, 0, 1366, 728)  # a screen to the right of the first
+    assert fit_rect(QRect(0, 0, 1500, 920), second) == second
+
+
+def test_the_window_is_no_larger_than_a_1366x768_screen(qtbot):
+    window = make_window(qtbot, restore_settings=False)
+    fit_to_screen(window, SMALL_SCREEN)
+    QApplication.processEvents()
+    frame = window.frameGeometry()
+    assert frame.width() <= SMALL_SCREEN.width() and frame.height() <= SMALL_SCREEN.height(), frame
+    assert SMALL_SCREEN.contains(frame), frame
+
+
+def test_the_first_size_fits_the_screen_the_window_opens_on(qtbot):
+    window = make_window(qtbot, restore_settings=False)
+    QApplication.processEvents()
+    available = available_geometry(window)
+    expected = QSize(max(window.minimumSizeHint().width(), min(PREFERRED_SIZE.width(), available.width())),
+                     max(window.minimumSizeHint().height(), min(PREFERRED_SIZE.height(), available.height())))
+    assert window.width() <= max(expected.width(), available.width())
+    assert window.height() <= max(expected.height(), available.height()), (window.size(), available)
+    assert window.runs_dock.height() >= 150  # several rows of runs, not one
