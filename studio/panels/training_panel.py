@@ -136,6 +136,7 @@ class TrainingPanel(QWidget):
         self.device_panel.setEnabled(not busy)
         if state == "starting":
             self.progress.setRange(0, 0)
+            self.rate_label.setToolTip("")  # the last run's ending
             self.rate_label.setText("loading data and building the model…")
         elif state == "paused":
             self.rate_label.setText("paused")
@@ -206,7 +207,10 @@ class TrainingPanel(QWidget):
                                     f"elapsed {format_duration(metrics.elapsed_s)} · "
                                     f"{format_duration(metrics.eta_s)} left")
 
-    def show_end(self, status: str, steps_done: int | None = None, message: str = "") -> None:
+    def show_end(self, status: str, steps_done: int | None = None, message: str = "",
+                 full_message: str = "") -> None:
+        """Show how the run ended: ``message`` short enough for the toolbar at 1366 px, ``full_message`` (if
+        any) in its tooltip."""
         self.text_updates.cancel()
         self._latest = None
         if self.progress.maximum() == 0:
@@ -215,3 +219,4 @@ class TrainingPanel(QWidget):
         text = {"finished": "finished", "stopped": "stopped", "failed": "failed"}.get(status, status)
         self.progress.setFormat(f"{text} at step {steps_done:,}" if steps_done is not None else text)
         self.rate_label.setText(message)
+        self.rate_label.setToolTip(full_message)

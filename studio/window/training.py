@@ -189,9 +189,10 @@ class TrainingRuns:
     def _on_finished(self, summary: RunSummary) -> None:
         best = f"; best validation accuracy {summary.best_val_accuracy:.2%}" \
             if summary.best_val_accuracy is not None else ""
-        short_best = f"best validation accuracy {summary.best_val_accuracy:.1%}" \
-            if summary.best_val_accuracy is not None else ""
-        self.training_panel.show_end(summary.status, summary.steps_done, short_best)
+        short_best, full_best = ("", "") if summary.best_val_accuracy is None else (
+            f"best val. acc. {summary.best_val_accuracy:.1%}",
+            f"The best validation accuracy of this run: {summary.best_val_accuracy:.2%}")
+        self.training_panel.show_end(summary.status, summary.steps_done, short_best, full_best)
         log.info("run %s after %d steps%s", summary.status, summary.steps_done, best)
         self.training_ended.emit(summary.status)
         if summary.status == "finished" and self.evaluation_panel.auto_evaluate.isChecked() and not self._closing:

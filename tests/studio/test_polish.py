@@ -39,3 +39,18 @@ def test_the_first_size_fits_the_screen_the_window_opens_on(qtbot):
     assert window.width() <= max(expected.width(), available.width())
     assert window.height() <= max(expected.height(), available.height()), (window.size(), available)
     assert window.runs_dock.height() >= 150  # several rows of runs, not one
+
+
+def test_the_end_of_a_run_fits_the_toolbar_at_1366_with_the_full_sentence_in_the_tooltip(qtbot):
+    from types import SimpleNamespace
+
+    window = make_window(qtbot, restore_settings=False)
+    window.resize(1366, 728)
+    QApplication.processEvents()
+    summary = SimpleNamespace(status="finished", steps_done=1200, best_val_accuracy=0.4962, run_dir=None)
+    window._on_finished(summary)
+    QApplication.processEvents()
+    label = window.training_panel.rate_label
+    assert label.full_text() == "best val. acc. 49.6%"
+    assert not label.is_elided(), (label.text(), label.width())
+    assert "best validation accuracy of this run: 49.62%" in label.toolTip()
