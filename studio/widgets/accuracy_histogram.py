@@ -1,4 +1,7 @@
-"""The episode inspector's histogram: per-episode accuracy as bars, the mean and its 95% CI as lines."""
+"""The episode inspector's histogram: per-episode accuracy as bars, the mean and its 95% CI as lines.
+
+The lines are named in the title line above the plot (issue 22: labels on the lines overlapped the bars
+and each other when the CI was narrow)."""
 
 from __future__ import annotations
 
@@ -12,6 +15,15 @@ from PySide6.QtWidgets import QWidget
 from studio.widgets.plot_parts import EmptyHint
 
 HINT = "The accuracy of each inspected episode\nappears here (press Inspect)."
+TITLE = "Per-episode accuracy (click a bar for its episodes)"
+MEAN_COLOUR, CI_COLOUR = "#202020", "#b35c00"
+
+
+def stats_title(mean_percent: float, low_percent: float, high_percent: float) -> str:
+    """The title line naming the mean (solid line) and the 95% CI bounds (dashed lines), in their colours."""
+    return (f"<span style='color:{MEAN_COLOUR}'>— mean {mean_percent:.1f}%</span> &nbsp; "
+            f"<span style='color:{CI_COLOUR}'>- - 95% CI {low_percent:.1f}% – {high_percent:.1f}%</span>"
+            f" &nbsp; (click a bar for its episodes)")
 
 
 class AccuracyHistogram(pg.PlotWidget):
@@ -24,7 +36,7 @@ class AccuracyHistogram(pg.PlotWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setTitle("Per-episode accuracy (click a bar for its episodes)", size="9pt")
+        self.setTitle(TITLE, size="9pt")
         self.setLabel("bottom", "episode accuracy (%)")
         self.setLabel("left", "episodes")
         for axis in ("left", "bottom"):
@@ -41,10 +53,10 @@ class AccuracyHistogram(pg.PlotWidget):
                                            pen=pg.mkPen(None))
         self.ci_band.setZValue(-10)
         self.addItem(self.ci_band)
-        dashed = pg.mkPen("#b35c00", width=1.5, style=Qt.PenStyle.DashLine)
-        self.mean_line = self._line(pg.mkPen("#202020", width=2), 0.93, [(0.5, 0.5), (0.5, 0.5)], "#202020")
-        self.low_line = self._line(dashed, 0.78, [(1, 0.5), (1, 0.5)], "#b35c00")   # text left of the line
-        self.high_line = self._line(dashed, 0.78, [(0, 0.5), (0, 0.5)], "#b35c00")  # text right of it
+        dashed = pg.mkPen(CI_COLOUR, width=1.5, style=Qt.PenStyle.DashLine)
+        self.mean_line = self._line(pg.mkPen(MEAN_COLOUR, width=2))
+        self.low_line = self._line(dashed)
+        self.high_line = self._line(dashed)
         self.scene().sigMouseClicked.connect(self._clicked)
         self._show_lines(False)
         self.hint = EmptyHint(self.getPlotItem(), HINT)
@@ -52,10 +64,9 @@ class AccuracyHistogram(pg.PlotWidget):
         self.setYRange(0, 1, padding=0)
         self.getAxis("left").setStyle(showValues=False)  # (no 0.4 episodes)
 
-    def _line(self, pen: Any, position: float, anchors: list[tuple[float, float]], colour: str) -> pg.InfiniteLine:
-        line = pg.InfiniteLine(angle=90, movable=False, pen=pen,
-                               label="", labelOpts=dict(position=position, anchors=anchors, color=colour,
-                                                        fill=pg.mkBrush(255, 255, 255, 200)))
+    def _line(self, pen: Any) -> pg.InfiniteLine:
+        """A vertical line without a label of its own (the title line names it)."""
+        line = pg.InfiniteLine(angle=90, movable=False, pen=pen)
         self.addItem(line, ignoreBounds=True)
         return line
 
@@ -76,12 +87,10 @@ class AccuracyHistogram(pg.PlotWidget):
         if finite:
             low, high = 100 * (mean - ci95), 100 * (mean + ci95)
             self.mean_line.setValue(100 * mean)
-            self.mean_line.label.setFormat(f"mean {100 * mean:.1f}%")
             self.low_line.setValue(low)
-            self.low_line.label.setFormat(f"95% CI {low:.1f}% ")
             self.high_line.setValue(high)
-            self.high_line.label.setFormat(f" {high:.1f}%")
             self.ci_band.setRegion((low, high))
+        self.setTitle(stats_title(100 * mean, low, high) if finite else TITLE, size="9pt")
         filled = [low for low, _, members in bins if members]
         left = max(0.0, (min(filled) if filled else 0.0) - 0.1)
         self.setXRange(100 * left, 100.0, padding=0.02)

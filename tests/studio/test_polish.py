@@ -54,3 +54,29 @@ def test_the_end_of_a_run_fits_the_toolbar_at_1366_with_the_full_sentence_in_the
     assert label.full_text() == "best val. acc. 49.6%"
     assert not label.is_elided(), (label.text(), label.width())
     assert "best validation accuracy of this run: 49.62%" in label.toolTip()
+
+
+def _visible_texts_in(view_box) -> list:
+    import pyqtgraph as pg
+
+    area = view_box.sceneBoundingRect()
+    return [item for item in view_box.scene().items()
+            if isinstance(item, (pg.TextItem, pg.InfLineLabel, pg.LegendItem)) and item.isVisible()
+            and item.sceneBoundingRect().intersects(area)]
+
+
+def test_the_histograms_mean_and_ci_are_named_above_the_plot_not_over_the_bars(qtbot):
+    from studio.widgets.accuracy_histogram import AccuracyHistogram
+
+    plot = AccuracyHistogram()
+    qtbot.addWidget(plot)
+    plot.resize(520, 220)
+    plot.show()
+    bins = [(0.5 + i * 0.05, 0.55 + i * 0.05, list(range(i * 3, i * 3 + 1 + i % 3))) for i in range(8)]
+    plot.set_data(bins, mean=0.656, ci95=0.022)
+    QApplication.processEvents()
+    view_box = plot.getPlotItem().getViewBox()
+    assert _visible_texts_in(view_box) == []  # nothing written over the bars and lines
+    title = plot.getPlotItem().titleLabel
+    assert "mean 65.6%" in title.text and "95% CI 63.4% \u2013 67.8%" in title.text
+    assert not title.sceneBoundingRect().intersects(view_box.sceneBoundingRect())
