@@ -1,5 +1,7 @@
 """The inner-loop scrubber's plot: query and support accuracy and loss after each inner step, with a
-draggable step marker and the algorithm's training and default step counts marked."""
+draggable step marker and the algorithm's training and default step counts marked. What the curves and
+lines are is said in a key line above the plots (issue 22: a legend and line labels inside the plots sat
+on the curves)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,18 @@ from PySide6.QtWidgets import QWidget
 from engine.api import AdaptationTrajectory
 
 ACCURACY_COLOUR, LOSS_COLOUR, SUPPORT_COLOUR = "#1f77b4", "#d62728", "#9a9a9a"
+TRAIN_COLOUR, DEFAULT_COLOUR = "#2ca02c", "#ff7f0e"
+
+
+def key_text(train_steps: int | None, default_steps: int | None) -> str:
+    """The key line: the query and support curves, then the marked step counts (those shown)."""
+    parts = [f"<span style='color:{ACCURACY_COLOUR}'>— query</span>",
+             f"<span style='color:{SUPPORT_COLOUR}'>- - support</span>"]
+    if train_steps is not None:
+        parts.append(f"<span style='color:{TRAIN_COLOUR}'>··· training inner steps: {train_steps}</span>")
+    if default_steps is not None:
+        parts.append(f"<span style='color:{DEFAULT_COLOUR}'>··· adapt default: {default_steps}</span>")
+    return " &nbsp; ".join(parts)
 
 
 class TrajectoryPlot(pg.GraphicsLayoutWidget):
@@ -23,8 +37,9 @@ class TrajectoryPlot(pg.GraphicsLayoutWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.accuracy_plot = self.addPlot(row=0, col=0)
-        self.loss_plot = self.addPlot(row=1, col=0)
+        self.key = self.addLabel(key_text(None, None), row=0, col=0, size="9pt")  # above the plots
+        self.accuracy_plot = self.addPlot(row=1, col=0)
+        self.loss_plot = self.addPlot(row=2, col=0)
         self.loss_plot.setXLink(self.accuracy_plot)
         for plot, title, label in ((self.accuracy_plot, "Accuracy after each inner step", "accuracy"),
                                    (self.loss_plot, "Cross-entropy loss", "loss")):
@@ -35,7 +50,6 @@ class TrajectoryPlot(pg.GraphicsLayoutWidget):
             plot.getAxis("left").enableAutoSIPrefix(False)
             plot.showGrid(x=False, y=True, alpha=0.25)
             plot.setMouseEnabled(x=False, y=False)
-            plot.addLegend(offset=(-8, 8), labelTextSize="9pt")
         self.accuracy_plot.setYRange(0, 1.02, padding=0)
         dashed = Qt.PenStyle.DashLine
         self.query_accuracy = self.accuracy_plot.plot([], [], pen=pg.mkPen(ACCURACY_COLOUR, width=2), name="query")
@@ -49,11 +63,9 @@ class TrajectoryPlot(pg.GraphicsLayoutWidget):
                      for colour in (ACCURACY_COLOUR, LOSS_COLOUR)]
         self.accuracy_plot.addItem(self.dots[0])
         self.loss_plot.addItem(self.dots[1])
-        # labels (text hangs below the point) mid-height in the accuracy plot, high in the loss plot
-        self.train_lines = [self._reference_line(plot, "#2ca02c", "training inner steps: {value:.0f}", position)
-                            for plot, position in ((self.accuracy_plot, 0.5), (self.loss_plot, 0.93))]
-        self.default_lines = [self._reference_line(plot, "#ff7f0e", "adapt default: {value:.0f}", position)
-                              for plot, position in ((self.accuracy_plot, 0.37), (self.loss_plot, 0.8))]
+        plots = (self.accuracy_plot, self.loss_plot)
+        self.train_lines = [self._reference_line(plot, TRAIN_COLOUR) for plot in plots]
+        self.default_lines = [self._reference_line(plot, DEFAULT_COLOUR) for plot in plots]
 
     def _step_marker(self, plot: pg.PlotItem) -> pg.InfiniteLine:
         line = pg.InfiniteLine(pos=0, angle=90, movable=True, pen=pg.mkPen("#303030", width=2),
@@ -65,11 +77,10 @@ class TrajectoryPlot(pg.GraphicsLayoutWidget):
         return line
 
     @staticmethod
-    def _reference_line(plot: pg.PlotItem, colour: str, label: str, position: float) -> pg.InfiniteLine:
+    def _reference_line(plot: pg.PlotItem, colour: str) -> pg.InfiniteLine:
+        """A dotted vertical line at a marked step count (named in the key line, not on the line)."""
         pen = pg.mkPen(colour, width=1.5, style=Qt.PenStyle.DotLine)
-        line = pg.InfiniteLine(pos=0, angle=90, movable=False, pen=pen, label=label,
-                               labelOpts={"position": position, "color": colour, "anchors": [(0, 0), (0, 0)],
-                                          "fill": pg.mkBrush(255, 255, 255, 200)})
+        line = pg.InfiniteLine(pos=0, angle=90, movable=False, pen=pen)
         line.hide()
         plot.addItem(line, ignoreBounds=True)
         return line
@@ -80,13 +91,16 @@ class TrajectoryPlot(pg.GraphicsLayoutWidget):
         self.support_accuracy.setData(steps, trajectory.support_accuracy.numpy())
         self.query_loss.setData(steps, trajectory.query_loss.numpy())
         self.support_loss.setData(steps, trajectory.support_loss.numpy())
+        marked = []
         for lines, value in ((self.train_lines, trajectory.train_steps),
                              (self.default_lines, trajectory.default_steps)):
+            shown = value is not None and value <= trajectory.steps
+            marked.append(value if shown else None)
             for line in lines:
-                shown = value is not None and value <= trajectory.steps
                 line.setVisible(shown)
                 if shown:
                     line.setValue(value)
+        self.key.setText(key_text(*marked), size="9pt")
         for marker in self.markers:
             marker.setBounds((0, trajectory.steps))
             marker.show()

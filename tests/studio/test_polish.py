@@ -80,3 +80,27 @@ def test_the_histograms_mean_and_ci_are_named_above_the_plot_not_over_the_bars(q
     title = plot.getPlotItem().titleLabel
     assert "mean 65.6%" in title.text and "95% CI 63.4% \u2013 67.8%" in title.text
     assert not title.sceneBoundingRect().intersects(view_box.sceneBoundingRect())
+
+
+def test_the_inner_loop_plots_key_is_a_line_above_the_plots_not_over_the_curves(qtbot):
+    from types import SimpleNamespace
+
+    import torch
+
+    from studio.widgets.trajectory_plot import TrajectoryPlot
+
+    plot = TrajectoryPlot()
+    qtbot.addWidget(plot)
+    plot.resize(560, 420)
+    plot.show()
+    curve = torch.linspace(0.2, 0.9, 6)
+    trajectory = SimpleNamespace(steps=5, query_accuracy=curve, support_accuracy=curve, query_loss=1 - curve,
+                                 support_loss=1 - curve, train_steps=1, default_steps=3)
+    plot.set_trajectory(trajectory)
+    QApplication.processEvents()
+    for inner in (plot.accuracy_plot, plot.loss_plot):
+        view_box = inner.getViewBox()
+        assert _visible_texts_in(view_box) == [], inner.titleLabel.text
+        assert not plot.key.sceneBoundingRect().intersects(view_box.sceneBoundingRect())
+    assert "training inner steps: 1" in plot.key.text and "adapt default: 3" in plot.key.text
+    assert "query" in plot.key.text and "support" in plot.key.text
