@@ -19,7 +19,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QEvent, Qt
 from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QGroupBox, QHBoxLayout, QLabel, QProgressBar, QPushButton,
                                QVBoxLayout, QWidget)
 
@@ -34,6 +34,7 @@ RECOMMENDED_STEPS = 1000
 """ProtoNet Conv-4 5-way 1-shot on the glyphs: about 90% validation accuracy, a couple of minutes on 2 CPU
 cores (measured 200 steps: 86%)."""
 STEP_TITLES = ("1. Choose the data", "2. Train", "3. Try it")
+WIDTH = 560
 
 
 def recommended_config(steps: int = RECOMMENDED_STEPS) -> RunConfig:
@@ -155,8 +156,9 @@ class GuidedStart(QDialog):
         self.progress.hide()
         row = QHBoxLayout()
         row.addWidget(self.train_button)
-        row.addWidget(self.progress, 1)
+        row.addStretch(1)
         train_layout.addLayout(row)
+        train_layout.addWidget(self.progress)
         self.train_status = _status_label("guide_train_status")
         train_layout.addWidget(self.train_status)
 
@@ -181,7 +183,19 @@ class GuidedStart(QDialog):
         for box in self.step_boxes:
             layout.addWidget(box)
         layout.addWidget(buttons)
-        self.setMinimumWidth(520)
+        self.setMinimumWidth(WIDTH)
+        self.resize(WIDTH, self.height())
+
+    def event(self, event: QEvent) -> bool:
+        """After each layout change (a text that wraps onto more lines), stay tall enough for the texts at
+        the current width: a window's height does not follow its wrapped labels by itself."""
+        handled = super().event(event)
+        if event.type() == QEvent.Type.LayoutRequest:
+            needed = self.layout().totalHeightForWidth(self.width())
+            self.setMinimumHeight(needed)
+            if needed > self.height():
+                self.resize(self.width(), needed)
+        return handled
 
     # ------------------------------------------------------------------ state
     def data_ready(self) -> bool:

@@ -79,7 +79,28 @@ def test_three_steps_by_clicks_train_and_open_adapt(window, qtbot, tiny_flat):
     assert window.center_tabs.tabText(window.center_tabs.currentIndex()) == "Adapt"
     session = window.adapt_panel.session
     assert session.algorithm is not None and guide.run_dir in Path(session.model_path).parents  # this run's model
-    assert Path(window.adapt_panel.model_label.toolTip()) == Path(session.model_path)
+
+
+def test_choose_a_folder_opens_the_folder_dialog_and_loads_the_folder(window, qtbot, tiny_flat, monkeypatch):
+    from studio.panels import dataset_panel
+
+    asked = []
+
+    def pick(parent, title, start):
+        asked.append(title)
+        return str(tiny_flat)
+
+    monkeypatch.setattr(dataset_panel.QFileDialog, "getExistingDirectory", pick)
+    guide = window.open_guided_start(tiny_recommended())
+    QTest.mouseClick(guide.folder_button, LEFT)
+    assert asked == ["Open data set folder"]
+    assert window.dataset_panel.root() == str(tiny_flat)
+    wait_data(qtbot, window)
+    qtbot.waitUntil(lambda: guide.data_status.text().startswith(f"Ready: {tiny_flat}, 16 classes"))
+    assert guide.train_button.isEnabled()
+    monkeypatch.setattr(dataset_panel.QFileDialog, "getExistingDirectory", lambda *args: "")  # cancelled
+    QTest.mouseClick(guide.folder_button, LEFT)
+    assert window.dataset_panel.root() == str(tiny_flat)
 
 
 def test_help_menu_opens_the_guide_and_a_plain_window_does_not(window, qtbot):
