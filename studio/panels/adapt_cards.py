@@ -211,6 +211,7 @@ class ClassCard(QFrame):
         self.name_edit.setStyleSheet("QLineEdit { font-weight: 600; font-size: 11pt; background: transparent; }"
                                      "QLineEdit:focus { background: white; border: 1px solid #9ab; }")
         self.name_edit.editingFinished.connect(self._name_edited)
+        self.name_edit.setCursorPosition(0)  # the name's start shows when the card is narrower than the name
         self.count_label = QLabel()
         self.count_label.setStyleSheet("color: #666;")
         self.delete_button = QToolButton()
@@ -272,6 +273,7 @@ class ClassCard(QFrame):
         set_style(self.dot, f"background: {colour}; border-radius: 7px;")
         if self.name_edit.text() != state.name and not self.name_edit.hasFocus():
             self.name_edit.setText(state.name)
+            self.name_edit.setCursorPosition(0)
         n = len(state.examples)
         self.count_label.setText(f"{n} image{'s' if n != 1 else ''}")
         if self.thumbs.keys() != [e.key for e in state.examples]:
@@ -312,6 +314,7 @@ class ClassCard(QFrame):
 
     def reset_name(self) -> None:
         self.name_edit.setText(self.state.name)
+        self.name_edit.setCursorPosition(0)
 
     def _apply_style(self, highlight: bool) -> None:
         border = "#3d7bd9" if highlight else "#d6d9de"
@@ -322,6 +325,8 @@ class ClassCard(QFrame):
     # -- user actions --------------------------------------------------------------------------------
     def _name_edited(self) -> None:
         text = self.name_edit.text()
+        if not self.name_edit.hasFocus():
+            self.name_edit.setCursorPosition(0)  # left: its start shows again, not its scrolled end
         if text != self.state.name:
             self.rename_requested.emit(self, text)
 

@@ -104,3 +104,17 @@ def test_the_inner_loop_plots_key_is_a_line_above_the_plots_not_over_the_curves(
         assert not plot.key.sceneBoundingRect().intersects(view_box.sceneBoundingRect())
     assert "training inner steps: 1" in plot.key.text and "adapt default: 3" in plot.key.text
     assert "query" in plot.key.text and "support" in plot.key.text
+
+
+def test_a_class_cards_name_shows_its_first_letters_when_the_card_is_narrow(qtbot):
+    from engine.api import ClassState
+    from studio.panels.adapt_cards import ClassCard
+
+    card = ClassCard(ClassState(uid=1, name="Alphabet_of_the_Magi/character01"), "#1f77b4")
+    qtbot.addWidget(card)
+    card.resize(220, card.sizeHint().height())
+    card.show()
+    QApplication.processEvents()
+    assert card.name_edit.cursorPosition() == 0  # scrolled to its start: "Alphabet…", not "…acter01"
+    card.set_state(ClassState(uid=1, name="Tifinagh/character55_and_a_long_tail"), "#1f77b4")
+    assert card.name_edit.cursorPosition() == 0
