@@ -57,9 +57,10 @@ class RaceConfig:
         return self.name or default_race_name(self.algorithm_names)
 
     def run_config(self, algorithm: AlgorithmConfig) -> RunConfig:
-        """The RunConfig of one racer: the shared sections (copied) and its algorithm section."""
+        """The RunConfig of one racer: the shared sections (copied) and its algorithm section, named
+        :func:`racer_run_name`."""
         return RunConfig(**shared_sections(self), algorithm=copy.deepcopy(algorithm),
-                         name=f"{self.display_name}: {algorithm.name}")
+                         name=racer_run_name(self.display_name, algorithm.name))
 
     def validate(self) -> "RaceConfig":
         """Check the algorithm list and every racer's config; ConfigError naming the field."""
@@ -110,8 +111,25 @@ def shared_sections(config: RunConfig | RaceConfig) -> dict[str, Any]:
 
 
 def default_race_name(algorithms: Sequence[str]) -> str:
-    """The name of a race that was not given one: "race protonet vs maml"."""
-    return "race " + " vs ".join(algorithms)
+    """The name of a race that was not given one: its algorithms' short titles, "ProtoNet vs MAML"."""
+    from engine.algorithms.registry import display_title
+
+    return " vs ".join(display_title(name) for name in algorithms)
+
+
+def race_name(stored: str, algorithms: Sequence[str]) -> str:
+    """A saved race's name as race.json stores it, with the default of older versions ("race protonet vs
+    maml") read as today's default; "" (no name) is the default too."""
+    if not stored or stored == "race " + " vs ".join(algorithms):
+        return default_race_name(algorithms)
+    return stored
+
+
+def racer_run_name(race_name: str, algorithm: str) -> str:
+    """The run name of one racer: "<race name>: <algorithm's short title>" ("ProtoNet vs MAML: MAML")."""
+    from engine.algorithms.registry import display_title
+
+    return f"{race_name}: {display_title(algorithm)}"
 
 
 def _check_algorithm_list(algorithms: Sequence[Any]) -> None:

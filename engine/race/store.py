@@ -21,7 +21,7 @@ from typing import Any
 
 from engine.errors import ConfigError, EngineError
 from engine.io import atomic_write_json
-from engine.race.config import RaceConfig
+from engine.race.config import RaceConfig, race_name
 from engine.race.results import RaceResult
 from engine.training import run_store as rs
 from engine.training.callbacks import StepMetrics, ValidationResult
@@ -187,8 +187,9 @@ def load_race(folder: Path | str) -> SavedRace:
     curves = {name: RaceCurve() for name in config.algorithm_names}
     for row in rs.read_metrics(folder / CURVES_FILE):
         _add_curve_row(curves, row)
-    return SavedRace(folder, str(raw.get("name") or config.display_name), str(raw.get("created", "")),
-                     _status(folder, str(raw.get("status", ""))), config, result, curves)
+    name = race_name(str(raw.get("name") or config.name), config.algorithm_names)
+    return SavedRace(folder, name, str(raw.get("created", "")), _status(folder, str(raw.get("status", ""))),
+                     config, result, curves)
 
 
 def _add_curve_row(curves: dict[str, RaceCurve], row: dict[str, Any]) -> None:
@@ -223,7 +224,8 @@ def list_races(runs_root: Path | str) -> list[RaceEntry]:
         try:
             raw = _read_race_json(folder)
             algorithms = [str(a) for a in raw.get("algorithms") or []]
-            entries.append(RaceEntry(folder, str(raw.get("name") or folder.name), str(raw.get("created", "")),
+            name = race_name(str(raw.get("name") or ""), algorithms) if algorithms else str(raw.get("name") or "")
+            entries.append(RaceEntry(folder, name or folder.name, str(raw.get("created", "")),
                                      _status(folder, str(raw.get("status", ""))), algorithms))
         except EngineError:
             entries.append(RaceEntry(folder, folder.name, "", "damaged", []))

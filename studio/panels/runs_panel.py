@@ -19,8 +19,7 @@ from PySide6.QtGui import QColor, QFont, QIcon, QKeySequence, QPainter, QPen, QP
 from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QInputDialog, QMessageBox, QPushButton,
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
-from engine.api import (BUILTIN_GLYPHS, EngineError, RunRecord, RunStore, StepMetrics, default_race_name, delete_race,
-                        display_title, list_races)
+from engine.api import BUILTIN_GLYPHS, EngineError, RunRecord, RunStore, StepMetrics, delete_race, list_races
 from studio.panels.training_panel import format_duration
 from studio.rate_limit import RateLimited
 from studio.widgets.elide import ElidedLabel
@@ -121,7 +120,7 @@ class RunsPanel(QWidget):
                                    | QAbstractItemView.EditTrigger.EditKeyPressed)
         self.table.verticalHeader().hide()
         self.table.setAlternatingRowColors(True)
-        # a name cut in its middle keeps its end, which tells runs apart ("race protonet vs…: maml"); full in tooltips
+        # a name cut in its middle keeps its end, which tells runs apart ("ProtoNet vs…: MAML"); full in tooltips
         self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.table.setSortingEnabled(False)  # sorted here, so that a race's runs stay under its row
         header = self.table.horizontalHeader()
@@ -269,14 +268,10 @@ class RunsPanel(QWidget):
         self._set_status_text(self.table.item(row, COLUMNS.index("Status")), texts["Status"])
 
     def _race_name(self, race: Path) -> str:
-        """A race as its row names it: the name it was given, else its algorithms ("ProtoNet vs MAML", not the
-        default name's "race protonet vs maml" after "Race:")."""
+        """A race as its row names it: the name it was given, else the engine's default name of its
+        algorithms ("ProtoNet vs MAML", read by :func:`engine.api.list_races`)."""
         entry = self.races.get(race)
-        if entry is None:
-            return race.name
-        if entry.algorithms and entry.name == default_race_name(entry.algorithms):
-            return " vs ".join(display_title(algorithm) for algorithm in entry.algorithms)
-        return entry.name
+        return entry.name if entry is not None else race.name
 
     def _shown_status(self, record: RunRecord) -> str:
         """run.json's status, or what the window knows better of a run it trains ("paused")."""

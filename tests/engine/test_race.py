@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from engine import cli
-from engine.algorithms.registry import ALGORITHMS
+from engine.algorithms.registry import ALGORITHMS, display_title
 from engine.config import BaselinePlusPlusConfig, MAMLConfig, RunConfig
 from engine.data.dataset import load_data
 from engine.errors import ConfigError, EngineError
@@ -177,7 +178,25 @@ def test_the_race_folder_reopens_with_its_table_curves_and_run_folders(finished_
         record = rs.RunStore(race_dir).record(run_dir)  # each racer is a normal run folder
         assert record.status == "finished" and record.algorithm == name and record.steps_done == STEPS
         assert load_checkpoint(record.last_checkpoint).step == STEPS
-    assert [entry.folder for entry in list_races(runs_root)] == [race_dir]
+        # "<race name>: <short title>", the unnamed race's default name without a "race " prefix
+        assert record.name == f"ProtoNet vs MAML vs Baseline++: {display_title(name)}"
+    assert saved.name == "ProtoNet vs MAML vs Baseline++"
+    assert [(entry.folder, entry.name) for entry in list_races(runs_root)] == [(race_dir, saved.name)]
+
+
+def test_a_race_saved_with_the_old_default_name_reads_as_todays_default(finished_race, tmp_path):
+    """race.json of older versions stored an unnamed race as "race protonet vs maml"."""
+    _, _, _, race_dir, _ = finished_race
+    copied = tmp_path / "races" / race_dir.name
+    shutil.copytree(race_dir, copied)
+    raw = json.loads((copied / RACE_FILE).read_text(encoding="utf-8"))
+    raw["name"] = "race protonet vs maml vs baseline++"
+    (copied / RACE_FILE).write_text(json.dumps(raw), encoding="utf-8")
+    assert load_race(copied).name == "ProtoNet vs MAML vs Baseline++"
+    assert [entry.name for entry in list_races(tmp_path)] == ["ProtoNet vs MAML vs Baseline++"]
+    raw["name"] = "my race"  # a name of its own is kept
+    (copied / RACE_FILE).write_text(json.dumps(raw), encoding="utf-8")
+    assert load_race(copied).name == "my race" and list_races(tmp_path)[0].name == "my race"
 
 
 def test_each_racer_reports_the_end_of_its_training_and_the_progress_of_its_evaluation(finished_race):
