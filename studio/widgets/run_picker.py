@@ -14,9 +14,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QToolButton, QWidget
+from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QStyle, QStyleOptionComboBox, QStylePainter,
+                               QToolButton, QWidget)
 
 from engine.api import RunRecord, RunStore
+from studio.widgets.elide import elide_middle
+
+POPUP_MARGIN = 32
+"""Pixels a popup row needs beyond its text (item padding, the frame and a vertical scroll bar)."""
 
 Describe = Callable[[RunRecord], str]
 
@@ -29,6 +34,46 @@ def has_checkpoint(record: RunRecord) -> bool:
 def run_summary(record: RunRecord) -> str:
     """``"name (algorithm, 1,234 steps)"``: how a listed run reads by default."""
     return f"{record.name} ({record.algorithm}, {record.steps_done:,} steps)"
+
+
+class ElidingComboBox(QComboBox):
+    """A combo that shows its current text cut in the middle when it does not fit (the end of a run's name
+    tells runs apart: "protonet 5-way 1-…ltin glyphs (protonet, 3,000 steps)"), the whole text in its
+    tooltip, and whose popup is as wide as its longest entry."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.currentIndexChanged.connect(self._show_full_text_in_tooltip)
+
+    def fit_popup_to_items(self) -> None:
+        """Make the popup at least as wide as the longest entry, so no entry is cut there."""
+        metrics = self.view().fontMetrics()
+        longest = max((metrics.horizontalAdvance(self.itemText(i)) for i in range(self.count())), default=0)
+        self.view().setMinimumWidth(longest + POPUP_MARGIN)
+
+    def shown_text(self) -> str:
+        """The current text as the combo paints it: whole, or cut in the middle to its text field."""
+        return self._shown_text(self._style_option())
+
+    def paintEvent(self, event) -> None:  # noqa: N802 - Qt API
+        painter = QStylePainter(self)
+        option = self._style_option()
+        option.currentText = self._shown_text(option)
+        painter.drawComplexControl(QStyle.ComplexControl.CC_ComboBox, option)
+        painter.drawControl(QStyle.ControlElement.CE_ComboBoxLabel, option)
+
+    def _style_option(self) -> QStyleOptionComboBox:
+        option = QStyleOptionComboBox()
+        self.initStyleOption(option)
+        return option
+
+    def _shown_text(self, option: QStyleOptionComboBox) -> str:
+        field = self.style().subControlRect(QStyle.ComplexControl.CC_ComboBox, option,
+                                            QStyle.SubControl.SC_ComboBoxEditField, self)
+        return elide_middle(option.currentText, self.fontMetrics(), field.width())
+
+    def _show_full_text_in_tooltip(self, *_: object) -> None:
+        self.setToolTip(self.currentText())
 
 
 class RunPicker(QWidget):
@@ -55,7 +100,7 @@ class RunPicker(QWidget):
         self._record: RunRecord | None = None   # the handed-over run (not listed)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        self.combo: QComboBox | None = None
+        self.combo: ElidingComboBox | None = None
         self.label: QLabel | None = None
         if listed:
             self.combo = self._build_combo(object_name, min_length)
@@ -68,8 +113,8 @@ class RunPicker(QWidget):
             self.label.setWordWrap(True)
             layout.addWidget(self.label)
 
-    def _build_combo(self, object_name: str, min_length: int) -> QComboBox:
-        combo = QComboBox()
+    def _build_combo(self, object_name: str, min_length: int) -> ElidingComboBox:
+        combo = ElidingComboBox()
         combo.setObjectName(object_name)
         combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         combo.setMinimumContentsLength(min_length)
@@ -145,6 +190,8 @@ class RunPicker(QWidget):
         index = self.combo.findData(previous) if previous is not None else -1
         self.combo.setCurrentIndex(index if index >= 0 else (0 if self.combo.count() else -1))
         self.combo.blockSignals(False)
+        self.combo.setToolTip(self.combo.currentText())
+        self.combo.fit_popup_to_items()
         self.combo.setEnabled(self.combo.count() > 0)
         if self.combo.currentData() != previous:
             self.run_changed.emit()
