@@ -219,8 +219,9 @@ class GuidedStart(QDialog):
         if not self.run_dir:
             self.try_status.setText("Available once the run of step 2 has finished.")
         if busy and not ours:
+            self._stop_estimate()
             self.estimate_label.setText("Another training job is running: the estimate is measured once it ends.")
-        elif ready and not busy and not self.trained():
+        elif ready and not busy and not self.trained() and self.isVisible():
             self._start_estimate()
         elif not ready:
             self.estimate_label.setText("How long it takes is measured once the data is loaded.")
@@ -268,6 +269,8 @@ class GuidedStart(QDialog):
             return
         key = json.dumps(config.to_dict(), sort_keys=True)
         if key == self._estimated_for:
+            if self.estimate is not None:  # measured already: show it again (another message may have replaced it)
+                self.estimate_label.setText(describe_estimate(self.estimate, config))
             return
         data = self.window_.dataset_panel.loaded_data(config.data)
         if data is None:
@@ -293,6 +296,12 @@ class GuidedStart(QDialog):
     def _estimate_failed(self, message: str) -> None:
         self.estimate_label.setText(f"Could not measure how long it takes: {message}")
 
+    def _stop_estimate(self) -> None:
+        """Stop a measurement still running (it is taken again when nothing else trains)."""
+        if self._estimate_job.is_running():
+            self._estimate_job.drop()
+            self._estimated_for = None
+
     def train(self) -> bool:
         """Put the recommended setting into the Algorithm tab and start training it."""
         window = self.window_
@@ -300,9 +309,7 @@ class GuidedStart(QDialog):
         if config is None:
             self.train_status.setText(f"Cannot train yet: {(window.config_errors() or ['data settings'])[0]}")
             return False
-        if self._estimate_job.is_running():  # the run must not share the CPU with a measurement
-            self._estimate_job.drop()
-            self._estimated_for = None
+        self._stop_estimate()  # the run must not share the CPU with a measurement
         window.algorithm_panel.load_config(config)
         worker = window.start_training()
         if worker is None:
@@ -369,7 +376,5 @@ class GuidedStart(QDialog):
 
     def closeEvent(self, event: Any) -> None:  # noqa: N802 (Qt)
         """A measurement still running stops (it is taken again when the guide shows again)."""
-        if self._estimate_job.is_running():
-            self._estimate_job.drop()
-            self._estimated_for = None
+        self._stop_estimate()
         super().closeEvent(event)
