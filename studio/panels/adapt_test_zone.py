@@ -98,49 +98,80 @@ class FlowLayout(QLayout):
         return y - self._spacing - rect.y() + margins.bottom()
 
 
-class ProbabilityBars(QWidget):
-    """One row per class: name, a bar as long as the probability (in the class colour), the percentage."""
+def _small_font(font: QFont) -> QFont:
+    small = QFont(font)
+    small.setPointSizeF(max(7.0, font.pointSizeF() - 1.5))
+    return small
 
-    ROW = 14
+
+class ProbabilityRow(QWidget):
+    """One class of a test card: its name, a bar as long as the probability (in the class colour), the
+    percentage; as tall as its text needs, so the card's layout makes room for every row."""
+
+    NAME_WIDTH, PCT_WIDTH = 58, 32
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.name, self.colour, self.value, self.best = "", "#888", 0.0, False
+        self.setFont(_small_font(self.font()))
+        self.setFixedHeight(self.fontMetrics().height() + 4)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+
+    def set_value(self, name: str, colour: str, value: float, best: bool) -> None:
+        self.name, self.colour, self.value, self.best = name, colour, value, best
+        self.update()
+
+    def paintEvent(self, event) -> None:  # noqa: N802 - Qt API
+        painter = QPainter(self)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        height = self.height()
+        bar_x = self.NAME_WIDTH + 4
+        bar_width = max(10, self.width() - bar_x - self.PCT_WIDTH - 2)
+        text_colour = QColor("#222" if self.best else "#666")
+        painter.setPen(text_colour)
+        painter.drawText(QRect(0, 0, self.NAME_WIDTH, height), Qt.AlignmentFlag.AlignVCenter,
+                         elide_middle(self.name, self.fontMetrics(), self.NAME_WIDTH))
+        bar_height = min(8, height - 4)
+        bar_top = (height - bar_height) // 2
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(QColor("#eceff3"))
+        painter.drawRoundedRect(QRect(bar_x, bar_top, bar_width, bar_height), 3, 3)
+        painter.setBrush(QColor(self.colour))
+        painter.drawRoundedRect(QRect(bar_x, bar_top, max(2, round(bar_width * self.value)), bar_height), 3, 3)
+        painter.setPen(text_colour)
+        painter.drawText(QRect(bar_x + bar_width + 2, 0, self.PCT_WIDTH, height),
+                         Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight, f"{100 * self.value:.0f}%")
+        painter.end()
+
+
+class ProbabilityBars(QWidget):
+    """The probability of every class, one :class:`ProbabilityRow` each (all of them in the tooltip)."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.names: list[str] = []
         self.colours: list[str] = []
         self.values: list[float] = []
+        self._layout = QVBoxLayout(self)
+        self._layout.setContentsMargins(0, 0, 0, 0)
+        self._layout.setSpacing(0)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+
+    def rows(self) -> list[ProbabilityRow]:
+        return [self._layout.itemAt(i).widget() for i in range(self._layout.count())]
 
     def set_values(self, names: list[str], colours: list[str], values: list[float]) -> None:
         self.names, self.colours, self.values = names, colours, values
-        self.setFixedHeight(max(1, len(names)) * self.ROW)
+        rows = self.rows()
+        for row in rows[len(names):]:
+            self._layout.removeWidget(row)
+            row.deleteLater()
+        for _ in range(len(rows), len(names)):
+            self._layout.addWidget(ProbabilityRow(self))
+        best = max(range(len(values)), key=lambda i: values[i]) if values else -1
+        for i, row in enumerate(self.rows()):
+            row.set_value(names[i], colours[i], values[i], i == best)
         self.setToolTip("\n".join(f"{name}: {100 * value:.1f}%" for name, value in zip(names, values)))
-        self.update()
-
-    def paintEvent(self, event) -> None:  # noqa: N802 - Qt API
-        painter = QPainter(self)
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        font = QFont(self.font())
-        font.setPointSizeF(max(7.0, font.pointSizeF() - 1.5))
-        painter.setFont(font)
-        metrics = QFontMetrics(font)
-        name_width, pct_width = 58, 32
-        bar_x = name_width + 4
-        bar_width = max(10, self.width() - bar_x - pct_width - 2)
-        best = max(range(len(self.values)), key=lambda i: self.values[i]) if self.values else -1
-        for row, (name, colour, value) in enumerate(zip(self.names, self.colours, self.values)):
-            top = row * self.ROW
-            painter.setPen(QColor("#222" if row == best else "#666"))
-            painter.drawText(QRect(0, top, name_width, self.ROW), Qt.AlignmentFlag.AlignVCenter,
-                             elide_middle(name, metrics, name_width))
-            painter.setPen(Qt.PenStyle.NoPen)
-            painter.setBrush(QColor("#eceff3"))
-            painter.drawRoundedRect(QRect(bar_x, top + 3, bar_width, self.ROW - 6), 3, 3)
-            painter.setBrush(QColor(colour))
-            painter.drawRoundedRect(QRect(bar_x, top + 3, max(2, round(bar_width * value)), self.ROW - 6), 3, 3)
-            painter.setPen(QColor("#222" if row == best else "#666"))
-            painter.drawText(QRect(bar_x + bar_width + 2, top, pct_width, self.ROW),
-                             Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight, f"{100 * value:.0f}%")
-        painter.end()
 
 
 class QueryTile(QFrame):
