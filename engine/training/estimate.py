@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from engine.config import RunConfig, TrainConfig
 from engine.errors import TrainingError
+from engine.training.callbacks import Callback, RunInfo, StepMetrics, ValidationResult
 from engine.training.trainer import Trainer
 
 TRIAL_STEPS = 6
@@ -24,7 +25,8 @@ TRIAL_VALIDATION_EPISODES = 10
 
 @dataclass(frozen=True)
 class TrainingTimeEstimate:
-    """Measured costs of one config on this computer (seconds)."""
+    """Measured costs of one config on this computer (seconds): set-up, one training step, one validation
+    episode; ``timed_steps``: how many steps the step time is the median of."""
 
     setup_s: float
     step_s: float
@@ -43,35 +45,52 @@ class TrainingTimeEstimate:
         return self.setup_s + train.steps * self.step_s + validation_s
 
 
+class _Clock(Callback):
+    """When the trial run finished its set-up, each step, and its validation."""
+
+    def __init__(self) -> None:
+        self.set_up: float | None = None
+        self.steps: list[float] = []
+        self.validated: float | None = None
+
+    def on_run_start(self, info: RunInfo) -> None:
+        self.set_up = time.perf_counter()
+
+    def on_step(self, metrics: StepMetrics) -> None:
+        self.steps.append(time.perf_counter())
+
+    def on_validation(self, result: ValidationResult) -> None:
+        self.validated = time.perf_counter()
+
+
 def measure_training_time(config: RunConfig, data: Any = None, *, trial_steps: int = TRIAL_STEPS,
                           trial_validation_episodes: int = TRIAL_VALIDATION_EPISODES,
                           should_stop: Callable[[], bool] | None = None) -> TrainingTimeEstimate | None:
     """Time ``trial_steps`` training steps of ``config`` (on ``data``, a decoded FewShotData, or the data
-    its config names) and a validation of ``trial_validation_episodes`` episodes after the last. The
-    first step pays the set-up (model, samplers, first-call costs) and counts as set-up; the median of
-    the steps between gives the step time. None when ``should_stop()`` became true; TrainingError when
-    the trial run fails (its message names the field)."""
-    trial_steps = max(3, int(trial_steps))
+    its config names) and a validation of ``trial_validation_episodes`` episodes after the last. The set-up
+    (model, samplers) and what the first step costs beyond the others (first-call costs) count as set-up;
+    the median of the other steps is the step time. None when ``should_stop()`` became true; TrainingError
+    when the trial run fails (its message names the field)."""
     trial = copy.deepcopy(config)
-    trial.train.steps = trial_steps
+    trial.train.steps = max(3, int(trial_steps))
     trial.train.val_every = 0  # one validation, after the last step
     trial.train.val_episodes = max(1, int(trial_validation_episodes))
-    trainer = Trainer(trial, run_dir=None, data=data)
-    intervals: list[float] = []
+    clock = _Clock()
+    trainer = Trainer(trial, run_dir=None, data=data, callbacks=[clock])
+    started = time.perf_counter()
     steps = trainer.steps()
-    last = time.perf_counter()
     try:
         for _ in steps:
-            now = time.perf_counter()
-            intervals.append(now - last)
-            last = now
             if should_stop is not None and should_stop():
                 return None
     finally:
         steps.close()
     if trainer.summary is not None and trainer.summary.status == "failed":
         raise TrainingError(trainer.summary.message)
-    step_s = statistics.median(intervals[1:-1])
-    return TrainingTimeEstimate(setup_s=max(0.0, intervals[0] - step_s), step_s=step_s,
-                                validation_episode_s=max(0.0, intervals[-1] - step_s) / trial.train.val_episodes,
-                                timed_steps=len(intervals) - 2)
+    assert clock.set_up is not None and clock.validated is not None and len(clock.steps) == trial.train.steps
+    step_times = [later - earlier for earlier, later in zip(clock.steps[1:], clock.steps[2:])]
+    step_s = statistics.median(step_times)
+    first_step_extra = max(0.0, clock.steps[0] - clock.set_up - step_s)
+    return TrainingTimeEstimate(setup_s=clock.set_up - started + first_step_extra, step_s=step_s,
+                                validation_episode_s=(clock.validated - clock.steps[-1]) / trial.train.val_episodes,
+                                timed_steps=len(step_times))
