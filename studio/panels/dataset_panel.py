@@ -103,8 +103,9 @@ class DatasetPanel(QWidget):
         self.root_combo.setObjectName("dataset_root")
         self.root_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.root_combo.setMinimumContentsLength(18)
-        self.root_combo.setToolTip("The data set: the built-in glyphs, or a folder of class folders "
-                                   "(root/<class>/<images> or root/<group>/<class>/<images>).")
+        self.root_combo.setToolTip("Chooses the data set: the built-in glyphs, or a folder of class folders "
+                                   "(root/<class>/<images> or root/<group>/<class>/<images>).\n"
+                                   "(config key: data.root)")
         self._fill_root_combo()
         self.root_combo.activated.connect(self._root_chosen)
         self.open_button = QPushButton("Open folder…")

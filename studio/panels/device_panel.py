@@ -66,7 +66,8 @@ class DevicePanel(QWidget):
         self.combo.setMinimumContentsLength(16)
         for device in self.devices:
             self.combo.addItem(device.label, device.key)
-        self.combo.setToolTip("Where training and evaluation run. The fastest device is selected by default.")
+        self.combo.setToolTip("Chooses where training and evaluation run; the fastest device is selected by "
+                              "default.\n(config key: train.device)")
         for i, device in enumerate(self.devices):
             self.combo.setItemData(i, device.label, Qt.ItemDataRole.ToolTipRole)
         self.combo.currentIndexChanged.connect(lambda _: self.device_changed.emit(self.device()))

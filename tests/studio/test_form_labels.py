@@ -115,6 +115,10 @@ def test_the_window_without_cuda_hides_cuda_graphs_and_follows_the_device(window
     window.device_panel.device_changed.emit("cuda:0")  # what choosing a CUDA device emits
     assert panel.field("train.cuda_graphs").widget.isVisible()
     assert window.current_config().train.cuda_graphs is True  # hidden or not, the value is kept
+    # the two fields made by hand (not from the schema) follow the same rule
+    for combo, key in ((window.device_panel.combo, "train.device"), (window.dataset_panel.root_combo, "data.root")):
+        assert combo.toolTip().split("\n")[-1] == f"(config key: {key})"
+        assert FIRST_SENTENCE.match(combo.toolTip())
 
 
 def test_maml_only_fields_are_hidden_for_protonet(qtbot):
