@@ -18,7 +18,8 @@ Steps (each one logged; a failing step is logged and the script goes on):
   8. Race: tick ProtoNet + Baseline++ only, 100 test episodes, press Start race;
   9. Regression: its default state (shipped models loaded on show);
  10. save DIR/NN_<Title>.png for every centre tab (the page), DIR/setup_N_<Title>.png for the Setup
-     dock's tabs, DIR/window.png (whole window), DIR/log.txt.
+     dock's tabs, DIR/window.png (whole window), DIR/log.txt; with --whole-window instead
+     DIR/window_NN_<Title>.png, the whole window with each centre tab current.
 Only public, refactor-stable handles are used: MainWindow, QTabWidget titles, QDockWidget titles,
 button texts, combo item texts, and the config-key object names of the generated form fields.
 Waiting is a QEventLoop + QTimer (releases the GIL), never QTest.qWait.
@@ -57,6 +58,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--skip", default="", help="steps to skip (comma-separated names, for debugging)")
     parser.add_argument("--page-grab", action="store_true", help="grab the page widget instead of cropping the "
                                                                   "window grab")
+    parser.add_argument("--whole-window", action="store_true",
+                        help="grab the whole window (docks shown) once per centre tab, as a user sees it")
     return parser.parse_args()
 
 
@@ -413,6 +416,19 @@ def log_texts(title: str, page: Any, most: int = 80) -> None:
     log(f"  texts of {title!r}: " + " | ".join(t[:140] for t in texts[:most]))
 
 
+def capture_windows(studio: Studio, out: Path) -> None:
+    """The whole window (docks shown) with each centre tab current: DIR/window_NN_<Title>.png."""
+    for i in range(studio.tabs.count()):
+        title = studio.tabs.tabText(i)
+        studio.tabs.setCurrentIndex(i)
+        wait_ms(1200)
+        path = out / f"window_{i:02d}_{slug(title)}.png"
+        ok = studio.window.grab().save(str(path))
+        log(f"  {'wrote' if ok else 'COULD NOT WRITE'} {path} ({studio.window.width()}x{studio.window.height()})")
+        log_texts(title, studio.tabs.widget(i))
+    studio.tabs.setCurrentIndex(0)
+
+
 def capture(studio: Studio, out: Path, page_grab: bool = False) -> None:
     window = studio.window
     for title in ("Runs", "Log"):
@@ -510,7 +526,10 @@ def main() -> int:
         step("race", lambda: race(studio_, args))
     step("regression", lambda: regression(studio_))
     step("open the ProtoNet run's curves", lambda: studio_.select_run("protonet"))
-    step("capture", lambda: capture(studio_, out, args.page_grab))
+    if args.whole_window:
+        step("capture whole windows", lambda: capture_windows(studio_, out))
+    else:
+        step("capture", lambda: capture(studio_, out, args.page_grab))
     log(f"errors shown: {errors}")
     (out / "log.txt").write_text("\n".join(LOG_LINES) + "\n")
     guard.stop()

@@ -26,6 +26,7 @@ from studio import settings as st
 from studio.datasets import cached_data, load_data_cached
 from studio.jobs.latest import LatestJob
 from studio.widgets.config_form import ConfigForm
+from studio.widgets.elide import elide_middle
 from studio.widgets.fields import AdvancedToggle
 
 SPLIT_FIELDS = ["split_mode", "train_ratio", "val_ratio", "split_seed"]
@@ -38,6 +39,13 @@ LABEL_WIDTH = 118
 PARTS = ("train", "val", "test")
 PART_LABELS = {"train": "Train", "val": "Validation", "test": "Test"}
 MAX_RECENT = 6
+
+
+def example_label_text(name: str, metrics: QFontMetrics, width: int) -> str:
+    """A class's name as two lines, group over class ("Alphabet_of_the_Magi" / "character01"), each cut in
+    the middle to ``width`` so the distinguishing ends stay ("Alphab…he_Magi", not "...he_Magi")."""
+    group, _, leaf = name.rpartition("/")
+    return "\n".join(elide_middle(part, metrics, width) for part in (group, leaf) if part)
 
 
 @dataclass
@@ -379,11 +387,11 @@ class DatasetPanel(QWidget):
                 item.widget().deleteLater()
         for row, (name, images) in enumerate(thumbnails):
             label = QLabel()
-            label.setStyleSheet("font-size: 8pt; color: #404040;")
-            metrics = QFontMetrics(label.font())
-            group, _, leaf = name.rpartition("/")
-            lines = [metrics.elidedText(part, Qt.TextElideMode.ElideLeft, LABEL_WIDTH) for part in (group, leaf) if part]
-            label.setText("\n".join(lines))
+            label.setStyleSheet("color: #404040;")
+            font = label.font()
+            font.setPointSizeF(8.0)
+            label.setFont(font)
+            label.setText(example_label_text(name, QFontMetrics(font), LABEL_WIDTH))
             label.setFixedWidth(LABEL_WIDTH + 4)
             label.setToolTip(name)
             self.thumb_grid.addWidget(label, row, 0)
