@@ -12,9 +12,6 @@ runs (its lock, metrics writer and races folder are reused).
 from __future__ import annotations
 
 import json
-import os
-import secrets
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -245,16 +242,7 @@ def delete_race(runs_root: Path | str, folder: Path | str) -> None:
         raise EngineError(f"{folder}: not a race of {runs_root}; refusing to delete")
     if _is_racing(folder):
         raise EngineError(f"{folder}: the race is still running; stop it before deleting it")
-    trash = root / f"{rs.TRASH_PREFIX}{folder.name}-{secrets.token_hex(4)}"
-    try:
-        os.replace(folder, trash)
-    except FileNotFoundError:
-        raise EngineError(f"{folder}: the race folder no longer exists") from None
-    except OSError as error:
-        raise EngineError(f"{folder}: cannot delete ({error.strerror or error})") from None
-    shutil.rmtree(trash, ignore_errors=True)
-    for leftover in root.glob(f"{rs.TRASH_PREFIX}*"):  # deletions a killed process left half done
-        shutil.rmtree(leftover, ignore_errors=True)
+    rs.delete_folder(folder, "race")
 
 
 def _is_racing(folder: Path) -> bool:

@@ -246,6 +246,26 @@ def _lock_owner(path: Path) -> int | None:
 
 
 
+
+def delete_folder(folder: Path, what: str) -> None:
+    """Delete ``folder`` (a run or a race: ``what`` names it in errors) so that a kill in the middle never
+    leaves half of it: it is first renamed to a hidden name beside it, then removed; deletions that a
+    killed process left half done beside it are finished too."""
+    trash = folder.parent / f"{TRASH_PREFIX}{folder.name}-{secrets.token_hex(4)}"
+    try:
+        os.replace(folder, trash)
+    except FileNotFoundError:
+        raise EngineError(f"{folder}: the {what} folder no longer exists") from None
+    except OSError as error:
+        raise EngineError(f"{folder}: cannot delete ({error.strerror or error})") from None
+    shutil.rmtree(trash, ignore_errors=True)
+    try:
+        leftovers = [p for p in folder.parent.iterdir() if p.name.startswith(TRASH_PREFIX)]
+    except OSError:
+        return
+    for path in leftovers:
+        shutil.rmtree(path, ignore_errors=True)
+
 class RunStore:
     """The runs under one root folder."""
 
@@ -353,24 +373,7 @@ class RunStore:
             running = bool(run_is_locked(run_dir))
         if running:
             raise EngineError(f"{run_dir}: the run is still training; stop it before deleting it")
-        trash = run_dir.parent / f"{TRASH_PREFIX}{run_dir.name}-{secrets.token_hex(4)}"
-        try:
-            os.replace(run_dir, trash)
-        except FileNotFoundError:
-            raise EngineError(f"{run_dir}: the run folder no longer exists") from None
-        except OSError as error:
-            raise EngineError(f"{run_dir}: cannot delete ({error.strerror or error})") from None
-        shutil.rmtree(trash, ignore_errors=True)
-        self._empty_trash()
-
-    def _empty_trash(self) -> None:
-        """Finish deletions that a killed process left half done."""
-        try:
-            leftovers = [p for p in self.root.iterdir() if p.name.startswith(TRASH_PREFIX)]
-        except OSError:
-            return
-        for path in leftovers:
-            shutil.rmtree(path, ignore_errors=True)
+        delete_folder(run_dir, "run")
 
     def read_metrics(self, run_dir: Path | str) -> list[dict[str, Any]]:
         return read_metrics(Path(run_dir) / METRICS_FILE)
