@@ -175,7 +175,7 @@ def test_a_run_that_does_not_stop_can_be_force_stopped_after_3_s_and_continued(q
     assert ended.args == ["stopped"] and window.shown_errors == []  # asked for: no error dialog
     qtbot.waitUntil(lambda: window.worker is None, timeout=30_000)
     assert worker.process.exitcode == -signal.SIGKILL
-    assert "force-stopped" in window.training_panel.rate_label.text()
+    assert "force-stopped" in window.training_panel.rate_label.full_text()
     qtbot.waitUntil(lambda: "checkpoint of step 4" in window.log_panel.text(), timeout=5_000)  # queued
     assert stop.text() == "Stop" and window.training_panel.train_button.isEnabled()
     record = window.store.list_runs()[0]
