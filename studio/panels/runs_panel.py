@@ -58,7 +58,7 @@ def _sort_key(record: RunRecord, column: str) -> Any:
                "Duration": record.duration_s}
     if column in numbers:
         return numbers[column]
-    texts = {"Name": record.name, "Status": record.status, "Algorithm": record.algorithm,
+    texts = {"Name": self._shown_name(record), "Status": record.status, "Algorithm": record.algorithm,
              "Data set": dataset_label(record.dataset), "Device": record.device, "Created": record.created}
     return texts.get(column, "").lower()
 
@@ -215,7 +215,7 @@ class RunsPanel(QWidget):
 
     def _fill_row(self, row: int, record: RunRecord) -> None:
         texts = {
-            "Name": record.name,
+            "Name": self._shown_name(record),
             "Status": record.status,
             "Steps": _steps_cell(record.steps_done, record.total_steps)[0],
             "Best val. acc.": _best_cell(record.best_val_accuracy)[0],
@@ -266,6 +266,15 @@ class RunsPanel(QWidget):
         name_cell.setToolTip(f"{race}\nSelect this row to select the race's {len(records)} runs; the Race view "
                              "opens the race with its curves and table.")
         self._set_status_text(self.table.item(row, COLUMNS.index("Status")), texts["Status"])
+
+    def _shown_name(self, record: RunRecord) -> str:
+        """A run's name in the Name column: a race's run without its race's name in front (its row says
+        it: "ProtoNet" under "Race: ProtoNet vs MAML", not "ProtoNet vs MAML: ProtoNet" cut to fit)."""
+        if record.race_dir is not None:
+            prefix = f"{self._race_name(record.race_dir)}: "
+            if record.name.startswith(prefix) and len(record.name) > len(prefix):
+                return record.name[len(prefix):]
+        return record.name
 
     def _race_name(self, race: Path) -> str:
         """A race as its row names it: the name it was given, else the engine's default name of its

@@ -88,6 +88,11 @@ def test_a_races_runs_are_listed_under_their_race_and_each_evaluates_to_its_own_
     header_row = rows.index((race, None))
     assert panel.table.item(header_row, 0).text() == f"Race: {RACE_NAME}"
     assert panel.table.item(header_row, COLUMNS.index("Status")).text() == "finished"
+    for row in (header_row + 1, header_row + 2):  # a racer's row names what tells it apart, the race in full
+        record = panel.record_for(_rows(panel)[row][1])
+        name_cell = panel.table.item(row, 0)
+        assert record.name.endswith(f": {name_cell.text()}") and RACE_NAME not in name_cell.text(), name_cell.text()
+        assert name_cell.toolTip().startswith(record.name)
     assert {run for _, run in rows[header_row + 1: header_row + 3]} == {str(r.run_dir) for r in runs.values()}
     for column in ("Best val. acc.", "Name", "Steps"):  # whatever the sort, the race's runs stay under its row
         for _ in range(2):
