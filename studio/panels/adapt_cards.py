@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QFrame, QHBoxLayout, QLabel, Q
 from engine.api import ClassState, DecodeResult, Example
 from studio.jobs.thread import WorkerHandle, run_in_worker
 from studio.panels.adapt_input import AddImagesButton, ClassNameEdit, DropHint
+from studio.widgets.elide import ElidedLabel
 from studio.widgets.images import pixels_to_qimage
 
 THUMB = 48
@@ -212,7 +213,7 @@ class ClassCard(QFrame):
                                      "QLineEdit:focus { background: white; border: 1px solid #9ab; }")
         self.name_edit.editingFinished.connect(self._name_edited)
         self.name_edit.setCursorPosition(0)  # the name's start shows when the card is narrower than the name
-        self.count_label = QLabel()
+        self.count_label = ElidedLabel(mode=Qt.TextElideMode.ElideRight, min_chars=1)  # gives way to the name
         self.count_label.setStyleSheet("color: #666;")
         self.delete_button = QToolButton()
         self.delete_button.setText("\u2715")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, QMimeData, QUrl, Qt, Signal
+from PySide6.QtCore import QEvent, QMimeData, QSize, QUrl, Qt, Signal
 from PySide6.QtGui import QGuiApplication, QKeySequence
 from PySide6.QtWidgets import QApplication, QFileDialog, QLabel, QLineEdit, QMenu, QScrollArea, QToolButton, QWidget
 
@@ -142,6 +142,21 @@ class ClassNameEdit(QLineEdit):
     """The class name field: Ctrl+V (and the context menu's Paste) insert text (:func:`name_from_clipboard`),
     so copied files never paste their URLs here; pasting images is the card's job when the field has no
     focus."""
+
+    MAX_ROOM = 160  # px a long name may ask for; past it the field scrolls (its start shows)
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.textChanged.connect(lambda _text: self.updateGeometry())
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt API
+        """Room for the whole name (up to :attr:`MAX_ROOM`), so that a narrow card cuts its other texts
+        first: "Chiic 01" and "Chiic 02" must not both read "Chiic 0"."""
+        self.ensurePolished()  # the style sheet's bold 11 pt font, measured
+        hint = super().minimumSizeHint()
+        text = self.text() or self.placeholderText()
+        wanted = min(self.fontMetrics().horizontalAdvance(text) + 2 * self.textMargins().left() + 10, self.MAX_ROOM)
+        return QSize(max(hint.width(), wanted), hint.height())
 
     def keyPressEvent(self, event) -> None:  # noqa: N802 - Qt API
         if event.matches(QKeySequence.StandardKey.Paste):

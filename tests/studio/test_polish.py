@@ -118,3 +118,22 @@ def test_a_class_cards_name_shows_its_first_letters_when_the_card_is_narrow(qtbo
     assert card.name_edit.cursorPosition() == 0  # scrolled to its start: "Alphabet…", not "…acter01"
     card.set_state(ClassState(uid=1, name="Tifinagh/character55_and_a_long_tail"), "#1f77b4")
     assert card.name_edit.cursorPosition() == 0
+
+
+def test_a_narrow_class_card_shows_its_whole_short_name_before_its_image_count(qtbot):
+    """At 1366x768 five cards read "Chiic 0": the image count and the buttons took the room of the name."""
+    from engine.api import ClassState
+    from studio.panels.adapt_cards import ClassCard
+
+    cards = []
+    for uid in (1, 2):
+        card = ClassCard(ClassState(uid=uid, name=f"Chiic 0{uid}"), "#1f77b4")
+        qtbot.addWidget(card)
+        card.count_label.setText("5 images")
+        card.resize(card.minimumSizeHint().width(), card.sizeHint().height())
+        card.show()
+        cards.append(card)
+    QApplication.processEvents()
+    for card in cards:
+        edit = card.name_edit
+        assert edit.width() >= edit.fontMetrics().horizontalAdvance(edit.text()), (edit.width(), edit.text())
