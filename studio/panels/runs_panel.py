@@ -58,7 +58,7 @@ def _sort_key(record: RunRecord, column: str) -> Any:
                "Duration": record.duration_s}
     if column in numbers:
         return numbers[column]
-    texts = {"Name": self._shown_name(record), "Status": record.status, "Algorithm": record.algorithm,
+    texts = {"Name": record.name, "Status": record.status, "Algorithm": record.algorithm,
              "Data set": dataset_label(record.dataset), "Device": record.device, "Created": record.created}
     return texts.get(column, "").lower()
 
