@@ -126,7 +126,8 @@ def test_cancelled_training_keeps_the_models(qtbot, panel: RegressionPanel) -> N
 
 def test_the_k_spin_box_always_shows_the_number_of_support_points(qtbot, panel: RegressionPanel) -> None:
     def k_shown() -> int:
-        assert panel.k_spin.text() == f"K = {len(panel.support_x)} support point{'s' if len(panel.support_x) != 1 else ''}"
+        n = len(panel.support_x)
+        assert panel.k_spin.text() == f"K = {n} support point{'s' if n != 1 else ''}"
         return panel.k_spin.value()
 
     assert k_shown() == len(panel.support_x) == 5
