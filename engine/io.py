@@ -21,7 +21,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from engine.errors import CheckpointError
+from engine.errors import CheckpointError, EngineError
 
 TEMP_SUFFIX = ".tmp"
 
@@ -74,6 +74,23 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, *, make_parents: 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any, *, make_parents: bool = True) -> Path:
     """Write ``obj`` as indented JSON to ``path`` atomically."""
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n", make_parents=make_parents)
+
+
+def read_format_json(path: Path, file_format: str, version: int, what: str) -> dict[str, Any]:
+    """A JSON file of ours (``{"format": file_format, "version": <= version, ...}``) as a dict; EngineError
+    naming ``path`` and ``what`` it is ("race file") when it is damaged or newer. FileNotFoundError is left
+    to the caller (a missing file means something different to each)."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise EngineError(f"{path}: damaged {what} ({error})") from None
+    if not isinstance(raw, dict) or raw.get("format") != file_format:
+        raise EngineError(f"{path}: damaged {what} (not a {file_format} file)")
+    if not isinstance(raw.get("version"), int) or raw["version"] > version:
+        raise EngineError(f"{path}: {what} version {raw.get('version')!r} is not supported (newest {version})")
+    return raw
 
 
 def atomic_torch_save(path: str | os.PathLike[str], obj: Any) -> Path:

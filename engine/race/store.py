@@ -11,13 +11,12 @@ runs (its lock, metrics writer and races folder are reused).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from engine.errors import ConfigError, EngineError
-from engine.io import atomic_write_json
+from engine.io import atomic_write_json, read_format_json
 from engine.race.config import RaceConfig, race_name
 from engine.race.results import RaceResult
 from engine.training import run_store as rs
@@ -150,16 +149,9 @@ class RaceEntry:
 def _read_race_json(folder: Path) -> dict[str, Any]:
     path = folder / RACE_FILE
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        return read_format_json(path, FORMAT, VERSION, "race file")
     except FileNotFoundError:
         raise EngineError(f"{path}: file not found (not a race folder)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise EngineError(f"{path}: damaged race file ({error})") from None
-    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
-        raise EngineError(f"{path}: damaged race file (not a {FORMAT} file)")
-    if not isinstance(raw.get("version"), int) or raw["version"] > VERSION:
-        raise EngineError(f"{path}: race file version {raw.get('version')!r} is not supported (newest {VERSION})")
-    return raw
 
 
 def _status(folder: Path, status: str) -> str:

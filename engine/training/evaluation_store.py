@@ -16,7 +16,6 @@ the same episode shape (:meth:`StoredEvaluation.shape`); views ask this module, 
 from __future__ import annotations
 
 import datetime as _dt
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from typing import Any
 from engine.config import EpisodeShape
 from engine.errors import EngineError
 from engine.evaluation import EvaluationResult, Misclassified
-from engine.io import atomic_write_json
+from engine.io import atomic_write_json, read_format_json
 from engine.training.run_store import CHECKPOINT_DIR
 
 FORMAT = "meta-studio-evaluation"
@@ -101,15 +100,9 @@ def load_evaluation(run_dir: Path | str, checkpoint: Path | str) -> StoredEvalua
     """The stored evaluation of ``checkpoint`` (None: never evaluated); EngineError naming a damaged file."""
     path = evaluation_file(run_dir, checkpoint)
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw = read_format_json(path, FORMAT, VERSION, "evaluation file")
     except FileNotFoundError:
         return None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise EngineError(f"{path}: damaged evaluation file ({error})") from None
-    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
-        raise EngineError(f"{path}: damaged evaluation file (not a {FORMAT} file)")
-    if not isinstance(raw.get("version"), int) or raw["version"] > VERSION:
-        raise EngineError(f"{path}: evaluation file version {raw.get('version')!r} is not supported (newest {VERSION})")
     try:
         size, mtime = raw["stamp"]
         return StoredEvaluation(
