@@ -85,6 +85,15 @@ def _step_box(title: str, text: str) -> tuple[QGroupBox, QVBoxLayout]:
     return box, layout
 
 
+def _button_row(*buttons: QPushButton) -> QHBoxLayout:
+    """``buttons`` side by side at the left of a row."""
+    row = QHBoxLayout()
+    for button in buttons:
+        row.addWidget(button)
+    row.addStretch(1)
+    return row
+
+
 def _status_label(name: str) -> QLabel:
     label = QLabel("")
     label.setObjectName(name)
@@ -135,11 +144,7 @@ class GuidedStart(QDialog):
         self.folder_button = QPushButton("Choose a folder…")
         self.folder_button.setObjectName("guide_folder")
         self.folder_button.clicked.connect(self.window_.dataset_panel.choose_folder)
-        row = QHBoxLayout()
-        row.addWidget(self.builtin_button)
-        row.addWidget(self.folder_button)
-        row.addStretch(1)
-        data_layout.addLayout(row)
+        data_layout.addLayout(_button_row(self.builtin_button, self.folder_button))
         self.data_status = _status_label("guide_data_status")
         data_layout.addWidget(self.data_status)
 
@@ -155,10 +160,7 @@ class GuidedStart(QDialog):
         self.progress.setObjectName("guide_progress")
         self.progress.setTextVisible(True)
         self.progress.hide()
-        row = QHBoxLayout()
-        row.addWidget(self.train_button)
-        row.addStretch(1)
-        train_layout.addLayout(row)
+        train_layout.addLayout(_button_row(self.train_button))
         train_layout.addWidget(self.progress)
         self.train_status = _status_label("guide_train_status")
         train_layout.addWidget(self.train_status)
@@ -169,10 +171,7 @@ class GuidedStart(QDialog):
         self.adapt_button = QPushButton("Open the Adapt tab")
         self.adapt_button.setObjectName("guide_adapt")
         self.adapt_button.clicked.connect(self.open_adapt)
-        row = QHBoxLayout()
-        row.addWidget(self.adapt_button)
-        row.addStretch(1)
-        try_layout.addLayout(row)
+        try_layout.addLayout(_button_row(self.adapt_button))
         self.try_status = _status_label("guide_try_status")
         try_layout.addWidget(self.try_status)
 

@@ -13,6 +13,16 @@ def _shown(panel):
             panel.gallery.count(), panel.confusion.matrix.shape)
 
 
+def _evaluate_finished_run(window, qtbot, episodes: int):
+    """Select the "finished run" in the Runs table and evaluate it over ``episodes`` episodes; returns it."""
+    window.evaluation_panel.episodes_spin.setValue(episodes)
+    finished = _record(window, "finished run")
+    window.runs_panel.select_runs([finished.run_dir])
+    with qtbot.waitSignal(window.evaluation_panel.evaluated, timeout=120_000):
+        assert window.evaluate_run(finished) is not None
+    return finished
+
+
 def test_selecting_another_run_never_shows_the_previous_runs_evaluation(runs_window, qtbot):
     window = runs_window
     panel, runs = window.evaluation_panel, window.runs_panel
@@ -42,11 +52,7 @@ def test_selecting_another_run_never_shows_the_previous_runs_evaluation(runs_win
 def test_the_other_checkpoint_is_not_shown_as_evaluated(runs_window, qtbot):
     window = runs_window
     panel = window.evaluation_panel
-    panel.episodes_spin.setValue(4)
-    finished = _record(window, "finished run")
-    window.runs_panel.select_runs([finished.run_dir])
-    with qtbot.waitSignal(panel.evaluated, timeout=120_000):
-        assert window.evaluate_run(finished) is not None
+    _evaluate_finished_run(window, qtbot, 4)
     assert "Test accuracy" in panel.accuracy_label.text()
     panel.checkpoint_combo.setCurrentIndex(panel.checkpoint_combo.findData("last"))
     assert "not evaluated yet" in panel.accuracy_label.text().lower()
@@ -58,11 +64,7 @@ def test_the_other_checkpoint_is_not_shown_as_evaluated(runs_window, qtbot):
 def test_a_stored_evaluation_is_shown_after_a_restart_only_while_it_is_current(runs_window, qtbot):
     window = runs_window
     panel = window.evaluation_panel
-    panel.episodes_spin.setValue(6)
-    finished = _record(window, "finished run")
-    window.runs_panel.select_runs([finished.run_dir])
-    with qtbot.waitSignal(panel.evaluated, timeout=120_000):
-        assert window.evaluate_run(finished) is not None
+    finished = _evaluate_finished_run(window, qtbot, 6)
     evaluated = _shown(panel)
     assert "Test accuracy" in evaluated[0] and "over 6 episodes" in evaluated[1]
     window.close()
