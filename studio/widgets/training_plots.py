@@ -80,8 +80,7 @@ class TrainingPlots(QWidget):
         self.lr_y = GrowingArray()
         self.val_x = GrowingArray()
         self.val_y = GrowingArray()
-        self.val_ci = GrowingArray()
-        self.val_high = GrowingArray()  # val_y + val_ci, the band's edges
+        self.val_high = GrowingArray()  # val_y + its 95% CI half-width: the band's edges
         self.val_low = GrowingArray()
         self._dirty: set[str] = set()
         self._drawn_at = {name: -math.inf for name in self.PLOTS}
@@ -203,7 +202,7 @@ class TrainingPlots(QWidget):
         self._drawn_at = {name: -math.inf for name in self.PLOTS}  # a new run's first points show at once
         for series in (self.loss, self.accuracy):
             series.clear()
-        for array in (self.lr_x, self.lr_y, self.val_x, self.val_y, self.val_ci, self.val_high, self.val_low):
+        for array in (self.lr_x, self.lr_y, self.val_x, self.val_y, self.val_high, self.val_low):
             array.clear()
         self._dirty.update(self.PLOTS)
 
@@ -221,7 +220,6 @@ class TrainingPlots(QWidget):
     def add_validation(self, step: int, accuracy: float, ci95: float) -> None:
         self.val_x.append(step)
         self.val_y.append(accuracy)
-        self.val_ci.append(ci95)
         self.val_high.append(accuracy + ci95)
         self.val_low.append(accuracy - ci95)
         self._dirty.add("val")
@@ -236,7 +234,6 @@ class TrainingPlots(QWidget):
         self.lr_y.extend(steps["lr"])
         self.val_x.extend(vals["step"])
         self.val_y.extend(vals["accuracy"])
-        self.val_ci.extend(vals["ci95"])
         self.val_high.extend(np.add(vals["accuracy"], vals["ci95"]))
         self.val_low.extend(np.subtract(vals["accuracy"], vals["ci95"]))
         self.auto_step_range()
@@ -428,7 +425,7 @@ class TrainingPlots(QWidget):
         """With one validation there is no band to draw: its 95% CI shows as an error bar."""
         if len(self.val_x) == 1:
             self.val_error_bar.setData(x=self.val_x.view.copy(), y=self.val_y.view.copy(),
-                                       height=2 * self.val_ci.view, beam=0.0)
+                                       height=self.val_high.view - self.val_low.view, beam=0.0)
             self.val_error_bar.show()
         else:
             self.val_error_bar.hide()

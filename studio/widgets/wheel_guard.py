@@ -54,9 +54,8 @@ class WheelGuard(QObject):
                 scroll_instead(watched, event)
                 event.accept()  # handled here: Qt offers it to no other widget
                 return True
-        elif kind == QEvent.Type.Polish and is_guarded(watched):
-            if watched.focusPolicy() == Qt.FocusPolicy.WheelFocus:
-                watched.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        elif kind == QEvent.Type.Polish:
+            _fix_focus_policy(watched)
         return False
 
 
