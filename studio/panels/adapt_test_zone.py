@@ -6,7 +6,7 @@ sub-folders name the classes.
 from __future__ import annotations
 
 from PySide6.QtCore import QPoint, QRect, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent, QFont, QFontMetrics, QPainter
+from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent, QFont, QPainter
 from PySide6.QtWidgets import (QAbstractItemView, QFrame, QHBoxLayout, QHeaderView, QLabel, QLayout, QMenu,
                                QPushButton, QScrollArea, QSizePolicy, QSplitter, QTableWidget, QTableWidgetItem,
                                QVBoxLayout, QWidget, QWidgetItem)
@@ -149,9 +149,6 @@ class ProbabilityBars(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.names: list[str] = []
-        self.colours: list[str] = []
-        self.values: list[float] = []
         self._layout = QVBoxLayout(self)
         self._layout.setContentsMargins(0, 0, 0, 0)
         self._layout.setSpacing(0)
@@ -161,7 +158,6 @@ class ProbabilityBars(QWidget):
         return [self._layout.itemAt(i).widget() for i in range(self._layout.count())]
 
     def set_values(self, names: list[str], colours: list[str], values: list[float]) -> None:
-        self.names, self.colours, self.values = names, colours, values
         rows = self.rows()
         for row in rows[len(names):]:
             self._layout.removeWidget(row)

@@ -213,7 +213,7 @@ class EvaluationPanel(QWidget, BackgroundJobMixin):
         """Evaluate this run next; ``task`` (a TaskConfig) sets the episode shape."""
         self.run_picker.set_record(record)
         if task is not None:
-            self.shape_form.load({"n_way": task.n_way, "n_shot": task.n_shot})
+            self._follow_shape({"n_way": task.n_way, "n_shot": task.n_shot})  # shown once, below
         self.evaluate_button.setEnabled(has_checkpoint(record) and not self.is_running())
         self._show_stored(follow_shape=True)
 
@@ -297,7 +297,7 @@ class EvaluationPanel(QWidget, BackgroundJobMixin):
             self._read[key] = output
         return output, output.evaluation
 
-    def _follow_shape(self, shape: EpisodeShape) -> None:
+    def _follow_shape(self, shape: EpisodeShape | dict[str, Any]) -> None:
         self._following_shape = True
         try:
             self.shape_form.load(shape)

@@ -39,22 +39,22 @@ def dataset_label(root: str) -> str:
     return "built-in glyphs" if root == BUILTIN_GLYPHS else (Path(root).name or root)
 
 
-def _best_cell(best: float | None) -> tuple[str, float]:
-    """(text, sort key) of a Best val. acc. cell; Duration and Steps below."""
-    return (f"{best:.2%}", best) if best is not None else ("–", -1.0)
+def _best_cell(best: float | None) -> str:
+    """The text of a Best val. acc. cell; Duration and Steps below (:func:`_sort_key` sorts them)."""
+    return f"{best:.2%}" if best is not None else "–"
 
 
-def _duration_cell(seconds: float) -> tuple[str, float]:
-    return format_duration(seconds), seconds
+def _duration_cell(seconds: float) -> str:
+    return format_duration(seconds)
 
 
-def _steps_cell(done: int, total: int) -> tuple[str, int]:
-    return f"{done:,} / {total:,}", done
+def _steps_cell(done: int, total: int) -> str:
+    return f"{done:,} / {total:,}"
 
 
 def _sort_key(record: RunRecord, column: str) -> Any:
     """What a run is sorted by in ``column`` (the cells' numbers, else their text)."""
-    numbers = {"Steps": record.steps_done, "Best val. acc.": _best_cell(record.best_val_accuracy)[1],
+    numbers = {"Steps": record.steps_done, "Best val. acc.": -1.0 if record.best_val_accuracy is None else record.best_val_accuracy,
                "Duration": record.duration_s}
     if column in numbers:
         return numbers[column]
@@ -217,9 +217,9 @@ class RunsPanel(QWidget):
         texts = {
             "Name": self._shown_name(record),
             "Status": record.status,
-            "Steps": _steps_cell(record.steps_done, record.total_steps)[0],
-            "Best val. acc.": _best_cell(record.best_val_accuracy)[0],
-            "Duration": _duration_cell(record.duration_s)[0],
+            "Steps": _steps_cell(record.steps_done, record.total_steps),
+            "Best val. acc.": _best_cell(record.best_val_accuracy),
+            "Duration": _duration_cell(record.duration_s),
             "Algorithm": record.algorithm,
             "Data set": dataset_label(record.dataset),
             "Device": record.device,
@@ -249,7 +249,7 @@ class RunsPanel(QWidget):
         entry = self.races.get(race)
         best = max((r.best_val_accuracy for r in records if r.best_val_accuracy is not None), default=None)
         texts = {"Name": f"Race: {self._race_name(race)}", "Status": entry.status if entry else "",
-                 "Best val. acc.": _best_cell(best)[0], "Algorithm": f"{len(records)} algorithms",
+                 "Best val. acc.": _best_cell(best), "Algorithm": f"{len(records)} algorithms",
                  "Data set": dataset_label(records[0].dataset), "Device": records[0].device,
                  "Created": (entry.created if entry and entry.created else records[0].created).replace("T", " ")[:19]}
         bold = QFont(self.table.font())
@@ -336,7 +336,7 @@ class RunsPanel(QWidget):
             cells["Steps"] = _steps_cell(metrics.step, metrics.total_steps)
         self._filling = True
         try:
-            for name, (text, _) in cells.items():
+            for name, text in cells.items():
                 column = COLUMNS.index(name)
                 item = self.table.item(row, column)
                 longer = len(text) > len(item.text())
