@@ -506,7 +506,7 @@ class RacePanel(RaceCurves, QWidget):
         self.window.open_run(record, load_settings=False)
         runs_panel = getattr(self.window, "runs_panel", None)
         if runs_panel is not None:
-            runs_panel.select_runs([run_dir])
+            runs_panel.select_runs([run_dir], notify=False)  # open_run showed it: no overlay of itself
 
     def load_selected_settings(self) -> None:
         """Load the selected algorithm's run settings into the forms (asked for explicitly)."""

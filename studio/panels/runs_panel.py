@@ -376,12 +376,20 @@ class RunsPanel(QWidget):
         items = [self.table.item(row, 0) for row in rows]
         return {item.data(RACE_ROLE) for item in items if item is not None and item.data(RACE_ROLE) is not None}
 
-    def select_runs(self, run_dirs: list[str | Path]) -> None:
-        self.table.clearSelection()
-        for run_dir in run_dirs:
-            row = self.row_of(run_dir)
-            if row >= 0:
-                self._select_row(row)
+    def select_runs(self, run_dirs: list[str | Path], *, notify: bool = True) -> None:
+        """Select these runs' rows; ``notify=False``: only show them selected (no ``selection_changed``: the
+        caller already shows the run, and the window would overlay it on its own curves)."""
+        filling, self._filling = self._filling, self._filling or not notify
+        try:
+            self.table.clearSelection()
+            for run_dir in run_dirs:
+                row = self.row_of(run_dir)
+                if row >= 0:
+                    self._select_row(row)
+        finally:
+            self._filling = filling
+        if not notify:
+            self._update_buttons()
 
     def _selection_changed(self) -> None:
         if self._filling:

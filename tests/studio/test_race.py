@@ -97,6 +97,7 @@ def test_a_saved_race_reopens_with_its_curves_and_table(qtbot, window):
     assert window.plots.n_points == RACE_FIELDS["train.steps"]
     assert window.algorithm_panel.algorithm_name() == "protonet"
     assert window.runs_panel.selected_records()[0].run_dir == folder / "simpleshot"  # selected in the Runs table
+    assert window.plots.n_overlays == 0  # its own curves, not also a dashed copy of them
     assert "simpleshot" in window.evaluation_panel.run_picker.text()
     QTest.mouseClick(panel.load_settings_button, Qt.MouseButton.LeftButton)  # only when asked for
     assert window.algorithm_panel.algorithm_name() == "simpleshot"
