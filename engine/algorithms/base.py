@@ -108,6 +108,18 @@ class Algorithm(ABC):
     meta_gradient_memory: ClassVar[bool] = False
     """Training differentiates through an inner loop, so the trainer checks a CUDA step's memory first
     (:func:`engine.training.memory.estimate_maml_memory`)."""
+    transductive: ClassVar[bool] = False
+    """``Predictor.predict`` uses the whole query batch at once (the predictions of one image depend on the
+    others): evaluation feeds each episode's full query set in one call, and the views say "predictions
+    depend on the whole test set". ``predict`` then needs at least two query images."""
+    kind: ClassVar[str] = "metric"
+    """The family the algorithm belongs to: "metric", "optimisation", "fine-tuning" or "transductive"
+    (``meta-engine algorithms``, the About box, the leaderboard)."""
+    paper: ClassVar[str] = ""
+    """The reference, "Authors Year, Title" (``meta-engine algorithms``, the algorithm form)."""
+    recipe: ClassVar[dict[str, Any]] = {}
+    """The recommended recipe for the leaderboard: dotted config overrides (``{"algorithm.lr": 1e-3,
+    "train.steps_scale": ...}``) applied on top of the leaderboard's common settings; empty: defaults."""
 
     @classmethod
     def display_title(cls, config: AlgorithmConfig | None = None) -> str:

@@ -186,6 +186,8 @@ class ClassifierPretraining(Algorithm):
 class Baseline(ClassifierPretraining):
     """Baseline: linear pre-training head; a new ``config.head`` fitted on the support features."""
     short_title = "Baseline"
+    kind = "fine-tuning"
+    paper = "Chen et al. 2019, A Closer Look at Few-shot Classification"
     cacheable_features = True
     inner_loop = True
 
@@ -226,5 +228,6 @@ class Baseline(ClassifierPretraining):
 class BaselinePlusPlus(Baseline):
     """Baseline++: cosine pre-training head (scale ``cosine_scale``), cosine head fitted by default."""
     short_title = "Baseline++"
+    paper = "Chen et al. 2019, A Closer Look at Few-shot Classification"
 
     pretrain_head = "cosine"

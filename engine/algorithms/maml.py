@@ -234,6 +234,8 @@ class MAML(Algorithm):
     mean; the inner loop then fits them. ``adapt(steps=0)`` gives the unadapted model.
     """
     short_title = "MAML"
+    kind = "optimisation"
+    paper = "Finn et al. 2017, Model-Agnostic Meta-Learning for Fast Adaptation of Deep Networks"
     inner_loop = True
     meta_gradient_memory = True
 

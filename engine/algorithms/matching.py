@@ -82,6 +82,7 @@ class MatchingNetworks(Algorithm):
     """Cosine-attention classifier; per-episode BatchNorm statistics (see ``embed_tasks``);
     Adam on backbone and temperature."""
     short_title = "Matching Nets"
+    paper = "Vinyals et al. 2016, Matching Networks for One Shot Learning"
     one_pass_adaptation = True
     cacheable_features = True
 

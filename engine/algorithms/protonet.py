@@ -58,6 +58,7 @@ class ProtoNet(Algorithm):
     Distances and the loss are computed in float32 also under mixed precision.
     """
     short_title = "ProtoNet"
+    paper = "Snell et al. 2017, Prototypical Networks for Few-shot Learning"
     one_pass_adaptation = True
     cacheable_features = True
 

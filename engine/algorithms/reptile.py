@@ -99,6 +99,8 @@ def iter_train_inner(model: nn.Module, x: Tensor, y: Tensor, *, lr: float, steps
 class Reptile(Algorithm):
     """Reptile over ``backbone`` plus a ``Linear(out_features, n_way)`` head."""
     short_title = "Reptile"
+    kind = "optimisation"
+    paper = "Nichol et al. 2018, On First-Order Meta-Learning Algorithms"
     inner_loop = True
 
     def __init__(self, config: ReptileConfig, backbone: nn.Module, *, n_way: int, n_train_classes: int) -> None:

@@ -86,6 +86,7 @@ class CentroidPredictor(Predictor):
 class SimpleShot(ClassifierPretraining):
     """Baseline pre-training plus a running feature mean; nearest-centroid adaptation (no gradient steps)."""
     short_title = "SimpleShot"
+    paper = "Wang et al. 2019, SimpleShot: Revisiting Nearest-Neighbor Classification for Few-Shot Learning"
     one_pass_adaptation = True
     cacheable_features = True
 
