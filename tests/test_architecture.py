@@ -26,7 +26,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("engine.algorithms",),
     ("engine.evaluation",),
     ("engine.training",),
-    ("engine.adapted", "engine.inference", "engine.inspection", "engine.scrubbing", "engine.race", "engine.regression"),
+    ("engine.adapted", "engine.inference", "engine.inspection", "engine.scrubbing", "engine.race", "engine.regression",
+     "engine.rl", "engine.sweep", "engine.leaderboard", "engine.export"),
     ("engine.sessions",),
     ("engine.cli", "engine.__main__", "engine.api"),
     # studio, bottom up (it sees the engine only through engine.api)
