@@ -37,6 +37,7 @@ from torch import Tensor
 from engine.config import MAMLConfig, RunConfig, resolve_channels_last
 from engine.data.types import Task
 from engine.errors import ConfigError
+from engine.runtime.precision import resolve_precision
 
 GIB = 1024 ** 3
 SAFETY_FACTOR = 1.15
@@ -163,7 +164,7 @@ def _measure(config: RunConfig, device: torch.device) -> tuple[_Profile, _Profil
         torch.manual_seed(0)
         algorithm = build_algorithm(config, n_train_classes=max(config.task.n_way, 1)).to(device)
         channels_last = resolve_channels_last(config.train.channels_last, device, config.data.image_size)
-        algorithm.configure_runtime(config.train.precision, channels_last, "loop")
+        algorithm.configure_runtime(resolve_precision(config.train.precision, device)[0], channels_last, "loop")
         tasks = _synthetic_tasks(config, 2, algorithm)
     param_bytes = sum(p.numel() * p.element_size() for p in algorithm.model.parameters())
     input_bytes = sum(t.numel() * t.element_size()

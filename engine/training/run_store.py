@@ -92,6 +92,7 @@ class RunRecord:
     best_step: int | None = None
     pid: int | None = None
     message: str = ""
+    precision: str = ""            # the precision the run trains in (train.precision "auto" resolved)
     race_dir: Path | None = None   # the race folder of a run trained in a race (not in run.json: its location)
 
     def to_json(self) -> dict[str, Any]:

@@ -59,6 +59,7 @@ from engine.errors import ConfigError, EngineError, TrainingError
 from engine.evaluation import evaluate
 from engine.io import atomic_write_json
 from engine.runtime import collective
+from engine.runtime.precision import resolve_precision
 from engine.training import distributed
 from engine.training import run_store as rs
 from engine.training.callbacks import (Callback, CallbackList, CheckpointInfo, RunInfo, RunSummary,
@@ -259,7 +260,8 @@ class Trainer:
             algorithm = build_algorithm(cfg, n_train_classes=n_train)
             algorithm.to(device)
         channels_last = resolve_channels_last(cfg.train.channels_last, device, cfg.data.image_size)
-        algorithm.configure_runtime(cfg.train.precision, channels_last, cfg.train.task_batching, cfg.train.vmap_chunk,
+        self._precision, self._precision_reason = resolve_precision(cfg.train.precision, device)
+        algorithm.configure_runtime(self._precision, channels_last, cfg.train.task_batching, cfg.train.vmap_chunk,
                                     cfg.train.cuda_graphs)
         self.algorithm = algorithm
         self._check_memory(cfg, device)
@@ -286,9 +288,7 @@ class Trainer:
             raise TrainingError("another process of this distributed run failed during set-up (see rank 0)")
 
     def _runtime_note(self) -> str:
-        cfg, parts = self.config.train, []
-        if cfg.precision != "fp32":
-            parts.append(cfg.precision)
+        parts = [f"{self._precision}: {self._precision_reason}"]
         if self.algorithm.channels_last:
             parts.append("channels-last")
         if self._world is not None:
@@ -319,7 +319,8 @@ class Trainer:
             algorithm=cfg.algorithm.name, dataset=cfg.data.root, device=str(device), status="running",
             best_val_accuracy=self._best[0] if self._best else None, duration_s=self._elapsed_before,
             created=previous.get("created") or rs.now_iso(), steps_done=self._start_step,
-            total_steps=cfg.train.steps, best_step=self._best[1] if self._best else None, pid=os.getpid())
+            total_steps=cfg.train.steps, best_step=self._best[1] if self._best else None, pid=os.getpid(),
+            precision=self._precision)
         rs.write_record(self._record)
         keep = self._start_step if self._resume_from is not None else 0
         self._metrics = rs.MetricsWriter(self.run_dir / rs.METRICS_FILE, keep_up_to_step=keep)

@@ -1,0 +1,75 @@
+"""``train.precision = auto``: bf16 only where the CPU (AMX-BF16) or GPU makes it faster, recorded per run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine.config import TrainConfig
+from engine.runtime import precision as precision_module
+from engine.runtime.precision import cpu_bf16_instructions, resolve_precision
+from engine.training.callbacks import Callback
+from engine.training.trainer import Trainer
+
+from .helpers import tiny_config
+
+CPU = torch.device("cpu")
+
+
+def _cpu_with(monkeypatch: pytest.MonkeyPatch, *flags: str) -> None:
+    monkeypatch.setattr(precision_module, "cpu_bf16_instructions", lambda *args: tuple(flags))
+
+
+def test_auto_is_the_default_and_explicit_settings_are_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert TrainConfig().precision == "auto"
+    _cpu_with(monkeypatch, "amx_bf16", "avx512_bf16")
+    for setting in ("fp32", "bf16"):
+        assert resolve_precision(setting, CPU) == (setting, "set in the config")
+
+
+@pytest.mark.parametrize(("flags", "expected"), [
+    (("amx_bf16", "avx512_bf16"), "bf16"),   # AMX: bf16 is faster (the issue's probe: 1.74x)
+    (("avx512_bf16",), "fp32"),              # AVX512-BF16 alone: measured 0.85-0.90x, so fp32
+    ((), "fp32"),
+])
+def test_auto_picks_bf16_only_on_cpus_with_amx(monkeypatch: pytest.MonkeyPatch, flags: tuple, expected: str) -> None:
+    _cpu_with(monkeypatch, *flags)
+    chosen, reason = resolve_precision("auto", CPU)
+    assert chosen == expected
+    assert reason.startswith("auto: ") and ("AMX-BF16" in reason)
+
+
+def test_cpu_flags_are_read_from_cpuinfo_when_torch_cannot_tell(monkeypatch: pytest.MonkeyPatch,
+                                                                 tmp_path: Path) -> None:
+    for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
+        monkeypatch.setattr(torch.cpu, probe, lambda: False, raising=False)
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor : 0\nflags : fpu sse2 avx512f amx_bf16 amx_tile avx512_bf16\n")
+    assert cpu_bf16_instructions(cpuinfo) == ("amx_bf16", "avx512_bf16")
+    cpuinfo.write_text("processor : 0\nflags : fpu sse2 avx2\n")
+    assert cpu_bf16_instructions(cpuinfo) == ()
+
+
+class _Log(Callback):
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def on_log(self, message: str, level: str = "info") -> None:
+        self.lines.append(message)
+
+
+@pytest.mark.parametrize(("flags", "expected"), [(("amx_bf16",), "bf16"), ((), "fp32")])
+def test_a_run_records_and_logs_its_precision(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_flat: Path,
+                                              flags: tuple, expected: str) -> None:
+    _cpu_with(monkeypatch, *flags)
+    config = tiny_config(tiny_flat, steps=2)
+    log = _Log()
+    trainer = Trainer(config, run_dir=tmp_path / "run", callbacks=[log])
+    summary = trainer.run()
+    assert summary.status == "finished", summary.message
+    assert trainer.algorithm.precision == expected
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["precision"] == expected
+    assert any(f"{expected}: auto: " in line for line in log.lines), log.lines
