@@ -282,7 +282,7 @@ class _FastWeightsModule(nn.Module):
         return self.model(images).softmax(1)
 
 
-def _scriptable(algorithm: Algorithm, predictor: Predictor) -> nn.Module:
+def predictor_module(algorithm: Algorithm, predictor: Predictor) -> nn.Module:
     """A module computing ``predictor.predict``; MAML/Reptile fast weights are written into the (copied) model,
     because tracing cannot follow ``torch.func.functional_call``."""
     if isinstance(predictor, FunctionalPredictor):
@@ -320,7 +320,7 @@ def export_torchscript(adapted: AdaptedClassifier, path: Path | str) -> Path:
         network.requires_grad_(False)
     try:
         predictor = algorithm.predictor_from_state(adapted.predictor.state())
-        module = _scriptable(algorithm, predictor)
+        module = predictor_module(algorithm, predictor)
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated but still the portable format
             warnings.simplefilter("ignore", torch.jit.TracerWarning)  # BatchNorm's batch-size check (MAML)
@@ -337,4 +337,4 @@ def export_torchscript(adapted: AdaptedClassifier, path: Path | str) -> Path:
 
 
 __all__ = ["FORMAT", "AdaptedClassifier", "save_adapted", "load_adapted", "is_adapted_file",
-           "export_torchscript", "as_network_input"]
+           "export_torchscript", "as_network_input", "predictor_module"]
