@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Protocol, Sequence
 
 import torch
 from torch import Tensor
@@ -17,8 +17,15 @@ from torch import Tensor
 from engine.algorithms.base import Algorithm
 from engine.data.dataset import FewShotData
 from engine.data.sampler import EpisodeSampler
+from engine.data.types import Task
 
 ProgressFn = Callable[[int, int], None]
+
+
+class EpisodeSource(Protocol):
+    """Anything that draws seeded episodes (``EpisodeSampler``, the protocols of engine.evaluation_protocols)."""
+
+    def sample(self) -> Task: ...
 MAX_MISCLASSIFIED = 200
 
 
@@ -69,12 +76,15 @@ class EvaluationResult:
 def evaluate(algorithm: Algorithm, data: FewShotData, part: str = "test", episodes: int = 600,
              n_way: int = 5, n_shot: int = 1, n_query: int = 15, seed: int = 0,
              progress: ProgressFn | None = None, should_stop: Callable[[], bool] | None = None,
-             class_ids: Sequence[int] | None = None) -> EvaluationResult:
-    """Evaluate on ``episodes`` seeded episodes of the classes of ``part`` (or explicit ``class_ids``)."""
+             class_ids: Sequence[int] | None = None, sampler: EpisodeSource | None = None) -> EvaluationResult:
+    """Evaluate on ``episodes`` seeded episodes of the classes of ``part`` (or explicit ``class_ids``).
+
+    ``sampler``: draw the episodes from it instead (its episodes' classes must be among ``class_ids``).
+    """
     ids = list(class_ids) if class_ids is not None else data.class_ids(part)
-    if class_ids is None:
+    if sampler is None and class_ids is None:
         sampler = data.episodes(part, n_way, n_shot, n_query, seed)
-    else:
+    elif sampler is None:
         sampler = EpisodeSampler(data.store, ids, data.preprocessing, n_way, n_shot, n_query, seed)
     local = {cid: i for i, cid in enumerate(ids)}
     confusion = torch.zeros(len(ids), len(ids), dtype=torch.long)

@@ -11,14 +11,22 @@ from engine.data.dataset import FewShotData, load_data
 from engine.data.folder import IMAGE_EXTENSIONS, scan_folder
 from engine.errors import ConfigError, DatasetError
 from engine.evaluation import EvaluationResult, evaluate
+from engine.evaluation_protocols import PROTOCOLS, evaluate_within_alphabet
 from engine.training.checkpoint import load_algorithm
 
 
 def evaluate_checkpoint(path: Path, *, dataset: str | None = None, episodes: int = 600, n_way: int = 5,
                         n_shot: int = 1, n_query: int = 15, seed: int = 0, device: str = "cpu",
-                        classes: str = "auto", groups: str | None = None,
-                        progress=None) -> tuple[EvaluationResult, str]:
-    """Evaluate a checkpoint; returns the result and a description of the classes used."""
+                        classes: str = "auto", groups: str | None = None, progress=None,
+                        protocol: str = "episodes",
+                        exclude_groups: Sequence[str] = ()) -> tuple[EvaluationResult, str]:
+    """Evaluate a checkpoint; returns the result and a description of the classes used.
+
+    protocol: "episodes" (random N-way episodes) or "within-alphabet" (engine.evaluation_protocols);
+    exclude_groups: groups (alphabets) whose classes are left out of the evaluation.
+    """
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"--protocol: unknown protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}")
     for name, value, low in (("--episodes", episodes, 1), ("--n-way", n_way, 2), ("--n-shot", n_shot, 1),
                              ("--n-query", n_query, 1)):
         if value < low:
@@ -29,10 +37,18 @@ def evaluate_checkpoint(path: Path, *, dataset: str | None = None, episodes: int
     if not own:
         data_cfg.root = dataset
         data_cfg.augment_rotations = False
+        data_cfg.split_mode = "ratio"  # the split of another folder is unused; its groups are not the training data's
     data = load_data(data_cfg, split=checkpoint.split if own else None)
     class_ids, scope = evaluation_classes(data, checkpoint.split.train, classes, groups, own)
+    if exclude_groups:
+        class_ids = [c for c in class_ids if data.store.class_groups[c] not in set(exclude_groups)]
+        scope += f", without the {len(set(exclude_groups))} excluded group(s): {len(class_ids)} classes"
     if len(class_ids) < n_way:
         raise ConfigError(f"--n-way {n_way}: only {len(class_ids)} classes available in {scope}")
+    if protocol == "within-alphabet":
+        result = evaluate_within_alphabet(algorithm, data, class_ids, episodes=episodes, n_way=n_way,
+                                          n_shot=n_shot, n_query=n_query, seed=seed, progress=progress)
+        return result, f"{scope}, within one alphabet per episode"
     result = evaluate(algorithm, data, episodes=episodes, n_way=n_way, n_shot=n_shot, n_query=n_query,
                       seed=seed, progress=progress, class_ids=class_ids)
     return result, scope

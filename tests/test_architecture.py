@@ -24,7 +24,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("engine", "engine.errors", "engine.io", "engine.config"),
     ("engine.data", "engine.models", "engine.runtime"),
     ("engine.algorithms",),
-    ("engine.evaluation",),
+    ("engine.evaluation", "engine.evaluation_protocols"),
     ("engine.training",),
     ("engine.adapted", "engine.inference", "engine.inspection", "engine.scrubbing", "engine.race", "engine.regression",
      "engine.rl", "engine.sweep", "engine.leaderboard", "engine.export"),
