@@ -188,6 +188,8 @@ class Baseline(ClassifierPretraining):
     short_title = "Baseline"
     kind = "fine-tuning"
     paper = "Chen et al. 2019, A Closer Look at Few-shot Classification"
+    recipe = {"algorithm.lr": 1e-3, "algorithm.batch_size": 64, "algorithm.finetune_steps": 100,
+              "algorithm.finetune_lr": 0.01}  # Adam pre-training, 100 fine-tuning steps, as in the paper
     cacheable_features = True
     inner_loop = True
 
@@ -229,5 +231,7 @@ class BaselinePlusPlus(Baseline):
     """Baseline++: cosine pre-training head (scale ``cosine_scale``), cosine head fitted by default."""
     short_title = "Baseline++"
     paper = "Chen et al. 2019, A Closer Look at Few-shot Classification"
+    recipe = {"algorithm.lr": 1e-3, "algorithm.batch_size": 64, "algorithm.finetune_steps": 100,
+              "algorithm.finetune_lr": 0.01, "algorithm.cosine_scale": 10.0}
 
     pretrain_head = "cosine"

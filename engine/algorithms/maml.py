@@ -39,9 +39,9 @@ from torch.func import functional_call
 
 from engine.algorithms.base import Algorithm, Predictor, ProgressCallback
 from engine.algorithms.functional import (
-    BackboneWithHead, FunctionalPredictor, LossFn, Params, check_support, correct_fraction,
-    functional_predictor_from_state, inner_loop, iter_adapted_parameters, last, resized_head, step_metrics,
-    use_batch_statistics,
+    BackboneWithHead, FunctionalPredictor, InnerRates, LossFn, Params, adapted_names, check_support,
+    correct_fraction, functional_predictor_from_state, inner_loop, iter_adapted_parameters, last, rate_of,
+    resized_head, step_metrics, use_batch_statistics,
 )
 from engine.config import MAMLConfig
 from engine.data.types import ClassBatch, Task
@@ -76,7 +76,7 @@ class MetaGradient:
         return float(self.losses.mean().item())
 
 
-def maml_meta_gradient(model: nn.Module, tasks: Sequence[TaskTensors | Task], *, inner_lr: float,
+def maml_meta_gradient(model: nn.Module, tasks: Sequence[TaskTensors | Task], *, inner_lr: InnerRates,
                        inner_steps: int, first_order: bool, loss_fn: LossFn,
                        features: nn.Module | None = None, batched: bool = False, chunk_size: int = 0,
                        loss_scale: float = 1.0,
@@ -90,6 +90,9 @@ def maml_meta_gradient(model: nn.Module, tasks: Sequence[TaskTensors | Task], *,
     inner gradients as constants, so the result is the query-loss gradient at the
     adapted parameters. ``features`` (ANIL): a module applied to the images before
     ``model`` with its parameters fixed in the inner loop and trained in the outer loop.
+    inner_lr: one rate for every parameter of ``model``, or rates per name (:data:`InnerRates`: the
+    parameters it leaves out stay fixed in the inner loop, as BOIL's head); tensor rates that require
+    grad (Meta-SGD) get meta-gradients too, named ``"inner_lr." + name``.
 
     batched: run the tasks through ``torch.func.vmap`` (all tasks must have the same
     shapes; see :func:`batched_query_losses`), ``chunk_size`` tasks per call (0 = all at
@@ -100,7 +103,7 @@ def maml_meta_gradient(model: nn.Module, tasks: Sequence[TaskTensors | Task], *,
     loss scaling; ``loss`` is unscaled). inner_context / query_context: context
     factories for the support-side and query-side forward passes (mixed precision).
     """
-    named = meta_parameters(model, features)
+    named = meta_parameters(model, features) + rate_parameters(inner_lr)
     if batched:
         return _chunked_meta_gradient(model, tasks, named, chunk_size or len(tasks), loss_scale=loss_scale,
                                       inner_lr=inner_lr, inner_steps=inner_steps, first_order=first_order,
@@ -159,7 +162,14 @@ def meta_parameters(model: nn.Module, features: nn.Module | None = None) -> list
     return named
 
 
-def batched_query_losses(model: nn.Module, tasks: Sequence[TaskTensors | Task], *, inner_lr: float,
+def rate_parameters(inner_lr: InnerRates) -> list[tuple[str, Tensor]]:
+    """(``"inner_lr." + name``, rate) of the learned rates in ``inner_lr``: tensors that require grad."""
+    if isinstance(inner_lr, float | int):
+        return []
+    return [(f"inner_lr.{n}", r) for n, r in inner_lr.items() if isinstance(r, Tensor) and r.requires_grad]
+
+
+def batched_query_losses(model: nn.Module, tasks: Sequence[TaskTensors | Task], *, inner_lr: InnerRates,
                          inner_steps: int, first_order: bool, loss_fn: LossFn, features: nn.Module | None = None,
                          inner_context: ContextFactory = contextlib.nullcontext,
                          query_context: ContextFactory = contextlib.nullcontext) -> tuple[Tensor, Tensor]:
@@ -177,10 +187,11 @@ def batched_query_losses(model: nn.Module, tasks: Sequence[TaskTensors | Task], 
     stacked = [torch.stack(parts) for parts in zip(*(_task_tensors(t) for t in tasks))]
     params = dict(model.named_parameters())
     feature_params = dict(features.named_parameters()) if features is not None else {}
+    names = adapted_names(params, inner_lr)
     loss = _upcast_loss(loss_fn)
 
-    def support_loss(weights: Params, x: Tensor, y: Tensor) -> Tensor:
-        return loss(functional_call(model, weights, (x,)), y)
+    def support_loss(adapted: Params, fixed: Params, x: Tensor, y: Tensor) -> Tensor:
+        return loss(functional_call(model, {**fixed, **adapted}, (x,)), y)
 
     def one_task(weights: Params, f_weights: Params, sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor
                  ) -> tuple[Tensor, Tensor]:
@@ -192,8 +203,8 @@ def batched_query_losses(model: nn.Module, tasks: Sequence[TaskTensors | Task], 
             fast = weights
             for _ in range(inner_steps):
                 at = {n: w.detach() for n, w in fast.items()} if first_order else fast
-                grads = torch.func.grad(support_loss)(at, sx, sy)
-                fast = {n: fast[n] - inner_lr * grads[n] for n in fast}
+                grads = torch.func.grad(support_loss)({n: at[n] for n in names}, at, sx, sy)
+                fast = {**fast, **{n: fast[n] - rate_of(inner_lr, n) * grads[n] for n in names}}
         with query_context():
             if features is not None:
                 qx = functional_call(features, f_weights, (qx,))
@@ -236,6 +247,8 @@ class MAML(Algorithm):
     short_title = "MAML"
     kind = "optimisation"
     paper = "Finn et al. 2017, Model-Agnostic Meta-Learning for Fast Adaptation of Deep Networks"
+    recipe = {"algorithm.lr": 1e-3, "algorithm.inner_lr": 0.4, "algorithm.inner_steps": 1,
+              "algorithm.test_inner_lr": 0.4, "algorithm.test_inner_steps": 3}  # the paper's Omniglot 5-way
     inner_loop = True
     meta_gradient_memory = True
 
@@ -274,8 +287,17 @@ class MAML(Algorithm):
     def _model_and_features(self) -> tuple[nn.Module, nn.Module | None]:
         return (self.head, self.backbone) if self.config.anil else (self.model, None)
 
-    def _named_meta_parameters(self) -> list[tuple[str, nn.Parameter]]:
-        return meta_parameters(*self._model_and_features())
+    def _named_meta_parameters(self) -> list[tuple[str, Tensor]]:
+        return meta_parameters(*self._model_and_features()) + rate_parameters(self.inner_rates())
+
+    def inner_rates(self) -> InnerRates:
+        """The training inner loop's step sizes (:data:`InnerRates`): MAML's one ``inner_lr`` (subclasses:
+        rates per parameter name of ``self.model``, the names left out stay fixed)."""
+        return self.config.inner_lr
+
+    def test_rates(self, n_classes: int) -> InnerRates:
+        """The adaptation inner loop's step sizes for ``n_classes`` classes (detached): ``test_inner_lr``."""
+        return self.config.test_inner_lr
 
     def meta_gradient(self, tasks: Sequence[Task], *, batched: bool, chunk_size: int = 0,
                       loss_scale: float = 1.0) -> MetaGradient:
@@ -288,7 +310,7 @@ class MAML(Algorithm):
         """
         model, features = self._model_and_features()
         inner_context = contextlib.nullcontext if self.precision == "fp16" else self.autocast
-        return maml_meta_gradient(model, tasks, inner_lr=self.config.inner_lr, inner_steps=self.config.inner_steps,
+        return maml_meta_gradient(model, tasks, inner_lr=self.inner_rates(), inner_steps=self.config.inner_steps,
                                   first_order=self.config.first_order, loss_fn=F.cross_entropy, features=features,
                                   batched=batched, chunk_size=chunk_size, loss_scale=loss_scale,
                                   inner_context=inner_context,
@@ -383,7 +405,7 @@ class MAML(Algorithm):
         steps = self.config.test_inner_steps if steps is None else max(0, int(steps))
         support_x, support_y = support_x.to(self.device), support_y.to(self.device)
         weight, bias = resized_head(self.head.weight.detach(), self.head.bias.detach(), n_classes)
-        lr = self.config.test_inner_lr
+        lr = self.test_rates(n_classes)
         if self.config.anil:
             with torch.no_grad():
                 features = self.backbone(support_x)
@@ -440,3 +462,4 @@ class FirstOrderMAML(MAML):
     """MAML registered as "fomaml": the same implementation, its config defaults to ``first_order``."""
 
     short_title = "FOMAML"
+    recipe = {**MAML.recipe, "algorithm.first_order": True}

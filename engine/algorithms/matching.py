@@ -83,6 +83,7 @@ class MatchingNetworks(Algorithm):
     Adam on backbone and temperature."""
     short_title = "Matching Nets"
     paper = "Vinyals et al. 2016, Matching Networks for One Shot Learning"
+    recipe = {"algorithm.lr": 1e-3}
     one_pass_adaptation = True
     cacheable_features = True
 

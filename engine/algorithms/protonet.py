@@ -59,6 +59,8 @@ class ProtoNet(Algorithm):
     """
     short_title = "ProtoNet"
     paper = "Snell et al. 2017, Prototypical Networks for Few-shot Learning"
+    recipe = {"algorithm.lr": 1e-3, "train.lr_schedule": "step", "train.lr_decay_every": 2000,
+              "train.lr_decay_factor": 0.5}  # Adam 1e-3 halved every 2000 episodes, as in the paper
     one_pass_adaptation = True
     cacheable_features = True
 

@@ -101,6 +101,8 @@ class Reptile(Algorithm):
     short_title = "Reptile"
     kind = "optimisation"
     paper = "Nichol et al. 2018, On First-Order Meta-Learning Algorithms"
+    recipe = {"algorithm.lr": 1.0, "algorithm.inner_lr": 1e-3, "algorithm.inner_steps": 5,
+              "algorithm.test_inner_steps": 10, "train.lr_schedule": "cosine"}  # outer step annealed to 0
     inner_loop = True
 
     def __init__(self, config: ReptileConfig, backbone: nn.Module, *, n_way: int, n_train_classes: int) -> None:

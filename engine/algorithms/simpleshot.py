@@ -87,6 +87,7 @@ class SimpleShot(ClassifierPretraining):
     """Baseline pre-training plus a running feature mean; nearest-centroid adaptation (no gradient steps)."""
     short_title = "SimpleShot"
     paper = "Wang et al. 2019, SimpleShot: Revisiting Nearest-Neighbor Classification for Few-Shot Learning"
+    recipe = {"algorithm.lr": 1e-3, "algorithm.batch_size": 64, "train.lr_schedule": "cosine"}
     one_pass_adaptation = True
     cacheable_features = True
 

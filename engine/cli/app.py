@@ -6,12 +6,13 @@ import argparse
 import sys
 from typing import Sequence
 
-from engine.cli import algorithms, datasets, evaluate, export, leaderboard, predict, race, regression, rl, sweep, train
+from engine.cli import (algorithms, datasets, evaluate, export, leaderboard, predict, race, regression, rl, runs, sweep,
+                        train)
 from engine.cli.common import EXIT_BAD_INPUT
 from engine.errors import EngineError
 from engine.training.host_memory import keep_freed_host_memory_if_alone
 
-SUBCOMMANDS = (train, race, sweep, evaluate, predict, export, datasets, regression, rl, algorithms, leaderboard)
+SUBCOMMANDS = (train, race, sweep, evaluate, predict, export, runs, datasets, regression, rl, algorithms, leaderboard)
 """The subcommand modules, in the order ``meta-engine --help`` lists them; each has ``add_parser(sub)``."""
 
 
