@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from engine.algorithms.base import Algorithm
 from engine.algorithms.baseline import Baseline, BaselinePlusPlus
+from engine.algorithms.feat import FEAT, FEATConfig
 from engine.algorithms.maml import MAML, FirstOrderMAML
 from engine.algorithms.matching import MatchingNetworks
 from engine.algorithms.protonet import ProtoNet
+from engine.algorithms.relation import RelationConfig, RelationNetworks
 from engine.algorithms.reptile import Reptile
 from engine.algorithms.simpleshot import SimpleShot
 from engine.config import (ALGORITHM_CONFIGS, AlgorithmConfig, BaselineConfig, BaselinePlusPlusConfig, FOMAMLConfig,
@@ -43,6 +45,8 @@ for _config, _algorithm in ((ProtoNetConfig, ProtoNet), (MAMLConfig, MAML), (FOM
                             (ReptileConfig, Reptile), (MatchingConfig, MatchingNetworks), (BaselineConfig, Baseline),
                             (BaselinePlusPlusConfig, BaselinePlusPlus), (SimpleShotConfig, SimpleShot)):
     register(_config, _algorithm)
+register(RelationConfig, RelationNetworks)
+register(FEATConfig, FEAT)
 assert set(ALGORITHMS) == set(ALGORITHM_CONFIGS), "every configured algorithm needs an implementation"
 
 

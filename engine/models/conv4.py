@@ -50,6 +50,11 @@ class Conv4(nn.Module):
             _conv_block(hidden_channels, hidden_channels),
         )
         self.out_features = hidden_channels * side * side
+        self.map_channels = hidden_channels
+
+    def feature_map(self, x: Tensor) -> Tensor:
+        """[B, C, H, W] -> [B, map_channels, s, s], the map before flattening (Relation Networks)."""
+        return self.blocks(x)
 
     def forward(self, x: Tensor) -> Tensor:
         """[B, C, H, W] -> [B, out_features]."""

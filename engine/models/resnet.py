@@ -52,6 +52,11 @@ class ResNet12(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.out_features = widths[-1]
+        self.map_channels = widths[-1]
+
+    def feature_map(self, x: Tensor) -> Tensor:
+        """[B, C, H, W] -> [B, map_channels, s, s], the map before global pooling (Relation Networks)."""
+        return self.blocks(x)
 
     def forward(self, x: Tensor) -> Tensor:
         """[B, C, H, W] -> [B, 8 * hidden_channels]."""
