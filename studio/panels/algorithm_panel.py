@@ -56,6 +56,13 @@ def write_preset(path: str | Path, config: RunConfig) -> Path:
     return atomic_write_json(path, config.to_dict())
 
 
+def algorithm_summary(name: str) -> str:
+    """What the registered algorithm ``name`` does (its config's ``summary``) and its paper (``Algorithm.paper``)."""
+    summary = ALGORITHM_CONFIGS[name].summary.strip()
+    paper = ALGORITHMS[name].paper.strip()
+    return f"{summary} Paper: {paper}." if paper else summary
+
+
 class AlgorithmPanel(QWidget):
     """Choose the algorithm and edit the task / algorithm / model / train hyperparameters."""
 
@@ -71,7 +78,7 @@ class AlgorithmPanel(QWidget):
         for name in ALGORITHMS:
             cls = ALGORITHM_CONFIGS[name]
             self.algorithm_combo.addItem(cls.title or name, name)
-            self.algorithm_combo.setItemData(self.algorithm_combo.count() - 1, cls.summary,
+            self.algorithm_combo.setItemData(self.algorithm_combo.count() - 1, algorithm_summary(name),
                                              Qt.ItemDataRole.ToolTipRole)
         self.summary_label = QLabel()
         self.summary_label.setObjectName("algorithm_summary")
@@ -131,7 +138,7 @@ class AlgorithmPanel(QWidget):
 
     def _algorithm_changed(self, *args: Any) -> None:
         cls = ALGORITHM_CONFIGS[self.algorithm_name()]
-        self.summary_label.setText(cls.summary)
+        self.summary_label.setText(algorithm_summary(self.algorithm_name()))
         self.forms["algorithm"].set_section_class(cls)
         self._show_what_applies()
         self.config_changed.emit()
