@@ -1,0 +1,86 @@
+"""Sweeps outlive their processes: two processes share one SQLite study, and a sweep killed with
+SIGKILL mid-trial continues when the same command runs again (the killed trial failed, its run
+continued from its checkpoint, no finished trial lost or run twice)."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+from optuna.trial import TrialState
+
+from engine.cli import main
+from engine.training.run_store import RunStore, checkpoint_file
+from tests.engine.sweep_helpers import TINY_FLAGS, start_sweep, study_of
+
+DEADLINE_S = 600
+
+
+def _wait(condition, what: str):
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)  # polling another process's files; the condition decides, not the duration
+
+
+def _trials(runs, name):
+    try:
+        return study_of(runs, name).get_trials()
+    except (KeyError, Exception):  # the study or its database not created yet
+        return []
+
+
+def test_two_processes_share_one_study_without_duplicates(tmp_path):
+    runs = tmp_path / "runs"
+    args = ("--steps", "2", "--trials", "4", "--study", "shared", "--pruner", "none",
+            "--param", "algorithm.lr=1e-4:1e-2:log")
+    first = start_sweep(runs, *args)
+    _wait(lambda: (runs / "sweeps" / "optuna.db").is_file() and _trials(runs, "shared"), "the first trial")
+    second = start_sweep(runs, *args)
+    assert first.wait(DEADLINE_S) == 0 and second.wait(DEADLINE_S) == 0
+    trials = study_of(runs, "shared").get_trials()
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(trials) == len(complete) and 4 <= len(complete) <= 5  # both asked while 3 were counted: one more
+    assert len({t.user_attrs["pid"] for t in complete}) == 2  # both processes ran trials of the one study
+    run_dirs = [t.user_attrs["run_dir"] for t in complete]
+    assert len(set(run_dirs)) == len(run_dirs)  # no trial run twice, no run folder shared
+    assert sorted(str(r.run_dir) for r in RunStore(runs).list_runs()) == sorted(run_dirs)
+
+
+def test_a_killed_sweep_continues_where_it_was(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    args = ("--steps", "30", "--trials", "2", "--study", "killed", "--pruner", "none",
+            "--param", "algorithm.lr=1e-4:1e-2:log")
+    sweep = start_sweep(runs, *args)
+    try:
+        def second_trial_validated():
+            trials = _trials(runs, "killed")
+            done = [t for t in trials if t.state == TrialState.COMPLETE]
+            running = [t for t in trials if t.state == TrialState.RUNNING and t.intermediate_values
+                       and "run_dir" in t.user_attrs and checkpoint_file(t.user_attrs["run_dir"], "last").is_file()]
+            return (done, running) if done and running else None
+
+        (finished,), (killed,) = _wait(second_trial_validated, "a finished trial and a validated running one")
+        sweep.send_signal(signal.SIGKILL)
+        sweep.wait(60)
+    finally:
+        if sweep.poll() is None:
+            sweep.kill()
+    assert study_of(runs, "killed").trials[killed.number].state == TrialState.RUNNING  # as the kill left it
+    finished_checkpoint = checkpoint_file(finished.user_attrs["run_dir"], "last").stat().st_mtime_ns
+    assert main(["sweep", *TINY_FLAGS, "--runs-dir", str(runs), *args, "--quiet"]) == 0
+    trials = study_of(runs, "killed").get_trials()
+    assert trials[finished.number].state == TrialState.COMPLETE and trials[finished.number].value == finished.value
+    assert trials[killed.number].state == TrialState.FAIL  # marked failed on restart
+    (continued,) = [t for t in trials if t.user_attrs.get("resume_run_dir") == killed.user_attrs["run_dir"]]
+    assert continued.state == TrialState.COMPLETE and continued.params == killed.params
+    assert continued.user_attrs["run_dir"] == killed.user_attrs["run_dir"]  # its run continued, not restarted
+    assert set(killed.intermediate_values.items()) <= set(continued.intermediate_values.items())
+    assert sorted(continued.intermediate_values) == list(range(2, 31, 2))
+    assert [t.state for t in trials].count(TrialState.COMPLETE) == 2  # the study's 2 trials, none run twice
+    assert checkpoint_file(finished.user_attrs["run_dir"], "last").stat().st_mtime_ns == finished_checkpoint
+    record = RunStore(runs).record(killed.user_attrs["run_dir"])
+    assert record.status == "finished" and record.steps_done == 30
