@@ -13,6 +13,7 @@ from PySide6.QtWidgets import QApplication
 
 from engine.api import keep_freed_host_memory_in_all_threads
 from studio import settings as st
+from studio.qt_libs import check_qt_libraries
 
 
 def wait_ms(ms: int) -> None:
@@ -86,6 +87,10 @@ def open_window(folder: str | None = None, *, warm_training_process: bool = True
 def main(argv: list[str] | None = None) -> int:
     """Open the main window and run the event loop; returns the exit status."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    missing = check_qt_libraries()  # before Qt loads its platform plugin: one line naming the packages
+    if missing:
+        print(missing, file=sys.stderr)
+        return 1
     app = create_application()  # first: it tunes the process before Qt and the workers start threads
     window = open_window(args.folder)  # noqa: F841 (kept alive by this frame while the loop runs)
     return app.exec()

@@ -31,7 +31,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("engine.sessions",),
     ("engine.cli", "engine.__main__", "engine.api"),
     # studio, bottom up (it sees the engine only through engine.api)
-    ("studio", "studio.settings", "studio.rate_limit", "studio.datasets"),
+    ("studio", "studio.settings", "studio.rate_limit", "studio.datasets", "studio.qt_libs"),
     ("studio.jobs", "studio.widgets"),
     ("studio.panels",),
     ("studio.window", "studio.main_window"),
