@@ -53,9 +53,27 @@ EXPORTS: dict[str, tuple[str, ...]] = {
                     "SHARED_STREAM_NOTE", "AlgorithmResult", "Race", "RaceCallback", "RaceJob", "RaceConfig", "RaceInfo",
                     "RaceResult", "SavedRace", "default_race_name", "delete_race", "format_accuracy", "format_memory",
                     "list_races", "load_race", "new_race_dir"),
+    # hyperparameter sweeps on Optuna (Sweep view)
+    "engine.sweep": ("MIN_TRIALS_FOR_IMPORTANCE", "PRUNERS", "SearchDimension", "SearchSpace", "SweepJob",
+                     "SweepOutcome", "SweepSettings", "SweepSnapshot", "TrialRow", "build_space",
+                     "default_storage_url", "dimension_from_json", "load_sweep"),
+    "engine.sweep.space": ("NOT_SEARCHED",),
     # sinusoid regression (teaching view)
     "engine.regression": ("KINDS", "MODEL_TITLES", "RegressionConfig", "RegressionModel", "fit_trajectory",
                           "load_models", "train_both", "trajectory_mse"),
+    # meta-RL on 2-D navigation (teaching view)
+    "engine.rl.config": ("NavigationConfig", "POLICY_KINDS", "POLICY_TITLES"),
+    "engine.rl.env": ("GOAL_HIGH", "GOAL_LOW", "check_goal"),
+    "engine.rl.evaluation": ("GoalAdaptation", "adapt_to_goal"),
+    "engine.rl.store": ("load_policies",),
+    "engine.rl.training": ("NavigationPolicy", "train_policy"),
+    # leaderboards (every algorithm's recipe, the same seeded test episodes; the Leaderboard view)
+    "engine.leaderboard": ("LEADERBOARDS_FOLDER", "Leaderboard", "LeaderboardCallback", "LeaderboardRow",
+                           "LeaderboardSpec", "ShotResult", "format_peak_memory", "format_shot_accuracy",
+                           "format_train_time", "latest_leaderboard", "load_leaderboard", "parse_algorithms",
+                           "run_leaderboard"),
+    # export to ONNX / pt2 / TorchScript with the parity check (the Adapt view's Export dialog)
+    "engine.export": ("EXPORT_FORMATS", "PARITY_TOLERANCE", "ExportReport", "ExportSource", "export_source"),
     # interactive sessions (Qt-free state of the Adapt view)
     "engine.sessions": ("BULK_FILES", "DEMO_MODEL", "DEMO_SHOTS", "AdaptOutput", "AdaptSession", "ClassState",
                         "DecodeResult", "DropListing", "Example", "FeatureCache", "MapData", "SupportSet",
