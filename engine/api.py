@@ -30,6 +30,7 @@ EXPORTS: dict[str, tuple[str, ...]] = {
     "engine.data.folder": ("IMAGE_EXTENSIONS", "FolderIndex", "scan_folder"),
     "engine.data.sinusoid": ("SinusoidTask", "SinusoidTasks"),
     "engine.data.splits": ("ClassSplit", "split_classes"),
+    "engine.data.strokes": ("drawing_span", "pen_width_for_span"),
     # training: runs, their callbacks and control, the run store, the child process, torchrun
     "engine.training.callbacks": ("Callback", "RunInfo", "RunSummary", "StepMetrics", "ValidationResult"),
     "engine.training.checkpoint": ("load_algorithm", "load_checkpoint"),

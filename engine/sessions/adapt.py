@@ -29,6 +29,7 @@ from engine.algorithms.base import Algorithm, Predictor
 from engine.data.glyphs import ensure_glyph_dataset
 from engine.data.preprocess import Preprocessing
 from engine.data.splits import ClassSplit
+from engine.data.strokes import Stroke, drawing_size, strokes_png
 from engine.errors import EngineError
 from engine.sessions.adapt_compute import (AdaptationCancelled, AdaptOutput, FeatureCache, adapt_and_predict,
                                            map_data)
@@ -269,16 +270,22 @@ class AdaptSession:
             return result
         return replace(result, examples=[reprocess(e, prep) for e in result.examples])
 
-    def clipboard_file(self, png: bytes) -> Path:
-        """Save a pasted PNG in a temporary folder (named by its content, so pasting it twice is a duplicate)."""
+    def clipboard_file(self, png: bytes, kind: str = "pasted") -> Path:
+        """Save a pasted (or drawn: ``kind``) PNG in a temporary folder, named by its content, so pasting it
+        twice is a duplicate."""
         if self._clipboard_dir is None:
             self._clipboard_dir = tempfile.TemporaryDirectory(prefix="meta-studio-clipboard-")
-        path = Path(self._clipboard_dir.name) / f"pasted-{hashlib.sha1(png).hexdigest()[:10]}.png"
+        path = Path(self._clipboard_dir.name) / f"{kind}-{hashlib.sha1(png).hexdigest()[:10]}.png"
         if not path.exists():
             path.write_bytes(png)
         return path
 
     # ================================================================================ adaptation
+    def drawing_file(self, strokes: Sequence[Stroke]) -> Path:
+        """A drawing of the draw pad as a PNG file, rendered like an Omniglot drawing at the model's image size
+        or more (engine.data.strokes); added like a dropped file, it is decoded as the checkpoint decodes."""
+        return self.clipboard_file(strokes_png(strokes, drawing_size(self.prep.image_size)), kind="drawn")
+
     def can_classify(self) -> bool:
         """A model and at least two classes with images."""
         return self.algorithm is not None and len(usable_classes(self.support)) >= 2

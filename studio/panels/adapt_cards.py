@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QFrame, QHBoxLayout, QLabel, Q
 from engine.api import ClassState, DecodeResult, Example
 from studio.jobs.thread import WorkerHandle, run_in_worker
 from studio.panels.adapt_input import AddImagesButton, ClassNameEdit, DropHint
+from studio.widgets.draw_pad import DrawBox
 from studio.widgets.elide import ElidedLabel
 from studio.widgets.images import pixels_to_qimage
 
@@ -191,6 +192,7 @@ class ClassCard(QFrame):
     rename_requested = Signal(object, str)    # card, new name
     delete_requested = Signal(object)         # card
     remote_dropped = Signal(object, list)     # card, [url] that are not local files
+    drawing_added = Signal(object, list)      # card, strokes of its draw pad (studio.widgets.draw_pad)
 
     def __init__(self, state: ClassState, colour: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -224,6 +226,9 @@ class ClassCard(QFrame):
         self.add_button.setObjectName("add_class_images")
         self.add_button.setAutoRaise(True)
         self.add_button.paths_chosen.connect(lambda paths: self.files_dropped.emit(self, paths))
+        self.draw_box = DrawBox("to this class")
+        self.draw_box.drawing_done.connect(lambda strokes: self.drawing_added.emit(self, strokes))
+        self.draw_button = self.draw_box.toggle_button("\u270E", "Draw an example of this class (mouse or pen)")
 
         header = QHBoxLayout()
         header.setContentsMargins(0, 0, 0, 0)
@@ -232,6 +237,7 @@ class ClassCard(QFrame):
         header.addWidget(self.name_edit, 1)
         header.addWidget(self.count_label)
         header.addWidget(self.add_button)
+        header.addWidget(self.draw_button)
         header.addWidget(self.delete_button)
 
         self.thumbs = ThumbnailList(self)
@@ -256,6 +262,7 @@ class ClassCard(QFrame):
         layout.addLayout(header)
         layout.addWidget(self.thumbs)
         layout.addWidget(self.placeholder)
+        layout.addWidget(self.draw_box)
         layout.addWidget(self.note_label)
         layout.addWidget(self.message_label)
 

@@ -93,6 +93,7 @@ class AdaptPanel(QWidget):
         self.test_zone.clear_requested.connect(self.clear_tests)
         self.test_zone.remove_requested.connect(self.remove_test_image)
         self.map = EmbeddingMap()
+        self.test_zone.drawing_added.connect(self.add_test_drawing)
         right = splitter(Qt.Orientation.Vertical, [self.test_zone, self.map], [1, 1], [400, 500])
         main_splitter = splitter(Qt.Orientation.Horizontal, [self._build_classes(), right], [0, 1], [470, 1000])
 
@@ -232,6 +233,12 @@ class AdaptPanel(QWidget):
             self.add_files(card, self._clipboard_files(images))
 
     def _add_decoded(self, uid: int, listing: DropListing, result: DecodeResult) -> None:
+    def add_drawing(self, card: ClassCard, strokes: list) -> None:
+        """A drawing of the card's pad becomes a support example: a PNG rendered like an Omniglot drawing at
+        the model's size (AdaptSession.drawing_file), added like a dropped file (so Ctrl+Z takes it back)."""
+        if self._model_ready(card.show_message):
+            self.add_files(card, [self.session.drawing_file(strokes)])
+
         card = self.card_list.cards.get(uid)
         if card is None or not self.session.has_class(uid):
             self.show_banner("The class was removed before its images were decoded; nothing was added.", "warning")
@@ -272,6 +279,7 @@ class AdaptPanel(QWidget):
         card.files_dropped.connect(self.add_files)
         card.images_pasted.connect(self.add_images)
         card.remove_requested.connect(self.remove_examples)
+        card.drawing_added.connect(self.add_drawing)
         card.rename_requested.connect(self.rename_class)
         card.delete_requested.connect(self.remove_class)
         card.remote_dropped.connect(lambda c, urls: c.show_message(remote_message(urls), "error"))
@@ -302,6 +310,11 @@ class AdaptPanel(QWidget):
         self.refresh()
 
     def remove_test_image(self, key: str) -> None:
+    def add_test_drawing(self, strokes: list) -> None:
+        """A drawing of the test zone's pad is classified like a dropped test image."""
+        if self._model_ready(self.test_zone.show_message):
+            self.add_test_files([self.session.drawing_file(strokes)])
+
         self.session.remove_test_image(key)
         self.test_zone.set_tiles(self.session.tile_examples)
         self.refresh()

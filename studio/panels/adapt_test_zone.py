@@ -15,6 +15,7 @@ from engine.api import Example
 from studio.panels.adapt_cards import (example_pixmap, mime_has_content, mime_image, mime_paths, set_message,
                                       set_style)
 from studio.panels.adapt_input import AddImagesButton, DropHint
+from studio.widgets.draw_pad import DrawBox
 from studio.widgets.elide import ElidedLabel, elide_middle
 
 TILE_THUMB = 52
@@ -252,6 +253,7 @@ class TestZone(QFrame):
     remote_dropped = Signal(list)       # [url]
     clear_requested = Signal()
     remove_requested = Signal(str)      # example key
+    drawing_added = Signal(list)        # strokes of the zone's draw pad (studio.widgets.draw_pad)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -270,9 +272,13 @@ class TestZone(QFrame):
         self.clear_button = QPushButton("Clear test images")
         self.clear_button.setToolTip("Remove all test images")
         self.clear_button.clicked.connect(self.clear_requested)
+        self.draw_box = DrawBox("to classify")
+        self.draw_box.drawing_done.connect(self.drawing_added)
+        self.draw_button = self.draw_box.toggle_button("\u270E Draw", "Draw a character to classify (mouse or pen)")
         header = QHBoxLayout()
         header.addWidget(title)
         header.addStretch(1)
+        header.addWidget(self.draw_button)
         header.addWidget(self.add_button)
         header.addWidget(self.clear_button)
         self.hint = ElidedLabel("Drop or add images to classify them, or a folder whose sub-folders are named "
@@ -327,6 +333,7 @@ class TestZone(QFrame):
         layout.addLayout(header)
         layout.addWidget(self.hint)
         layout.addWidget(self.message_label)
+        layout.addWidget(self.draw_box)
         layout.addWidget(self.empty_label)
         layout.addWidget(self.splitter, 1)
         self._apply_style(False)
