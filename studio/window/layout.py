@@ -22,6 +22,7 @@ from studio.panels.dataset_panel import DatasetPanel
 from studio.panels.device_panel import DevicePanel
 from studio.panels.evaluation_panel import EvaluationPanel
 from studio.panels.inspector_panel import InspectorPanel
+from studio.panels.leaderboard_panel import LeaderboardPanel
 from studio.panels.log_panel import LogPanel
 from studio.panels.race_panel import RacePanel
 from studio.panels.regression_panel import RegressionPanel
@@ -37,6 +38,7 @@ log = logging.getLogger("studio")
 # The teaching views next to the curves; each is built as ``View(window)``.
 VIEW_TABS: tuple[tuple[str, type], ...] = (
     ("Race", RacePanel),
+    ("Leaderboard", LeaderboardPanel),
     ("Episodes", InspectorPanel),
     ("Inner loop", ScrubberPanel),
     ("Regression", RegressionPanel),
