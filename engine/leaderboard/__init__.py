@@ -13,11 +13,11 @@ from __future__ import annotations
 from engine.leaderboard.runner import LeaderboardCallback, run_leaderboard
 from engine.leaderboard.spec import DEFAULT_SHOTS, LeaderboardSpec, parse_algorithms, recipe_config
 from engine.leaderboard.table import (LEADERBOARDS_FOLDER, Leaderboard, LeaderboardRow, ShotResult, format_markdown,
-                                      format_memory, format_percent, format_seconds, latest_leaderboard,
+                                      format_peak_memory, format_shot_accuracy, format_train_time, latest_leaderboard,
                                       load_leaderboard, markdown_path, save_leaderboard)
 
 __all__ = ["DEFAULT_SHOTS", "LEADERBOARDS_FOLDER", "Leaderboard", "LeaderboardCallback", "LeaderboardRow",
-           "LeaderboardSpec", "ShotResult", "format_markdown", "format_memory", "format_percent", "format_seconds",
+           "LeaderboardSpec", "ShotResult", "format_markdown", "format_peak_memory", "format_shot_accuracy", "format_train_time",
            "latest_leaderboard", "load_leaderboard", "markdown_path", "parse_algorithms", "recipe_config",
            "run_leaderboard", "save_leaderboard"]
 

@@ -140,18 +140,18 @@ def save_leaderboard(board: Leaderboard, json_path: Path) -> tuple[Path, Path]:
     return json_path, md
 
 
-def format_percent(result: ShotResult | None) -> str:
+def format_shot_accuracy(result: ShotResult | None) -> str:
     """"95.11% ± 0.46%", or "-" when there is no accuracy."""
     if result is None or result.accuracy is None or not math.isfinite(result.accuracy):
         return "-"
     return f"{100 * result.accuracy:.2f}% ± {100 * (result.ci95 or 0.0):.2f}%"
 
 
-def format_memory(row: LeaderboardRow) -> str:
+def format_peak_memory(row: LeaderboardRow) -> str:
     return "-" if row.peak_memory_bytes is None else f"{row.peak_memory_bytes / MIB:.1f} MiB"
 
 
-def format_seconds(seconds: float) -> str:
+def format_train_time(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
 
 
@@ -170,9 +170,9 @@ def format_markdown(board: Leaderboard) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in sorted_rows(board):
         cells = [row.title, row.kind + (" (transductive)" if row.transductive and row.kind != "transductive" else "")]
-        cells += [format_percent(row.result(shot)) for shot in board.shots]
+        cells += [format_shot_accuracy(row.result(shot)) for shot in board.shots]
         status = row.status if not row.message else f"{row.status}: {row.message}"
-        cells += [format_seconds(row.train_seconds), format_memory(row), status.replace("|", "/")]
+        cells += [format_train_time(row.train_seconds), format_peak_memory(row), status.replace("|", "/")]
         lines.append("| " + " | ".join(cells) + " |")
     notes = ["", f"**{board.name}**: {settings.get('common', {}).get('train', {}).get('steps', '?')} training steps "
                  f"per algorithm, each with its recipe, on {board.device}; test: the same {settings.get('episodes')} "
