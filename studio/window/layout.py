@@ -24,6 +24,7 @@ from studio.panels.evaluation_panel import EvaluationPanel
 from studio.panels.inspector_panel import InspectorPanel
 from studio.panels.leaderboard_panel import LeaderboardPanel
 from studio.panels.log_panel import LogPanel
+from studio.panels.navigation_panel import NavigationPanel
 from studio.panels.race_panel import RacePanel
 from studio.panels.regression_panel import RegressionPanel
 from studio.panels.runs_panel import RunsPanel
@@ -42,6 +43,7 @@ VIEW_TABS: tuple[tuple[str, type], ...] = (
     ("Episodes", InspectorPanel),
     ("Inner loop", ScrubberPanel),
     ("Regression", RegressionPanel),
+    ("Navigation", NavigationPanel),
 )
 
 
