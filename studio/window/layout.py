@@ -29,6 +29,7 @@ from studio.panels.race_panel import RacePanel
 from studio.panels.regression_panel import RegressionPanel
 from studio.panels.runs_panel import RunsPanel
 from studio.panels.scrubber_panel import ScrubberPanel
+from studio.panels.sweep_panel import SweepPanel
 from studio.panels.training_panel import STOP_SHORTCUT, TrainingPanel
 from studio.widgets.training_plots import TrainingPlots
 from studio.window.guide import GuidedStart
@@ -40,6 +41,7 @@ log = logging.getLogger("studio")
 VIEW_TABS: tuple[tuple[str, type], ...] = (
     ("Race", RacePanel),
     ("Leaderboard", LeaderboardPanel),
+    ("Sweep", SweepPanel),
     ("Episodes", InspectorPanel),
     ("Inner loop", ScrubberPanel),
     ("Regression", RegressionPanel),
