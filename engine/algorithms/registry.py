@@ -9,14 +9,19 @@ scrubber and the adapt panel then find it through :data:`ALGORITHMS` and :func:`
 from __future__ import annotations
 
 from engine.algorithms.base import Algorithm
+from engine.algorithms.bd_cspn import BDCSPN, BDCSPNConfig
 from engine.algorithms.baseline import Baseline, BaselinePlusPlus
 from engine.algorithms.feat import FEAT, FEATConfig
 from engine.algorithms.maml import MAML, FirstOrderMAML
+from engine.algorithms.laplacianshot import LaplacianShot, LaplacianShotConfig
 from engine.algorithms.matching import MatchingNetworks
 from engine.algorithms.protonet import ProtoNet
+from engine.algorithms.pt_map import PTMAP, PTMAPConfig
 from engine.algorithms.relation import RelationConfig, RelationNetworks
 from engine.algorithms.reptile import Reptile
 from engine.algorithms.simpleshot import SimpleShot
+from engine.algorithms.tim import TIM, TIMConfig
+from engine.algorithms.transductive_finetuning import TransductiveFinetuning, TransductiveFinetuningConfig
 from engine.config import (ALGORITHM_CONFIGS, AlgorithmConfig, BaselineConfig, BaselinePlusPlusConfig, FOMAMLConfig,
                            MAMLConfig, MatchingConfig, ProtoNetConfig, ReptileConfig, RunConfig, SimpleShotConfig)
 from engine.errors import ConfigError
@@ -47,6 +52,9 @@ for _config, _algorithm in ((ProtoNetConfig, ProtoNet), (MAMLConfig, MAML), (FOM
     register(_config, _algorithm)
 register(RelationConfig, RelationNetworks)
 register(FEATConfig, FEAT)
+for _config, _algorithm in ((TIMConfig, TIM), (PTMAPConfig, PTMAP), (LaplacianShotConfig, LaplacianShot),
+                            (BDCSPNConfig, BDCSPN), (TransductiveFinetuningConfig, TransductiveFinetuning)):
+    register(_config, _algorithm)  # the transductive methods (engine/algorithms/transductive.py)
 assert set(ALGORITHMS) == set(ALGORITHM_CONFIGS), "every configured algorithm needs an implementation"
 
 

@@ -39,6 +39,11 @@ SETTINGS: dict[str, tuple[dict[str, Any], int]] = {
     "simpleshot": ({"batch_size": 32}, 50),
     "relation": ({"lr": 3e-3}, 40),
     "feat": ({}, 30),
+    "tim": ({"batch_size": 32}, 50),
+    "pt_map": ({"batch_size": 32}, 50),
+    "laplacianshot": ({"batch_size": 32}, 50),
+    "bd_cspn": ({"batch_size": 32}, 50),
+    "transductive_finetuning": ({"batch_size": 32}, 50),
 }
 
 
@@ -159,6 +164,8 @@ def test_adapt_predict_gives_probabilities(name: str, n_way: int, trained) -> No
 # Each predictor's own contract: the metric ones adapt to one prototype per class, the mean of the support's
 # embeddings; the ones that fine-tune a classifier (MAML, Reptile, Baseline) have no prototypes. All embed.
 PROTOTYPE_PREDICTORS = {"protonet", "simpleshot", "matching"}
+# transductive: the support class means in embed space, the starting prototypes of the inference
+PROTOTYPE_PREDICTORS |= {"tim", "pt_map", "laplacianshot", "bd_cspn", "transductive_finetuning"}
 NO_PROTOTYPES = {"maml", "fomaml", "reptile", "baseline", "baseline++"}
 PROTOTYPE_PREDICTORS |= {"relation"}  # mean support feature maps, flattened as embed flattens them
 ADAPTED_PROTOTYPES = {"feat"}  # one per class in embed space, the class means moved by the set-to-set attention
