@@ -5,7 +5,7 @@
 Two figures on the shipped policies (assets/policies/, ``python -m engine.rl.make_policies``):
 
 * engine: :func:`engine.rl.evaluation.adapt_to_goal` for the three policies at once (20 episodes of
-  100 steps per policy and step, 3 policy-gradient steps, the noise-free paths), one PyTorch
+  100 steps per policy and step, 3 policy-gradient steps, the episodes kept for drawing), one PyTorch
   thread, as the view's worker runs it; median and max over random goals;
 * view: a real left click on a plane of the Navigation tab (offscreen Qt) until its ``adapted``
   signal, i.e. the worker's result drawn; median and max over the same goals.

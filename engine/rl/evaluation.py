@@ -19,9 +19,9 @@ from torch import Tensor
 
 from engine.errors import ConfigError
 from engine.evaluation import mean_ci95
-from engine.rl.config import TITLES
-from engine.rl.env import HORIZON, check_goal, sample_goals
-from engine.rl.gradient import inner_step, mean_action_path, rollout
+from engine.rl.config import POLICY_TITLES
+from engine.rl.env import ACTION_LIMIT, HORIZON, check_goal, sample_goals
+from engine.rl.gradient import Batch, inner_step, rollout
 from engine.rl.policy import Params, as_list, expand, hidden_of
 
 ProgressFn = Callable[[int, int], None]
@@ -92,44 +92,53 @@ def evaluate_policies(policies: Mapping[str, Mapping[str, Tensor]], *, n_goals: 
 
 @dataclass
 class GoalAdaptation:
-    """One goal, each policy adapted 0..steps times: noise-free paths and average returns of the samples."""
+    """One goal, each policy adapted 0..steps times: its sampled episodes, their average path and return."""
 
     goal: tuple[float, float]
-    paths: dict[str, Tensor]         # name -> [steps + 1, H + 1, 2] mean-action path from the origin
-    returns: dict[str, Tensor]       # name -> [steps + 1] average return of the sampled episodes
+    episodes: dict[str, Tensor]      # name -> [steps + 1, N, H + 1, 2] sampled episodes from the origin
+    paths: dict[str, Tensor]         # name -> [steps + 1, H + 1, 2] average position over the episodes
+    returns: dict[str, Tensor]       # name -> [steps + 1] average return of the episodes
 
 
 def adapt_to_goal(policies: Mapping[str, Mapping[str, Tensor]], goal: Sequence[float], *, steps: int = 3,
                   trajectories: int = 20, inner_lr: float = 0.1, seed: int = 0) -> GoalAdaptation:
     """Adapt every policy to ``goal`` (checked to lie in the square), all policies in one batch when their
-    shapes agree. Returns each one's path and average return after 0..``steps`` steps."""
+    shapes agree: at each step sample ``trajectories`` episodes, then take one policy-gradient step on them."""
     x, y = check_goal(goal)
     names = list(policies)
     groups: dict[tuple[int, ...], list[str]] = {}
     for name in names:
         groups.setdefault(hidden_of(policies[name]), []).append(name)
-    paths: dict[str, Tensor] = {}
+    episodes: dict[str, Tensor] = {}
     returns: dict[str, Tensor] = {}
     for members in groups.values():
         stacked = [torch.stack(tensors) for tensors in zip(*(as_list(policies[n]) for n in members))]
         goals = torch.tensor([[x, y]], dtype=torch.float32).expand(len(members), 2)
         generator = torch.Generator().manual_seed(seed)
-        step_paths, step_returns, fast = [], [], stacked
+        step_episodes, step_returns, fast = [], [], stacked
         for index in range(steps + 1):
-            step_paths.append(mean_action_path(fast))
             batch = rollout(fast, goals, trajectories, generator)
+            step_episodes.append(episode_positions(batch))
             step_returns.append(batch.mean_return())
             if index < steps:
                 fast = inner_step(fast, batch, inner_lr)
         for position, name in enumerate(members):
-            paths[name] = torch.stack([p[position] for p in step_paths])
+            episodes[name] = torch.stack([e[position] for e in step_episodes])
             returns[name] = torch.stack([r[position] for r in step_returns])
-    return GoalAdaptation((x, y), {n: paths[n] for n in names}, {n: returns[n] for n in names})
+    return GoalAdaptation((x, y), {n: episodes[n] for n in names}, {n: episodes[n].mean(dim=1) for n in names},
+                          {n: returns[n] for n in names})
+
+
+def episode_positions(batch: Batch) -> Tensor:
+    """Every episode's positions from the origin to its end: [T, N, H + 1, 2] (the clipped moves summed)."""
+    last_move = batch.actions[:, :, -1].clamp(-ACTION_LIMIT, ACTION_LIMIT)
+    final = (batch.observations[:, :, -1] + last_move).unsqueeze(2)
+    return torch.cat([batch.observations, final], dim=2)
 
 
 def format_table(evaluation: NavigationEvaluation, titles: Mapping[str, str] | None = None) -> str:
     """Plain text: average return +- 95% CI per policy and adaptation step."""
-    titles = dict(TITLES, **(titles or {}))
+    titles = dict(POLICY_TITLES, **(titles or {}))
     steps = sorted(next(iter(evaluation.returns.values()), {}))
     lines = [f"2-D navigation: {evaluation.n_goals} held-out goals, {evaluation.trajectories} trajectories per step, "
              f"policy-gradient step size {evaluation.inner_lr:g}; average return (higher is better)",

@@ -69,18 +69,6 @@ def rollout(params: Sequence[Tensor], goals: Tensor, n_trajectories: int, genera
     return Batch(obs, acts, rews, advantages(obs, rews, gamma))
 
 
-def mean_action_path(params: Sequence[Tensor], horizon: int = HORIZON) -> Tensor:
-    """The noise-free path (actions = the policy's mean) of T policies from the origin: [T, H + 1, 2]."""
-    params = [p.detach() for p in params]
-    position = torch.zeros(params[0].shape[0], 1, 2, dtype=params[0].dtype)
-    path = [position]
-    with torch.no_grad():
-        for _ in range(horizon):
-            position, _reward = step(position, batched_mean(params, position), position)
-            path.append(position)
-    return torch.cat(path, dim=1)
-
-
 def discounted_returns(rewards: Tensor, gamma: float) -> Tensor:
     """Returns-to-go ``R_t = sum_{j >= t} gamma^(j - t) r_j`` along the last dimension."""
     horizon = rewards.shape[-1]

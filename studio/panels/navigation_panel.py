@@ -1,14 +1,15 @@
 """Navigation view: meta-reinforcement learning on the 2-D point-robot tasks of Finn et al. 2017 (section 5.3).
 
 Three planes side by side (MAML | Reptile | pre-trained), each with the goals' square, the start
-at the origin, the goal (a star) and the policy's noise-free path before adaptation and after each
-policy-gradient adaptation step (a colour per step); next to them the average return of the sampled
+at the origin, the goal (a star) and the policy's path before adaptation and after each
+policy-gradient adaptation step (a colour per step: the average of its 20 sampled episodes); next to them the average return of the sampled
 episodes against the adaptation step, for the three policies.
 
 * Click a plane to set the goal: every policy samples 20 episodes towards it, takes one vanilla
   policy-gradient step (step size 0.1) on them, and again, up to 3 steps. A click outside the
   task family's square [-0.5, 0.5]^2 is refused with the reason under the planes.
-* The step slider (0..3) shows the paths up to that step (the current one bold); Play animates
+* Each plane shows the current step's 20 sampled episodes (thin) and the average path of every step up
+  to it (bold: the current step). The step slider (0..3) picks the step; Play animates
   0 -> 3. "New random goal" draws a goal of the family.
 * The policies are the shipped ``assets/policies/navigation_*.pt`` (``python -m
   engine.rl.make_policies``). Train retrains the chosen algorithm in a worker thread with a live
@@ -64,7 +65,8 @@ class AdaptResult:
     """One goal's adaptation of every policy, as numpy arrays for the plots."""
 
     goal: tuple[float, float]
-    paths: dict[str, np.ndarray]      # kind -> [steps + 1, H + 1, 2]
+    episodes: dict[str, np.ndarray]   # kind -> [steps + 1, N, H + 1, 2] sampled episodes
+    paths: dict[str, np.ndarray]      # kind -> [steps + 1, H + 1, 2] their average path
     returns: dict[str, np.ndarray]    # kind -> [steps + 1]
     milliseconds: float
 
@@ -78,7 +80,8 @@ def adapt_job(policies: dict[str, NavigationPolicy], goal: tuple[float, float]) 
         with single_thread():
             result: GoalAdaptation = adapt_to_goal({k: p.params for k, p in policies.items()}, goal,
                                                    steps=ADAPT_STEPS, inner_lr=inner_lr, seed=0)
-        return AdaptResult(result.goal, {k: v.numpy() for k, v in result.paths.items()},
+        return AdaptResult(result.goal, {k: v.numpy() for k, v in result.episodes.items()},
+                           {k: v.numpy() for k, v in result.paths.items()},
                            {k: v.numpy() for k, v in result.returns.items()}, (time.perf_counter() - started) * 1e3)
 
     return job
@@ -177,7 +180,9 @@ class NavigationPanel(QWidget):
         self.algorithm_combo = QComboBox()
         for kind in POLICY_KINDS:
             self.algorithm_combo.addItem(POLICY_TITLES[kind], kind)
-        self.algorithm_combo.setToolTip("The policy Train retrains (MAML is second order).")
+        self.algorithm_combo.setToolTip("The policy Train retrains (MAML is second order); the curve shows how "
+                                        "the current one was trained.")
+        self.algorithm_combo.currentIndexChanged.connect(lambda _index: self.show_stored_history())
         self.iters_spin = QSpinBox()
         self.iters_spin.setRange(1, 100_000)
         self.iters_spin.setValue(DEFAULT_TRAIN_ITERS)
@@ -239,8 +244,21 @@ class NavigationPanel(QWidget):
         self.policies = dict(policies)
         parts = [f"{p.title}: {p.iterations_done:,} meta-iterations" for p in self.policies.values()]
         self.policies_label.setText(f"Policies: {source} ({'; '.join(parts)}).")
+        self.show_stored_history()
         self.readapt()
         self.policies_changed.emit(source)
+
+    def show_stored_history(self) -> None:
+        """The training curve of the chosen policy as it was trained (unless a training is running)."""
+        if self.is_training():
+            return
+        kind = str(self.algorithm_combo.currentData())
+        policy = self.policies.get(kind)
+        history = policy.history if policy is not None else []
+        if kind == "pretrained":
+            history = [(before, float("nan")) for before, _after in history]
+        self.training_curve.show_history(history)
+        self.training_curve.setTitle(f"Meta-training return: {POLICY_TITLES[kind]}", size="10pt")
 
     # -- the goal -------------------------------------------------------------------------------------
     def click_goal(self, x: float, y: float) -> None:
@@ -296,7 +314,8 @@ class NavigationPanel(QWidget):
         result = self.result
         for kind, plane in self.planes.items():
             paths = result.paths.get(kind) if result is not None else None
-            plane.show_paths(paths, step)
+            episodes = result.episodes[kind][step] if paths is not None else None
+            plane.show_paths(paths, episodes, step)
             title = self.policies[kind].title if kind in self.policies else POLICY_TITLES[kind]
             if result is not None and kind in result.returns:
                 title += f": return {result.returns[kind][step]:.1f} after {step} step{'s' if step != 1 else ''}"

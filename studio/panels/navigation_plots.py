@@ -15,7 +15,8 @@ PLANE_LIMIT = 0.7
 STEP_COLOURS = ("#8c8c8c", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd")
 POLICY_COLOURS = {"maml": "#9467bd", "reptile": "#17becf", "pretrained": "#8c564b"}
 CLICK_TIP = ("Click to set the goal (inside the dashed square, the goals of the task family). Every policy then "
-             "samples 20 episodes, takes one policy-gradient step on them, and again, up to 3 steps.")
+             "samples 20 episodes, takes one policy-gradient step on them, and again, up to 3 steps. Thin lines: "
+             "the current step's 20 episodes; bold: their average path.")
 
 
 def step_colour(step: int) -> str:
@@ -23,7 +24,7 @@ def step_colour(step: int) -> str:
 
 
 class PlanePlot(pg.PlotWidget):
-    """One policy: the goals' square, the start, the goal and its mean-action path after each adaptation step."""
+    """One policy: the goals' square, the start, the goal and its sampled episodes and their average path after each adaptation step."""
 
     clicked = Signal(float, float)   # x, y of a left click inside the plot area
 
@@ -43,6 +44,7 @@ class PlanePlot(pg.PlotWidget):
                            [GOAL_LOW, GOAL_LOW]])
         self.plot(square[:, 0], square[:, 1], pen=pg.mkPen("#999999", width=1, style=Qt.PenStyle.DashLine))
         legend = self.addLegend(offset=(-4, 4), labelTextSize="8pt", brush=pg.mkBrush(255, 255, 255, 200))
+        self.episodes = self.plot([], [], pen=pg.mkPen("#888888", width=1))
         self.paths = [self.plot([], [], pen=pg.mkPen(step_colour(s), width=2), name=self._step_name(s))
                       for s in range(steps + 1)]
         self.start = pg.ScatterPlotItem([0.0], [0.0], size=8, brush=pg.mkBrush("#202020"), pen=None)
@@ -60,17 +62,27 @@ class PlanePlot(pg.PlotWidget):
     def set_goal(self, x: float, y: float) -> None:
         self.goal.setData([x], [y])
 
-    def show_paths(self, paths: np.ndarray | None, step: int) -> None:
-        """Paths [steps + 1, H + 1, 2]: steps 0..``step`` drawn (the current one bold), the later ones hidden."""
+    def show_paths(self, paths: np.ndarray | None, episodes: np.ndarray | None, step: int) -> None:
+        """Average paths [steps + 1, H + 1, 2] of steps 0..``step`` (the current one bold, the later ones hidden)
+        and the current step's sampled episodes [N, H + 1, 2] as thin lines."""
         for index, curve in enumerate(self.paths):
             if paths is None or index > step:
                 curve.setData([], [])
                 continue
             colour = pg.mkColor(step_colour(index))
             if index < step:
-                colour.setAlpha(110)
-            curve.setPen(pg.mkPen(colour, width=3.0 if index == step else 1.4))
+                colour.setAlpha(150)
+            curve.setPen(pg.mkPen(colour, width=3.2 if index == step else 1.8))
             curve.setData(paths[index, :, 0], paths[index, :, 1])
+        if episodes is None:
+            self.episodes.setData([], [])
+            return
+        colour = pg.mkColor(step_colour(step))
+        colour.setAlpha(55)
+        self.episodes.setPen(pg.mkPen(colour, width=1))
+        connect = np.ones(episodes.shape[:2], dtype=bool)
+        connect[:, -1] = False                          # no line from one episode's end to the next's start
+        self.episodes.setData(episodes[..., 0].reshape(-1), episodes[..., 1].reshape(-1), connect=connect.reshape(-1))
 
     def set_caption(self, text: str) -> None:
         self.setTitle(text, size="10pt")

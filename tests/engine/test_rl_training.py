@@ -65,6 +65,13 @@ def test_adapting_to_a_goal_gives_paths_and_returns_per_step() -> None:
     result = adapt_to_goal({k: p.params for k, p in policies.items()}, (0.4, -0.3), steps=3)
     assert set(result.paths) == {"maml", "reptile", "pretrained"}
     assert result.paths["maml"].shape == (4, 101, 2) and result.returns["maml"].shape == (4,)
+    episodes = result.episodes["maml"]
+    assert episodes.shape == (4, 20, 101, 2) and (episodes[:, :, 0] == 0).all()
+    torch.testing.assert_close(result.paths["maml"], episodes.mean(dim=1))
+    moves = (episodes[:, :, 1:] - episodes[:, :, :-1]).abs()
+    assert moves.max() <= 0.1 + 1e-6
+    distance = (episodes[:, :, 1:] - torch.tensor([0.4, -0.3])).norm(dim=-1)
+    torch.testing.assert_close(result.returns["maml"], -distance.sum(-1).mean(-1))   # returns of these episodes
     maml = result.paths["maml"]
     assert not torch.allclose(maml[0], maml[1])     # one step changes the path
     goal = torch.tensor([0.4, -0.3])

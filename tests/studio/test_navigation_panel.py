@@ -85,6 +85,8 @@ def test_the_slider_shows_the_paths_up_to_its_step(panel: NavigationPanel) -> No
         np.testing.assert_allclose(drawn_path(panel, "pretrained", step), panel.result.paths["pretrained"][step],
                                    rtol=1e-6)
     assert len(drawn_path(panel, "maml", 3)) == 0
+    x, y = panel.planes["maml"].episodes.getData()       # the current step's 20 episodes, thin
+    np.testing.assert_allclose(np.stack([x, y], 1), panel.result.episodes["maml"][2].reshape(-1, 2), rtol=1e-6)
     assert panel.step_label.text() == f"step 2 / {ADAPT_STEPS}"
     assert f"return {panel.result.returns['maml'][2]:.1f} after 2 steps" in panel.planes["maml"].getPlotItem().titleLabel.text
 
