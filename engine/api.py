@@ -76,10 +76,10 @@ EXPORTS: dict[str, tuple[str, ...]] = {
     # export to ONNX / pt2 / TorchScript with the parity check (the Adapt view's Export dialog)
     "engine.export": ("EXPORT_FORMATS", "PARITY_TOLERANCE", "ExportReport", "ExportSource", "export_source"),
     # interactive sessions (Qt-free state of the Adapt view)
-    "engine.sessions": ("BULK_FILES", "DEMO_MODEL", "DEMO_SHOTS", "AdaptOutput", "AdaptSession", "ClassState",
-                        "DecodeResult", "DropListing", "Example", "FeatureCache", "MapData", "SupportSet",
-                        "class_folder_groups", "decode_files", "list_dropped", "remote_message", "support_key",
-                        "usable_classes"),
+    "engine.sessions": ("BULK_FILES", "DEMO_MODEL", "DEMO_SHOTS", "SESSION_FILES_PREFIX", "AdaptOutput",
+                        "AdaptSession", "ClassState", "DecodeResult", "DropListing", "Example", "FeatureCache",
+                        "MapData", "SupportSet", "class_folder_groups", "decode_files", "list_dropped",
+                        "remote_message", "support_key", "usable_classes"),
 }
 """Owning module -> the public names it provides."""
 

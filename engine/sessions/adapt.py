@@ -43,6 +43,8 @@ DEMO_MODEL = Path(__file__).resolve().parents[2] / "assets" / "demo_model.pt"
 """The bundled glyph model of the demo (``assets/make_demo_model.py`` creates it)."""
 DEMO_CLASSES, DEMO_SHOTS, DEMO_QUERIES = 5, 5, 2
 MAX_SYNC_IMAGES = 300
+SESSION_FILES_PREFIX = "meta-studio-clipboard-"
+"""Start of the name of the temporary folder that holds a session's pasted and drawn PNG files."""
 """Above this many support + test images even one-pass algorithms adapt in the worker thread."""
 
 AdaptJob = Callable[[ProgressFn, StopFn], tuple[int, "AdaptOutput | None"]]
@@ -274,7 +276,7 @@ class AdaptSession:
         """Save a pasted (or drawn: ``kind``) PNG in a temporary folder, named by its content, so pasting it
         twice is a duplicate."""
         if self._clipboard_dir is None:
-            self._clipboard_dir = tempfile.TemporaryDirectory(prefix="meta-studio-clipboard-")
+            self._clipboard_dir = tempfile.TemporaryDirectory(prefix=SESSION_FILES_PREFIX)
         path = Path(self._clipboard_dir.name) / f"{kind}-{hashlib.sha1(png).hexdigest()[:10]}.png"
         if not path.exists():
             path.write_bytes(png)

@@ -11,7 +11,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QFrame, QHBoxLayout, QHeaderVi
                                QPushButton, QScrollArea, QSizePolicy, QSplitter, QTableWidget, QTableWidgetItem,
                                QVBoxLayout, QWidget, QWidgetItem)
 
-from engine.api import Example
+from engine.api import SESSION_FILES_PREFIX, Example
 from studio.panels.adapt_cards import (example_pixmap, mime_has_content, mime_image, mime_paths, set_message,
                                       set_style)
 from studio.panels.adapt_input import AddImagesButton, DropHint
@@ -28,9 +28,11 @@ def _escape(text: str) -> str:
 
 def example_caption(example: Example) -> str:
     """A test image's caption: its name, with the folder it came from when the name is just the file's
-    ("character07/03.png": in a nested data set the file name alone does not say which image it is)."""
+    ("character07/03.png": in a nested data set the file name alone does not say which image it is); not the
+    session's own folder of pasted and drawn images ("drawn-1c2e.png")."""
     source = example.source
-    if source is not None and example.name == source.name and source.parent.name:
+    if (source is not None and example.name == source.name and source.parent.name
+            and not source.parent.name.startswith(SESSION_FILES_PREFIX)):
         return f"{source.parent.name}/{source.name}"
     return example.name
 

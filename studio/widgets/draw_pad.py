@@ -21,6 +21,7 @@ from engine.api import drawing_span, pen_width_for_span
 
 StrokeList = list[list[tuple[float, float, "float | None"]]]
 PAD_SIDE = 132
+BUTTONS_WIDTH = 150
 MIN_SHOWN_SPAN = 0.4
 """While a drawing is smaller than this fraction of the pad, its pen is painted as for this size
 (the first dab of a stroke is not a hairline); the image is rendered from the strokes alone."""
@@ -214,7 +215,10 @@ class DrawBox(QWidget):
         hint.setWordWrap(True)
         hint.setStyleSheet("color: #888; font-size: 8pt;")
         hint.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        column = QVBoxLayout()
+        buttons = QWidget()
+        buttons.setFixedWidth(BUTTONS_WIDTH)
+        column = QVBoxLayout(buttons)
+        column.setContentsMargins(0, 0, 0, 0)
         column.setSpacing(4)
         column.addWidget(self.add_button)
         column.addWidget(self.clear_button)
@@ -223,7 +227,8 @@ class DrawBox(QWidget):
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 2, 0, 2)
         layout.addWidget(self.pad)
-        layout.addLayout(column, 1)
+        layout.addWidget(buttons)
+        layout.addStretch(1)
         self.pad.strokes_changed.connect(self._update_buttons)
         self._update_buttons(0)
 

@@ -85,6 +85,7 @@ def test_drawn_classes_adapt_at_once_and_a_drawn_test_is_classified(panel, qtbot
     qtbot.waitUntil(lambda: len(zone.tiles) == 1 and panel.is_current(), timeout=30_000)
     tile = zone.tiles[0]
     assert tile.example.source.name.startswith("drawn-")
+    assert tile.name_label.full_text() == tile.example.source.name   # not the session folder's temporary name
     assert len(tile.probabilities) == 2 and tile.predicted == "ring", tile.probabilities
 
 
