@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +17,10 @@ from engine.models.batchnorm import batch_statistics, episode_statistics, suppor
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 Params = dict[str, Tensor]
+InnerRates = Union[float, Mapping[str, Union[float, Tensor]]]
+"""The inner loop's step sizes: one learning rate for every parameter (MAML), or one per parameter name, a
+number (BOIL: the body's) or a tensor of the parameter's shape (Meta-SGD's learned rates); the parameters a
+mapping leaves out stay fixed in the inner loop (BOIL's head)."""
 
 
 # -- modes and devices -------------------------------------------------------
@@ -96,6 +100,11 @@ def correct_fraction(logits: Tensor, labels: Tensor) -> Tensor:
     """0-d float tensor on the scores' device: the fraction of rows of [N, n] scores whose argmax
     equals [N] labels. No device-to-host read (a training step reads all its metrics at once)."""
     return (logits.argmax(1) == labels).float().mean()
+
+
+def full_precision(tensor: Tensor) -> Tensor:
+    """``tensor`` in float32 when it is half or bfloat16 (mixed precision), otherwise unchanged (float64 stays)."""
+    return tensor.float() if tensor.dtype in (torch.float16, torch.bfloat16) else tensor
 
 
 def episode_ways(task: Task) -> int:
@@ -198,25 +207,42 @@ def resized_head(weight: Tensor, bias: Tensor, n_classes: int) -> tuple[Tensor, 
 
 
 # -- the functional inner loop -------------------------------------------------
-def inner_loop(model: nn.Module, params: Params, x: Tensor, y: Tensor, *, lr: float, steps: int,
+def adapted_names(params: Iterable[str], lr: InnerRates, adapt_names: Iterable[str] | None = None) -> list[str]:
+    """The parameter names an inner loop updates: ``adapt_names`` if given, else those ``lr`` gives a rate
+    (all of ``params`` for a single rate), in ``params`` order."""
+    if adapt_names is not None:
+        return list(adapt_names)
+    if isinstance(lr, Mapping):
+        return [n for n in params if n in lr]
+    return list(params)
+
+
+def rate_of(lr: InnerRates, name: str) -> float | Tensor:
+    """The step size of parameter ``name`` under ``lr`` (see :data:`InnerRates`)."""
+    return lr[name] if isinstance(lr, Mapping) else lr
+
+
+def inner_loop(model: nn.Module, params: Params, x: Tensor, y: Tensor, *, lr: InnerRates, steps: int,
                loss_fn: LossFn, create_graph: bool, adapt_names: Iterable[str] | None = None) -> Params:
     """``steps`` of plain gradient descent on ``loss_fn(model(x), y)`` through ``functional_call``.
 
     params: name -> tensor for ``model`` (the adapted ones must require grad).
-    adapt_names: names updated (None = all); the others stay fixed.
+    lr: one rate, or rates per name (:data:`InnerRates`; a tensor rate multiplies its gradient elementwise
+    and stays differentiable, so its meta-gradient exists). adapt_names: names updated (None = those
+    ``lr`` covers); the others stay fixed.
     create_graph: keep the graph of the gradients (second-order MAML); with False the
     step ``p - lr * g`` uses a gradient ``g`` that is a constant.
     Returns the new parameter dict; the input dict is not modified.
     """
-    names = list(params) if adapt_names is None else list(adapt_names)
+    names = adapted_names(params, lr, adapt_names)
     for _ in range(steps):
         loss = loss_fn(functional_call(model, params, (x,)), y)
         grads = torch.autograd.grad(loss, [params[n] for n in names], create_graph=create_graph)
-        params = {**params, **{n: params[n] - lr * g for n, g in zip(names, grads)}}
+        params = {**params, **{n: params[n] - rate_of(lr, n) * g for n, g in zip(names, grads)}}
     return params
 
 
-def iter_adapted_parameters(model: nn.Module, params: Params, x: Tensor, y: Tensor, *, lr: float, steps: int,
+def iter_adapted_parameters(model: nn.Module, params: Params, x: Tensor, y: Tensor, *, lr: InnerRates, steps: int,
                             loss_fn: LossFn, adapt_names: Sequence[str] | None = None,
                             progress: ProgressCallback | None = None) -> Iterator[Params]:
     """The test-time inner loop, one state at a time: yields ``steps + 1`` detached parameter dicts.
@@ -227,7 +253,7 @@ def iter_adapted_parameters(model: nn.Module, params: Params, x: Tensor, y: Tens
     tensors that later steps do not touch. Gradients are enabled only while a step is
     computed, never across a ``yield`` (the caller's grad mode is left alone).
     """
-    names = list(params) if adapt_names is None else list(adapt_names)
+    names = adapted_names(params, lr, adapt_names)
     params = {n: p.detach().clone() for n, p in params.items()}
     yield params
     for step in range(steps):

@@ -11,12 +11,16 @@ from __future__ import annotations
 from engine.algorithms.base import Algorithm
 from engine.algorithms.bd_cspn import BDCSPN, BDCSPNConfig
 from engine.algorithms.baseline import Baseline, BaselinePlusPlus
+from engine.algorithms.boil import BOIL, BOILConfig
 from engine.algorithms.feat import FEAT, FEATConfig
 from engine.algorithms.maml import MAML, FirstOrderMAML
 from engine.algorithms.laplacianshot import LaplacianShot, LaplacianShotConfig
 from engine.algorithms.matching import MatchingNetworks
+from engine.algorithms.meta_baseline import MetaBaseline, MetaBaselineConfig
+from engine.algorithms.meta_sgd import MetaSGD, MetaSGDConfig
 from engine.algorithms.protonet import ProtoNet
 from engine.algorithms.pt_map import PTMAP, PTMAPConfig
+from engine.algorithms.r2d2 import R2D2, R2D2Config
 from engine.algorithms.relation import RelationConfig, RelationNetworks
 from engine.algorithms.reptile import Reptile
 from engine.algorithms.simpleshot import SimpleShot
@@ -55,6 +59,9 @@ register(FEATConfig, FEAT)
 for _config, _algorithm in ((TIMConfig, TIM), (PTMAPConfig, PTMAP), (LaplacianShotConfig, LaplacianShot),
                             (BDCSPNConfig, BDCSPN), (TransductiveFinetuningConfig, TransductiveFinetuning)):
     register(_config, _algorithm)  # the transductive methods (engine/algorithms/transductive.py)
+for _config, _algorithm in ((MetaSGDConfig, MetaSGD), (R2D2Config, R2D2), (MetaBaselineConfig, MetaBaseline),
+                            (BOILConfig, BOIL)):
+    register(_config, _algorithm)  # learn2learn's Meta-SGD and R2D2, LibFewShot's Meta-Baseline and BOIL
 assert set(ALGORITHMS) == set(ALGORITHM_CONFIGS), "every configured algorithm needs an implementation"
 
 

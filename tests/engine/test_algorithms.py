@@ -39,6 +39,10 @@ SETTINGS: dict[str, tuple[dict[str, Any], int]] = {
     "simpleshot": ({"batch_size": 32}, 50),
     "relation": ({"lr": 3e-3}, 40),
     "feat": ({}, 30),
+    "meta_sgd": ({"inner_lr": 0.1}, 20),
+    "r2d2": ({}, 20),
+    "meta_baseline": ({}, 20),
+    "boil": ({}, 20),
     "tim": ({"batch_size": 32}, 50),
     "pt_map": ({"batch_size": 32}, 50),
     "laplacianshot": ({"batch_size": 32}, 50),
@@ -167,6 +171,8 @@ PROTOTYPE_PREDICTORS = {"protonet", "simpleshot", "matching"}
 # transductive: the support class means in embed space, the starting prototypes of the inference
 PROTOTYPE_PREDICTORS |= {"tim", "pt_map", "laplacianshot", "bd_cspn", "transductive_finetuning"}
 NO_PROTOTYPES = {"maml", "fomaml", "reptile", "baseline", "baseline++"}
+PROTOTYPE_PREDICTORS |= {"meta_baseline"}  # its centroids: the support class means (cosine is taken at predict)
+NO_PROTOTYPES |= {"meta_sgd", "boil", "r2d2"}  # adapted networks; R2D2's ridge weights are not class means
 PROTOTYPE_PREDICTORS |= {"relation"}  # mean support feature maps, flattened as embed flattens them
 ADAPTED_PROTOTYPES = {"feat"}  # one per class in embed space, the class means moved by the set-to-set attention
 
