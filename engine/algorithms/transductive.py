@@ -48,7 +48,7 @@ class TransductiveConfig(AlgorithmConfig):
 def check_query_batch(query_x: Tensor, title: str) -> None:
     """DatasetError (one line naming the input) unless ``query_x`` holds at least two images."""
     count = int(query_x.shape[0]) if query_x.ndim >= 1 else 0
-    if query_x.ndim != 4 or count < MIN_QUERIES:
+    if count < MIN_QUERIES:
         raise DatasetError(f"query images: {title} is transductive and classifies the test images together; "
                            f"give it at least {MIN_QUERIES} images at once (got {count})")
 
