@@ -21,11 +21,11 @@ from engine.errors import ConfigError
 
 def add_parser(sub: Any) -> None:
     """Register ``rl`` on the subcommand parsers ``sub``."""
-    from engine.rl.config import ALGORITHMS, NavigationConfig as C
+    from engine.rl.config import POLICY_KINDS, NavigationConfig as C
 
     rl = sub.add_parser("rl", help="meta-RL on 2-D point-robot navigation (Finn et al. 2017): train MAML, Reptile "
                                    "or a pre-trained policy, print the return after 0..3 adaptation steps")
-    rl.add_argument("--algorithm", choices=ALGORITHMS, default=C.algorithm, help="what to train (default maml)")
+    rl.add_argument("--algorithm", choices=POLICY_KINDS, default=C.algorithm, help="what to train (default maml)")
     rl.add_argument("--first-order", action="store_true", help="first-order MAML")
     rl.add_argument("--meta-iters", type=int, default=C.meta_iters, help=f"meta-iterations (default {C.meta_iters})")
     rl.add_argument("--meta-batch", type=int, default=C.meta_batch_size, help="goals per meta-iteration (default 20)")

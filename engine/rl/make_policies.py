@@ -26,7 +26,7 @@ from engine.rl.store import save_policies
 from engine.rl.training import NavigationPolicy, train_policy
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets" / "policies"
-META_ITERS = {"maml": 150, "reptile": 100, "pretrained": 200}
+META_ITERS = {"maml": 120, "reptile": 100, "pretrained": 200}
 """Meta-iterations per policy: enough for the effect to be clear, short enough for a busy 2-core CPU."""
 
 

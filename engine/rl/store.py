@@ -14,13 +14,13 @@ from torch import Tensor
 
 from engine.errors import CheckpointError, ConfigError
 from engine.io import atomic_torch_save
-from engine.rl.config import ALGORITHMS, NavigationConfig
+from engine.rl.config import POLICY_KINDS, NavigationConfig
 from engine.rl.policy import Params, param_shapes
 from engine.rl.training import NavigationPolicy
 
 FORMAT = "meta-studio-navigation-policy"
 VERSION = 1
-FILE_NAMES = {kind: f"navigation_{kind}.pt" for kind in ALGORITHMS}
+FILE_NAMES = {kind: f"navigation_{kind}.pt" for kind in POLICY_KINDS}
 
 
 def save_policy(path: Path | str, policy: NavigationPolicy) -> Path:
@@ -48,8 +48,8 @@ def load_policy(path: Path | str) -> NavigationPolicy:
     payload = read_payload(path, expected_format=FORMAT)
     try:
         kind = payload["kind"]
-        if kind not in ALGORITHMS:
-            raise CheckpointError(f"{path}: unknown policy kind {kind!r} (expected one of {', '.join(ALGORITHMS)})")
+        if kind not in POLICY_KINDS:
+            raise CheckpointError(f"{path}: unknown policy kind {kind!r} (expected one of {', '.join(POLICY_KINDS)})")
         config = NavigationConfig.from_dict(payload["config"])
         if config.algorithm != kind:
             raise CheckpointError(f"{path}: the config says {config.algorithm!r} but the file holds a {kind!r} policy")
@@ -90,7 +90,7 @@ def save_policies(folder: Path | str, policies: Mapping[str, NavigationPolicy]) 
     return {kind: save_policy(folder / FILE_NAMES[kind], policy) for kind, policy in policies.items()}
 
 
-def load_policies(folder: Path | str, kinds: tuple[str, ...] = ALGORITHMS) -> dict[str, NavigationPolicy]:
+def load_policies(folder: Path | str, kinds: tuple[str, ...] = POLICY_KINDS) -> dict[str, NavigationPolicy]:
     """Load ``folder/navigation_<kind>.pt`` for each kind; CheckpointError naming a missing or bad file."""
     folder = Path(folder)
     policies = {kind: load_policy(folder / FILE_NAMES[kind]) for kind in kinds}

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from engine.errors import TrainingError
-from engine.rl.config import TITLES, NavigationConfig, validate_config
+from engine.rl.config import POLICY_TITLES, NavigationConfig, validate_config
 from engine.rl.env import sample_goals
 from engine.rl.gradient import inner_step, rollout, surrogate
 from engine.rl.policy import Params, as_dict, as_list, expand, init_params
@@ -55,7 +55,7 @@ class NavigationPolicy:
 
     @property
     def title(self) -> str:
-        title = TITLES.get(self.kind, self.kind)
+        title = POLICY_TITLES.get(self.kind, self.kind)
         return f"{title} (first order)" if self.kind == "maml" and self.config.first_order else title
 
 
@@ -147,8 +147,8 @@ def train_policy(config: NavigationConfig, progress: ProgressFn | None = None, s
 def _check_finite(config: NavigationConfig, iteration: int, theta: list[Tensor]) -> None:
     for p in theta:
         if p.grad is not None and not torch.isfinite(p.grad).all():
-            raise TrainingError(f"{TITLES[config.algorithm]} training: the gradient became non-finite at "
+            raise TrainingError(f"{POLICY_TITLES[config.algorithm]} training: the gradient became non-finite at "
                                 f"iteration {iteration + 1}; lower rl.meta_lr or rl.inner_lr")
     if not all(math.isfinite(float(p.detach().abs().max())) for p in theta):
-        raise TrainingError(f"{TITLES[config.algorithm]} training: the weights became non-finite at "
+        raise TrainingError(f"{POLICY_TITLES[config.algorithm]} training: the weights became non-finite at "
                             f"iteration {iteration + 1}")
