@@ -13,7 +13,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QMimeData, QSize, Qt, Signal
+from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QMimeData, QSize, Qt, QUrl, Signal
 from PySide6.QtGui import (QAction, QColor, QDragEnterEvent, QDropEvent, QGuiApplication, QIcon, QImage,
                            QImageReader, QKeySequence, QPixmap, QShortcut)
 from PySide6.QtWidgets import (QAbstractItemView, QFrame, QHBoxLayout, QLabel, QListView, QListWidget,
@@ -28,6 +28,7 @@ from studio.widgets.elide import ElidedLabel
 from studio.widgets.images import pixels_to_qimage
 
 THUMB = 48
+SOURCE_ROLE = Qt.ItemDataRole.UserRole + 1   # a thumbnail's file (what dragging it out carries)
 MAX_ROWS = 3
 _THUMB_CACHE: OrderedDict[tuple[str, int], QPixmap] = OrderedDict()
 _THUMB_CACHE_SIZE = 4000
@@ -124,7 +125,8 @@ def set_style(widget: QWidget, sheet: str) -> None:
 
 # -- the card ---------------------------------------------------------------------------------------------
 class ThumbnailList(QListWidget):
-    """One scrolling row of thumbnails; Delete removes the selected ones."""
+    """One scrolling row of thumbnails; Delete removes the selected ones; dragged out, they are their files
+    (a drawing's PNG too), to drop on another card, the test zone or another program."""
 
     delete_pressed = Signal()
 
@@ -140,7 +142,8 @@ class ThumbnailList(QListWidget):
         self.setSpacing(0)
         self.setUniformItemSizes(True)
         self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        self.setDragDropMode(QAbstractItemView.DragDropMode.NoDragDrop)
+        self.setDragDropMode(QAbstractItemView.DragDropMode.DragOnly)
+        self.setDefaultDropAction(Qt.DropAction.CopyAction)
         self.setAcceptDrops(False)
         self.viewport().setAcceptDrops(False)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
@@ -175,6 +178,16 @@ class ThumbnailList(QListWidget):
 
     def keys(self) -> list[str]:
         return [self.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.count())]
+
+    def mimeTypes(self) -> list[str]:  # noqa: N802 - Qt API
+        return ["text/uri-list"]
+
+    def mimeData(self, items) -> QMimeData:  # noqa: N802 - Qt API
+        """What a drag of ``items`` carries: the files of the examples that came from one."""
+        mime = QMimeData()
+        sources = [item.data(SOURCE_ROLE) for item in items if item.data(SOURCE_ROLE)]
+        mime.setUrls([QUrl.fromLocalFile(source) for source in sources])
+        return mime
 
     def selected_keys(self) -> list[str]:
         return [item.data(Qt.ItemDataRole.UserRole) for item in self.selectedItems()]
@@ -303,6 +316,7 @@ class ClassCard(QFrame):
         for example in examples:
             item = QListWidgetItem(QIcon(example_pixmap(example)), "")
             item.setData(Qt.ItemDataRole.UserRole, example.key)
+            item.setData(SOURCE_ROLE, str(example.source) if example.source is not None else "")
             item.setToolTip(str(example.source) if example.source is not None else example.name)
             item.setSizeHint(QSize(THUMB + 8, THUMB + 8))
             self.thumbs.addItem(item)

@@ -122,3 +122,31 @@ def test_pen_pressure_widens_the_pad_strokes(qtbot):
                              Qt.KeyboardModifier.NoModifier, Qt.MouseButton.LeftButton, Qt.MouseButton.LeftButton)
         QApplication.sendEvent(pad, event)
     assert [p[2] for p in pad.strokes[0]] == pytest.approx([0.2, 0.9, 0.9])
+
+
+def test_a_drawing_dragged_out_of_its_card_is_its_png_and_drops_on_the_test_zone(panel, qtbot):
+    from PySide6.QtCore import QPointF
+    from PySide6.QtGui import QDragEnterEvent, QDropEvent
+
+    def drop(widget, mime) -> None:
+        enter = QDragEnterEvent(QPoint(20, 20), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                                Qt.KeyboardModifier.NoModifier)
+        QApplication.sendEvent(widget, enter)
+        assert enter.isAccepted()
+        QApplication.sendEvent(widget, QDropEvent(QPointF(20, 20), Qt.DropAction.CopyAction, mime,
+                                                  Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier))
+
+    activate(qtbot, panel)
+    source_card, other_card = panel.add_class("ring"), panel.add_class("other")
+    pad = open_pad(qtbot, source_card.draw_button, source_card.draw_box)
+    draw(pad, CIRCLE)
+    qtbot.keyClick(pad, Qt.Key.Key_Return)
+    thumbs = source_card.thumbs
+    assert thumbs.dragEnabled() and thumbs.count() == 1
+    mime = thumbs.mimeData([thumbs.item(0)])                        # what a drag of the thumbnail carries
+    drawn = panel.session.class_state(source_card.uid).examples[0].source
+    assert [url.toLocalFile() for url in mime.urls()] == [str(drawn)]
+    drop(panel.test_zone, mime)
+    assert [tile.example.source for tile in panel.test_zone.tiles] == [drawn]
+    drop(other_card, mime)                                          # one image is in one class only
+    assert other_card.thumbs.count() == 0 and "Already in another class: drawn-" in other_card.message()
