@@ -61,10 +61,13 @@ class BOIL(MAML):
 
     def __init__(self, config: BOILConfig, backbone: nn.Module, *, n_way: int, n_train_classes: int) -> None:
         super().__init__(config, backbone, n_way=n_way, n_train_classes=n_train_classes)  # type: ignore[arg-type]
-        self.body_names = [name for name, _ in self.model.named_parameters() if name.startswith(BODY_PREFIX)]
+
+    def body_names(self) -> list[str]:
+        """The names of the body's parameters in ``self.model`` (those the inner loop moves)."""
+        return [name for name, _ in self.model.named_parameters() if name.startswith(BODY_PREFIX)]
 
     def inner_rates(self) -> InnerRates:
-        return dict.fromkeys(self.body_names, float(self.config.inner_lr))
+        return dict.fromkeys(self.body_names(), float(self.config.inner_lr))
 
     def test_rates(self, n_classes: int) -> InnerRates:
-        return dict.fromkeys(self.body_names, float(self.config.test_inner_lr))
+        return dict.fromkeys(self.body_names(), float(self.config.test_inner_lr))

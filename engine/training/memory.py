@@ -34,7 +34,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from engine.config import MAMLConfig, RunConfig, resolve_channels_last
+from engine.config import RunConfig, resolve_channels_last
 from engine.data.types import Task
 from engine.errors import ConfigError
 from engine.runtime.precision import resolve_precision
@@ -106,11 +106,13 @@ def estimate_maml_memory(config: RunConfig, device: torch.device | str = "cpu", 
     would take: ``train.task_batching`` "loop"/"vmap", and for "auto" the loop on the
     CPU, on an accelerator the vmap path when it fits, else the loop.
     world_size: processes sharing the meta-batch (torch.distributed).
-    Raises ConfigError naming algorithm.name for a non-MAML config.
+    Raises ConfigError naming algorithm.name for an algorithm without ``meta_gradient_memory``.
     """
-    if not isinstance(config.algorithm, MAMLConfig):
-        raise ConfigError(f"algorithm.name: the memory estimate is for MAML / FOMAML / ANIL runs "
-                          f"(got {config.algorithm.name!r})")
+    from engine.algorithms.registry import algorithm_class
+
+    if not algorithm_class(config.algorithm.name).meta_gradient_memory:
+        raise ConfigError(f"algorithm.name: the memory estimate is for MAML / FOMAML / ANIL runs and the algorithms "
+                          f"that differentiate through an inner loop like them (got {config.algorithm.name!r})")
     device = torch.device(device)
     tasks_per_process = max(config.task.meta_batch_size // max(world_size, 1), 1)
     loop, vmap = _measure(config, device)
