@@ -128,8 +128,8 @@ class AdaptPanel(QWidget):
         self.cards_scroll.setWidget(self.card_list)
         self.cards_scroll.setFrameShape(QFrame.Shape.NoFrame)
         self.cards_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        hint = QLabel("Add or drop images or folders on a card \u00b7 Ctrl+V pastes \u00b7 Delete removes \u00b7 "
-                      "Ctrl+Z undoes \u00b7 drop sub-folders here to make one class each")
+        hint = QLabel("Add or drop images or folders on a card \u00b7 \u270E draws one \u00b7 Ctrl+V pastes \u00b7 "
+                      "Delete removes \u00b7 Ctrl+Z undoes \u00b7 drop sub-folders here to make one class each")
         hint.setWordWrap(True)
         hint.setStyleSheet("color: #888; font-size: 8pt;")
         left = QWidget()
