@@ -301,6 +301,8 @@ class TrainConfig:
                               "bound by kernel launches). Falls back to eager steps by itself when the episode "
                               "shape keeps changing or recording fails. Ignored on the CPU.", label="CUDA graphs",
                               cuda_only=True, algorithm_specific=True)
+    tensorboard: bool = param(False, "Also writes TensorBoard event files (the scalars of metrics.jsonl, the config "
+                              "as hyperparameters) to the run's tensorboard/ folder.", label="TensorBoard logs")
 
 
 def param_like(section_cls: type, name: str, default: Any = dataclasses.MISSING, help: str = "",

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from engine.adapted import AdaptedClassifier, as_network_input, is_adapted_file, load_adapted, predictor_module
@@ -42,7 +43,7 @@ from engine.errors import DatasetError, EngineError
 from engine.io import atomic_write_bytes
 from engine.training.checkpoint import Checkpoint, load_algorithm
 
-FORMATS = {"onnx": ("ONNX", ".onnx"), "pt2": ("pt2 (torch.export program)", ".pt2"),
+EXPORT_FORMATS = {"onnx": ("ONNX", ".onnx"), "pt2": ("pt2 (torch.export program)", ".pt2"),
            "torchscript": ("TorchScript (legacy)", ".ts.pt")}
 """Format name -> (title, usual file suffix)."""
 PARITY_TOLERANCE = 1e-4
@@ -103,7 +104,7 @@ class ExportReport:
         what = f"probabilities of {', '.join(self.class_names)}" if self.kind == "classifier" else "features"
         measure = "max abs difference of probabilities" if self.kind == "classifier" else \
             "max abs difference of features (relative to the largest)"
-        return (f"exported the {self.kind} as {FORMATS[self.format][0]} to {self.path}: input [B, {c}, {h}, {w}] float32 "
+        return (f"exported the {self.kind} as {EXPORT_FORMATS[self.format][0]} to {self.path}: input [B, {c}, {h}, {w}] float32 "
                 f"normalised images, output [B, {self.output_size}] {what}\n"
                 f"parity: {measure} {self.parity:.2e} on {self.n_images} images (tolerance {PARITY_TOLERANCE:g})")
 
@@ -113,6 +114,11 @@ def classifier_source(adapted: AdaptedClassifier, queries: Tensor | None = None)
     """A snapshot of an adapted classifier: a CPU copy computing ``adapted.predict``; parity on the support
     images and ``queries`` ([Q, C, H, W] uint8 or normalised; default: a few flipped support images and
     seeded noise)."""
+    if type(adapted.algorithm).transductive:
+        name = adapted.config.algorithm.name
+        raise ExportError(f"{name} is transductive: its predictions come from an inference over the whole batch of "
+                          "query images, which the exporters cannot follow for every batch size; export the "
+                          "trained backbone instead (meta-engine export without --support)")
     algorithm = copy.deepcopy(adapted.algorithm).to("cpu")  # the live model keeps its device and grad flags
     for network in algorithm.modules().values():
         network.requires_grad_(False)
@@ -157,24 +163,24 @@ def parity_queries(support: Tensor, preprocessing: Preprocessing) -> Tensor:
 
 # -- writing and checking ----------------------------------------------------------------------------
 def export_source(source: ExportSource, path: Path | str, fmt: str) -> ExportReport:
-    """Write ``source`` as ``fmt`` (a key of :data:`FORMATS`) to ``path`` atomically, load it back and check
+    """Write ``source`` as ``fmt`` (a key of :data:`EXPORT_FORMATS`) to ``path`` atomically, load it back and check
     parity; ParityError (the file removed) when it differs by more than :data:`PARITY_TOLERANCE`."""
-    if fmt not in FORMATS:
-        raise ExportError(f"--format: unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if fmt not in EXPORT_FORMATS:
+        raise ExportError(f"--format: unknown format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}")
     path = Path(path)
     writer, runner = _WRITERS[fmt]
     example = source.inputs[0]
     try:
         data = writer(source, example)
     except (RuntimeError, TypeError, ValueError, NotImplementedError) as error:
-        raise ExportError(f"{path}: cannot export this model to {FORMATS[fmt][0]} ({_first_line(error)})") from None
+        raise ExportError(f"{path}: cannot export this model to {EXPORT_FORMATS[fmt][0]} ({_first_line(error)})") from None
     atomic_write_bytes(path, data)
     run = runner(path)
     outputs = [run(x) for x in source.inputs]
     parity = max(_difference(out, ref, source.kind) for out, ref in zip(outputs, source.reference))
     if not parity <= PARITY_TOLERANCE:  # also NaN
         path.unlink(missing_ok=True)
-        raise ParityError(f"{path}: the exported {FORMATS[fmt][0]} model differs from PyTorch by {parity:.2e} "
+        raise ParityError(f"{path}: the exported {EXPORT_FORMATS[fmt][0]} model differs from PyTorch by {parity:.2e} "
                           f"(largest absolute difference; tolerance {PARITY_TOLERANCE:g}); the file was removed")
     prep = source.preprocessing
     return ExportReport(path=path, format=fmt, kind=source.kind, parity=parity,
@@ -196,12 +202,48 @@ def _batch_dim() -> dict[int, Any]:
     return {0: torch.export.Dim("batch", min=1)}
 
 
+class _SlicedAdaptiveMaxPool2d(nn.Module):
+    """``nn.AdaptiveMaxPool2d`` written with max pooling or slices of the input's (static) size: ONNX has no
+    adaptive pooling (Relation Networks pool their relation module adaptively)."""
+
+    def __init__(self, output_size: Any) -> None:
+        super().__init__()
+        self.output_size = output_size
+
+    def forward(self, x: Tensor) -> Tensor:
+        """[B, C, H, W] -> [B, C, h, w]; H and W are fixed by the preprocessing, only B varies."""
+        height, width = int(x.shape[-2]), int(x.shape[-1])
+        size = self.output_size if isinstance(self.output_size, (tuple, list)) else (self.output_size,) * 2
+        out_h, out_w = (height if size[0] is None else size[0]), (width if size[1] is None else size[1])
+        if height % out_h == 0 and width % out_w == 0:
+            return F.max_pool2d(x, (height // out_h, width // out_w))
+        rows = [torch.stack([x[..., _cell(i, height, out_h), _cell(j, width, out_w)].amax(dim=(-2, -1))
+                             for j in range(out_w)], dim=-1) for i in range(out_h)]
+        return torch.stack(rows, dim=-2)
+
+
+def _cell(index: int, size: int, cells: int) -> slice:
+    """The input rows (or columns) of adaptive pooling's output cell ``index`` (as PyTorch computes them)."""
+    return slice(index * size // cells, -(-(index + 1) * size // cells))
+
+
+def _onnx_ready(module: nn.Module) -> nn.Module:
+    """``module`` with every ``nn.AdaptiveMaxPool2d`` replaced by :class:`_SlicedAdaptiveMaxPool2d` (in place:
+    the module is the export's own copy)."""
+    for name, child in list(module.named_children()):
+        if isinstance(child, nn.AdaptiveMaxPool2d):
+            setattr(module, name, _SlicedAdaptiveMaxPool2d(child.output_size))
+        else:
+            _onnx_ready(child)
+    return module
+
+
 def _write_onnx(source: ExportSource, example: Tensor) -> bytes:
     _require_onnx()
     output = "probabilities" if source.kind == "classifier" else "features"
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the exporter's notes on decompositions and opset versions
-        program = torch.onnx.export(source.module, (example,), None, dynamo=True, input_names=["images"],
+        program = torch.onnx.export(_onnx_ready(source.module), (example,), None, dynamo=True, input_names=["images"],
                                     output_names=[output], dynamic_shapes=(_batch_dim(),), opset_version=ONNX_OPSET,
                                     verbose=False)
     model = program.model_proto
@@ -286,8 +328,8 @@ def export_checkpoint(checkpoint: Path, out: Path, fmt: str, *, support: Path | 
                       steps: int | None = None) -> ExportReport:
     """Export a training checkpoint (its backbone, or adapted to ``support`` as a classifier) or a saved
     adapted classifier (``support`` ignored)."""
-    if fmt not in FORMATS:
-        raise ExportError(f"--format: unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if fmt not in EXPORT_FORMATS:
+        raise ExportError(f"--format: unknown format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}")
     if is_adapted_file(checkpoint):
         source = classifier_source(load_adapted(checkpoint, device=device))
     elif support is None:
@@ -332,9 +374,9 @@ def load_support_folder(support: Path, checkpoint: Checkpoint) -> tuple[Tensor, 
 def format_from_suffix(path: Path | str) -> str | None:
     """The format a file name's suffix names (``.onnx``, ``.pt2``, ``.ts.pt``), None otherwise."""
     name = str(path).lower()
-    return next((fmt for fmt, (_, suffix) in FORMATS.items() if name.endswith(suffix)), None)
+    return next((fmt for fmt, (_, suffix) in EXPORT_FORMATS.items() if name.endswith(suffix)), None)
 
 
-__all__ = ["FORMATS", "PARITY_TOLERANCE", "ExportError", "ParityError", "ExportSource", "ExportReport",
+__all__ = ["EXPORT_FORMATS", "PARITY_TOLERANCE", "ExportError", "ParityError", "ExportSource", "ExportReport",
            "classifier_source", "backbone_source", "export_source", "export_checkpoint", "adapt_to_folder",
            "load_support_folder", "format_from_suffix"]

@@ -13,7 +13,7 @@ from engine.cli.common import EXIT_FAILED, EXIT_OK
 
 def add_parser(sub: Any) -> None:
     """Register ``export`` on the subcommand parsers ``sub``."""
-    from engine.export import FORMATS, PARITY_TOLERANCE
+    from engine.export import EXPORT_FORMATS, PARITY_TOLERANCE
 
     ex = sub.add_parser("export", help="export a trained backbone (features) or an adapted classifier "
                                        "(probabilities) as ONNX, a PyTorch exported program (pt2) or TorchScript; "
@@ -23,8 +23,8 @@ def add_parser(sub: Any) -> None:
     ex.add_argument("--support", default=None,
                     help="folder with one sub-folder of images per class: export the checkpoint adapted to these "
                          "classes (without it a training checkpoint exports its backbone)")
-    ex.add_argument("--format", required=True, choices=list(FORMATS),
-                    help="; ".join(f"{name}: {title}" for name, (title, _) in FORMATS.items()))
+    ex.add_argument("--format", required=True, choices=list(EXPORT_FORMATS),
+                    help="; ".join(f"{name}: {title}" for name, (title, _) in EXPORT_FORMATS.items()))
     ex.add_argument("--out", required=True, help="file to write")
     ex.add_argument("--steps", type=int, help="inner-loop steps for gradient-based algorithms")
     ex.add_argument("--device", default="cpu", help="device to adapt on (the export itself runs on the CPU)")

@@ -1,4 +1,4 @@
-"""``meta-engine race``: race 2 to 4 algorithms, progress lines on stderr, the table as text or JSON.
+"""``meta-engine race``: race 2 to 4 algorithms, a progress bar on stderr, the table as text or JSON.
 
 :func:`format_table` is the race table as aligned text (the cells' own rules,
 :func:`~engine.race.format_accuracy` and :func:`~engine.race.format_memory`, are the race's, shared
@@ -10,11 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from engine.cli.common import EXIT_FAILED, EXIT_OK, add_shared_config_flags, read_json_config
+from engine.cli.progress import move_to, progress_bar, say
 from engine.config import ALGORITHM_CONFIGS
 from engine.errors import ConfigError
 from engine.race import (Race, RaceCallback, RaceConfig, RaceInfo, RaceResult, format_accuracy, format_memory,
@@ -66,45 +66,49 @@ def race_config_from_args(args: argparse.Namespace) -> RaceConfig:
 
 
 class RaceProgress(RaceCallback):
-    """Plain progress lines of a race on stderr (at most one line of step counts every ``every_s`` seconds)."""
+    """A race's tqdm bar on stderr (engine.cli.progress): the steps of all algorithms together, with each
+    one's step and accuracy; validations, evaluations and warnings as lines."""
 
-    def __init__(self, stream: Any = None, every_s: float = 5.0) -> None:
+    def __init__(self, stream: Any = None, every_s: float | None = None) -> None:
         self.stream = stream or sys.stderr
         self.every_s = every_s
-        self._last = 0.0
+        self.bar: Any = None
         self._latest: dict[str, StepMetrics] = {}
 
     def on_race_start(self, info: RaceInfo) -> None:
-        self._print(f"race folder: {info.race_dir}  device: {info.device}  {info.total_steps} steps each, "
-                    f"round-robin: {', '.join(info.algorithms)}")
+        say(f"race folder: {info.race_dir}  device: {info.device}  {info.total_steps} steps each, "
+            f"round-robin: {', '.join(info.algorithms)}", stream=self.stream)
         for name, stream in info.streams.items():
-            self._print(f"  {name} trains on {stream}")
+            say(f"  {name} trains on {stream}", stream=self.stream)
+        self.bar = progress_bar(info.total_steps * len(info.algorithms), "race", stream=self.stream,
+                                every_s=self.every_s)
 
     def on_step(self, algorithm: str, metrics: StepMetrics, seconds: float) -> None:
         self._latest[algorithm] = metrics
-        now = time.monotonic()
-        if now - self._last < self.every_s:
-            return
-        self._last = now
-        self._print(" | ".join(f"{name} {m.step}/{m.total_steps} acc {m.accuracy:.3f}"
-                               for name, m in self._latest.items()))
+        if self.bar is not None:
+            move_to(self.bar, sum(m.step for m in self._latest.values()),
+                    " | ".join(f"{name} {m.step} acc {m.accuracy:.3f}" for name, m in self._latest.items()))
 
     def on_validation(self, algorithm: str, result: ValidationResult, seconds: float) -> None:
-        self._print(f"{algorithm} step {result.step}: validation accuracy {100 * result.accuracy:.2f}% "
-                    f"+- {100 * result.ci95:.2f}% after {seconds:.1f} s of its own compute")
+        say(f"{algorithm} step {result.step}: validation accuracy {100 * result.accuracy:.2f}% "
+            f"+- {100 * result.ci95:.2f}% after {seconds:.1f} s of its own compute", self.bar, self.stream)
 
     def on_log(self, message: str, level: str = "info") -> None:
         if level in ("warning", "error"):
-            self._print(f"{level}: {message}")
+            say(f"{level}: {message}", self.bar, self.stream)
         elif message.startswith("evaluating"):
-            self._print(message)
+            say(message, self.bar, self.stream)
 
     def on_failed(self, message: str) -> None:
-        self._print(f"error: {message}")
+        say(f"error: {message}", self.bar, self.stream)
 
-    def _print(self, text: str) -> None:
-        self.stream.write(text + "\n")
-        self.stream.flush()
+    def on_race_finished(self, result: RaceResult) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def cmd_race(args: argparse.Namespace) -> int:
@@ -124,6 +128,9 @@ def cmd_race(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         control.stop()
         raise
+    finally:
+        for progress in callbacks:
+            progress.close()
     if result.status == "failed" and not result.rows:  # could not start (data, folder); already printed
         return EXIT_FAILED
     if args.json:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from engine.cli.common import EXIT_OK
+from engine.cli.progress import move_to, progress_bar
 
 
 def add_parser(sub: Any) -> None:
@@ -44,7 +44,10 @@ def cmd_regression(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     reporter = _RegressionProgress(quiet=args.quiet)
-    models = train_both(config, progress=reporter)
+    try:
+        models = train_both(config, progress=reporter)
+    finally:
+        reporter.close()
     evaluation = evaluate_regression(models, n_tasks=config.eval_tasks, k=config.k_shot, steps=(1, config.test_steps),
                                      seed=config.eval_seed, lr=config.inner_lr)
     paths = save_models(Path(args.out), models) if args.out else {}
@@ -64,20 +67,25 @@ def cmd_regression(args: argparse.Namespace) -> int:
 
 
 class _RegressionProgress:
-    """``progress(done, total)`` for cmd_regression: a plain line on stderr every few seconds."""
+    """``progress(done, total)`` for cmd_regression: a tqdm bar on stderr per model (engine.cli.progress)."""
 
-    def __init__(self, quiet: bool, every_s: float = 5.0) -> None:
-        self.quiet, self.every_s = quiet, every_s
-        self.started = self.last = time.monotonic()
+    def __init__(self, quiet: bool, stream: IO[str] | None = None, every_s: float | None = None) -> None:
+        self.quiet, self.stream, self.every_s = quiet, stream or sys.stderr, every_s
+        self.bar: Any = None
 
     def __call__(self, done: int, total: int) -> None:
-        now = time.monotonic()
-        if self.quiet or (now - self.last < self.every_s and done != total):
+        if self.quiet:
             return
-        self.last = now
-        elapsed = now - self.started
-        eta = elapsed / max(done, 1) * (total - done)
         half = total // 2
-        model = "MAML" if done <= half else "pre-trained"
-        print(f"{model}: step {done if done <= half else done - half}/{half}  ({elapsed:.0f} s, eta {eta:.0f} s)",
-              file=sys.stderr, flush=True)
+        model, position = ("MAML", done) if done <= half else ("pre-trained", done - half)
+        if self.bar is None or self.bar.desc != model:
+            self.close()
+            self.bar = progress_bar(half, model, stream=self.stream, every_s=self.every_s)
+        move_to(self.bar, position)
+        if done == total:
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

@@ -1,14 +1,14 @@
-"""``meta-engine train``: train or resume one run, with a one-line terminal progress bar."""
+"""``meta-engine train``: train or resume one run, with a tqdm progress bar (engine.cli.progress)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from engine.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, add_config_flags, config_from_args
+from engine.cli.progress import is_terminal, move_to, progress_bar, say
 from engine.config import ALGORITHM_CONFIGS
 from engine.training.callbacks import Callback, RunInfo, RunSummary, StepMetrics, ValidationResult
 
@@ -34,51 +34,48 @@ def add_parser(sub: Any) -> None:
 
 
 class ProgressBar(Callback):
-    """A one-line terminal progress bar on stderr (plain lines when stderr is not a terminal)."""
+    """The run's tqdm bar on stderr (engine.cli.progress): steps, rate, ETA, loss, accuracy and the latest
+    validation; one redrawn line on a terminal, plain periodic lines otherwise."""
 
-    def __init__(self, stream=None, width: int = 30) -> None:
+    def __init__(self, stream: IO[str] | None = None, every_s: float | None = None) -> None:
         self.stream = stream or sys.stderr
-        self.width = width
-        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self._last = 0.0
+        self.every_s = every_s
+        self.bar: Any = None
         self._val = ""
 
     def on_run_start(self, info: RunInfo) -> None:
-        self._print(f"run folder: {info.run_dir}  device: {info.device}  classes: {info.n_train_classes} train / "
-                    f"{info.n_val_classes} val / {info.n_test_classes} test", newline=True)
+        say(f"run folder: {info.run_dir}  device: {info.device}  classes: {info.n_train_classes} train / "
+            f"{info.n_val_classes} val / {info.n_test_classes} test", stream=self.stream)
+        self.bar = progress_bar(info.total_steps, "train", stream=self.stream, initial=info.start_step,
+                                every_s=self.every_s)
 
     def on_step(self, m: StepMetrics) -> None:
-        now = time.monotonic()
-        if now - self._last < (0.1 if self.tty else 5.0) and m.step != m.total_steps:
-            return
-        self._last = now
-        done = int(self.width * m.step / max(m.total_steps, 1))
-        bar = "#" * done + "-" * (self.width - done)
-        eta = f"{m.eta_s:5.0f}s" if m.eta_s == m.eta_s else "    ?"
-        self._print(f"[{bar}] {m.step}/{m.total_steps} loss {m.loss:.3f} acc {m.accuracy:.3f} "
-                    f"{m.episodes_per_second:6.1f} ep/s eta {eta}{self._val}", newline=not self.tty)
+        if self.bar is not None:
+            move_to(self.bar, m.step, f"loss {m.loss:.3f} acc {m.accuracy:.3f}{self._val}")
 
     def on_validation(self, r: ValidationResult) -> None:
         self._val = f" | val {100 * r.accuracy:.1f}% +- {100 * r.ci95:.1f}"
-        if not self.tty:
-            self._print(f"step {r.step}: validation accuracy {100 * r.accuracy:.2f}% +- {100 * r.ci95:.2f}%",
-                        newline=True)
+        if not is_terminal(self.stream):
+            say(f"step {r.step}: validation accuracy {100 * r.accuracy:.2f}% +- {100 * r.ci95:.2f}%",
+                stream=self.stream)
 
     def on_log(self, message: str, level: str = "info") -> None:
         if level in ("warning", "error"):
-            self._print(f"{level}: {message}", newline=True)
+            say(f"{level}: {message}", self.bar, self.stream)
 
     def on_finished(self, s: RunSummary) -> None:
+        self._close()
         best = f"{100 * s.best_val_accuracy:.2f}% at step {s.best_step}" if s.best_val_accuracy is not None else "n/a"
-        self._print(f"{s.status}: {s.steps_done} steps in {s.duration_s:.1f}s; best validation accuracy {best}",
-                    newline=True)
+        say(f"{s.status}: {s.steps_done} steps in {s.duration_s:.1f}s; best validation accuracy {best}",
+            stream=self.stream)
 
-    def _print(self, text: str, newline: bool) -> None:
-        if self.tty:
-            self.stream.write("\r\033[K" + text + ("\n" if newline else ""))
-        else:
-            self.stream.write(text + "\n")
-        self.stream.flush()
+    def on_failed(self, message: str, summary: RunSummary) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 class _StartWatch(Callback):

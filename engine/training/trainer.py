@@ -71,6 +71,7 @@ from engine.training.memory import estimate_maml_memory
 from engine.training.prefetch import BatchPrefetcher, pin_batch, prefetch_default
 from engine.training.sampling import batch_size_field, build_training_sampler, training_batch_size
 from engine.training.schedule import lr_factor
+from engine.training.tensorboard import TensorBoardCallback
 
 VALIDATION_SEED_OFFSET = 1_000_003
 HOST_OUT_OF_MEMORY = ("out of memory: lower task.meta_batch_size, task.n_query or data.image_size, or "
@@ -203,6 +204,8 @@ class Trainer:
     # -- setup ------------------------------------------------------------
     def _setup(self) -> None:
         cfg = validate(self.config)
+        if cfg.train.tensorboard:  # event files next to metrics.jsonl
+            self.callbacks = CallbackList([*self.callbacks.callbacks, TensorBoardCallback(cfg)])
         device = self._resolve_runtime(cfg)
         if cfg.train.num_threads:
             torch.set_num_threads(cfg.train.num_threads)
