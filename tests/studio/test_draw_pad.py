@@ -12,6 +12,7 @@ from PySide6.QtCore import QPoint, Qt
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
+from engine.adapted import load_adapted
 from engine.sessions import DEMO_MODEL
 from studio.panels.adapt_panel import AdaptPanel
 from studio.widgets.draw_pad import DrawPad
@@ -61,7 +62,7 @@ def open_pad(qtbot, toggle, box) -> DrawPad:
     return box.pad
 
 
-def test_drawn_classes_adapt_at_once_and_a_drawn_test_is_classified(panel, qtbot):
+def test_drawn_classes_adapt_at_once_and_a_drawn_test_is_classified(panel, qtbot, tmp_path):
     activate(qtbot, panel)
     for name, drawings in (("ring", [[ring()], [ring(34, 42)]]), ("cross", [cross(), cross(12)])):
         card = panel.add_class(name)
@@ -87,6 +88,12 @@ def test_drawn_classes_adapt_at_once_and_a_drawn_test_is_classified(panel, qtbot
     assert tile.example.source.name.startswith("drawn-")
     assert tile.name_label.full_text() == tile.example.source.name   # not the session folder's temporary name
     assert len(tile.probabilities) == 2 and tile.predicted == "ring", tile.probabilities
+
+    saved = panel.save_classifier(tmp_path / "drawn.pt")                 # the drawings go with the classifier
+    adapted = load_adapted(saved)
+    assert adapted.class_names == ["ring", "cross"] and len(adapted.support_names) == 4
+    assert all(name.startswith("drawn-") for name in adapted.support_names)
+    assert adapted.support_images[0].tolist() == panel.session.support[0].examples[0].pixels.tolist()
 
 
 def test_ctrl_z_takes_back_a_stroke_then_the_added_drawing_and_esc_clears(panel, qtbot):
