@@ -31,6 +31,7 @@ from engine.data.preprocess import Preprocessing
 from engine.data.splits import ClassSplit
 from engine.data.strokes import Stroke, drawing_size, strokes_png
 from engine.errors import EngineError
+from engine.export import ExportSource, classifier_source
 from engine.sessions.adapt_compute import (AdaptationCancelled, AdaptOutput, FeatureCache, adapt_and_predict,
                                            map_data)
 from engine.sessions.adapt_support import (ClassState, DecodeResult, DropListing, DropOutcome, Example, ProgressFn,
@@ -388,6 +389,15 @@ class AdaptSession:
                                     class_names=[c.name for c in classes], support_images=images,
                                     support_labels=labels, predictor=self.output.predictor)
         return export_torchscript(adapted, path)
+
+    def export_snapshot(self) -> ExportSource:
+        """A CPU copy of the current classifier for :func:`engine.export.export_source` (ONNX, pt2 or
+        TorchScript with the parity check; safe in a worker thread); needs :meth:`classifier_ready`."""
+        classes = usable_classes(self.support)
+        images, labels = support_pixels(classes)
+        return classifier_source(AdaptedClassifier(
+            path=None, algorithm=self.algorithm, checkpoint=self.checkpoint, class_names=[c.name for c in classes],
+            support_images=images, support_labels=labels, predictor=self.output.predictor))
 
     # ================================================================================ demo
     def demo_job(self) -> Callable[[ProgressFn, StopFn], DemoSelection]:

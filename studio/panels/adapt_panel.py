@@ -12,7 +12,7 @@ and forwards what the user does.
 * Works with the current run, any run of the history, a checkpoint file, or a saved adapted
   classifier; images are converted with the checkpoint's preprocessing (size, channels).
 * Saves the adapted classifier (``engine.adapted``) for the panel and ``meta-engine predict``, and
-  exports it to TorchScript.
+  exports it (ONNX, pt2 or TorchScript, with the parity check: ``export_dialog.py``).
 * "Demo" loads ``assets/demo_model.pt`` and five characters of an alphabet the model never saw.
 """
 
@@ -36,6 +36,7 @@ from studio.panels import adapt_input
 from studio.panels.adapt_input import CardScroll
 from studio.panels.adapt_map import EmbeddingMap
 from studio.panels.adapt_test_zone import TestZone
+from studio.panels.export_dialog import ExportDialog
 from studio.widgets.elide import ElidedLabel, WrappedLabel
 
 __all__ = ["AdaptPanel", "DEMO_MODEL"]
@@ -75,8 +76,8 @@ class AdaptPanel(QWidget):
         self.save_button = button("Save classifier...", "Save the classes, their images and the fitted classifier "
                                   "to one file (reopen it here or use it with meta-engine predict)",
                                   lambda: self._file_dialog("save", self.save_classifier))
-        self.export_button = button("Export TorchScript...", "A TorchScript module: normalised images [B, C, H, W] "
-                                    "-> probabilities", lambda: self._file_dialog("export", self.export_torchscript))
+        self.export_button = button("Export...", "The classifier as ONNX, pt2 or TorchScript (normalised images -> "
+                                    "probabilities), checked against PyTorch", self.open_export_dialog)
         toolbar = hbox([button("Open model...", "A training checkpoint (.pt) or a saved adapted classifier",
                                lambda: self._file_dialog("open", self.load_checkpoint)), self.demo_button, 8,
                         (self.model_label, 1), 8, self.undo_button, self.save_button, self.export_button], spacing=6)
@@ -478,6 +479,17 @@ class AdaptPanel(QWidget):
                          f"{prep.image_size}] float, (x/255 - {prep.mean:g}) / {prep.std:g}; output probabilities "
                          f"of {names}.", "ok")
         return saved
+
+    def open_export_dialog(self) -> ExportDialog | None:
+        """The Export dialog (ONNX, pt2 or TorchScript, with the parity figure) on a copy of the current classifier."""
+        try:
+            dialog = ExportDialog(self.session.export_snapshot(), self) if self._classifier_ready() else None
+        except EngineError as error:
+            self.show_banner(f"Cannot export: {error}", "error")
+            return None
+        if dialog is not None:
+            dialog.open()  # window-modal: the classes cannot change under the export
+        return dialog
 
     def _classifier_ready(self) -> bool:
         if not self.session.classifier_ready():
