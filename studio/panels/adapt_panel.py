@@ -233,13 +233,13 @@ class AdaptPanel(QWidget):
         if self._model_ready(card.show_message):
             self.add_files(card, self._clipboard_files(images))
 
-    def _add_decoded(self, uid: int, listing: DropListing, result: DecodeResult) -> None:
     def add_drawing(self, card: ClassCard, strokes: list) -> None:
         """A drawing of the card's pad becomes a support example: a PNG rendered like an Omniglot drawing at
         the model's size (AdaptSession.drawing_file), added like a dropped file (so Ctrl+Z takes it back)."""
         if self._model_ready(card.show_message):
             self.add_files(card, [self.session.drawing_file(strokes)])
 
+    def _add_decoded(self, uid: int, listing: DropListing, result: DecodeResult) -> None:
         card = self.card_list.cards.get(uid)
         if card is None or not self.session.has_class(uid):
             self.show_banner("The class was removed before its images were decoded; nothing was added.", "warning")
@@ -310,12 +310,12 @@ class AdaptPanel(QWidget):
         self.test_zone.set_tiles(self.session.tile_examples)
         self.refresh()
 
-    def remove_test_image(self, key: str) -> None:
     def add_test_drawing(self, strokes: list) -> None:
         """A drawing of the test zone's pad is classified like a dropped test image."""
         if self._model_ready(self.test_zone.show_message):
             self.add_test_files([self.session.drawing_file(strokes)])
 
+    def remove_test_image(self, key: str) -> None:
         self.session.remove_test_image(key)
         self.test_zone.set_tiles(self.session.tile_examples)
         self.refresh()
