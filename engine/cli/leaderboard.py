@@ -12,6 +12,7 @@ import argparse
 import json
 import shlex
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,8 @@ from engine.cli.common import EXIT_FAILED, EXIT_OK, SECTIONS, add_shared_config_
 from engine.config import RunConfig
 from engine.leaderboard.spec import DEFAULT_SHOTS, LeaderboardSpec, parse_algorithms
 from engine.leaderboard.table import LEADERBOARDS_FOLDER, Leaderboard, format_markdown, markdown_path
+
+PROGRESS_EVERY_S = 30.0
 
 
 def add_parser(sub: Any) -> None:
@@ -92,8 +95,19 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     from engine.leaderboard.runner import LeaderboardCallback, run_leaderboard
 
     class Progress(LeaderboardCallback):
+        """Log lines, and a progress line at most every PROGRESS_EVERY_S seconds, on stderr."""
+
+        last = 0.0
+
         def on_log(self, message: str) -> None:
             print(message, file=sys.stderr, flush=True)
+
+        def on_progress(self, done: int, total: int) -> None:
+            now = time.monotonic()
+            if now - self.last >= PROGRESS_EVERY_S:
+                self.last = now
+                print(f"  {100 * done / max(total, 1):.0f}% of the leaderboard ({done} of {total} training steps "
+                      "and test episodes)", file=sys.stderr, flush=True)
 
     spec = spec_from_args(args)
     path = output_path(args, spec)
@@ -114,7 +128,7 @@ def command_line(args: argparse.Namespace) -> str:
         value = getattr(args, action.dest, None)
         if not action.option_strings or action.dest in ("help", "resume", "quiet", "json") or value in (None, ""):
             continue
-        if value != action.default:
+        if value != action.default or action.dest == "algorithms":
             words += [action.option_strings[0], str(value)]
     return " ".join(shlex.quote(word) for word in words)
 
