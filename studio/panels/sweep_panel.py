@@ -65,6 +65,7 @@ class SweepPanel(QWidget):
         self.window = window
         self.worker: SweepWorker | None = None
         self.snapshot: Any = None
+        self._finished = 0  # finished trials in the last snapshot
         self._poll = LatestJob()
         self._build()
         self._refresh_space()
@@ -319,6 +320,12 @@ class SweepPanel(QWidget):
             self.summary_label.setText("No trials yet in this study.")
 
     def show_snapshot(self, snapshot: Any) -> None:
+        finished = sum(row.state in ("complete", "pruned", "failed") for row in snapshot.rows)
+        if finished != self._finished:  # a trial's run just ended: the Runs table lists it
+            self._finished = finished
+            runs_panel = getattr(self.window, "runs_panel", None)
+            if runs_panel is not None:
+                runs_panel.refresh()
         self.snapshot = snapshot
         self._fill_table(snapshot)
         self.plots.show_snapshot(snapshot)

@@ -25,6 +25,8 @@ def _plot(title: str, x: str, y: str) -> pg.PlotWidget:
     plot.showGrid(x=True, y=True, alpha=0.2)
     plot.setMenuEnabled(False)
     plot.setMinimumHeight(160)
+    for axis in ("left", "bottom"):
+        plot.getAxis(axis).enableAutoSIPrefix(False)  # accuracies in %, not "x0.001"
     return plot
 
 
@@ -35,8 +37,8 @@ class SweepPlots(QWidget):
         super().__init__(parent)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        self.history = _plot("Optimisation history", "trial", "validation accuracy")
-        self.curves = _plot("Validation curves (pruned: grey)", "step", "validation accuracy")
+        self.history = _plot("Optimisation history (best so far: red)", "trial", "validation accuracy (%)")
+        self.curves = _plot("Validation curves (pruned: grey)", "step", "validation accuracy (%)")
         self.importances = _plot("Parameter importances", "importance", "")
         self.importances.getAxis("left").setStyle(tickTextWidth=110, autoExpandTextSpace=True)
         self.importance_note = pg.TextItem(f"after {MIN_TRIALS_FOR_IMPORTANCE} complete trials", color="#777")
@@ -55,12 +57,12 @@ class SweepPlots(QWidget):
         done = [(r.number, r.value) for r in snapshot.rows if r.state == "complete" and r.value is not None]
         if done:
             xs, ys = zip(*sorted(done))
-            self.history.plot(list(xs), list(ys), pen=None, symbol="o", symbolSize=7, symbolBrush="#1f77b4",
+            self.history.plot(list(xs), [100 * y for y in ys], pen=None, symbol="o", symbolSize=7, symbolBrush="#1f77b4",
                               name="trial")
         best = snapshot.history()
         if best:
             xs, ys = zip(*best)
-            self.history.plot(list(xs), list(ys), pen=pg.mkPen("#d62728", width=2), stepMode=None, name="best")
+            self.history.plot(list(xs), [100 * y for y in ys], pen=pg.mkPen("#d62728", width=2), stepMode=None, name="best")
 
     def _draw_curves(self, snapshot: Any) -> None:
         self.curves.clear()
@@ -69,7 +71,7 @@ class SweepPlots(QWidget):
             if not row.curve:
                 continue
             steps = [s for s, _ in row.curve]
-            values = [v for _, v in row.curve]
+            values = [100 * v for _, v in row.curve]
             if row.state == "pruned":
                 item = self.curves.plot(steps, values, pen=pg.mkPen(PRUNED_COLOUR, width=1))
                 self.curves.plot([steps[-1]], [values[-1]], pen=None, symbol="x", symbolSize=9,

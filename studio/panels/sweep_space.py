@@ -68,6 +68,7 @@ class _Row:
             self.log.setChecked(log)
             self.log.setToolTip("Sample on a log scale (learning rates)")
             for editor in (self.low, self.high):
+                editor.setMinimumWidth(64)
                 editor.setMaximumWidth(90)
             self.editors = [self.low, self.high, self.log]
         self.check.toggled.connect(self._enable)

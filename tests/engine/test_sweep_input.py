@@ -32,7 +32,9 @@ from tests.engine.sweep_helpers import TINY_FLAGS
 ])
 def test_bad_input_is_refused_by_name_and_nothing_is_written(tmp_path, capsys, args, named):
     runs = tmp_path / "runs"
-    assert main(["sweep", *TINY_FLAGS, "--runs-dir", str(runs), "--study", "bad", *args]) == 2
+    # one 1-step trial if the check is missing: the test fails fast instead of sweeping
+    assert main(["sweep", *TINY_FLAGS, "--runs-dir", str(runs), "--study", "bad", "--steps", "1", "--trials", "1",
+                 *args]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ") and named in err, err
     assert not runs.exists()  # no run folder, no study database
