@@ -35,7 +35,7 @@ import common
 from engine.algorithms.meta_sgd import MetaSGDConfig
 
 N_WAY, N_SHOT, N_QUERY = 5, 1, 15
-INNER_LR, OUTER_LR = 0.4, 1e-3
+INNER_LR, OUTER_LR = 0.1, 1e-3
 RATE_RANGE = (0.05, 0.5)
 
 

@@ -39,7 +39,7 @@ SETTINGS: dict[str, tuple[dict[str, Any], int]] = {
     "simpleshot": ({"batch_size": 32}, 50),
     "relation": ({"lr": 3e-3}, 40),
     "feat": ({}, 30),
-    "meta_sgd": ({"inner_lr": 0.1}, 20),
+    "meta_sgd": ({}, 20),
     "r2d2": ({}, 20),
     "meta_baseline": ({}, 20),
     "boil": ({}, 20),

@@ -115,7 +115,7 @@ def test_head_rates_follow_the_head_rule_for_more_classes_than_trained() -> None
 def glyph_run(glyph_root, tmp_path_factory):
     data = zoo_checks.glyph_data(glyph_root)
     run_dir = tmp_path_factory.mktemp("meta-sgd") / "run"
-    config = zoo_checks.glyph_config(glyph_root, "meta_sgd", steps=60, inner_lr=0.1)
+    config = zoo_checks.glyph_config(glyph_root, "meta_sgd", steps=30)
     return zoo_checks.train_on_glyphs(config, data, run_dir), data, run_dir
 
 
