@@ -115,12 +115,15 @@ class ModelConfig:
     """The backbone network."""
 
     backbone: str = param("conv4", "Chooses the network that turns an image into features: conv4 (4x64 conv "
-                          "blocks), resnet12, or mlp (2x40, sinusoids).", label="Network (backbone)",
-                          choices=("conv4", "resnet12", "mlp"), basic=True)
+                          "blocks), resnet12, mlp (2x40, sinusoids), or a torchvision ImageNet network (photos).",
+                          label="Network (backbone)", basic=True, choices=(
+                              "conv4", "resnet12", "mlp", "resnet18", "resnet34", "resnet50", "mobilenet_v3_small",
+                              "mobilenet_v3_large", "efficientnet_b0", "convnext_tiny", "vit_b_16"))
     hidden_channels: int = param(64, "Sets the network's width: filters per conv block (conv4) or base width "
                                  "(resnet12).", label="Network width (filters)", min=1, max=1024)
     weights_path: str = param("", "Starts the backbone from a local state-dict file instead of random weights "
-                              "(optional).", label="Starting weights file")
+                              "(optional); 'torchvision': a torchvision network's ImageNet file in the PyTorch hub "
+                              "cache.", label="Starting weights file")
 
 
 @dataclass

@@ -15,6 +15,7 @@ from engine.io import verify_zip_records
 from engine.models.conv4 import Conv4, pooled_size
 from engine.models.mlp import MLP
 from engine.models.resnet import ResNet12
+from engine.models.torchvision_backbones import build_torchvision_backbone, is_torchvision_backbone
 
 MIN_IMAGE_SIZE = 16
 """Conv4 and ResNet12 halve the image four times; smaller images would vanish."""
@@ -25,7 +26,11 @@ def build_backbone(cfg: ModelConfig, in_channels: int, image_size: int) -> nn.Mo
 
     conv4/resnet12: [B, in_channels, image_size, image_size] -> [B, out_features];
     mlp: [B, 1] -> [B, 1] (sinusoid regression; ``in_channels``/``image_size`` ignored).
+    torchvision networks (``torchvision_backbones.py``): [B, 1 or 3, H, W] -> [B, out_features];
+    their ``weights_path`` is torchvision's file of the whole network, or ``"torchvision"`` (hub cache).
     """
+    if is_torchvision_backbone(cfg.backbone):
+        return build_torchvision_backbone(cfg.backbone, image_size, cfg.weights_path)
     if cfg.backbone in ("conv4", "resnet12") and pooled_size(image_size, 4) < 1:
         raise ConfigError(f"data.image_size must be at least {MIN_IMAGE_SIZE} for model.backbone "
                           f"{cfg.backbone!r} (got {image_size})")
@@ -36,7 +41,8 @@ def build_backbone(cfg: ModelConfig, in_channels: int, image_size: int) -> nn.Mo
     elif cfg.backbone == "mlp":
         module = MLP()
     else:
-        raise ConfigError(f"model.backbone: unknown backbone {cfg.backbone!r}; choose conv4, resnet12 or mlp")
+        raise ConfigError(f"model.backbone: unknown backbone {cfg.backbone!r}; choose conv4, resnet12, mlp "
+                          f"or a torchvision network")
     if cfg.weights_path:
         load_weights(module, cfg.weights_path)
     return module
