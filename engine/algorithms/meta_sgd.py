@@ -37,7 +37,8 @@ class MetaSGDConfig(AlgorithmConfig):
     anil: ClassVar[bool] = False
     """Meta-SGD adapts every weight (MAML's ANIL switch does not apply)."""
 
-    inner_lr: float = param(0.4, "Sets the value every learned inner learning rate starts from.",
+    inner_lr: float = param(0.1, "Sets the value every learned inner learning rate starts from (the paper draws "
+                            "them from 0.005..0.1; learn2learn starts them all at one value, as here).",
                             label="Initial inner learning rate", min=0.0, max=100.0, exclusive_min=True)
     inner_steps: int = param(1, "Sets the gradient steps of the inner loop during training.", label="Inner steps",
                              min=1, max=100)
@@ -88,7 +89,7 @@ class MetaSGD(MAML):
     paper = "Li et al. 2017, Meta-SGD: Learning to Learn Quickly for Few-Shot Learning"
     inner_loop = True
     meta_gradient_memory = True
-    recipe: ClassVar[dict[str, Any]] = {"algorithm.inner_lr": 0.4, "algorithm.inner_steps": 1,
+    recipe: ClassVar[dict[str, Any]] = {"algorithm.inner_lr": 0.1, "algorithm.inner_steps": 1,
                                         "algorithm.test_inner_steps": 1}
 
     def __init__(self, config: MetaSGDConfig, backbone: nn.Module, *, n_way: int, n_train_classes: int) -> None:
