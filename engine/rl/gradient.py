@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from engine.rl.env import HORIZON, step
-from engine.rl.policy import batched_log_prob, batched_mean
+from engine.rl.policy import batched_log_prob
 
 BASELINE_RIDGE = 1e-5
 ADVANTAGE_EPS = 1e-8
@@ -58,15 +58,27 @@ def rollout(params: Sequence[Tensor], goals: Tensor, n_trajectories: int, genera
     position = torch.zeros(n_tasks, n_trajectories, 2, dtype=params[0].dtype)
     goal = goals.to(params[0].dtype).unsqueeze(1)        # [T, 1, 2]
     observations, actions, rewards = [], [], []
+    layers = [(w.transpose(1, 2).contiguous(), b.unsqueeze(1)) for w, b in zip(params[:-1:2], params[1:-1:2])]
+    scaled_noise = std.unsqueeze(2) * noise                 # [T, N, H, 2]
     with torch.no_grad():
         for t in range(horizon):
-            action = batched_mean(params, position) + std * noise[:, :, t]
+            action = _policy_mean(layers, position) + scaled_noise[:, :, t]
             observations.append(position)
             actions.append(action)
             position, reward = step(position, action, goal)
             rewards.append(reward)
     obs, acts, rews = torch.stack(observations, 2), torch.stack(actions, 2), torch.stack(rewards, 2)
     return Batch(obs, acts, rews, advantages(obs, rews, gamma))
+
+
+def _policy_mean(layers: list[tuple[Tensor, Tensor]], observations: Tensor) -> Tensor:
+    """:func:`engine.rl.policy.batched_mean` with the weights transposed once per rollout (no autograd)."""
+    h = observations
+    for index, (weight_t, bias) in enumerate(layers):
+        h = torch.baddbmm(bias, h, weight_t)
+        if index < len(layers) - 1:
+            h = torch.relu_(h)
+    return h
 
 
 def discounted_returns(rewards: Tensor, gamma: float) -> Tensor:
