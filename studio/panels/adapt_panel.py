@@ -38,9 +38,11 @@ from studio.panels.adapt_map import EmbeddingMap
 from studio.panels.adapt_test_zone import TestZone
 from studio.panels.export_dialog import ExportDialog
 from studio.widgets.elide import ElidedLabel, WrappedLabel
+from studio.widgets.transductive_note import TransductiveNote
 
 __all__ = ["AdaptPanel", "DEMO_MODEL"]
 
+ADAPTATION_FAILED = "Adaptation failed"
 _BANNER_BACKGROUNDS = {"error": "#fdecea", "warning": "#fff4e5", "ok": "#edf7ed"}
 
 
@@ -84,6 +86,7 @@ class AdaptPanel(QWidget):
         self.banner = WrappedLabel("")
         self.banner.setObjectName("adapt_banner")
         self.banner.setVisible(False)
+        self.transductive_note = TransductiveNote()  # shown while a transductive model is in use
 
         self.test_zone = TestZone()
         self.test_zone.files_dropped.connect(self.add_test_files)
@@ -103,6 +106,7 @@ class AdaptPanel(QWidget):
         layout.setSpacing(6)
         layout.addLayout(toolbar)
         layout.addWidget(self.banner)
+        layout.addWidget(self.transductive_note)
         layout.addWidget(main_splitter, 1)
         undo = QShortcut(QKeySequence(QKeySequence.StandardKey.Undo), self)
         undo.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
@@ -177,6 +181,9 @@ class AdaptPanel(QWidget):
         self.test_zone.set_folder(self.session.folder_name, self.session.folder_examples)
         self.model_label.setText(_describe_model(self.session))
         self.model_label.setToolTip(str(path))
+        algorithm = self.session.algorithm
+        self.transductive_note.show_for(algorithm.transductive,
+                                        algorithm.display_title(self.session.checkpoint.config.algorithm))
         self.show_banner("")
         self._support_changed()
         self.model_loaded.emit(str(path))
@@ -354,7 +361,7 @@ class AdaptPanel(QWidget):
         try:
             output = self.session.adapt_now(predictor)
         except (EngineError, RuntimeError, ValueError) as error:
-            self.show_banner(f"Adaptation failed: {error}", "error")
+            self.show_banner(f"{ADAPTATION_FAILED}: {error}", "error")
             return
         self._show_output(output)
         QTimer.singleShot(0, lambda revision=self.session.revision: self._deferred_map(revision))
@@ -374,7 +381,7 @@ class AdaptPanel(QWidget):
         self.status_label.setText("adapting...")
         self._job_pending = False
         handle = self.job.start(self.session.adaptation_job(predictor), on_result=self._job_result,
-                                on_error=lambda message: self.show_banner(f"Adaptation failed: {message}", "error"),
+                                on_error=lambda message: self.show_banner(f"{ADAPTATION_FAILED}: {message}", "error"),
                                 on_progress=self._job_progress)
         handle.done.connect(lambda: self._job_done(handle))
 
@@ -420,6 +427,8 @@ class AdaptPanel(QWidget):
         probs = output.query_probs.tolist()
         n_tiles = len(self.session.tile_examples)
         self.test_zone.set_predictions(names, colours, probs[:n_tiles], probs[n_tiles:])
+        if self.banner_text().startswith(ADAPTATION_FAILED):  # e.g. one test image for a transductive model
+            self.show_banner("")
         if output.map is not None:
             self._show_map(output)
         n_support = sum(len(c.examples) for c in usable_classes(self.session.support))

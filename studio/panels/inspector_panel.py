@@ -19,7 +19,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QFormLayout, QFrame, QHBoxLayout, QLabel, QProgressBar, QPushButton,
                                QScrollArea, QSplitter, QVBoxLayout, QWidget)
 
-from engine.api import EngineError, EpisodeShape, RunRecord
+from engine.api import ALGORITHMS, EngineError, EpisodeShape, RunRecord, display_title
 from studio.jobs.background import BackgroundJobMixin
 from studio.widgets.elide import WrappedLabel
 from studio.widgets.fields import spin_box
@@ -27,6 +27,7 @@ from studio.widgets.accuracy_histogram import AccuracyHistogram
 from studio.widgets.episode_form import EpisodeShapeForm
 from studio.widgets.inspected_episode import CHECK, CROSS, THUMB, EpisodeView
 from studio.widgets.run_picker import RunPicker, has_checkpoint
+from studio.widgets.transductive_note import TransductiveNote
 from studio.jobs.thread import WorkerHandle
 
 __all__ = ["CHECK", "CROSS", "THUMB", "InspectorPanel", "inspection_job"]
@@ -120,6 +121,7 @@ class InspectorPanel(QWidget, BackgroundJobMixin):
         self.summary_label.setStyleSheet("font-weight: bold;")
         self.details_label = WrappedLabel("")
         self.details_label.setStyleSheet("color: #606060;")
+        self.transductive_note = TransductiveNote()  # shown for a transductive algorithm's episodes
         self.histogram = AccuracyHistogram()
         self.histogram.setMinimumHeight(100)  # shrinks on a short screen (1366x768) rather than cut the page
         self.histogram.bin_clicked.connect(self.toggle_bin)
@@ -150,6 +152,7 @@ class InspectorPanel(QWidget, BackgroundJobMixin):
         left_layout.addWidget(self.progress)
         left_layout.addWidget(self.summary_label)
         left_layout.addWidget(self.details_label)
+        left_layout.addWidget(self.transductive_note)
         left_layout.addWidget(self.histogram, 1)
         left_layout.addLayout(filter_row)
         left.setMinimumWidth(360)
@@ -254,6 +257,9 @@ class InspectorPanel(QWidget, BackgroundJobMixin):
         self.details_label.setText(
             f"{run}{inspection.n_way}-way {inspection.n_shot}-shot, {inspection.n_query} queries per class, "
             f"{inspection.scope}; {inspection.algorithm} checkpoint at step {inspection.checkpoint_step:,}.")
+        algorithm = ALGORITHMS.get(inspection.algorithm)
+        self.transductive_note.show_for(bool(algorithm and algorithm.transductive),
+                                        display_title(inspection.algorithm))
         self.bins = inspection.bins(N_BINS)
         self.histogram.set_data(self.bins, inspection.mean, inspection.ci95)
         if self.episode_view is None or self.episode_view.shape != (inspection.n_way, inspection.n_shot,

@@ -87,6 +87,8 @@ def test_checkpoint_round_trip_gives_identical_predictions(name: str, tmp_path: 
     task = glyphs.episodes("test", 5, 1, 15, seed=4).sample()
     expected = algorithm.adapt(task.support_x, task.support_y).predict(task.query_x)
     assert torch.equal(loaded.adapt(task.support_x, task.support_y).predict(task.query_x), expected)
+    # the running mean training feature (CL2N's centre) is part of the checkpoint
+    assert int(algorithm.feature_mean.batches) == PRETRAINING_STEPS
     assert torch.equal(loaded.feature_mean.mean, algorithm.feature_mean.mean)
 
 
