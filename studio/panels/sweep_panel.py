@@ -58,7 +58,7 @@ class _SortItem(QTableWidgetItem):
 
 
 class SweepPanel(QWidget):
-    sweeping_changed = Signal(bool)
+    racing_changed = Signal(bool)  # the window's name for "a view trains" (layout.py revalidates on it)
 
     def __init__(self, window: Any) -> None:
         super().__init__()
@@ -257,7 +257,7 @@ class SweepPanel(QWidget):
         self.status_label.setText(f"Sweeping {settings.space.describe()} ({settings.trials} trials)…")
         self.pause_button.setText("Pause")
         self._update_buttons()
-        self.sweeping_changed.emit(True)
+        self.racing_changed.emit(True)
         log.info("sweep %s started: %s", settings.study_name, settings.space.describe())
         return worker
 
@@ -302,7 +302,7 @@ class SweepPanel(QWidget):
             runs_panel.refresh()
         self.poll()
         self._update_buttons()
-        self.sweeping_changed.emit(False)
+        self.racing_changed.emit(False)
 
     # ------------------------------------------------------------------ reading the study
     def poll(self) -> None:
