@@ -62,7 +62,8 @@ class LeaderboardChart(pg.PlotWidget):
         self.plot.showGrid(y=True, alpha=0.3)
         self.plot.setMouseEnabled(x=False, y=False)
         self.plot.hideButtons()
-        self.legend = self.plot.addLegend(offset=(-10, 10))
+        self.legend = self.plot.addLegend(offset=(60, 2))  # a bar named "N-shot" lists itself
+        self.legend.setColumnCount(4)
         self.bars: dict[int, pg.BarGraphItem] = {}
         self.error_bars: dict[int, pg.ErrorBarItem] = {}
 
@@ -84,12 +85,11 @@ class LeaderboardChart(pg.PlotWidget):
             errors = pg.ErrorBarItem(x=x, y=height, height=2 * ci, beam=width * 0.4, pen=pg.mkPen("#303030"))
             self.plot.addItem(bars)
             self.plot.addItem(errors)
-            self.legend.addItem(bars, f"{shot}-shot")
             self.bars[shot], self.error_bars[shot] = bars, errors
         ticks = [(float(i), row.title) for i, row in enumerate(rows)]
         self.plot.getAxis("bottom").setTicks([ticks])
         self.plot.setXRange(-0.6, max(len(rows) - 0.4, 0.6), padding=0)
-        self.plot.setYRange(0, 100, padding=0.02)
+        self.plot.setYRange(0, 112, padding=0)  # room for the legend above 100%
 
     def bar_count(self, shot: int) -> int:
         bars = self.bars.get(shot)

@@ -105,6 +105,7 @@ def test_the_chart_has_one_bar_per_algorithm_and_shot_with_ci_error_bars(panel: 
     heights = panel.chart.bars[1].opts["height"]
     np.testing.assert_allclose(heights, [91.0, 88.0, 84.0])
     np.testing.assert_allclose(panel.chart.error_bars[1].opts["height"], [2.0, 6.0, 4.0])  # 2 x CI, in %
+    assert [label.text for _, label in panel.chart.legend.items] == ["1-shot", "5-shot"]  # one entry per shot
 
 
 def test_a_damaged_file_is_named_and_the_shown_board_stays(panel: LeaderboardPanel, tmp_path: Path) -> None:
