@@ -22,7 +22,7 @@ from engine.evaluation import mean_ci95
 from engine.rl.config import POLICY_TITLES
 from engine.rl.env import ACTION_LIMIT, HORIZON, check_goal, sample_goals
 from engine.rl.gradient import Batch, inner_step, rollout
-from engine.rl.policy import Params, as_list, expand, hidden_of
+from engine.rl.policy import as_list, expand, hidden_of
 
 ProgressFn = Callable[[int, int], None]
 StopFn = Callable[[], bool]

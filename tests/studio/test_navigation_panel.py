@@ -128,3 +128,14 @@ def test_cancelled_training_keeps_the_policies(qtbot, panel: NavigationPanel) ->
     panel.cancel_training()
     qtbot.waitUntil(lambda: not panel.is_training(), timeout=120_000)
     assert panel.policies is policies and "cancelled" in panel.policies_label.text()
+
+
+def test_a_corrupt_policy_file_is_named_and_the_policies_shown_are_kept(tmp_path, panel: NavigationPanel) -> None:
+    for kind in ("maml", "reptile", "pretrained"):
+        (tmp_path / f"navigation_{kind}.pt").write_bytes((ASSETS / f"navigation_{kind}.pt").read_bytes())
+    corrupt = tmp_path / "navigation_reptile.pt"
+    corrupt.write_bytes(corrupt.read_bytes()[:500])
+    policies = panel.policies
+    assert not panel.load_shipped_policies(tmp_path)
+    assert f"{corrupt}: not a navigation policy file" in panel.policies_label.text()
+    assert panel.policies is policies
