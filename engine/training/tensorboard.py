@@ -130,6 +130,8 @@ def export_run(run_dir: Path, out_dir: Path | None = None) -> Path:
 
     run_dir = Path(run_dir)
     store = RunStore(run_dir.parent)
+    if store.record(run_dir).status == "running":
+        raise EngineError(f"{run_dir}: the run is still training; convert it once it has stopped")
     config = store.read_config(run_dir)
     rows = store.read_metrics(run_dir)
     started = _created_timestamp(store, run_dir)

@@ -44,7 +44,7 @@ def test_train_without_quiet_reports_the_run_as_it_goes(tiny_flat, tmp_path, cap
     assert captured.out == f"{run_dir}\n"
     lines = captured.err.splitlines()
     assert lines[0].startswith(f"run folder: {run_dir}  device: cpu  classes: 8 train / 4 val / 4 test"), lines
-    assert any(line.startswith("[##############################] 2/2 loss ") for line in lines), lines
+    assert any(line.startswith("train: 2/2 (100%) elapsed ") and ", loss " in line for line in lines), lines
     assert any(line.startswith("step 2: validation accuracy ") for line in lines), lines
     assert lines[-1].startswith("finished: 2 steps in ") and "best validation accuracy" in lines[-1], lines
 

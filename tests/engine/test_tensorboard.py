@@ -15,7 +15,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 from engine.cli import main
 from engine.errors import ConfigError
-from engine.training.run_store import read_metrics
+from engine.training.run_store import RunLock, read_metrics
 from engine.training.tensorboard import TensorBoardCallback
 from engine.training.trainer import Trainer
 
@@ -84,6 +84,11 @@ def test_runs_export_tensorboard_converts_an_existing_run(tiny_flat: Path, tmp_p
     assert main(["runs", "--runs-dir", str(tmp_path / "runs"), "export", "--tensorboard", "first"]) == 0
     assert f"{run_dir}: TensorBoard event files in {run_dir / 'tensorboard'}" in capsys.readouterr().out
     assert_events_match_metrics(run_dir / "tensorboard", run_dir)
+    record = json.loads((run_dir / "run.json").read_text())
+    (run_dir / "run.json").write_text(json.dumps({**record, "status": "running"}))
+    with RunLock(run_dir):  # as the process training it holds it
+        assert main(["runs", "--runs-dir", str(tmp_path / "runs"), "export", "--tensorboard", "first"]) == 2
+    assert "the run is still training" in capsys.readouterr().err
 
 
 def test_missing_tensorboard_package_names_the_field_and_the_install(monkeypatch: pytest.MonkeyPatch) -> None:
