@@ -282,25 +282,42 @@ def main() -> None:
         else:
             ours = configured(pretrained, config)
             peer = make_peer(methods, config, peer_backbone, mean)
-        contenders = {"easyfsl": lambda i, p=peer: peer_predict(p, tasks[i % len(tasks)].support_x,
-                                                                  tasks[i % len(tasks)].support_y,
-                                                                  tasks[i % len(tasks)].query_x),
-                      "ours": lambda i, o=ours: ours_predict(o, tasks[i % len(tasks)].support_x,
-                                                             tasks[i % len(tasks)].support_y,
-                                                             tasks[i % len(tasks)].query_x)}
-        timings = common.time_interleaved(contenders, steps=args.steps, warmup=args.warmup, rounds=args.rounds,
-                                          items_per_step=1, device=device)
+        timings = time_pair(peer, ours, [(t.support_x, t.support_y, t.query_x) for t in tasks], args, device)
+        features = [tuple(embed(ours, x) if x.ndim == 4 else x for x in (t.support_x, t.support_y, t.query_x))
+                    for t in tasks]
+        method_timings = time_pair(make_peer(methods, config, None, mean), ours_with(ours, config, nn.Identity()),
+                                   features, args, device)
         held_out = tasks[args.warmup:]
         peer_acc = accuracy(lambda t, p=peer: peer_predict(p, t.support_x, t.support_y, t.query_x), held_out)
         ours_acc = accuracy(lambda t, o=ours: ours_predict(o, t.support_x, t.support_y, t.query_x), held_out)
-        rows.append((name, timings["easyfsl"].rate, timings["ours"].rate, peer_acc, ours_acc,
-                     max(timings["easyfsl"].spread, timings["ours"].spread)))
+        rows.append((name, timings["easyfsl"].rate, timings["ours"].rate, method_timings["easyfsl"].rate,
+                     method_timings["ours"].rate, peer_acc, ours_acc,
+                     max(t.spread for t in (*timings.values(), *method_timings.values()))))
         ratios.append(common.ratio_line(f"{name} episodes/s (prediction from images)", "easyfsl",
                                         timings["easyfsl"].rate, timings["ours"].rate, TARGET))
-    common.print_table(rows, ("method", "easyfsl ep/s", "ours ep/s", "easyfsl acc", "ours acc", "round spread"))
+        ratios.append(common.ratio_line(f"{name} episodes/s (the method alone, from features)", "easyfsl",
+                                        method_timings["easyfsl"].rate, method_timings["ours"].rate, TARGET))
+    common.print_table(rows, ("method", "easyfsl ep/s", "ours ep/s", "easyfsl method ep/s", "ours method ep/s",
+                              "easyfsl acc", "ours acc", "round spread"))
     print()
     for line in ratios:
         print(line)
+
+
+def time_pair(peer: Any, ours: Any, inputs: list[tuple[Tensor, Tensor, Tensor]], args: Any,
+              device: torch.device) -> dict[str, Any]:
+    """Interleaved prediction timings of easyfsl and ours on the same (support, labels, query) inputs."""
+    contenders = {"easyfsl": lambda i: peer_predict(peer, *inputs[i % len(inputs)]),
+                  "ours": lambda i: ours_predict(ours, *inputs[i % len(inputs)])}
+    return common.time_interleaved(contenders, steps=args.steps, warmup=args.warmup, rounds=args.rounds,
+                                   items_per_step=1, device=device)
+
+
+def embed(algorithm: Any, images: Tensor) -> Tensor:
+    """Our eval-mode backbone's features of ``images`` (the inputs of the method-alone timing)."""
+    with torch.no_grad():
+        algorithm.train(False)
+        return algorithm.backbone(images)
 
 
 def ours_predict_features_scale(pretrained: Any, task: Any) -> Tensor:

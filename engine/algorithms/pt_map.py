@@ -67,12 +67,14 @@ def sinkhorn(cost: Tensor, lambda_regularization: float) -> Tensor:
     class_mass = cost.shape[0] / cost.shape[1]
     plan = torch.exp(-lambda_regularization * cost)
     plan /= plan.sum(dim=(0, 1), keepdim=True)
+    row_sums = plan.sum(1)
     for _ in range(MAXIMUM_SINKHORN_ITERATIONS):
-        row_sums = plan.sum(1)
         plan *= (1 / (row_sums + 1e-10)).unsqueeze(1)
         plan *= (class_mass / (plan.sum(0) + 1e-10)).unsqueeze(0)
-        if torch.max(torch.abs(row_sums - plan.sum(1))) < SINKHORN_TOLERANCE:
+        new_row_sums = plan.sum(1)  # the convergence test's row sums are the next iteration's (one sum fewer)
+        if torch.max(torch.abs(row_sums - new_row_sums)) < SINKHORN_TOLERANCE:
             break
+        row_sums = new_row_sums
     return plan
 
 
