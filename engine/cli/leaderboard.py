@@ -124,10 +124,14 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 def command_line(args: argparse.Namespace) -> str:
     """The command that makes this leaderboard: the options given that differ from their defaults."""
     words = ["meta-engine", "leaderboard"]
+    written: set[str] = set()
     for action in args.parser._actions:
         value = getattr(args, action.dest, None)
         if not action.option_strings or action.dest in ("help", "resume", "quiet", "json") or value in (None, ""):
             continue
+        if action.dest in written:  # --dataset and --root both set data.root
+            continue
+        written.add(action.dest)
         if value != action.default or action.dest == "algorithms":
             words += [action.option_strings[0], str(value)]
     return " ".join(shlex.quote(word) for word in words)

@@ -159,3 +159,5 @@ def test_testing_on_another_folders_unseen_groups(tmp_path: Path, capsys: Any) -
     assert code == 0, [row["message"] for row in printed["rows"]]
     assert printed["test_classes"] == f"6 classes unseen in training of {test_root}"
     assert load_leaderboard(out).rows[0].result(5).episodes == 4
+    assert printed["command"].startswith(f"meta-engine leaderboard --algorithms protonet --dataset {train_root} "
+                                         f"--test-dataset {test_root} ") and "--root" not in printed["command"]
