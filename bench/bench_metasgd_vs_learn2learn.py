@@ -66,6 +66,7 @@ def build_pair(variant: str, meta_batch: int, device: torch.device, seed: int, l
                                 first_order=(variant == "fo"))
     config = common.run_config(algorithm, n_way=N_WAY, n_shot=N_SHOT, n_query=N_QUERY, meta_batch=meta_batch,
                                device=device, seed=seed)
+    config.train.precision = "fp32"  # the peer runs in float32
     ours = common.build_ours(config, device, seed)
     generator = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
