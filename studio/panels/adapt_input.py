@@ -27,7 +27,6 @@ IMAGE_FILTER = (f"Images ({' '.join('*' + suffix for suffix in sorted(IMAGE_EXTE
 MODEL_DIALOGS = {  # kind -> (open?, title, default name, filter)
     "open": (True, "Open a model", "", "Models (*.pt *.pth);;All files (*)"),
     "save": (False, "Save the adapted classifier", "classifier.pt", "Adapted classifier (*.pt)"),
-    "export": (False, "Export TorchScript", "classifier.ts.pt", "TorchScript (*.pt)"),
 }
 
 
@@ -51,7 +50,8 @@ def ask_image_folder(parent: QWidget, title: str) -> list[Path]:
 
 
 def ask_model_file(parent: QWidget, kind: str) -> Path | None:
-    """A model file to open, or where to save or export the classifier (``kind``: a key of MODEL_DIALOGS);
+    """A model file to open, or where to save the classifier (``kind``: a key of MODEL_DIALOGS; the Export
+    dialog has its own, studio.panels.export_dialog);
     None when cancelled."""
     to_open, title, default, filters = MODEL_DIALOGS[kind]
     ask = QFileDialog.getOpenFileName if to_open else QFileDialog.getSaveFileName
