@@ -18,6 +18,7 @@ from engine.algorithms.laplacianshot import LaplacianShot, LaplacianShotConfig
 from engine.algorithms.matching import MatchingNetworks
 from engine.algorithms.meta_baseline import MetaBaseline, MetaBaselineConfig
 from engine.algorithms.meta_sgd import MetaSGD, MetaSGDConfig
+from engine.algorithms.pmf import PMF, PMFConfig
 from engine.algorithms.protonet import ProtoNet
 from engine.algorithms.pt_map import PTMAP, PTMAPConfig
 from engine.algorithms.r2d2 import R2D2, R2D2Config
@@ -62,6 +63,7 @@ for _config, _algorithm in ((TIMConfig, TIM), (PTMAPConfig, PTMAP), (LaplacianSh
 for _config, _algorithm in ((MetaSGDConfig, MetaSGD), (R2D2Config, R2D2), (MetaBaselineConfig, MetaBaseline),
                             (BOILConfig, BOIL)):
     register(_config, _algorithm)  # learn2learn's Meta-SGD and R2D2, LibFewShot's Meta-Baseline and BOIL
+register(PMFConfig, PMF)  # P>M>F: pre-trained backbone, ProtoNet meta-training, support fine-tuning
 assert set(ALGORITHMS) == set(ALGORITHM_CONFIGS), "every configured algorithm needs an implementation"
 
 

@@ -48,6 +48,7 @@ SETTINGS: dict[str, tuple[dict[str, Any], int]] = {
     "laplacianshot": ({"batch_size": 32}, 50),
     "bd_cspn": ({"batch_size": 32}, 50),
     "transductive_finetuning": ({"batch_size": 32}, 50),
+    "pmf": ({"lr": 1e-3, "finetune_steps": 3}, 25),
 }
 
 
