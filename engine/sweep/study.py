@@ -207,9 +207,10 @@ def run_sweep(settings: SweepSettings, *, callbacks: Sequence[Callback] = (), co
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     control = control or RunControl()
+    data_for = _data_cache(settings.config, data_loader)
+    data_for(settings.config)  # a data set that cannot be read is refused before the study is written
     study = study if study is not None else open_study(settings)
-    runner = obj.TrialRunner(settings.runs_root, settings.study_name, control, callbacks,
-                             _data_cache(settings.config, data_loader))
+    runner = obj.TrialRunner(settings.runs_root, settings.study_name, control, callbacks, data_for)
     ran, status = 0, "finished"
 
     def objective(trial: Any) -> float:

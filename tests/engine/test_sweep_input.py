@@ -29,6 +29,7 @@ from tests.engine.sweep_helpers import TINY_FLAGS
      "postgresql://nobody@127.0.0.1:1/none: the study storage cannot be opened"),
     (["--param", "task.n_way=2:5", "--pruner", "hyperband"], "--pruner must be one of median, halving, none"),
     (["--param", "task.n_way=2:5", "--trials", "0"], "--trials must be at least 1"),
+    (["--param", "task.n_way=2:5", "--dataset", "/no/such/data"], "/no/such/data: dataset folder does not exist"),
 ])
 def test_bad_input_is_refused_by_name_and_nothing_is_written(tmp_path, capsys, args, named):
     runs = tmp_path / "runs"
