@@ -25,6 +25,7 @@ EXPORTS: dict[str, tuple[str, ...]] = {
     # algorithms: the registry is the only list; capabilities are attributes of each class
     "engine.algorithms.base": ("Algorithm", "Predictor"),
     "engine.algorithms.registry": ("ALGORITHMS", "algorithm_class", "display_title", "register", "unregister"),
+    "engine.algorithms.recipes": ("RECIPES", "Recipe", "apply_recipe"),
     # data
     "engine.data.dataset": ("FewShotData", "load_data", "resolve_root"),
     "engine.data.folder": ("IMAGE_EXTENSIONS", "FolderIndex", "scan_folder"),

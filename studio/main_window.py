@@ -18,7 +18,8 @@ from PySide6.QtCore import QByteArray, Qt, Signal
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import QApplication, QMainWindow, QMessageBox
 
-from engine.api import ConfigError, EngineError, RunConfig, RunRecord, RunStore, default_runs_root, validate
+from engine.api import (ConfigError, EngineError, RunConfig, RunRecord, RunStore, apply_recipe, default_runs_root,
+                        validate)
 from studio import settings as st
 from studio.jobs.engine_run import TrainingWorker
 from studio.jobs.policy import install_main_thread_gc, keep_gui_thread_single_threaded
@@ -184,6 +185,14 @@ class MainWindow(WindowLayout, TrainingRuns, QMainWindow):
         self.load_config(config)
         log.info("preset loaded from %s", path)
         return True
+
+    def apply_recipe(self, key: str) -> None:
+        """The algorithm form's recipe (``engine.algorithms.recipes``) on the current settings, Data tab included."""
+        config = self._assemble_config()
+        if config is None:
+            self.show_error("Cannot apply the recipe", "Fix the fields marked on the Data tab first.")
+            return
+        self.load_config(apply_recipe(config, key))
 
     # ------------------------------------------------------------------ runs
     def _runs_selected(self, records: list[RunRecord]) -> None:

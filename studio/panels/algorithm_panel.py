@@ -21,7 +21,8 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QGroupBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout,
                                QWidget)
 
-from engine.api import ALGORITHM_CONFIGS, ALGORITHMS, ConfigError, ModelConfig, RunConfig, TaskConfig, TrainConfig
+from engine.api import (ALGORITHM_CONFIGS, ALGORITHMS, RECIPES, ConfigError, ModelConfig, RunConfig, TaskConfig,
+                        TrainConfig)
 from studio import settings as st
 from studio.widgets.config_form import ConfigForm
 from studio.widgets.fields import AdvancedToggle
@@ -68,6 +69,7 @@ class AlgorithmPanel(QWidget):
 
     config_changed = Signal()
     preset_loaded = Signal(object)   # RunConfig
+    recipe_chosen = Signal(str)      # a key of engine.algorithms.recipes.RECIPES
     error = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -80,6 +82,7 @@ class AlgorithmPanel(QWidget):
             self.algorithm_combo.addItem(cls.title or name, name)
             self.algorithm_combo.setItemData(self.algorithm_combo.count() - 1, algorithm_summary(name),
                                              Qt.ItemDataRole.ToolTipRole)
+        self.recipe_combo = self._recipe_combo()
         self.summary_label = QLabel()
         self.summary_label.setObjectName("algorithm_summary")
         self.summary_label.setWordWrap(True)
@@ -109,6 +112,10 @@ class AlgorithmPanel(QWidget):
         top.addWidget(QLabel("Algorithm"))
         top.addWidget(self.algorithm_combo, 1)
         layout.addLayout(top)
+        recipes = QHBoxLayout()
+        recipes.addWidget(QLabel("Recipe"))
+        recipes.addWidget(self.recipe_combo, 1)
+        layout.addLayout(recipes)
         layout.addWidget(self.summary_label)
         layout.addWidget(self.advanced_toggle)
         for section in SECTIONS:
@@ -125,6 +132,24 @@ class AlgorithmPanel(QWidget):
         layout.addLayout(buttons)
         layout.addStretch(1)
         self._algorithm_changed()
+
+    # -- recipes -------------------------------------------------------------
+    def _recipe_combo(self) -> QComboBox:
+        """Whole pipelines for photos in one choice; choosing one emits ``recipe_chosen`` and shows the prompt again."""
+        combo = QComboBox()
+        combo.setObjectName("recipe")
+        combo.addItem("Choose a recipe for photos…", "")
+        for recipe in RECIPES:
+            combo.addItem(recipe.title, recipe.key)
+            combo.setItemData(combo.count() - 1, recipe.summary, Qt.ItemDataRole.ToolTipRole)
+        combo.activated.connect(self._recipe_activated)
+        return combo
+
+    def _recipe_activated(self, index: int) -> None:
+        key = self.recipe_combo.itemData(index)
+        self.recipe_combo.setCurrentIndex(0)
+        if key:
+            self.recipe_chosen.emit(key)
 
     # -- algorithm ----------------------------------------------------------
     def algorithm_name(self) -> str:

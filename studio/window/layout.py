@@ -229,6 +229,7 @@ class WindowLayout:
         self.device_panel.device_changed.connect(self.algorithm_panel.set_device)
         self.algorithm_panel.save_button.clicked.connect(self.save_preset_dialog)
         self.algorithm_panel.load_button.clicked.connect(self.load_preset_dialog)
+        self.algorithm_panel.recipe_chosen.connect(self.apply_recipe)
         self.training_panel.train_clicked.connect(self.start_training)
         self.training_panel.pause_clicked.connect(self.toggle_pause)
         self.training_panel.stop_clicked.connect(self.stop_training)
