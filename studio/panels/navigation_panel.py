@@ -200,11 +200,11 @@ class NavigationPanel(QWidget):
         self.progress.setObjectName("navigation_progress")
         self.progress.hide()
         train_row = QHBoxLayout()
-        train_row.addWidget(self.policies_label, 1)
         for widget in (self.algorithm_combo, self.iters_spin, self.train_button, self.cancel_button,
                        self.shipped_button):
             train_row.addWidget(widget)
         train_row.addWidget(self.progress, 1)
+        train_row.addStretch(0)
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
@@ -212,6 +212,7 @@ class NavigationPanel(QWidget):
         layout.addLayout(steps_row)
         layout.addLayout(grid, 1)
         layout.addWidget(self.message_label)
+        layout.addWidget(self.policies_label)
         layout.addLayout(train_row)
         self._show_goal()
 

@@ -39,7 +39,7 @@ class PlanePlot(pg.PlotWidget):
         self.setXRange(-PLANE_LIMIT, PLANE_LIMIT, padding=0)
         self.setYRange(-PLANE_LIMIT, PLANE_LIMIT, padding=0)
         self.setToolTip(CLICK_TIP)
-        self.setMinimumSize(220, 220)
+        self.setMinimumSize(140, 140)
         square = np.array([[GOAL_LOW, GOAL_LOW], [GOAL_HIGH, GOAL_LOW], [GOAL_HIGH, GOAL_HIGH], [GOAL_LOW, GOAL_HIGH],
                            [GOAL_LOW, GOAL_LOW]])
         self.plot(square[:, 0], square[:, 1], pen=pg.mkPen("#999999", width=1, style=Qt.PenStyle.DashLine))
@@ -116,7 +116,7 @@ class ReturnsPlot(pg.PlotWidget):
         self.getPlotItem().getAxis("left").setLabel("average return")
         self.getPlotItem().getAxis("bottom").setTicks([[(s, str(s)) for s in range(steps + 1)]])
         self.setXRange(-0.2, steps + 0.2, padding=0)
-        self.setMinimumSize(220, 180)
+        self.setMinimumSize(170, 120)
         self.addLegend(offset=(-4, -4), labelTextSize="8pt", brush=pg.mkBrush(255, 255, 255, 200))
         self.curves = {kind: self.plot([], [], pen=pg.mkPen(POLICY_COLOURS.get(kind, "#333"), width=2), symbol="o",
                                        symbolSize=6, symbolBrush=POLICY_COLOURS.get(kind, "#333"),
@@ -142,7 +142,7 @@ class TrainingCurve(pg.PlotWidget):
         self.showGrid(x=True, y=True, alpha=0.15)
         self.setTitle("Meta-training return", size="10pt")
         self.getPlotItem().getAxis("bottom").setLabel("meta-iteration")
-        self.setMinimumSize(220, 160)
+        self.setMinimumSize(170, 110)
         self.addLegend(offset=(-4, -4), labelTextSize="8pt", brush=pg.mkBrush(255, 255, 255, 200))
         self.before = self.plot([], [], pen=pg.mkPen(step_colour(0), width=1.6), name="before adaptation")
         self.after = self.plot([], [], pen=pg.mkPen(step_colour(1), width=2), name="after one step")
