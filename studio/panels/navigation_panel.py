@@ -169,7 +169,7 @@ class NavigationPanel(QWidget):
             grid.setColumnStretch(column, 3)
         grid.addWidget(self.returns_plot, 0, len(self.planes))
         grid.addWidget(self.training_curve, 1, len(self.planes))
-        grid.setColumnStretch(len(self.planes), 2)
+        grid.setColumnStretch(len(self.planes), 3)
 
         self.message_label = QLabel("")
         self.message_label.setObjectName("navigation_message")
