@@ -81,7 +81,7 @@ def relation_checks(ours: Any, peer: nn.Module, task: Task) -> dict[str, float]:
                                  relation_module=reference.relation_module).train()
         on_features.process_support_set(features[:n_support], task.support_y)
         scores = on_features(features[n_support:])
-        ref_loss = (F.mse_loss(scores, one_hot(task.query_y, N_WAY)) if loss_name == "mse"
+        ref_loss = (F.mse_loss(scores, one_hot(task.query_y, scores.shape[1])) if loss_name == "mse"
                     else F.cross_entropy(scores, task.query_y))
         params = list(reference.backbone.parameters()) + list(reference.relation_module.parameters())
         ref_grads = torch.autograd.grad(ref_loss, params)

@@ -13,7 +13,7 @@ from engine.training.trainer import Trainer
 
 # steps per algorithm: enough to clear the bar on 2 CPU cores in a few seconds each
 STEPS = {"protonet": 60, "matching": 60, "maml": 60, "fomaml": 60, "reptile": 40,
-         "baseline": 150, "baseline++": 150, "simpleshot": 150}
+         "baseline": 150, "baseline++": 150, "simpleshot": 150, "relation": 60, "feat": 60}
 STEPS.update(dict.fromkeys(("tim", "pt_map", "laplacianshot", "bd_cspn", "transductive_finetuning"), 150))
 THRESHOLD = 0.45
 
