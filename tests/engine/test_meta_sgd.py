@@ -161,7 +161,7 @@ def test_a_bad_initial_rate_names_the_field(value: float) -> None:
 def test_learn2learn_peer_gives_the_same_logits_loss_and_meta_gradients() -> None:
     """bench/bench_metasgd_vs_learn2learn.py --check-only: identical weights and tasks, float32, both orders."""
     command = [sys.executable, str(ROOT / "bench" / "bench_metasgd_vs_learn2learn.py"), "--check-only",
-               "--threads", "1"]
+               "--threads", "1", "--meta-batch", "2"]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     checks = [line for line in done.stdout.splitlines() if line.startswith("check ")]
