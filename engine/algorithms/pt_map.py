@@ -114,3 +114,4 @@ class PTMAP(TransductivePretraining):
     short_title = "PT-MAP"
     paper = "Hu et al. 2021, Leveraging the Feature Distribution in Transfer-based Few-Shot Learning"
     predictor_class = PTMAPPredictor
+    iterations_field = "fine_tuning_steps"

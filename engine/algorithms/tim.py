@@ -102,3 +102,4 @@ class TIM(TransductivePretraining):
     short_title = "TIM"
     paper = "Boudiaf et al. 2020, Transductive Information Maximization for Few-Shot Learning"
     predictor_class = TIMPredictor
+    iterations_field = "fine_tuning_steps"

@@ -17,6 +17,7 @@ that mean, ``feature_normalization=2``), then the method's own transform (PT-MAP
 
 from __future__ import annotations
 
+import dataclasses
 from abc import abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -112,6 +113,8 @@ class TransductivePredictor(Predictor):
                                  "support_labels": self.support_labels.detach().cpu()}
         if self.mean is not None:
             state["mean"] = self.mean.detach().cpu()
+        state["iterations"] = {name: int(getattr(self.config, name)) for name in ("fine_tuning_steps",)
+                               if hasattr(self.config, name)}
         return state
 
 
@@ -123,6 +126,9 @@ class TransductivePretraining(ClassifierPretraining):
     transductive = True
     cacheable_features = True
     predictor_class: ClassVar[type[TransductivePredictor]]
+    iterations_field: ClassVar[str] = ""
+    """The config field that ``adapt(steps=...)`` overrides: the iterations of the transductive inference
+    (TIM, PT-MAP, transductive fine-tuning); empty for the one-pass methods, which ignore ``steps``."""
 
     def __init__(self, config: TransductiveConfig, backbone: nn.Module, *, n_way: int, n_train_classes: int) -> None:
         super().__init__(config, backbone, n_way=n_way, n_train_classes=n_train_classes)
@@ -136,18 +142,29 @@ class TransductivePretraining(ClassifierPretraining):
 
     def adapt(self, support_x: Tensor, support_y: Tensor, *, steps: int | None = None,
               progress: ProgressCallback | None = None) -> Predictor:
-        """Embed the support set (frozen backbone); the inference waits for the query batch in ``predict``."""
+        """Embed the support set (frozen backbone); the inference waits for the query batch in ``predict``.
+
+        ``steps``: the iterations of that inference (:attr:`iterations_field`; None: the configured ones).
+        """
         check_support(support_x, support_y)
-        mean = self.feature_mean.mean.detach().clone() if self.config.cl2n else None
+        config = self.config_with(None if steps is None else {self.iterations_field: max(0, int(steps))})
+        mean = self.feature_mean.mean.detach().clone() if config.cl2n else None
         support_x = support_x.to(self.device)
-        blank = self.predictor_class(self.backbone, self.config, support_x.new_zeros(0, 1),
+        blank = self.predictor_class(self.backbone, config, support_x.new_zeros(0, 1),
                                      torch.zeros(1, dtype=torch.long), mean)
         features = blank.features(support_x)
         if progress is not None:
             progress(1, 1)
-        return self.predictor_class(self.backbone, self.config, features, support_y.to(self.device), mean)
+        return self.predictor_class(self.backbone, config, features, support_y.to(self.device), mean)
+
+    def config_with(self, iterations: dict[str, int] | None) -> TransductiveConfig:
+        """The config, with ``{iterations_field: n}`` applied (for the methods that iterate)."""
+        if not iterations or not self.iterations_field:
+            return self.config
+        return dataclasses.replace(self.config, **iterations)
 
     def predictor_from_state(self, state: dict[str, Any]) -> Predictor:
         mean = state["mean"].to(self.device) if "mean" in state else None
-        return self.predictor_class(self.backbone, self.config, state["support_features"].to(self.device),
+        config = self.config_with(state.get("iterations"))
+        return self.predictor_class(self.backbone, config, state["support_features"].to(self.device),
                                     state["support_labels"].to(self.device), mean)

@@ -83,3 +83,4 @@ class TransductiveFinetuning(TransductivePretraining):
     short_title = "Transductive FT"
     paper = "Dhillon et al. 2020, A Baseline for Few-Shot Image Classification"
     predictor_class = TransductiveFinetuningPredictor
+    iterations_field = "fine_tuning_steps"
