@@ -117,3 +117,25 @@ def test_image_sizes_a_backbone_cannot_take_are_refused_naming_the_field() -> No
     with pytest.raises(ConfigError, match="data.image_size must be at least 32"):
         build_backbone(ModelConfig("resnet18"), 3, 28)
     assert tvb.weights_file_name("vit_b_16") == "vit_b_16-c867db91.pth"
+
+
+def test_a_checkpoint_with_pretrained_weights_loads_back_without_the_weights_file(hub: Path, tmp_path: Path) -> None:
+    from engine.algorithms.registry import build_algorithm
+    from engine.config import ProtoNetConfig, RunConfig
+    from engine.data.preprocess import Preprocessing
+    from engine.data.splits import ClassSplit
+    from engine.training.checkpoint import load_algorithm, save_checkpoint
+
+    torch.save(_torchvision_model("resnet18", seed=5).state_dict(), hub / tvb.weights_file_name("resnet18"))
+    config = RunConfig(algorithm=ProtoNetConfig())
+    config.model.backbone, config.model.weights_path = "resnet18", tvb.HUB_WEIGHTS
+    config.data.image_size, config.data.channels = SIZE, 3
+    algorithm = build_algorithm(config, n_train_classes=4)
+    split = ClassSplit(train=["a", "b", "c", "d"], val=["v"], test=["t"])
+    path = save_checkpoint(tmp_path / "run.pt", algorithm, config, split, Preprocessing(SIZE, 3), step=0,
+                           n_train_classes=4)
+    (hub / tvb.weights_file_name("resnet18")).unlink()  # the checkpoint holds the weights
+    loaded, _ = load_algorithm(path)
+    images = torch.randn(3, 3, SIZE, SIZE)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.backbone.eval()(images), algorithm.backbone.eval()(images))
