@@ -52,8 +52,8 @@ def one_hot(labels: Tensor, n: int) -> Tensor:
 # -- Relation Networks ------------------------------------------------------------------------------
 def relation_peer(ours: Any, easyfsl_methods: Any) -> nn.Module:
     """easyfsl's RelationNetworks with our backbone weights (textbook Conv-4 maps) and our relation module."""
-    hidden = ours.backbone.map_channels
-    backbone = common.copy_in_order(ours.backbone, nn.Sequential(*list(common.textbook_conv4(1, hidden))[:-1]))
+    hidden = ours.encoder.map_channels   # ours.backbone is the view that gives the encoder's feature maps
+    backbone = common.copy_in_order(ours.encoder, nn.Sequential(*list(common.textbook_conv4(1, hidden))[:-1]))
     peer = easyfsl_methods.RelationNetworks(backbone, feature_dimension=hidden)
     peer.relation_module.load_state_dict(ours.relation.state_dict(), strict=True)
     return peer.to(ours.device)

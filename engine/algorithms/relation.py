@@ -1,7 +1,8 @@
 """Relation Networks (Sung et al. 2018), as in easyfsl 1.5.0's ``RelationNetworks``.
 
 The backbone gives feature MAPS ([C, h, w], ``backbone.feature_map``: Conv-4 before flattening,
-ResNet-12 before global pooling). A class prototype is the mean support map of the class; the
+ResNet-12 before global pooling; the algorithm embeds through :class:`FeatureMaps`, so the adapt
+session's feature cache stores maps). A class prototype is the mean support map of the class; the
 relation module scores each (prototype, query) pair from their concatenation along channels
 (prototype first) with easyfsl's ``default_relation_module``: conv3x3(2C->C, pad 1), BN, ReLU,
 adaptive max-pool to 5x5, conv3x3(C->C), BN, ReLU, adaptive max-pool to 1x1, Linear(C, hidden),
@@ -66,7 +67,11 @@ class RelationConfig(AlgorithmConfig):
 
 
 class FeatureMaps(nn.Module):
-    """A view of a backbone that outputs its feature maps: [B, C, H, W] -> [B, map_channels, s, s]."""
+    """A view of a backbone that outputs its feature maps: [B, C, H, W] -> [B, map_channels, s, s].
+
+    It is the algorithm's ``backbone`` (what the trainer, the adapt session's feature cache and the tests'
+    wrappers see and may wrap); the network itself, saved as "backbone", is its ``backbone`` attribute.
+    """
 
     def __init__(self, backbone: nn.Module) -> None:
         super().__init__()
@@ -149,7 +154,7 @@ class RelationPredictor(Predictor):
 
     def _maps(self, x: Tensor) -> Tensor:
         with torch.no_grad(), eval_mode(self.backbone):
-            return self.backbone.feature_map(x.to(self._prototypes.device))
+            return self.backbone(x.to(self._prototypes.device))
 
     def scores(self, query_x: Tensor) -> Tensor:
         """[Q, C, H, W] -> [Q, n_classes] relation scores in (0, 1)."""
@@ -179,6 +184,7 @@ class RelationNetworks(Algorithm):
     kind = "metric"
     paper = "Sung et al. 2018, Learning to Compare: Relation Network for Few-Shot Learning"
     one_pass_adaptation = True
+    cacheable_features = True
     recipe = {"algorithm.lr": 1e-3}
 
     def __init__(self, config: RelationConfig, backbone: nn.Module, *, n_way: int, n_train_classes: int) -> None:
@@ -186,11 +192,13 @@ class RelationNetworks(Algorithm):
         if config.loss not in LOSSES:
             raise ConfigError(f"algorithm.loss must be one of {', '.join(LOSSES)} (got {config.loss!r})")
         self.relation = RelationModule(map_channels(backbone), config.hidden_units)
-        params = list(self.backbone.parameters()) + list(self.relation.parameters())
+        self.encoder = backbone
+        self.backbone = FeatureMaps(backbone)
+        params = list(self.encoder.parameters()) + list(self.relation.parameters())
         self.optimizer = torch.optim.Adam(params, lr=config.lr)
 
     def modules(self) -> dict[str, nn.Module]:
-        return {"backbone": self.backbone, "relation": self.relation}
+        return {"backbone": self.encoder, "relation": self.relation}
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"meta": self.optimizer}
@@ -203,7 +211,7 @@ class RelationNetworks(Algorithm):
         self.train(True)
         losses, accuracies = [], []
         with self.autocast():
-            embedded = embed_tasks(FeatureMaps(self.backbone), tasks)
+            embedded = embed_tasks(self.backbone, tasks)
             with episode_statistics(self.relation):
                 for task, (support, query) in zip(tasks, embedded):
                     n_way = episode_ways(task)
@@ -219,7 +227,7 @@ class RelationNetworks(Algorithm):
         """Prototypes = mean eval-mode feature map per support class (no gradient steps)."""
         n_classes = check_support(support_x, support_y)
         with torch.no_grad(), eval_mode(self.backbone):
-            maps = self.backbone.feature_map(support_x.to(self.device))
+            maps = self.backbone(support_x.to(self.device))
         if progress is not None:
             progress(1, 1)
         return RelationPredictor(self.backbone, self.relation,
