@@ -102,4 +102,7 @@ class TIM(TransductivePretraining):
     short_title = "TIM"
     paper = "Boudiaf et al. 2020, Transductive Information Maximization for Few-Shot Learning"
     predictor_class = TIMPredictor
+    # the defaults are easyfsl's; on the built-in glyphs (5-way 1-shot, Conv-4 32 pre-trained 300 steps, 100 episodes)
+    # CL2N features and a 10x larger step lift TIM from 73.6% (SimpleShot's 73.1%) to 77.9%
+    recipe = {"algorithm.cl2n": True, "algorithm.fine_tuning_lr": 1e-3}
     iterations_field = "fine_tuning_steps"

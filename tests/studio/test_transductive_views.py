@@ -14,8 +14,8 @@ from engine.sessions.adapt_compute import query_tensor, support_tensors
 from engine.sessions.adapt_support import usable_classes
 from studio.panels.inspector_panel import InspectorPanel
 from studio.widgets.transductive_note import TRANSDUCTIVE_NOTE
-from tests.studio.test_adapt_panel import (CLASSES, _train, drop, images_of, make_classes, mime_for, panel,  # noqa: F401
-                                           protonet_ckpt, protonet_run, wait_idle)
+from tests.studio.test_adapt_panel import CLASSES, _train, drop, images_of, make_classes, mime_for, wait_idle
+from tests.studio.test_adapt_panel import panel, protonet_ckpt, protonet_run  # noqa: F401 (fixtures)
 
 torch.set_num_threads(1)
 
@@ -30,8 +30,8 @@ def tim_run(tiny_flat: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _train(tiny_flat, tmp_path_factory.mktemp("transductive") / "tim", "tim", batch_size=8)
 
 
-def test_adapt_view_predicts_the_whole_test_zone_together_and_says_so(panel, qtbot, tim_run, protonet_ckpt,  # noqa: F811
-                                                                      tiny_flat) -> None:
+def test_adapt_view_predicts_the_whole_test_zone_together_and_says_so(  # noqa: F811 (fixtures)
+        panel, qtbot, tim_run, protonet_ckpt, tiny_flat) -> None:
     assert panel.load_checkpoint(tim_run / "checkpoints" / "best.pt")
     assert shows_note(panel)
     assert panel.transductive_note.text().startswith(TRANSDUCTIVE_NOTE) and "TIM" in panel.transductive_note.text()
