@@ -38,6 +38,7 @@ from engine.config import (  # noqa: E402
     AlgorithmConfig, DataConfig, ModelConfig, RunConfig, TaskConfig, TrainConfig, resolve_channels_last,
 )
 from engine.data.types import Task  # noqa: E402
+from engine.runtime.precision import resolve_precision  # noqa: E402
 from engine.training.host_memory import keep_freed_host_memory  # noqa: E402
 
 
@@ -261,7 +262,8 @@ def build_ours(config: RunConfig, device: torch.device, seed: int, n_train_class
     torch.manual_seed(seed)
     algorithm = build_algorithm(config, n_train_classes=n_train_classes).to(device)
     train = config.train
-    algorithm.configure_runtime(train.precision, resolve_channels_last(train.channels_last, device, config.data.image_size),
+    precision = resolve_precision(train.precision, device)[0]  # "auto" as the trainer resolves it
+    algorithm.configure_runtime(precision, resolve_channels_last(train.channels_last, device, config.data.image_size),
                                 train.task_batching, train.vmap_chunk, train.cuda_graphs)
     return algorithm
 
