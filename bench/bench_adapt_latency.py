@@ -133,11 +133,15 @@ def bench_setting(label: str, backbone: str, size: int, channels: int, trials: i
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=20)
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = PyTorch's default)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch CPU threads (0 = the studio's: one in the GUI thread, where the panel adapts)")
     args = parser.parse_args(argv)
     guard_none_refcount()
     if args.threads:
         torch.set_num_threads(args.threads)
+    else:  # as MainWindow does at start-up; without it a panel made here ran 2 threads in the GUI thread
+        from studio.jobs.policy import keep_gui_thread_single_threaded
+        keep_gui_thread_single_threaded()
     print(f"CPU, torch {torch.__version__}, {torch.get_num_threads()} threads; {N_WAY}-way {N_SHOT}-shot support, "
           f"{N_TEST} test images; median of {args.trials} drops")
     with tempfile.TemporaryDirectory(prefix="bench-adapt-") as tmp:
