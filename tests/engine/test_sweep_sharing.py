@@ -35,10 +35,12 @@ def _trials(runs, name):
 
 def test_two_processes_share_one_study_without_duplicates(tmp_path):
     runs = tmp_path / "runs"
-    args = ("--steps", "2", "--trials", "4", "--study", "shared", "--pruner", "none",
+    # both start together (each imports torch and decodes the data set first) and each trial is long enough
+    # (60 steps) for the other to join before the first has run them all; the counts below hold however the
+    # two interleave
+    args = ("--steps", "60", "--val-every", "20", "--trials", "4", "--study", "shared", "--pruner", "none",
             "--param", "algorithm.lr=1e-4:1e-2:log")
     first = start_sweep(runs, *args)
-    _wait(lambda: (runs / "sweeps" / "optuna.db").is_file() and _trials(runs, "shared"), "the first trial")
     second = start_sweep(runs, *args)
     assert first.wait(DEADLINE_S) == 0 and second.wait(DEADLINE_S) == 0
     trials = study_of(runs, "shared").get_trials()
