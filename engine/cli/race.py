@@ -1,4 +1,4 @@
-"""``meta-engine race``: race 2 to 4 algorithms, a progress bar on stderr, the table as text or JSON.
+"""``meta-engine race``: race 2 to 6 algorithms, a progress bar on stderr, the table as text or JSON.
 
 :func:`format_table` is the race table as aligned text (the cells' own rules,
 :func:`~engine.race.format_accuracy` and :func:`~engine.race.format_memory`, are the race's, shared
@@ -24,7 +24,7 @@ from engine.training.callbacks import StepMetrics, ValidationResult
 
 def add_parser(sub: Any) -> None:
     """Register ``race`` on the subcommand parsers ``sub``."""
-    race = sub.add_parser("race", help="race 2 to 4 algorithms on the same data, the same seeded episodes and "
+    race = sub.add_parser("race", help="race 2 to 6 algorithms on the same data, the same seeded episodes and "
                                        "the same device; prints test accuracy (95%% CI), training time and "
                                        "peak memory per algorithm")
     race.add_argument("--algorithms", help="comma-separated, e.g. protonet,maml,reptile,baseline++ "
@@ -51,7 +51,7 @@ def race_config_from_args(args: argparse.Namespace) -> RaceConfig:
         by_name = {a.get("name"): a for a in raw.get("algorithms", []) if isinstance(a, dict)}
         raw["algorithms"] = [by_name.get(name, {"name": name}) for name in names]
     elif not raw.get("algorithms"):
-        raise ConfigError("--algorithms: name 2 to 4 algorithms, e.g. --algorithms protonet,maml,reptile,baseline++")
+        raise ConfigError("--algorithms: name 2 to 6 algorithms, e.g. --algorithms protonet,maml,reptile,baseline++")
     for dest, value in vars(args).items():
         if value is not None and "." in dest:
             section, name = dest.split(".", 1)
@@ -112,7 +112,7 @@ class RaceProgress(RaceCallback):
 
 
 def cmd_race(args: argparse.Namespace) -> int:
-    """Race 2 to 4 algorithms on one data set and one episode stream; print the final table."""
+    """Race 2 to 6 algorithms on one data set and one episode stream; print the final table."""
     from engine.training.control import RunControl
     from engine.training.run_store import default_runs_root
 

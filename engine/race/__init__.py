@@ -1,4 +1,4 @@
-"""An algorithm race: 2 to 4 algorithms trained side by side on one data set and one episode stream.
+"""An algorithm race: 2 to 6 algorithms trained side by side on one data set and one episode stream.
 
 ``Race(RaceConfig(...), race_dir=...).run()`` loads the data set once and builds one
 :class:`~engine.training.trainer.Trainer` per algorithm (``data=`` the shared data set), then

@@ -1,4 +1,4 @@
-"""What a race is: the shared sections of a run config plus the 2 to 4 algorithms that race.
+"""What a race is: the shared sections of a run config plus the 2 to 6 algorithms that race.
 
 The shared sections are the :class:`~engine.config.RunConfig` sections other than ``algorithm``
 (data, task, model, train: :data:`SHARED_SECTIONS`, read off RunConfig's own fields). Each
@@ -17,7 +17,7 @@ from engine.config import (ALGORITHM_CONFIGS, AlgorithmConfig, DataConfig, Model
                            TrainConfig, check_field, config_section, describe_fields, param, validate)
 from engine.errors import ConfigError
 
-MIN_ALGORITHMS, MAX_ALGORITHMS = 2, 4
+MIN_ALGORITHMS, MAX_ALGORITHMS = 2, 6
 SHARED_SECTIONS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(RunConfig)
                                          if f.name not in ("algorithm", "name"))
 """The RunConfig sections every racer shares (RunConfig's fields but its algorithm and name)."""
@@ -29,7 +29,7 @@ RACE_FIELDS = ("test_episodes", "test_seed")
 
 @dataclass
 class RaceConfig:
-    """The shared run settings (data, task, model, train) plus the 2 to 4 algorithms that race."""
+    """The shared run settings (data, task, model, train) plus the 2 to 6 algorithms that race."""
 
     data: DataConfig = field(default_factory=DataConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
@@ -133,7 +133,7 @@ def racer_run_name(race_name: str, algorithm: str) -> str:
 
 
 def _check_algorithm_list(algorithms: Sequence[Any]) -> None:
-    """2 to 4 known algorithms, each once; ConfigError naming the entry."""
+    """2 to 6 known algorithms, each once; ConfigError naming the entry."""
     n = len(algorithms)
     if not MIN_ALGORITHMS <= n <= MAX_ALGORITHMS:
         raise ConfigError(f"algorithms: a race needs {MIN_ALGORITHMS} to {MAX_ALGORITHMS} algorithms (got {n})")

@@ -65,7 +65,7 @@ class _RacerRelay(Callback):
 
 
 class Race:
-    """Train 2 to 4 algorithms round-robin on one data set and one episode stream, then compare them.
+    """Train 2 to 6 algorithms round-robin on one data set and one episode stream, then compare them.
 
     ``race_dir``: the race folder to write (None: nothing is written). ``data``: an already loaded
     data set for ``config.data`` (else it is loaded once here). ``run()`` never raises EngineError:

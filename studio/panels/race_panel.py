@@ -1,4 +1,4 @@
-"""Race view: 2 to 4 algorithms trained side by side on the same data, the same seeded episodes and the
+"""Race view: 2 to 6 algorithms trained side by side on the same data, the same seeded episodes and the
 same device, with one curve per algorithm (against steps or each algorithm's own compute seconds) and a
 final table (test accuracy with 95% CI on identical test episodes, training time, peak memory).
 
@@ -22,8 +22,8 @@ from typing import Any
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QGridLayout, QGroupBox, QHBoxLayout, QHeaderView,
-                               QLabel, QListWidget, QListWidgetItem, QPushButton, QSpinBox, QSplitter, QTableWidget,
-                               QTableWidgetItem, QVBoxLayout, QWidget)
+                               QLabel, QListWidget, QListWidgetItem, QPushButton, QScrollArea, QSpinBox, QSplitter,
+                               QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from engine.api import (ALGORITHM_CONFIGS, ALGORITHMS, CPU_MEMORY_METHOD, CUDA_MEMORY_METHOD, MAX_ALGORITHMS,
                         MIN_ALGORITHMS, SHARED_STREAM_NOTE, AlgorithmResult, ConfigError, EngineError, RaceConfig,
@@ -43,7 +43,20 @@ SAVED_ROLE = Qt.ItemDataRole.UserRole + 1
 TRAINING_RUNS_MESSAGE = ("a training run is in progress: one training job at a time, so stop it or wait for it "
                          "to end.")
 DEFAULT_ALGORITHMS = ("protonet", "maml", "reptile", "baseline++")  # ticked at first (when registered)
-PICKER_COLUMNS = 8  # the algorithm check boxes: one row for the registry's 8 (the page keeps its height)
+PICKER_COLUMNS = 7  # the algorithm check boxes, in rows that scroll past the second (the page keeps its height)
+
+
+def _scrolled_rows(widget: QWidget, rows_shown: int) -> QScrollArea:
+    """``widget`` (rows of check boxes) in a frameless area as tall as its first ``rows_shown`` rows; the rest
+    scroll, and a narrow page scrolls it sideways, so the registry's length does not set the page's size."""
+    area = QScrollArea()
+    area.setWidget(widget)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QScrollArea.Shape.NoFrame)
+    row = widget.layout().itemAt(0).widget().sizeHint().height() + widget.layout().verticalSpacing()
+    margins = widget.layout().contentsMargins()
+    area.setFixedHeight(min(widget.sizeHint().height(), rows_shown * row + margins.top() + margins.bottom()))
+    return area
 
 
 class RacePanel(RaceCurves, QWidget):
@@ -86,9 +99,10 @@ class RacePanel(RaceCurves, QWidget):
     # ------------------------------------------------------------------ layout
     def _build(self) -> None:
         self.checks: dict[str, QCheckBox] = {}
-        picker = QGroupBox("Algorithms (2 to 4)")
-        grid = QGridLayout(picker)
-        grid.setContentsMargins(6, 4, 6, 4)
+        picker = QGroupBox(f"Algorithms ({MIN_ALGORITHMS} to {MAX_ALGORITHMS})")
+        boxes = QWidget()
+        grid = QGridLayout(boxes)
+        grid.setContentsMargins(6, 2, 6, 2)
         for i, (name, algorithm) in enumerate(ALGORITHMS.items()):
             cls = ALGORITHM_CONFIGS[name]
             box = QCheckBox(display_title(name))
@@ -100,6 +114,9 @@ class RacePanel(RaceCurves, QWidget):
             box.toggled.connect(lambda *_: self._update_buttons())
             self.checks[name] = box
             grid.addWidget(box, i // PICKER_COLUMNS, i % PICKER_COLUMNS)
+        picker_layout = QVBoxLayout(picker)
+        picker_layout.setContentsMargins(2, 0, 2, 0)
+        picker_layout.addWidget(_scrolled_rows(boxes, rows_shown=2))
 
         self.test_episodes = QSpinBox()
         self.test_episodes.setRange(1, 100_000)

@@ -16,7 +16,7 @@ from studio.widgets.plot_parts import PALETTE, cache_axes, widen_single_value_ra
 from studio.widgets.plot_series import EmaSeries, GrowingArray
 
 SMOOTHING = 0.8
-PLOT_MIN_HEIGHT = 120  # the plot shrinks to this on a short screen (1366x768) instead of cutting the page
+PLOT_MIN_HEIGHT = 100  # the plot shrinks to this on a short screen (1366x768) instead of cutting the page
 METRIC_HELP = ("Validation accuracy: every algorithm on the same seeded validation episodes (the fair "
                "comparison). Training accuracy and loss are each algorithm's own training objective, smoothed: "
                "Baseline, Baseline++ and SimpleShot classify all training classes at once, Reptile reports its "

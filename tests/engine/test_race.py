@@ -256,8 +256,8 @@ def test_a_damaged_race_file_is_named(tmp_path):
 
 
 @pytest.mark.parametrize("algorithms, message", [
-    (["protonet"], r"algorithms: a race needs 2 to 4 algorithms \(got 1\)"),
-    (["protonet", "maml", "reptile", "matching", "simpleshot"], r"algorithms: .*\(got 5\)"),
+    (["protonet"], r"algorithms: a race needs 2 to 6 algorithms \(got 1\)"),
+    (["protonet", "maml", "reptile", "matching", "simpleshot", "baseline", "tim"], r"algorithms: .*\(got 7\)"),
     (["protonet", "maml", "protonet"], r"algorithms\[2\]\.name: 'protonet' is in the race twice"),
 ])
 def test_bad_algorithm_lists_are_named(algorithms, message):
@@ -352,7 +352,7 @@ def test_the_cli_races_and_prints_the_table(tiny_flat, tmp_path, capsys):
     assert all(r["test_episodes"] == 4 and r["peak_memory_bytes"] > 0 for r in report["rows"])
     assert load_race(tmp_path / "r").status == "finished"
     assert cli.main(["race", "--algorithms", "protonet", *flags, "--run-dir", str(tmp_path / "x")]) == 2
-    assert "algorithms: a race needs 2 to 4 algorithms (got 1)" in capsys.readouterr().err
+    assert "algorithms: a race needs 2 to 6 algorithms (got 1)" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
     with pytest.raises(SystemExit) as exit_info:  # the help text (with its % signs) formats
         cli.main(["race", "--help"])

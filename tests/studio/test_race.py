@@ -140,8 +140,10 @@ def test_the_race_refuses_bad_selections_and_a_running_training(qtbot, window):
     panel = race_panel(window)
     panel.set_algorithms(["protonet"])
     assert not panel.start_button.isEnabled()
-    panel.set_algorithms(["protonet", "maml", "reptile", "matching", "simpleshot"])
-    assert not panel.start_button.isEnabled() and "now 5" in panel.start_button.toolTip()
+    panel.set_algorithms(["protonet", "maml", "reptile", "matching", "simpleshot", "baseline", "tim"])
+    assert not panel.start_button.isEnabled() and "now 7" in panel.start_button.toolTip()
+    panel.set_algorithms(["protonet", "maml", "reptile", "matching", "simpleshot", "tim"])  # six may race
+    assert panel.start_button.isEnabled()
     panel.set_algorithms(["protonet", "maml"])
     assert panel.start_button.isEnabled()
     window.worker = object()  # as while the main window trains
