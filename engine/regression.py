@@ -50,7 +50,7 @@ from engine.data.sinusoid import SinusoidTasks
 from engine.errors import CheckpointError, ConfigError, TrainingError
 from engine.evaluation import mean_ci95
 from engine.io import atomic_torch_save
-from engine.models.mlp import MLP
+from engine.models.mlp import MLP, batched_relu_mlp
 
 ProgressFn = Callable[[int, int], None]
 StopFn = Callable[[], bool]
@@ -166,14 +166,7 @@ def batched_forward(params: Sequence[Tensor], x: Tensor) -> Tensor:
     params: weight/bias pairs in layer order, each with a leading task dimension
     (``[T, out, in]`` and ``[T, out]``); x: [T, N, 1] -> [T, N, 1]. ReLU between layers.
     """
-    h = x
-    n_layers = len(params) // 2
-    for layer in range(n_layers):
-        weight, bias = params[2 * layer], params[2 * layer + 1]
-        h = torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))
-        if layer < n_layers - 1:
-            h = torch.relu(h)
-    return h
+    return batched_relu_mlp(params, x)
 
 
 def _batched(params: Mapping[str, Tensor], n_tasks: int) -> list[Tensor]:
@@ -462,39 +455,18 @@ def load_regression_model(path: Path | str) -> RegressionModel:
     Refuses other file types, unknown kinds, invalid configs, missing or extra parameters,
     wrong shapes and non-finite weights.
     """
-    from engine.training.checkpoint import read_payload
+    from engine.training.checkpoint import checked_float_params, payload_fields, read_payload
 
     path = Path(path)
     payload = read_payload(path, expected_format=FORMAT)
-    try:
+    with payload_fields(path):
         kind = payload["kind"]
         if kind not in KINDS:
             raise CheckpointError(f"{path}: unknown model kind {kind!r} (expected one of {', '.join(KINDS)})")
         config = RegressionConfig.from_dict(payload["config"])
-        params = _checked_params(path, payload["params"])
+        params = checked_float_params(path, payload["params"], PARAM_SHAPES, "the 2x40 MLP")
         return RegressionModel(kind, params, config, int(payload["steps_done"]), float(payload["final_loss"]),
                                float(payload.get("train_seconds", 0.0)), bool(payload.get("stopped", False)))
-    except ConfigError as error:
-        raise CheckpointError(f"{path}: invalid config inside the file: {error}") from None
-    except (KeyError, TypeError, ValueError, AttributeError) as error:
-        raise CheckpointError(f"{path}: missing or malformed field ({error})") from None
-
-
-def _checked_params(path: Path, raw: Any) -> Params:
-    if not isinstance(raw, dict) or set(raw) != set(PARAM_SHAPES):
-        names = sorted(raw) if isinstance(raw, dict) else type(raw).__name__
-        raise CheckpointError(f"{path}: expected the parameters {', '.join(PARAM_SHAPES)} of the 2x40 MLP, "
-                              f"got {names}")
-    params: Params = {}
-    for name, shape in PARAM_SHAPES.items():
-        tensor = raw[name]
-        if not isinstance(tensor, Tensor) or tuple(tensor.shape) != shape or not tensor.is_floating_point():
-            got = tuple(tensor.shape) if isinstance(tensor, Tensor) else type(tensor).__name__
-            raise CheckpointError(f"{path}: parameter {name} should be a float tensor of shape {shape}, got {got}")
-        if not torch.isfinite(tensor).all():
-            raise CheckpointError(f"{path}: parameter {name} holds non-finite values")
-        params[name] = tensor.float()
-    return params
 
 
 def save_models(folder: Path | str, models: Mapping[str, RegressionModel]) -> dict[str, Path]:

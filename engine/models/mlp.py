@@ -1,7 +1,11 @@
-"""The small regression network of Finn et al. 2017 (sinusoids): 1 -> 40 -> 40 -> 1."""
+"""The small regression network of Finn et al. 2017 (sinusoids): 1 -> 40 -> 40 -> 1, and
+:func:`batched_relu_mlp`, a ReLU MLP for many weight copies at once (sinusoid regression, navigation policies)."""
 
 from __future__ import annotations
 
+from typing import Sequence
+
+import torch
 from torch import Tensor, nn
 
 
@@ -20,3 +24,19 @@ class MLP(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """[B, in_features] -> [B, out_features]."""
         return self.layers(x)
+
+
+def batched_relu_mlp(params: Sequence[Tensor], x: Tensor) -> Tensor:
+    """A ReLU MLP for T weight copies at once, each layer one ``torch.baddbmm``.
+
+    params: weight/bias pairs in layer order, each with a leading copy dimension (``[T, out, in]`` and
+    ``[T, out]``); x: [T, N, in] -> [T, N, out]. ReLU between layers, none after the last.
+    """
+    h = x
+    n_layers = len(params) // 2
+    for layer in range(n_layers):
+        weight, bias = params[2 * layer], params[2 * layer + 1]
+        h = torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))
+        if layer < n_layers - 1:
+            h = torch.relu(h)
+    return h

@@ -14,6 +14,7 @@ from typing import Mapping, Sequence
 import torch
 from torch import Tensor
 
+from engine.models.mlp import batched_relu_mlp
 from engine.rl.env import ACTION_SIZE, OBSERVATION_SIZE
 
 Params = dict[str, Tensor]
@@ -71,15 +72,7 @@ def expand(params: Sequence[Tensor], copies: int) -> list[Tensor]:
 def batched_mean(params: Sequence[Tensor], observations: Tensor) -> Tensor:
     """Action means of T policies: params in layer order with a leading [T] dimension, observations
     [T, M, 2] -> [T, M, 2]."""
-    weights = params[:-1]
-    h = observations
-    n_layers = len(weights) // 2
-    for layer in range(n_layers):
-        weight, bias = weights[2 * layer], weights[2 * layer + 1]
-        h = torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))
-        if layer < n_layers - 1:
-            h = torch.relu(h)
-    return h
+    return batched_relu_mlp(params[:-1], observations)
 
 
 def batched_log_prob(params: Sequence[Tensor], observations: Tensor, actions: Tensor) -> Tensor:

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor
 
-from engine.errors import CheckpointError, ConfigError
+from engine.errors import CheckpointError
 from engine.io import atomic_torch_save
 from engine.rl.config import POLICY_KINDS, NavigationConfig
 from engine.rl.policy import Params, param_shapes
@@ -40,13 +40,13 @@ def load_policy(path: Path | str) -> NavigationPolicy:
     """Read a file of :func:`save_policy`; CheckpointError naming it for anything else (other file types,
     corrupt or truncated files, unknown kinds, invalid configs, missing, extra or misshapen parameters,
     non-finite weights)."""
-    from engine.training.checkpoint import read_payload
+    from engine.training.checkpoint import payload_fields, read_payload
 
     path = Path(path)
     if path.is_file() and not zipfile.is_zipfile(path):
         raise CheckpointError(f"{path}: not a navigation policy file (corrupt or truncated: not a PyTorch zip archive)")
     payload = read_payload(path, expected_format=FORMAT)
-    try:
+    with payload_fields(path):
         kind = payload["kind"]
         if kind not in POLICY_KINDS:
             raise CheckpointError(f"{path}: unknown policy kind {kind!r} (expected one of {', '.join(POLICY_KINDS)})")
@@ -59,28 +59,13 @@ def load_policy(path: Path | str) -> NavigationPolicy:
         return NavigationPolicy(kind, params, config, int(payload["iterations_done"]),
                                 [(float(a), float(b)) for a, b in rows], float(payload.get("train_seconds", 0.0)),
                                 bool(payload.get("stopped", False)))
-    except ConfigError as error:
-        raise CheckpointError(f"{path}: invalid config inside the file: {error}") from None
-    except (KeyError, TypeError, ValueError, AttributeError) as error:
-        raise CheckpointError(f"{path}: missing or malformed field ({error})") from None
 
 
 def checked_params(path: Path, raw: Any, hidden: int) -> Params:
     """The parameters of a 2 x ``hidden`` policy, each a finite float tensor of the expected shape."""
-    shapes = param_shapes((hidden, hidden))
-    if not isinstance(raw, dict) or set(raw) != set(shapes):
-        names = sorted(map(str, raw)) if isinstance(raw, dict) else type(raw).__name__
-        raise CheckpointError(f"{path}: expected the parameters {', '.join(shapes)} of a 2x{hidden} policy, got {names}")
-    params: Params = {}
-    for name, shape in shapes.items():
-        tensor = raw[name]
-        if not isinstance(tensor, Tensor) or tuple(tensor.shape) != shape or not tensor.is_floating_point():
-            got = tuple(tensor.shape) if isinstance(tensor, Tensor) else type(tensor).__name__
-            raise CheckpointError(f"{path}: parameter {name} should be a float tensor of shape {shape}, got {got}")
-        if not torch.isfinite(tensor).all():
-            raise CheckpointError(f"{path}: parameter {name} holds non-finite values")
-        params[name] = tensor.float()
-    return params
+    from engine.training.checkpoint import checked_float_params
+
+    return checked_float_params(path, raw, param_shapes((hidden, hidden)), f"a 2x{hidden} policy")
 
 
 def save_policies(folder: Path | str, policies: Mapping[str, NavigationPolicy]) -> dict[str, Path]:

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import math
 import pickle
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, Mapping
 
 import torch
 from torch import Tensor
@@ -104,6 +105,37 @@ def read_payload(path: Path | str, expected_format: str = FORMAT) -> dict[str, A
 def _first_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return text[0][:200] if text else type(error).__name__
+
+
+@contextmanager
+def payload_fields(path: Path) -> Iterator[None]:
+    """While reading the fields of a small model file (regression models, navigation policies): an invalid
+    config or a missing or malformed field becomes a CheckpointError naming ``path``."""
+    try:
+        yield
+    except ConfigError as error:
+        raise CheckpointError(f"{path}: invalid config inside the file: {error}") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise CheckpointError(f"{path}: missing or malformed field ({error})") from None
+
+
+def checked_float_params(path: Path, raw: Any, shapes: Mapping[str, tuple[int, ...]],
+                         model: str) -> dict[str, Tensor]:
+    """``raw`` as exactly the parameters ``shapes`` names, each a finite float tensor of its shape (as float32);
+    CheckpointError naming ``path`` (and ``model``, e.g. "the 2x40 MLP") otherwise."""
+    if not isinstance(raw, dict) or set(raw) != set(shapes):
+        names = sorted(map(str, raw)) if isinstance(raw, dict) else type(raw).__name__
+        raise CheckpointError(f"{path}: expected the parameters {', '.join(shapes)} of {model}, got {names}")
+    params: dict[str, Tensor] = {}
+    for name, shape in shapes.items():
+        tensor = raw[name]
+        if not isinstance(tensor, Tensor) or tuple(tensor.shape) != shape or not tensor.is_floating_point():
+            got = tuple(tensor.shape) if isinstance(tensor, Tensor) else type(tensor).__name__
+            raise CheckpointError(f"{path}: parameter {name} should be a float tensor of shape {shape}, got {got}")
+        if not torch.isfinite(tensor).all():
+            raise CheckpointError(f"{path}: parameter {name} holds non-finite values")
+        params[name] = tensor.float()
+    return params
 
 
 def load_checkpoint(path: Path | str) -> Checkpoint:
