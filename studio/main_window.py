@@ -36,7 +36,7 @@ __all__ = ["MainWindow", "VIEW_TABS"]
 
 log = logging.getLogger("studio")
 
-RACE_RUNNING_MESSAGE = ("a race is running (Race tab): one training job at a time, so stop the race or wait "
+RACE_RUNNING_MESSAGE = ("the {view} tab is training: one training job at a time, so stop it there or wait "
                         "for it to end")
 CLOSE_STOP_WAIT_MS = 20_000  # closing mid-run: how long a run may take to stop before its process is ended
 
@@ -130,8 +130,9 @@ class MainWindow(WindowLayout, TrainingRuns, QMainWindow):
 
     def revalidate(self) -> None:
         errors = self.config_errors()
-        if self.is_racing():
-            message = RACE_RUNNING_MESSAGE
+        racing = self.racing_view()
+        if racing is not None:
+            message = RACE_RUNNING_MESSAGE.format(view=racing)
         elif not errors and self.dataset_panel.is_loading():
             message = "the data set is still loading…"
         else:

@@ -51,9 +51,13 @@ class TrainingRuns:
         return self.worker is None and not self.is_racing()
 
     def is_racing(self) -> bool:
-        """Whether a view runs a race (a training job of its own: no run may start beside it)."""
-        views = getattr(self, "views", {}).values()
-        return any(getattr(view, "is_racing", lambda: False)() for view in views)
+        """Whether a view runs a race or a sweep (a training job of its own: no run may start beside it)."""
+        return self.racing_view() is not None
+
+    def racing_view(self) -> str | None:
+        """The title of the view whose training job runs (Race, Sweep), or None."""
+        views = getattr(self, "views", {}).items()
+        return next((title for title, view in views if getattr(view, "is_racing", lambda: False)()), None)
 
     def start_training(self) -> TrainingWorker | None:
         """Start a run with the current settings (Ctrl+Enter)."""

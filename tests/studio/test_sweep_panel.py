@@ -47,6 +47,8 @@ def test_trials_appear_as_they_finish_pruned_marked_and_train_best_starts_a_run(
     study.enqueue_trial({"task.val_n_way": 8})
     QTest.mouseClick(panel.start_button, Qt.MouseButton.LeftButton)
     assert panel.worker is not None and not panel.start_button.isEnabled() and panel.stop_button.isEnabled()
+    assert not window.train_action.isEnabled()  # one training job at a time, and the reason names this tab
+    assert "the Sweep tab is training" in window.training_panel.blocked_message
     qtbot.waitUntil(lambda: state_cell(panel, 0) is not None and state_cell(panel, 0).text() == "complete",
                     timeout=180_000)
     assert panel.worker is not None  # the finished trial showed while the sweep still ran

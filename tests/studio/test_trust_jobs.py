@@ -74,7 +74,7 @@ def test_train_is_disabled_with_a_reason_while_a_race_runs(window, qtbot):
     try:
         assert not window.training_panel.train_button.isEnabled()
         assert not window.train_action.isEnabled()
-        assert "race" in window.training_panel.blocked_message
+        assert "the Race tab is training" in window.training_panel.blocked_message
         assert window.training_panel.message_label.isVisibleTo(window)
         assert window.start_training() is None  # nor by a direct call (Ctrl+Enter, scripts)
         assert window.worker is None
