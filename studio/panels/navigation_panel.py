@@ -22,23 +22,22 @@ paths computed once per goal. ``bench/bench_navigation_adapt.py`` measures click
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
-import torch
-from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtWidgets import (QComboBox, QGridLayout, QHBoxLayout, QLabel, QProgressBar, QPushButton, QSlider,
-                               QSpinBox, QVBoxLayout, QWidget)
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QComboBox, QGridLayout, QHBoxLayout, QLabel, QProgressBar, QSpinBox, QVBoxLayout,
+                               QWidget)
 
 from engine.api import (GOAL_HIGH, GOAL_LOW, POLICY_KINDS, POLICY_TITLES, EngineError, GoalAdaptation,
                         NavigationConfig, NavigationPolicy, adapt_to_goal, check_goal, load_policies, train_policy)
 from studio.jobs.latest import LatestJob
 from studio.jobs.thread import WorkerHandle
 from studio.panels.navigation_plots import CLICK_TIP, PlanePlot, ReturnsPlot, TrainingCurve
+from studio.panels.panel_parts import BackgroundTraining, StepPlayback, action_button, single_thread
 from studio.widgets.elide import ElidedLabel
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets" / "policies"
@@ -47,17 +46,6 @@ PLAY_INTERVAL_MS = 600
 DEFAULT_GOAL = (0.35, -0.3)
 DEFAULT_TRAIN_ITERS = 40
 ERROR_STYLE = "color: #b00020;"
-
-
-@contextlib.contextmanager
-def single_thread() -> Iterator[None]:
-    """Run the block with one PyTorch intra-op thread (this tiny network's fastest), then restore the count."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 @dataclass
@@ -97,12 +85,13 @@ def training_job(config: NavigationConfig, history: list[tuple[float, float]]) -
     return job
 
 
-class NavigationPanel(QWidget):
+class NavigationPanel(StepPlayback, BackgroundTraining, QWidget):
     """The navigation demo tab; ``window`` is the MainWindow (or None) for error dialogs."""
 
     adapted = Signal()               # the paths and returns now show the current goal and policies
     policies_changed = Signal(str)   # description of the policies now shown
     training_progress = Signal(int, int)   # meta-iterations done, total (the curve shows them)
+    training_failed_title = "Navigation training failed"
 
     def __init__(self, window: Any = None, parent: QWidget | None = None, *, seed: int = 11) -> None:
         super().__init__(parent)
@@ -123,8 +112,8 @@ class NavigationPanel(QWidget):
     def _build(self) -> None:
         self.goal_label = QLabel("")
         self.goal_label.setObjectName("navigation_goal")
-        self.random_goal_button = self._button("New random goal", self.random_goal,
-                                               "Draw a goal uniformly from the task family's square.")
+        self.random_goal_button = action_button("New random goal", self.random_goal,
+                                                "Draw a goal uniformly from the task family's square.")
         hint = ElidedLabel("Click a plane to set the goal", mode=Qt.TextElideMode.ElideRight)
         hint.setStyleSheet("color: #777;")
         hint.setToolTip(CLICK_TIP)
@@ -133,31 +122,12 @@ class NavigationPanel(QWidget):
         top.addWidget(self.random_goal_button)
         top.addWidget(hint, 1)
 
-        self.step_slider = QSlider(Qt.Orientation.Horizontal)
-        self.step_slider.setRange(0, ADAPT_STEPS)
-        self.step_slider.setPageStep(1)
-        self.step_slider.setTickPosition(QSlider.TickPosition.TicksBelow)
-        self.step_slider.setTickInterval(1)
-        self.step_slider.setMinimumWidth(200)
-        self.step_slider.setToolTip("Policy-gradient adaptation steps (0 = the trained policy as is).")
-        self.step_slider.valueChanged.connect(self.show_step)
-        self.step_label = QLabel("")
-        self.step_label.setMinimumWidth(90)
-        self.play_button = self._button("Play", self.toggle_play, f"Animate the adaptation from step 0 to "
-                                        f"{ADAPT_STEPS}, {PLAY_INTERVAL_MS} ms per step.")
-        self.play_timer = QTimer(self)
-        self.play_timer.setInterval(PLAY_INTERVAL_MS)
-        self.play_timer.timeout.connect(self._tick)
         procedure = ElidedLabel(f"each step: 20 episodes, one vanilla policy-gradient step of size "
                                 f"{NavigationConfig.inner_lr:g} (same for all three)", mode=Qt.TextElideMode.ElideRight)
         procedure.setStyleSheet("color: #555;")
-        steps_row = QHBoxLayout()
-        steps_row.addWidget(QLabel("Adaptation step"))
-        steps_row.addWidget(self.step_slider, 1)
-        steps_row.addWidget(self.step_label)
-        steps_row.addWidget(self.play_button)
-        steps_row.addSpacing(12)
-        steps_row.addWidget(procedure, 1)
+        steps_row = self._step_row("Adaptation step", ADAPT_STEPS, PLAY_INTERVAL_MS, what="adaptation",
+                                   slider_tip="Policy-gradient adaptation steps (0 = the trained policy as is).",
+                                   slider_width=200, label_width=90, procedure=procedure, procedure_stretch=1)
 
         self.planes = {kind: PlanePlot(kind, ADAPT_STEPS) for kind in POLICY_KINDS}
         self.returns_plot = ReturnsPlot(POLICY_KINDS, ADAPT_STEPS)
@@ -189,13 +159,13 @@ class NavigationPanel(QWidget):
         self.iters_spin.setSuffix(" meta-iterations")
         self.iters_spin.setToolTip("Meta-iterations of Train, 20 goals each (the shipped policies: 100-200; "
                                    "about 1-3 s per MAML iteration on two busy CPU cores).")
-        self.train_button = self._button("Train", self.start_training, "Train the chosen policy again from scratch "
-                                         "in the background, with a live curve of its meta-training return. (The "
-                                         "window's Train button trains the few-shot classifier.)")
-        self.cancel_button = self._button("Cancel training", self.cancel_training, "Stop; keep the current policies.")
+        self.train_button = action_button("Train", self.start_training, "Train the chosen policy again from scratch "
+                                          "in the background, with a live curve of its meta-training return. (The "
+                                          "window's Train button trains the few-shot classifier.)")
+        self.cancel_button = action_button("Cancel training", self.cancel_training, "Stop; keep the current policies.")
         self.cancel_button.setEnabled(False)
-        self.shipped_button = self._button("Load shipped policies", self.load_shipped_policies,
-                                           f"Reload the policies shipped in {ASSETS}.")
+        self.shipped_button = action_button("Load shipped policies", self.load_shipped_policies,
+                                            f"Reload the policies shipped in {ASSETS}.")
         self.progress = QProgressBar()
         self.progress.setObjectName("navigation_progress")
         self.progress.hide()
@@ -221,12 +191,6 @@ class NavigationPanel(QWidget):
         if not self._shown:
             self._shown = True
             self.readapt()
-
-    def _button(self, text: str, slot: Any, tip: str) -> QPushButton:
-        button = QPushButton(text)
-        button.setToolTip(tip)
-        button.clicked.connect(lambda _checked=False: slot())
-        return button
 
     # -- policies -------------------------------------------------------------------------------------
     def load_shipped_policies(self, folder: Path = ASSETS) -> bool:
@@ -328,31 +292,9 @@ class NavigationPanel(QWidget):
         assert self.result is not None
         return self.result.paths[kind][self.step_slider.value() if step is None else step]
 
-    # -- playing --------------------------------------------------------------------------------------
-    def toggle_play(self) -> None:
-        if self.play_timer.isActive():
-            self.stop_playing()
-            return
-        self.step_slider.setValue(0)
-        self.play_button.setText("Pause")
-        self.play_timer.start()
-
-    def stop_playing(self) -> None:
-        self.play_timer.stop()
-        self.play_button.setText("Play")
-
-    def is_playing(self) -> bool:
-        return self.play_timer.isActive()
-
-    def _tick(self) -> None:
-        step = min(self.step_slider.value() + 1, ADAPT_STEPS)
-        self.step_slider.setValue(step)
-        if step >= ADAPT_STEPS:
-            self.stop_playing()
-
     # -- training -------------------------------------------------------------------------------------
-    def is_training(self) -> bool:
-        return self._training.is_running()
+    def _locked_while_training(self) -> tuple[QWidget, ...]:
+        return (self.train_button, self.shipped_button, self.algorithm_combo)
 
     def start_training(self, iterations: int | None = None) -> WorkerHandle | None:
         """Retrain the chosen policy in a worker; returns its handle, or None if one is training already."""
@@ -364,35 +306,17 @@ class NavigationPanel(QWidget):
         self.train_history = []
         self.training_curve.show_history([])
         self.training_curve.setTitle(f"Meta-training return: {POLICY_TITLES[kind]}", size="10pt")
-        for widget in (self.train_button, self.shipped_button, self.algorithm_combo):
-            widget.setEnabled(False)
-        self.cancel_button.setEnabled(True)
-        self.progress.setRange(0, config.meta_iters)
-        self.progress.setValue(0)
-        self.progress.setFormat(f"training {POLICY_TITLES[kind]}… %v/%m")
-        self.progress.show()
+        self._show_training_started(config.meta_iters, f"training {POLICY_TITLES[kind]}… %v/%m")
         return self._training.start(training_job(config, self.train_history), on_result=self._trained,
                                     on_error=self._training_failed, on_progress=self._training_progress)
 
-    def cancel_training(self) -> None:
-        if self._training.is_running():
-            self._training.handle.stop()
-            self.progress.setFormat("stopping…")
-
     def _training_progress(self, done: int, total: int) -> None:
-        self.progress.setRange(0, max(total, 1))
-        self.progress.setValue(done)
+        self._show_training_progress(done, total)
         history = list(self.train_history[:done])
         if self._training_kind == "pretrained":
             history = [(before, float("nan")) for before, _after in history]
         self.training_curve.show_history(history)
         self.training_progress.emit(done, total)
-
-    def _training_done(self) -> None:
-        self.progress.hide()
-        for widget in (self.train_button, self.shipped_button, self.algorithm_combo):
-            widget.setEnabled(True)
-        self.cancel_button.setEnabled(False)
 
     def _trained(self, policy: NavigationPolicy) -> None:
         self._training_done()
@@ -403,7 +327,4 @@ class NavigationPanel(QWidget):
                           f"{policy.title} trained here in {policy.train_seconds:.0f} s")
 
     def _training_failed(self, message: str) -> None:
-        self._training_done()
-        self.policies_label.setText(f"<span style='{ERROR_STYLE}'>Training failed: {message}</span>")
-        if self.main_window is not None and hasattr(self.main_window, "show_error"):
-            self.main_window.show_error("Navigation training failed", message)
+        self._report_training_failure(self.policies_label, ERROR_STYLE, message)

@@ -3,13 +3,14 @@ meta-training curve. Each builds its curves once; updates only call ``setData``.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, Qt, Signal
+from PySide6.QtCore import Qt
 
 from engine.api import GOAL_HIGH, GOAL_LOW, POLICY_TITLES
+from studio.panels.panel_parts import ClickablePlot
 
 PLANE_LIMIT = 0.7
 STEP_COLOURS = ("#8c8c8c", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd")
@@ -23,13 +24,11 @@ def step_colour(step: int) -> str:
     return STEP_COLOURS[step % len(STEP_COLOURS)]
 
 
-class PlanePlot(pg.PlotWidget):
+class PlanePlot(ClickablePlot):
     """One policy: the goals' square, the start, the goal and its sampled episodes and their average path after each adaptation step."""
 
-    clicked = Signal(float, float)   # x, y of a left click inside the plot area
-
     def __init__(self, kind: str, steps: int) -> None:
-        super().__init__(background="w")
+        super().__init__()
         self.kind = kind
         self.setMenuEnabled(False)
         self.hideButtons()
@@ -53,7 +52,6 @@ class PlanePlot(pg.PlotWidget):
         self.addItem(self.start)
         self.addItem(self.goal)
         legend.addItem(self.goal, "goal")
-        self.scene().sigMouseClicked.connect(self._on_click)
 
     @staticmethod
     def _step_name(step: int) -> str:
@@ -86,20 +84,6 @@ class PlanePlot(pg.PlotWidget):
 
     def set_caption(self, text: str) -> None:
         self.setTitle(text, size="10pt")
-
-    def _on_click(self, event: Any) -> None:
-        if event.button() != Qt.MouseButton.LeftButton:
-            return
-        view_box = self.getPlotItem().vb
-        if not view_box.sceneBoundingRect().contains(event.scenePos()):
-            return
-        point = view_box.mapSceneToView(event.scenePos())
-        event.accept()
-        self.clicked.emit(float(point.x()), float(point.y()))
-
-    def pixel_of(self, x: float, y: float) -> Any:
-        """Viewport pixel (QPoint) of data point (x, y): where a click lands there."""
-        return self.mapFromScene(self.getPlotItem().vb.mapViewToScene(QPointF(x, y)))
 
 
 class ReturnsPlot(pg.PlotWidget):

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pyqtgraph as pg
-from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QGridLayout, QGroupBox, QHBoxLayout, QHeaderView,
                                QLabel, QListWidget, QListWidgetItem, QPushButton, QScrollArea, QSpinBox, QSplitter,
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
@@ -29,7 +29,8 @@ from engine.api import (ALGORITHM_CONFIGS, ALGORITHMS, CPU_MEMORY_METHOD, CUDA_M
                         MIN_ALGORITHMS, SHARED_STREAM_NOTE, AlgorithmResult, ConfigError, EngineError, RaceConfig,
                         RaceInfo, RaceResult, SavedRace, StepMetrics, ValidationResult, default_race_name,
                         display_title, format_accuracy, format_memory, list_races, load_race, new_race_dir)
-from studio.jobs.engine_run import CLOSE_STOP_WAIT_MS, RaceWorker
+from studio.jobs.engine_run import RaceWorker
+from studio.panels.panel_parts import WorkerControls
 from studio.panels.race_plot import RaceCurves, RacerSeries, titled_box
 from studio.widgets.elide import WrappedLabel
 from studio.widgets.plot_parts import PALETTE
@@ -59,11 +60,14 @@ def _scrolled_rows(widget: QWidget, rows_shown: int) -> QScrollArea:
     return area
 
 
-class RacePanel(RaceCurves, QWidget):
+class RacePanel(RaceCurves, WorkerControls, QWidget):
     """Pick 2-4 algorithms, race them, watch one curve each, compare the final table, reopen old races."""
 
     race_ended = Signal(str)   # finished / stopped / failed
     racing_changed = Signal(bool)  # a race started (True) or its worker is done (False)
+    job_name = "race"
+    running_text = "Racing…"
+    stopping_text = "Stopping after the current step…"
 
     def __init__(self, window: Any) -> None:
         super().__init__()
@@ -305,27 +309,6 @@ class RacePanel(RaceCurves, QWidget):
         self.racing_changed.emit(True)
         log.info("race %s started in %s", config.display_name, race_dir)
 
-    def toggle_pause(self) -> None:
-        if self.worker is None:
-            return
-        if self.worker.paused:
-            self.worker.resume()
-            self.pause_button.setText("Pause")
-            self.status_label.setText("Racing…")
-        else:
-            self.worker.pause()
-            self.pause_button.setText("Resume")
-            self.status_label.setText("Paused (after the current step)")
-
-    def stop(self) -> None:
-        if self.worker is None:
-            return
-        self.worker.stop()
-        self.status_label.setText("Stopping after the current step…")
-
-    def wait(self, timeout_ms: int = 60_000) -> bool:
-        return self.worker.wait(timeout_ms) if self.worker is not None else True
-
     # -- worker signals (GUI thread) --------------------------------------------
     def _race_started(self, info: RaceInfo) -> None:
         self.status_label.setText(f"Racing on {info.device}: {info.total_steps:,} steps each, one step of each "
@@ -423,13 +406,6 @@ class RacePanel(RaceCurves, QWidget):
         if self.worker is not None:
             log.warning("race: a training run started while the race runs; they now share the machine, so the "
                         "race's wall-clock times include that contention")
-
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt)
-        if watched is self.window and event.type() == QEvent.Type.Close and self.worker is not None:
-            if self.worker.stop_and_wait(CLOSE_STOP_WAIT_MS):
-                log.warning("the race did not stop within %d s of closing: its training process was ended",
-                            CLOSE_STOP_WAIT_MS // 1000)
-        return False
 
     # ------------------------------------------------------------------ table
     def _fill_table(self, result: RaceResult | None = None) -> None:

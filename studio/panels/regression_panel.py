@@ -35,23 +35,23 @@ threads that start their first parallel work while the job runs, and the job res
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
 import torch
-from PySide6.QtCore import QPointF, Qt, QTimer, Signal
-from PySide6.QtWidgets import (QHBoxLayout, QLabel, QProgressBar, QPushButton, QSlider, QSpinBox, QVBoxLayout,
-                               QWidget)
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QSpinBox, QVBoxLayout, QWidget
 
 from engine.api import (KINDS, MODEL_TITLES, EngineError, RegressionConfig, RegressionModel, SinusoidTask,
                         SinusoidTasks, fit_trajectory, load_models, train_both, trajectory_mse)
 from studio.jobs.latest import LatestJob
 from studio.jobs.thread import WorkerHandle
+from studio.panels.panel_parts import (BackgroundTraining, ClickablePlot, StepPlayback, action_button,
+                                       single_thread)
 from studio.widgets.elide import ElidedLabel
 from studio.widgets.plot_parts import PALETTE
 
@@ -67,17 +67,6 @@ Y_LIMIT = 6.5
 COLOURS = {"maml": PALETTE[0], "pretrained": PALETTE[1]}
 CLICK_TIP = ("Click to add a support point at that x. Its y is the true sine's value there (noise-free, like "
              "the paper's tasks), so only the x you click matters; the fits then use every support point.")
-
-
-@contextlib.contextmanager
-def single_thread() -> Iterator[None]:
-    """Run the block with one PyTorch intra-op thread, then restore the previous count."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 @dataclass
@@ -123,13 +112,11 @@ def training_job(config: RegressionConfig) -> Any:
     return job
 
 
-class SinePlot(pg.PlotWidget):
+class SinePlot(ClickablePlot):
     """One model's view: true sine, support points, prior and fitted curve, MSE; emits clicks in data units."""
 
-    clicked = Signal(float, float)   # x, y of a left click inside the plot area
-
     def __init__(self, kind: str) -> None:
-        super().__init__(background="w")
+        super().__init__()
         self.kind = kind
         self.setMenuEnabled(False)
         self.hideButtons()
@@ -155,28 +142,15 @@ class SinePlot(pg.PlotWidget):
                                     border=pg.mkPen("#bbbbbb"))
         self.mse_text.setPos(X_RANGE[0], Y_LIMIT - 0.1)
         self.addItem(self.mse_text)
-        self.scene().sigMouseClicked.connect(self._on_click)
-
-    def _on_click(self, event: Any) -> None:
-        if event.button() != Qt.MouseButton.LeftButton:
-            return
-        view_box = self.getPlotItem().vb
-        if not view_box.sceneBoundingRect().contains(event.scenePos()):
-            return
-        point = view_box.mapSceneToView(event.scenePos())
-        event.accept()
-        self.clicked.emit(float(point.x()), float(point.y()))
-
-    def pixel_of(self, x: float, y: float) -> Any:
-        """Viewport pixel (QPoint) of data point (x, y): where a click lands there."""
-        return self.mapFromScene(self.getPlotItem().vb.mapViewToScene(QPointF(x, y)))
 
 
-class RegressionPanel(QWidget):
+class RegressionPanel(StepPlayback, BackgroundTraining, QWidget):
     """The regression demo tab; ``window`` is the MainWindow (or None) for error dialogs."""
 
     models_changed = Signal(str)    # description of the models now shown
     fitted = Signal()               # after every refit (points, sine or models changed)
+    rewind_on_play = False          # Play continues from the slider's step (from 0 when at the last step)
+    training_failed_title = "Regression training failed"
 
     def __init__(self, window: Any = None, parent: QWidget | None = None, *, seed: int = 7) -> None:
         super().__init__(parent)
@@ -201,8 +175,8 @@ class RegressionPanel(QWidget):
 
     # -- layout ---------------------------------------------------------------------------------------
     def _build(self) -> None:
-        self.new_sine_button = self._button("New sine", self.new_sine, "Draw a random sine of the family "
-                                            "(amplitude 0.1-5, phase 0-pi) with K random support points.")
+        self.new_sine_button = action_button("New sine", self.new_sine, "Draw a random sine of the family "
+                                             "(amplitude 0.1-5, phase 0-pi) with K random support points.")
         self.k_spin = QSpinBox()
         self.k_spin.setObjectName("regression_points")
         self.k_spin.setRange(0, MAX_POINTS)
@@ -213,10 +187,10 @@ class RegressionPanel(QWidget):
                                "points on the sine, lowering it removes the last ones; clicks on a plot, Undo "
                                "and Clear change it too.")
         self.k_spin.valueChanged.connect(self.set_k)
-        self.draw_button = self._button("Draw K points", self.draw_points,
-                                        "Replace the support points with K new random x on this sine.")
-        self.undo_button = self._button("Undo last point", self.undo_point, "Remove the last support point.")
-        self.clear_button = self._button("Clear points", self.clear_points, "Remove every support point.")
+        self.draw_button = action_button("Draw K points", self.draw_points,
+                                         "Replace the support points with K new random x on this sine.")
+        self.undo_button = action_button("Undo last point", self.undo_point, "Remove the last support point.")
+        self.clear_button = action_button("Clear points", self.clear_points, "Remove every support point.")
         top = QHBoxLayout()
         for widget in (self.new_sine_button, self.k_spin, self.draw_button, self.undo_button, self.clear_button):
             top.addWidget(widget)
@@ -226,32 +200,13 @@ class RegressionPanel(QWidget):
         hint.setToolTip(CLICK_TIP)
         top.addWidget(hint)
 
-        self.step_slider = QSlider(Qt.Orientation.Horizontal)
-        self.step_slider.setRange(0, TEST_STEPS)
-        self.step_slider.setPageStep(1)
-        self.step_slider.setTickPosition(QSlider.TickPosition.TicksBelow)
-        self.step_slider.setTickInterval(1)
-        self.step_slider.setMinimumWidth(260)
-        self.step_slider.setToolTip("Gradient steps of fine-tuning on the support points (0 = the trained model "
-                                    "as is).")
-        self.step_slider.valueChanged.connect(self.show_step)
-        self.step_label = QLabel("")
-        self.step_label.setMinimumWidth(110)
-        self.play_button = self._button("Play", self.toggle_play, f"Animate the fit from step 0 to "
-                                        f"{TEST_STEPS}, {PLAY_INTERVAL_MS} ms per step.")
-        self.play_timer = QTimer(self)
-        self.play_timer.setInterval(PLAY_INTERVAL_MS)
-        self.play_timer.timeout.connect(self._tick)
         self.procedure_label = ElidedLabel(f"plain SGD, lr {RegressionConfig.inner_lr:g}, on the support MSE "
                                            "(same for both)", mode=Qt.TextElideMode.ElideRight)
         self.procedure_label.setStyleSheet("color: #555;")
-        steps_row = QHBoxLayout()
-        steps_row.addWidget(QLabel("Fine-tuning step"))
-        steps_row.addWidget(self.step_slider, 1)
-        steps_row.addWidget(self.step_label)
-        steps_row.addWidget(self.play_button)
-        steps_row.addSpacing(12)
-        steps_row.addWidget(self.procedure_label)
+        steps_row = self._step_row("Fine-tuning step", TEST_STEPS, PLAY_INTERVAL_MS, what="fit",
+                                   slider_tip="Gradient steps of fine-tuning on the support points (0 = the trained "
+                                   "model as is).", slider_width=260, label_width=110,
+                                   procedure=self.procedure_label, procedure_stretch=0)
 
         self.plots = {kind: SinePlot(kind) for kind in KINDS}
         plots_row = QHBoxLayout()
@@ -269,15 +224,15 @@ class RegressionPanel(QWidget):
         self.train_steps_spin.setSuffix(" steps")
         self.train_steps_spin.setToolTip("Training steps of each model for Retrain both models (the shipped "
                                          "models: 70000, the paper's; about 20 minutes for both on two CPU cores).")
-        self.train_button = self._button("Retrain both models", self.start_training, "Train the two sine models of "
-                                         "this view again from scratch in the background (MAML, then the "
-                                         "pre-trained baseline), with the paper's settings except the number of "
-                                         "steps. (The window's Train button trains the few-shot classifier.)")
-        self.cancel_button = self._button("Cancel retraining", self.cancel_training,
-                                          "Stop retraining; keep the current models.")
+        self.train_button = action_button("Retrain both models", self.start_training, "Train the two sine models of "
+                                          "this view again from scratch in the background (MAML, then the "
+                                          "pre-trained baseline), with the paper's settings except the number of "
+                                          "steps. (The window's Train button trains the few-shot classifier.)")
+        self.cancel_button = action_button("Cancel retraining", self.cancel_training,
+                                           "Stop retraining; keep the current models.")
         self.cancel_button.setEnabled(False)
-        self.shipped_button = self._button("Load shipped models", self.load_shipped_models,
-                                           f"Reload the models shipped in {ASSETS}.")
+        self.shipped_button = action_button("Load shipped models", self.load_shipped_models,
+                                            f"Reload the models shipped in {ASSETS}.")
         self.progress = QProgressBar()
         self.progress.setObjectName("regression_progress")
         self.progress.hide()
@@ -293,12 +248,6 @@ class RegressionPanel(QWidget):
         layout.addLayout(steps_row)
         layout.addLayout(plots_row, 1)
         layout.addLayout(train_row)
-
-    def _button(self, text: str, slot: Any, tip: str) -> QPushButton:
-        button = QPushButton(text)
-        button.setToolTip(tip)
-        button.clicked.connect(lambda _checked=False: slot())
-        return button
 
     # -- models ---------------------------------------------------------------------------------------
     def load_shipped_models(self, folder: Path = ASSETS) -> bool:
@@ -426,32 +375,9 @@ class RegressionPanel(QWidget):
         """MSE of ``kind`` against the true sine after ``step`` steps (default: the slider's)."""
         return float(self.mses[kind][self.step_slider.value() if step is None else step])
 
-    # -- playing --------------------------------------------------------------------------------------
-    def toggle_play(self) -> None:
-        if self.play_timer.isActive():
-            self.stop_playing()
-            return
-        if self.step_slider.value() >= TEST_STEPS:
-            self.step_slider.setValue(0)
-        self.play_button.setText("Pause")
-        self.play_timer.start()
-
-    def stop_playing(self) -> None:
-        self.play_timer.stop()
-        self.play_button.setText("Play")
-
-    def is_playing(self) -> bool:
-        return self.play_timer.isActive()
-
-    def _tick(self) -> None:
-        step = self.step_slider.value() + 1
-        self.step_slider.setValue(min(step, TEST_STEPS))
-        if step >= TEST_STEPS:
-            self.stop_playing()
-
     # -- training -------------------------------------------------------------------------------------
-    def is_training(self) -> bool:
-        return self._training.is_running()
+    def _locked_while_training(self) -> tuple[QWidget, ...]:
+        return (self.train_button, self.shipped_button)
 
     def start_training(self, steps: int | None = None) -> WorkerHandle | None:
         """Retrain both models (``steps`` each, default the spin box) in a worker thread; returns its
@@ -459,31 +385,13 @@ class RegressionPanel(QWidget):
         if self.is_training():
             return None
         config = RegressionConfig(steps=int(steps or self.train_steps_spin.value()))
-        self.train_button.setEnabled(False)
-        self.shipped_button.setEnabled(False)
-        self.cancel_button.setEnabled(True)
-        self.progress.setRange(0, 2 * config.steps)
-        self.progress.setValue(0)
-        self.progress.setFormat("training MAML… %p%")
-        self.progress.show()
+        self._show_training_started(2 * config.steps, "training MAML… %p%")
         return self._training.start(training_job(config), on_result=self._trained,
                                     on_error=self._training_failed, on_progress=self._training_progress)
 
-    def cancel_training(self) -> None:
-        if self._training.is_running():
-            self._training.handle.stop()
-            self.progress.setFormat("stopping…")
-
     def _training_progress(self, done: int, total: int) -> None:
-        self.progress.setRange(0, max(total, 1))
-        self.progress.setValue(done)
+        self._show_training_progress(done, total)
         self.progress.setFormat(("training MAML" if done <= total // 2 else "training the baseline") + "… %p%")
-
-    def _training_done(self) -> None:
-        self.progress.hide()
-        self.train_button.setEnabled(True)
-        self.shipped_button.setEnabled(True)
-        self.cancel_button.setEnabled(False)
 
     def _trained(self, models: dict[str, RegressionModel]) -> None:
         self._training_done()
@@ -494,7 +402,4 @@ class RegressionPanel(QWidget):
         self.set_models(models, f"trained here in {seconds:.0f} s")
 
     def _training_failed(self, message: str) -> None:
-        self._training_done()
-        self.models_label.setText(f"<span style='color:#b00020'>Training failed: {message}</span>")
-        if self.main_window is not None and hasattr(self.main_window, "show_error"):
-            self.main_window.show_error("Regression training failed", message)
+        self._report_training_failure(self.models_label, "color:#b00020", message)

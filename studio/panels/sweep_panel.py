@@ -20,16 +20,16 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QHeaderView,
                                QLabel, QLineEdit, QPushButton, QScrollArea, QSpinBox, QSplitter, QTableWidget,
                                QTableWidgetItem, QVBoxLayout, QWidget)
 
 from engine.api import PRUNERS, ConfigError, EngineError, SweepSettings, default_storage_url, load_sweep
-from studio.jobs.engine_run import CLOSE_STOP_WAIT_MS
 from studio.jobs.latest import LatestJob
 from studio.jobs.sweep_run import SweepWorker
+from studio.panels.panel_parts import WorkerControls
 from studio.panels.sweep_plots import SweepPlots
 from studio.panels.sweep_space import SearchSpaceForm
 
@@ -57,7 +57,10 @@ class _SortItem(QTableWidgetItem):
             return str(mine) < str(theirs)
 
 
-class SweepPanel(QWidget):
+class SweepPanel(WorkerControls, QWidget):
+    job_name = "sweep"
+    running_text = "Sweeping…"
+    stopping_text = "Stopping after the current step (the trial is continued by the next sweep of this study)…"
     racing_changed = Signal(bool)  # the window's name for "a view trains" (layout.py revalidates on it)
 
     def __init__(self, window: Any) -> None:
@@ -80,13 +83,6 @@ class SweepPanel(QWidget):
         if isinstance(window, QObject):
             window.installEventFilter(self)  # stop a running sweep cleanly when the window closes
         self._update_buttons()
-
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt)
-        if watched is self.window and event.type() == QEvent.Type.Close and self.worker is not None:
-            if self.worker.stop_and_wait(CLOSE_STOP_WAIT_MS):
-                log.warning("the sweep did not stop within %d s of closing: its training process was ended",
-                            CLOSE_STOP_WAIT_MS // 1000)
-        return False
 
     # ------------------------------------------------------------------ layout
     def _build(self) -> None:
@@ -260,27 +256,6 @@ class SweepPanel(QWidget):
         self.racing_changed.emit(True)
         log.info("sweep %s started: %s", settings.study_name, settings.space.describe())
         return worker
-
-    def toggle_pause(self) -> None:
-        if self.worker is None:
-            return
-        if self.worker.paused:
-            self.worker.resume()
-            self.pause_button.setText("Pause")
-            self.status_label.setText("Sweeping…")
-        else:
-            self.worker.pause()
-            self.pause_button.setText("Resume")
-            self.status_label.setText("Paused (after the current step)")
-
-    def stop(self) -> None:
-        if self.worker is not None:
-            self.worker.stop()
-            self.status_label.setText("Stopping after the current step (the trial is continued by the next sweep "
-                                      "of this study)…")
-
-    def wait(self, timeout_ms: int = 60_000) -> bool:
-        return self.worker.wait(timeout_ms) if self.worker is not None else True
 
     def _on_log(self, message: str, level: str) -> None:
         if level in ("warning", "error"):
