@@ -23,13 +23,11 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from engine.algorithms.base import Algorithm, Predictor, ProgressCallback
 from engine.algorithms.functional import (
-    check_support, class_means, correct_fraction, embed_tasks, episode_ways, eval_mode, mean_of, squared_euclidean,
-    step_metrics,
+    check_support, class_means, episodic_metric_step, eval_mode, squared_euclidean,
 )
 from engine.algorithms.protonet import PrototypePredictor
 from engine.config import AlgorithmConfig, param
@@ -125,22 +123,12 @@ class FEAT(Algorithm):
 
     def meta_train_step(self, batch: list[Task] | ClassBatch) -> dict[str, float]:
         """Mean over tasks of the query cross-entropy of the distances to the adapted prototypes."""
-        if isinstance(batch, ClassBatch):
-            raise TypeError("FEAT trains on episodes (a list of Task), not on a ClassBatch")
-        tasks = self.prepare_batch(batch)
-        self.train(True)
-        with self.autocast():
-            embedded = embed_tasks(self.backbone, tasks)
-        losses, accuracies = [], []
-        for task, (support, query) in zip(tasks, embedded):
-            n_way = episode_ways(task)
-            adapted = self.attention(class_means(support.float(), task.support_y, n_way))
-            logits = feat_logits(query.float(), adapted, self.config.temperature)
-            losses.append(F.cross_entropy(logits, task.query_y))
-            accuracies.append(correct_fraction(logits.detach(), task.query_y))
-        loss = mean_of(losses)
-        self.backward_and_step(loss, self.optimizer)
-        return step_metrics(loss, accuracies, self.optimizer.param_groups[0]["lr"])
+        return episodic_metric_step(self, batch, title="FEAT trains", optimizer=self.optimizer,
+                                    scores=self._task_logits)
+
+    def _task_logits(self, task: Task, support: Tensor, query: Tensor, n_way: int) -> Tensor:
+        adapted = self.attention(class_means(support.float(), task.support_y, n_way))
+        return feat_logits(query.float(), adapted, self.config.temperature)
 
     def adapt(self, support_x: Tensor, support_y: Tensor, *, steps: int | None = None,
               progress: ProgressCallback | None = None) -> Predictor:

@@ -10,12 +10,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from engine.algorithms.base import Predictor, ProgressCallback
-from engine.data.types import Task
+from engine.algorithms.base import Algorithm, Predictor, ProgressCallback
+from engine.data.types import ClassBatch, Task
 from engine.errors import DatasetError
 from engine.models.batchnorm import batch_statistics, episode_statistics, supports_episode_groups
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
+TaskScores = Callable[[Task, Tensor, Tensor, int], Tensor]
+"""``scores(task, support_features, query_features, n_way)`` -> [Q, n_way] scores of one episode's queries."""
+EpisodeLoss = Callable[[Tensor, Tensor, int], Tensor]
+"""``loss(scores, query_y, n_way)`` -> 0-d loss of one episode."""
 Params = dict[str, Tensor]
 InnerRates = Union[float, Mapping[str, Union[float, Tensor]]]
 """The inner loop's step sizes: one learning rate for every parameter (MAML), or one per parameter name, a
@@ -161,6 +165,52 @@ def embed_tasks(backbone: nn.Module, tasks: Sequence[Task], *, one_forward: bool
             blocks = [backbone(x) for x in episodes]
     return [(block[: task.support_x.shape[0]], block[task.support_x.shape[0]:])
             for task, block in zip(tasks, blocks)]
+
+
+# -- the episodic training step --------------------------------------------------
+def cross_entropy_loss(scores: Tensor, query_y: Tensor, n_way: int) -> Tensor:
+    """The default :data:`EpisodeLoss`: cross-entropy of logits (``n_way`` is not needed)."""
+    return F.cross_entropy(scores, query_y)
+
+
+def training_episodes(algorithm: Algorithm, batch: list[Task] | ClassBatch, title: str) -> list[Task]:
+    """The tasks of an episodic algorithm's training batch, on its device, with the algorithm in train mode.
+
+    Raises TypeError naming ``title`` ("ProtoNet trains") when given a ClassBatch."""
+    if isinstance(batch, ClassBatch):
+        raise TypeError(f"{title} on episodes (a list of Task), not on a ClassBatch")
+    tasks = algorithm.prepare_batch(batch)
+    algorithm.train(True)
+    return tasks
+
+
+def episode_losses(tasks: Sequence[Task], embedded: Sequence[tuple[Tensor, Tensor]], ways: Sequence[int],
+                   scores: TaskScores, loss: EpisodeLoss = cross_entropy_loss) -> tuple[Tensor, list[Tensor]]:
+    """(mean over tasks of the query loss, per-task 0-d query accuracies) of one meta-batch, from each task's
+    (support, query) features and number of classes. No host synchronisation."""
+    losses, accuracies = [], []
+    for task, n_way, (support, query) in zip(tasks, ways, embedded):
+        task_scores = scores(task, support, query, n_way)
+        losses.append(loss(task_scores, task.query_y, n_way))
+        accuracies.append(correct_fraction(task_scores.detach(), task.query_y))
+    return mean_of(losses), accuracies
+
+
+def episodic_metric_step(algorithm: Algorithm, batch: list[Task] | ClassBatch, *, title: str,
+                         optimizer: torch.optim.Optimizer, scores: TaskScores,
+                         loss: EpisodeLoss = cross_entropy_loss,
+                         scoring: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
+                         ) -> dict[str, float]:
+    """One training step of a metric algorithm: embed every episode (:func:`embed_tasks`, under
+    autocast), score each episode's queries with ``scores`` inside ``scoring()``, step ``optimizer``
+    on the mean query ``loss``; returns :func:`step_metrics`. ``title`` as in :func:`training_episodes`."""
+    tasks = training_episodes(algorithm, batch, title)
+    with algorithm.autocast():
+        embedded = embed_tasks(algorithm.backbone, tasks)
+    with scoring():
+        mean_loss, accuracies = episode_losses(tasks, embedded, [episode_ways(task) for task in tasks], scores, loss)
+    algorithm.backward_and_step(mean_loss, optimizer)
+    return step_metrics(mean_loss, accuracies, optimizer.param_groups[0]["lr"])
 
 
 # -- heads --------------------------------------------------------------------

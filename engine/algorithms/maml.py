@@ -41,7 +41,7 @@ from engine.algorithms.base import Algorithm, Predictor, ProgressCallback
 from engine.algorithms.functional import (
     BackboneWithHead, FunctionalPredictor, InnerRates, LossFn, Params, adapted_names, check_support,
     correct_fraction, functional_predictor_from_state, inner_loop, iter_adapted_parameters, last, rate_of,
-    resized_head, step_metrics, use_batch_statistics,
+    resized_head, step_metrics, training_episodes, use_batch_statistics,
 )
 from engine.config import MAMLConfig
 from engine.data.types import ClassBatch, Task
@@ -271,10 +271,7 @@ class MAML(Algorithm):
     # -- training ---------------------------------------------------------
     def meta_train_step(self, batch: list[Task] | ClassBatch) -> dict[str, float]:
         """One Adam step on the MAML meta-gradient of a list of tasks."""
-        if isinstance(batch, ClassBatch):
-            raise TypeError("MAML trains on episodes (a list of Task), not on a ClassBatch")
-        tasks = self.prepare_batch(batch)
-        self.train(True)
+        tasks = training_episodes(self, batch, "MAML trains")
         chunk = self.task_chunk(tasks)
         result = self.meta_gradient(tasks, batched=chunk > 0, chunk_size=chunk, loss_scale=self.loss_scale)
         self.optimizer.zero_grad(set_to_none=True)

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from engine.algorithms.base import Algorithm, Predictor, ProgressCallback
 from engine.algorithms.functional import (
-    check_support, class_means, correct_fraction, embed_tasks, episode_ways, eval_mode, step_metrics,
+    check_support, class_means, episodic_metric_step, eval_mode,
 )
 from engine.config import MatchingConfig
 from engine.data.types import ClassBatch, Task
@@ -43,6 +43,11 @@ def matching_probabilities(support: Tensor, support_y: Tensor, query: Tensor, n_
     cosine = F.normalize(query, dim=1) @ F.normalize(support, dim=1).t()          # [Q, S]
     attention = (scale * cosine).softmax(1)
     return attention @ F.one_hot(support_y, n_classes).to(attention.dtype)
+
+
+def attention_nll(probabilities: Tensor, query_y: Tensor, n_classes: int) -> Tensor:
+    """The training loss of [Q, n] attention probabilities for [Q] labels: NLL of log(p + 1e-8)."""
+    return F.nll_loss(torch.log(probabilities + EPS), query_y)
 
 
 class MatchingPredictor(Predictor):
@@ -101,22 +106,13 @@ class MatchingNetworks(Algorithm):
 
     def meta_train_step(self, batch: list[Task] | ClassBatch) -> dict[str, float]:
         """Mean over tasks of the query NLL of log(attention probabilities + eps)."""
-        if isinstance(batch, ClassBatch):
-            raise TypeError("Matching Networks train on episodes (a list of Task), not on a ClassBatch")
-        tasks = self.prepare_batch(batch)
-        self.train(True)
         scale = self.temperature()
-        losses, accuracies = [], []
-        with self.autocast():
-            embedded = embed_tasks(self.backbone, tasks)
-        for task, (support, query) in zip(tasks, embedded):
-            probabilities = matching_probabilities(support.float(), task.support_y, query.float(), episode_ways(task),
-                                                   scale)
-            losses.append(F.nll_loss(torch.log(probabilities + EPS), task.query_y))
-            accuracies.append(correct_fraction(probabilities.detach(), task.query_y))
-        loss = torch.stack(losses).mean()
-        self.backward_and_step(loss, self.optimizer)
-        return step_metrics(loss, accuracies, self.optimizer.param_groups[0]["lr"])
+
+        def probabilities(task: Task, support: Tensor, query: Tensor, n_way: int) -> Tensor:
+            return matching_probabilities(support.float(), task.support_y, query.float(), n_way, scale)
+
+        return episodic_metric_step(self, batch, title="Matching Networks train", optimizer=self.optimizer,
+                                    scores=probabilities, loss=attention_nll)
 
     def adapt(self, support_x: Tensor, support_y: Tensor, *, steps: int | None = None,
               progress: ProgressCallback | None = None) -> Predictor:

@@ -28,8 +28,7 @@ from torch import Tensor, nn
 
 from engine.algorithms.base import Algorithm, Predictor, ProgressCallback
 from engine.algorithms.functional import (
-    check_support, class_means, correct_fraction, embed_tasks, episode_ways, eval_mode, full_precision, mean_of,
-    step_metrics,
+    check_support, class_means, episodic_metric_step, eval_mode, full_precision,
 )
 from engine.config import AlgorithmConfig, param
 from engine.data.types import ClassBatch, Task
@@ -116,21 +115,12 @@ class MetaBaseline(Algorithm):
 
     def meta_train_step(self, batch: list[Task] | ClassBatch) -> dict[str, float]:
         """Mean over tasks of the query cross-entropy of ``tau * cos(query, centroid)``."""
-        if isinstance(batch, ClassBatch):
-            raise TypeError("Meta-Baseline trains on episodes (a list of Task), not on a ClassBatch")
-        tasks = self.prepare_batch(batch)
-        self.train(True)
-        with self.autocast():
-            embedded = embed_tasks(self.backbone, tasks)
-        losses, accuracies = [], []
-        for task, (support, query) in zip(tasks, embedded):
-            logits = cosine_centroid_logits(full_precision(support), task.support_y, full_precision(query),
-                                            episode_ways(task), self.temperature.value)
-            losses.append(F.cross_entropy(logits, task.query_y))
-            accuracies.append(correct_fraction(logits.detach(), task.query_y))
-        loss = mean_of(losses)
-        self.backward_and_step(loss, self.optimizer)
-        return step_metrics(loss, accuracies, self.optimizer.param_groups[0]["lr"])
+        return episodic_metric_step(self, batch, title="Meta-Baseline trains", optimizer=self.optimizer,
+                                    scores=self._task_logits)
+
+    def _task_logits(self, task: Task, support: Tensor, query: Tensor, n_way: int) -> Tensor:
+        return cosine_centroid_logits(full_precision(support), task.support_y, full_precision(query), n_way,
+                                      self.temperature.value)
 
     def adapt(self, support_x: Tensor, support_y: Tensor, *, steps: int | None = None,
               progress: ProgressCallback | None = None) -> Predictor:

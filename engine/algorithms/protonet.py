@@ -5,13 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from engine.algorithms.base import Algorithm, Predictor, ProgressCallback
 from engine.algorithms.functional import (
-    check_support, class_means, correct_fraction, embed_tasks, episode_ways, eval_mode, mean_of, squared_euclidean,
-    step_metrics,
+    check_support, class_means, embed_tasks, episode_losses, episode_ways, eval_mode, mean_of, squared_euclidean,
+    step_metrics, training_episodes,
 )
 from engine.algorithms.graphs import GraphedLoss, cuda_graphs_usable
 from engine.config import ProtoNetConfig
@@ -21,6 +20,11 @@ from engine.data.types import ClassBatch, Task
 def prototype_logits(support: Tensor, support_y: Tensor, query: Tensor, n_classes: int) -> Tensor:
     """[S, D] support features, [S] labels, [Q, D] query features -> [Q, n] logits = -squared distance."""
     return -squared_euclidean(query, class_means(support, support_y, n_classes))
+
+
+def _task_logits(task: Task, support: Tensor, query: Tensor, n_way: int) -> Tensor:
+    """:func:`prototype_logits` of one episode, in float32 also under mixed precision."""
+    return prototype_logits(support.float(), task.support_y, query.float(), n_way)
 
 
 class PrototypePredictor(Predictor):
@@ -74,10 +78,7 @@ class ProtoNet(Algorithm):
 
     def meta_train_step(self, batch: list[Task] | ClassBatch) -> dict[str, float]:
         """Mean over tasks of the query cross-entropy of -squared distances to prototypes."""
-        if isinstance(batch, ClassBatch):
-            raise TypeError("ProtoNet trains on episodes (a list of Task), not on a ClassBatch")
-        tasks = self.prepare_batch(batch)
-        self.train(True)
+        tasks = training_episodes(self, batch, "ProtoNet trains")
         ways = tuple(episode_ways(task) for task in tasks)
         outputs = self._graphed_loss(tasks, ways) if cuda_graphs_usable(self.cuda_graphs, self.device) else None
         loss, accuracy = outputs if outputs is not None else self._episode_loss(ways, tasks)
@@ -89,12 +90,8 @@ class ProtoNet(Algorithm):
         gives each task's number of classes. No host synchronisation (it is recorded as a CUDA graph)."""
         with self.autocast(cache):
             embedded = embed_tasks(self.backbone, tasks)
-        losses, accuracies = [], []
-        for task, n_way, (support, query) in zip(tasks, ways, embedded):
-            logits = prototype_logits(support.float(), task.support_y, query.float(), n_way)
-            losses.append(F.cross_entropy(logits, task.query_y))
-            accuracies.append(correct_fraction(logits.detach(), task.query_y))
-        return mean_of(losses), mean_of(accuracies)
+        loss, accuracies = episode_losses(tasks, embedded, ways, _task_logits)
+        return loss, mean_of(accuracies)
 
     def _graphed_loss(self, tasks: list[Task], ways: tuple[int, ...]) -> tuple[Tensor, ...] | None:
         """:meth:`_episode_loss` replayed as CUDA graphs, or None when this step runs eagerly."""

@@ -25,13 +25,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from engine.algorithms.base import Algorithm, Predictor, ProgressCallback
-from engine.algorithms.functional import (
-    check_support, correct_fraction, embed_tasks, episode_ways, eval_mode, full_precision, mean_of, step_metrics,
-)
+from engine.algorithms.functional import check_support, episodic_metric_step, eval_mode, full_precision
 from engine.config import AlgorithmConfig, param
 from engine.data.types import ClassBatch, Task
 
@@ -128,21 +125,12 @@ class R2D2(Algorithm):
 
     def meta_train_step(self, batch: list[Task] | ClassBatch) -> dict[str, float]:
         """Mean over tasks of the query cross-entropy of the ridge-regression logits."""
-        if isinstance(batch, ClassBatch):
-            raise TypeError("R2D2 trains on episodes (a list of Task), not on a ClassBatch")
-        tasks = self.prepare_batch(batch)
-        self.train(True)
-        with self.autocast():
-            embedded = embed_tasks(self.backbone, tasks)
-        losses, accuracies = [], []
-        for task, (support, query) in zip(tasks, embedded):
-            weights = self.head.fit(full_precision(support), task.support_y, episode_ways(task))
-            logits = self.head(full_precision(query), weights)
-            losses.append(F.cross_entropy(logits, task.query_y))
-            accuracies.append(correct_fraction(logits.detach(), task.query_y))
-        loss = mean_of(losses)
-        self.backward_and_step(loss, self.optimizer)
-        return step_metrics(loss, accuracies, self.optimizer.param_groups[0]["lr"])
+        return episodic_metric_step(self, batch, title="R2D2 trains", optimizer=self.optimizer,
+                                    scores=self._task_logits)
+
+    def _task_logits(self, task: Task, support: Tensor, query: Tensor, n_way: int) -> Tensor:
+        weights = self.head.fit(full_precision(support), task.support_y, n_way)
+        return self.head(full_precision(query), weights)
 
     def adapt(self, support_x: Tensor, support_y: Tensor, *, steps: int | None = None,
               progress: ProgressCallback | None = None) -> Predictor:

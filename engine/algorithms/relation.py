@@ -32,8 +32,9 @@ adaptive pooling of the relation module makes any map size work, as in easyfsl.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -41,7 +42,7 @@ from torch import Tensor, nn
 
 from engine.algorithms.base import Algorithm, Predictor, ProgressCallback
 from engine.algorithms.functional import (
-    check_support, class_means, correct_fraction, embed_tasks, episode_ways, eval_mode, mean_of, step_metrics,
+    check_support, class_means, episodic_metric_step, eval_mode,
 )
 from engine.config import AlgorithmConfig, param
 from engine.data.types import ClassBatch, Task
@@ -205,22 +206,20 @@ class RelationNetworks(Algorithm):
 
     def meta_train_step(self, batch: list[Task] | ClassBatch) -> dict[str, float]:
         """Mean over tasks of the loss of the query relation scores."""
-        if isinstance(batch, ClassBatch):
-            raise TypeError("Relation Networks train on episodes (a list of Task), not on a ClassBatch")
-        tasks = self.prepare_batch(batch)
-        self.train(True)
-        losses, accuracies = [], []
-        with self.autocast():
-            embedded = embed_tasks(self.backbone, tasks)
-            with episode_statistics(self.relation):
-                for task, (support, query) in zip(tasks, embedded):
-                    n_way = episode_ways(task)
-                    scores = self.relation.scores(class_mean_maps(support, task.support_y, n_way), query).float()
-                    losses.append(relation_loss(scores, task.query_y, n_way, self.config.loss))
-                    accuracies.append(correct_fraction(scores.detach(), task.query_y))
-        loss = mean_of(losses)
-        self.backward_and_step(loss, self.optimizer)
-        return step_metrics(loss, accuracies, self.optimizer.param_groups[0]["lr"])
+        return episodic_metric_step(self, batch, title="Relation Networks train", optimizer=self.optimizer,
+                                    scores=self._task_scores, loss=self._task_loss, scoring=self._scoring)
+
+    @contextlib.contextmanager
+    def _scoring(self) -> Iterator[None]:
+        """The relation module runs under autocast, with one running-statistics update for the meta-batch."""
+        with self.autocast(), episode_statistics(self.relation):
+            yield
+
+    def _task_scores(self, task: Task, support: Tensor, query: Tensor, n_way: int) -> Tensor:
+        return self.relation.scores(class_mean_maps(support, task.support_y, n_way), query).float()
+
+    def _task_loss(self, scores: Tensor, query_y: Tensor, n_way: int) -> Tensor:
+        return relation_loss(scores, query_y, n_way, self.config.loss)
 
     def adapt(self, support_x: Tensor, support_y: Tensor, *, steps: int | None = None,
               progress: ProgressCallback | None = None) -> Predictor:

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from engine.algorithms.base import Algorithm, Predictor, ProgressCallback
 from engine.algorithms.functional import (
     BackboneWithHead, FunctionalPredictor, check_support, correct_fraction, functional_predictor_from_state, last,
-    resized_head, step_metrics, use_batch_statistics,
+    resized_head, step_metrics, training_episodes, use_batch_statistics,
 )
 from engine.config import ReptileConfig
 from engine.data.types import ClassBatch, Task
@@ -125,10 +125,7 @@ class Reptile(Algorithm):
 
     def meta_train_step(self, batch: list[Task] | ClassBatch) -> dict[str, float]:
         """Adapt a copy to each task, then interpolate the weights towards the mean adapted weights."""
-        if isinstance(batch, ClassBatch):
-            raise TypeError("Reptile trains on episodes (a list of Task), not on a ClassBatch")
-        tasks = self.prepare_batch(batch)
-        self.train(True)
+        tasks = training_episodes(self, batch, "Reptile trains")
         fast = self._fast_model()
         fast.train(True)
         params, fast_params = list(self.model.parameters()), list(fast.parameters())
