@@ -8,13 +8,14 @@
   slider with Play, and for retraining models in a worker with a progress bar and Cancel (regression and
   navigation views).
 * :class:`WorkerControls`: a mixin for Pause/Resume, Stop, waiting and stopping on window close of the
-  view's training worker (race and sweep views).
+  view's training worker, and for opening one of its runs in the window (race and sweep views).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+from pathlib import Path
 from typing import Any, Iterator
 
 import pyqtgraph as pg
@@ -22,6 +23,7 @@ import torch
 from PySide6.QtCore import QEvent, QObject, QPointF, Qt, QTimer, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QSlider, QWidget
 
+from engine.api import EngineError
 from studio.jobs.engine_run import CLOSE_STOP_WAIT_MS
 from studio.jobs.latest import LatestJob
 from studio.widgets.elide import ElidedLabel
@@ -216,6 +218,19 @@ class WorkerControls:
 
     def wait(self, timeout_ms: int = 60_000) -> bool:
         return self.worker.wait(timeout_ms) if self.worker is not None else True
+
+    def _open_run(self, run_dir: Path | None) -> bool:
+        """Show the run in ``run_dir`` in the main window like any run (the forms are left as they are);
+        False (after an error dialog naming the problem, if any) when there is none to show."""
+        if run_dir is None:
+            return False
+        try:
+            record = self.window.store.record(run_dir)
+        except EngineError as error:
+            self.window.show_error("Cannot open the run", str(error))
+            return False
+        self.window.open_run(record, load_settings=False)
+        return True
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt)
         """Stop the running worker cleanly when the window closes."""

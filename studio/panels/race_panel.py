@@ -489,14 +489,8 @@ class RacePanel(RaceCurves, WorkerControls, QWidget):
         """Show the selected algorithm's run in the main window like any run (curves, evaluation, Adapt);
         the algorithm and data forms are left as they are."""
         run_dir = self._selected_run_dir()
-        if run_dir is None:
+        if not self._open_run(run_dir):
             return
-        try:
-            record = self.window.store.record(run_dir)
-        except EngineError as error:
-            self.window.show_error("Cannot open the run", str(error))
-            return
-        self.window.open_run(record, load_settings=False)
         runs_panel = getattr(self.window, "runs_panel", None)
         if runs_panel is not None:
             runs_panel.select_runs([run_dir], notify=False)  # open_run showed it: no overlay of itself

@@ -365,15 +365,7 @@ class SweepPanel(WorkerControls, QWidget):
 
     def open_selected_run(self) -> None:
         """Show the selected trial's run in the main window like any run."""
-        run_dir = self._selected_run_dir()
-        if run_dir is None:
-            return
-        try:
-            record = self.window.store.record(run_dir)
-        except EngineError as error:
-            self.window.show_error("Cannot open the run", str(error))
-            return
-        self.window.open_run(record, load_settings=False)
+        self._open_run(self._selected_run_dir())
 
     def train_best(self) -> Any:
         """Load the best trial's settings into the forms (keeping the forms' step count) and start that run."""
