@@ -22,7 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from engine.algorithms.transductive import TransductiveConfig, TransductivePredictor, TransductivePretraining, one_hot
+from engine.algorithms.transductive import (
+    TransductiveConfig, TransductivePredictor, TransductivePretraining, adam_fine_tuned, one_hot,
+)
 from engine.config import param
 
 ENTROPY_EPSILON = 1e-12
@@ -81,15 +83,11 @@ class TIMPredictor(TransductivePredictor):
         config = self.config
         support_unit, query_unit = F.normalize(self.support_features, dim=1), F.normalize(query_features, dim=1)
         support_one_hot = one_hot(self.support_labels, self.n_classes, support_unit.dtype)
-        prototypes = self.prototypes().clone().requires_grad_(True)
-        optimizer = torch.optim.Adam([prototypes], lr=config.fine_tuning_lr)
-        with torch.enable_grad():
-            for _ in range(config.fine_tuning_steps):
-                loss = tim_loss(prototypes, support_unit, support_one_hot, query_unit, config)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-        return prototypes.detach()
+
+        def loss(prototypes: Tensor) -> Tensor:
+            return tim_loss(prototypes, support_unit, support_one_hot, query_unit, config)
+
+        return adam_fine_tuned(self.prototypes(), loss, steps=config.fine_tuning_steps, lr=config.fine_tuning_lr)
 
     def infer(self, query_features: Tensor) -> Tensor:
         prototypes = self.fine_tuned_prototypes(query_features)

@@ -20,16 +20,15 @@ from __future__ import annotations
 import dataclasses
 from abc import abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from engine.algorithms.base import Predictor, ProgressCallback
-from engine.algorithms.baseline import ClassifierPretraining
 from engine.algorithms.functional import check_support, class_means, eval_mode
-from engine.algorithms.simpleshot import FeatureMean
+from engine.algorithms.simpleshot import FeatureMeanPretraining
 from engine.config import AlgorithmConfig, param
 from engine.errors import DatasetError
 
@@ -52,6 +51,20 @@ def check_query_batch(query_x: Tensor, title: str) -> None:
     if count < MIN_QUERIES:
         raise DatasetError(f"query images: {title} is transductive and classifies the test images together; "
                            f"give it at least {MIN_QUERIES} images at once (got {count})")
+
+
+def adam_fine_tuned(prototypes: Tensor, loss: Callable[[Tensor], Tensor], *, steps: int, lr: float) -> Tensor:
+    """A detached copy of [n, D] ``prototypes`` after ``steps`` Adam steps (rate ``lr``) on the 0-d
+    ``loss(prototypes)``; the input is not modified (TIM, transductive fine-tuning)."""
+    prototypes = prototypes.clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([prototypes], lr=lr)
+    with torch.enable_grad():
+        for _ in range(steps):
+            value = loss(prototypes)
+            optimizer.zero_grad(set_to_none=True)
+            value.backward()
+            optimizer.step()
+    return prototypes.detach()
 
 
 def one_hot(labels: Tensor, n_classes: int, dtype: torch.dtype) -> Tensor:
@@ -118,7 +131,7 @@ class TransductivePredictor(Predictor):
         return state
 
 
-class TransductivePretraining(ClassifierPretraining):
+class TransductivePretraining(FeatureMeanPretraining):
     """Cross-entropy pre-training (with the running mean training feature for CL2N); ``adapt`` embeds the support
     set once and returns a :attr:`predictor_class`, whose ``predict`` runs the transductive inference."""
 
@@ -129,16 +142,6 @@ class TransductivePretraining(ClassifierPretraining):
     iterations_field: ClassVar[str] = ""
     """The config field that ``adapt(steps=...)`` overrides: the iterations of the transductive inference
     (TIM, PT-MAP, transductive fine-tuning); empty for the one-pass methods, which ignore ``steps``."""
-
-    def __init__(self, config: TransductiveConfig, backbone: nn.Module, *, n_way: int, n_train_classes: int) -> None:
-        super().__init__(config, backbone, n_way=n_way, n_train_classes=n_train_classes)
-        self.feature_mean = FeatureMean(backbone.out_features)
-
-    def modules(self) -> dict[str, nn.Module]:
-        return {**super().modules(), "feature_mean": self.feature_mean}
-
-    def observe_features(self, features: Tensor) -> None:
-        self.feature_mean.update(features)
 
     def adapt(self, support_x: Tensor, support_y: Tensor, *, steps: int | None = None,
               progress: ProgressCallback | None = None) -> Predictor:

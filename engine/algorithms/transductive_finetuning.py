@@ -19,7 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from engine.algorithms.transductive import TransductiveConfig, TransductivePredictor, TransductivePretraining
+from engine.algorithms.transductive import (
+    TransductiveConfig, TransductivePredictor, TransductivePretraining, adam_fine_tuned,
+)
 from engine.config import param
 
 
@@ -61,16 +63,12 @@ class TransductiveFinetuningPredictor(TransductivePredictor):
     def fine_tuned_prototypes(self, query_features: Tensor) -> Tensor:
         """[Q, D] query features -> [n, D] prototypes after the configured Adam steps."""
         config = self.config
-        prototypes = self.prototypes().clone().requires_grad_(True)
-        optimizer = torch.optim.Adam([prototypes], lr=config.fine_tuning_lr)
-        with torch.enable_grad():
-            for _ in range(config.fine_tuning_steps):
-                loss = finetuning_loss(prototypes, self.support_features, self.support_labels, query_features,
-                                       config.temperature)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-        return prototypes.detach()
+
+        def loss(prototypes: Tensor) -> Tensor:
+            return finetuning_loss(prototypes, self.support_features, self.support_labels, query_features,
+                                   config.temperature)
+
+        return adam_fine_tuned(self.prototypes(), loss, steps=config.fine_tuning_steps, lr=config.fine_tuning_lr)
 
     def infer(self, query_features: Tensor) -> Tensor:
         prototypes = self.fine_tuned_prototypes(query_features)
