@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from engine.algorithms.base import Predictor, ProgressCallback
 from engine.algorithms.baseline import ClassifierPretraining
 from engine.algorithms.functional import check_support, class_means, eval_mode, squared_euclidean
-from engine.config import SimpleShotConfig
+from engine.config import AlgorithmConfig
 
 MEAN_MOMENTUM = 0.02
 DISTANCE_SCALE = 10.0
@@ -83,15 +83,11 @@ class CentroidPredictor(Predictor):
         return {"prototypes": self._prototypes.detach().cpu(), "mean": self.mean.detach().cpu()}
 
 
-class SimpleShot(ClassifierPretraining):
-    """Baseline pre-training plus a running feature mean; nearest-centroid adaptation (no gradient steps)."""
-    short_title = "SimpleShot"
-    paper = "Wang et al. 2019, SimpleShot: Revisiting Nearest-Neighbor Classification for Few-Shot Learning"
-    recipe = {"algorithm.lr": 1e-3, "algorithm.batch_size": 64, "train.lr_schedule": "cosine"}
-    one_pass_adaptation = True
-    cacheable_features = True
+class FeatureMeanPretraining(ClassifierPretraining):
+    """Classifier pre-training that also keeps the running mean training feature (module ``feature_mean``,
+    for CL2N): SimpleShot and the transductive methods."""
 
-    def __init__(self, config: SimpleShotConfig, backbone: nn.Module, *, n_way: int, n_train_classes: int) -> None:
+    def __init__(self, config: AlgorithmConfig, backbone: nn.Module, *, n_way: int, n_train_classes: int) -> None:
         super().__init__(config, backbone, n_way=n_way, n_train_classes=n_train_classes)
         self.feature_mean = FeatureMean(backbone.out_features)
 
@@ -100,6 +96,15 @@ class SimpleShot(ClassifierPretraining):
 
     def observe_features(self, features: Tensor) -> None:
         self.feature_mean.update(features)
+
+
+class SimpleShot(FeatureMeanPretraining):
+    """Baseline pre-training plus a running feature mean; nearest-centroid adaptation (no gradient steps)."""
+    short_title = "SimpleShot"
+    paper = "Wang et al. 2019, SimpleShot: Revisiting Nearest-Neighbor Classification for Few-Shot Learning"
+    recipe = {"algorithm.lr": 1e-3, "algorithm.batch_size": 64, "train.lr_schedule": "cosine"}
+    one_pass_adaptation = True
+    cacheable_features = True
 
     def adapt(self, support_x: Tensor, support_y: Tensor, *, steps: int | None = None,
               progress: ProgressCallback | None = None) -> Predictor:
