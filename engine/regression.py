@@ -47,7 +47,7 @@ from torch import Tensor
 
 from engine.config import check_field, describe_fields, param
 from engine.data.sinusoid import SinusoidTasks
-from engine.errors import CheckpointError, ConfigError, TrainingError
+from engine.errors import ConfigError, TrainingError
 from engine.evaluation import mean_ci95
 from engine.io import atomic_torch_save
 from engine.models.mlp import MLP, batched_relu_mlp
@@ -455,14 +455,11 @@ def load_regression_model(path: Path | str) -> RegressionModel:
     Refuses other file types, unknown kinds, invalid configs, missing or extra parameters,
     wrong shapes and non-finite weights.
     """
-    from engine.training.checkpoint import checked_float_params, payload_fields, read_payload
+    from engine.training.checkpoint import checked_float_params, payload_fields, read_kind_payload
 
     path = Path(path)
-    payload = read_payload(path, expected_format=FORMAT)
+    payload, kind = read_kind_payload(path, FORMAT, KINDS, "model")
     with payload_fields(path):
-        kind = payload["kind"]
-        if kind not in KINDS:
-            raise CheckpointError(f"{path}: unknown model kind {kind!r} (expected one of {', '.join(KINDS)})")
         config = RegressionConfig.from_dict(payload["config"])
         params = checked_float_params(path, payload["params"], PARAM_SHAPES, "the 2x40 MLP")
         return RegressionModel(kind, params, config, int(payload["steps_done"]), float(payload["final_loss"]),
@@ -477,9 +474,6 @@ def save_models(folder: Path | str, models: Mapping[str, RegressionModel]) -> di
 
 def load_models(folder: Path | str) -> dict[str, RegressionModel]:
     """Load ``folder/sinusoid_maml.pt`` and ``folder/sinusoid_pretrained.pt`` (CheckpointError naming a file)."""
-    folder = Path(folder)
-    models = {kind: load_regression_model(folder / FILE_NAMES[kind]) for kind in KINDS}
-    for kind, model in models.items():
-        if model.kind != kind:
-            raise CheckpointError(f"{folder / FILE_NAMES[kind]}: holds a {model.kind!r} model, expected {kind!r}")
-    return models
+    from engine.training.checkpoint import load_each_kind
+
+    return load_each_kind(folder, FILE_NAMES, KINDS, load_regression_model, "model")

@@ -40,16 +40,13 @@ def load_policy(path: Path | str) -> NavigationPolicy:
     """Read a file of :func:`save_policy`; CheckpointError naming it for anything else (other file types,
     corrupt or truncated files, unknown kinds, invalid configs, missing, extra or misshapen parameters,
     non-finite weights)."""
-    from engine.training.checkpoint import payload_fields, read_payload
+    from engine.training.checkpoint import payload_fields, read_kind_payload
 
     path = Path(path)
     if path.is_file() and not zipfile.is_zipfile(path):
         raise CheckpointError(f"{path}: not a navigation policy file (corrupt or truncated: not a PyTorch zip archive)")
-    payload = read_payload(path, expected_format=FORMAT)
+    payload, kind = read_kind_payload(path, FORMAT, POLICY_KINDS, "policy")
     with payload_fields(path):
-        kind = payload["kind"]
-        if kind not in POLICY_KINDS:
-            raise CheckpointError(f"{path}: unknown policy kind {kind!r} (expected one of {', '.join(POLICY_KINDS)})")
         config = NavigationConfig.from_dict(payload["config"])
         if config.algorithm != kind:
             raise CheckpointError(f"{path}: the config says {config.algorithm!r} but the file holds a {kind!r} policy")
@@ -77,9 +74,6 @@ def save_policies(folder: Path | str, policies: Mapping[str, NavigationPolicy]) 
 
 def load_policies(folder: Path | str, kinds: tuple[str, ...] = POLICY_KINDS) -> dict[str, NavigationPolicy]:
     """Load ``folder/navigation_<kind>.pt`` for each kind; CheckpointError naming a missing or bad file."""
-    folder = Path(folder)
-    policies = {kind: load_policy(folder / FILE_NAMES[kind]) for kind in kinds}
-    for kind, policy in policies.items():
-        if policy.kind != kind:
-            raise CheckpointError(f"{folder / FILE_NAMES[kind]}: holds a {policy.kind!r} policy, expected {kind!r}")
-    return policies
+    from engine.training.checkpoint import load_each_kind
+
+    return load_each_kind(folder, FILE_NAMES, kinds, load_policy, "policy")

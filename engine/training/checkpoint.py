@@ -22,7 +22,7 @@ import pickle
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence, TypeVar
 
 import torch
 from torch import Tensor
@@ -117,6 +117,36 @@ def payload_fields(path: Path) -> Iterator[None]:
         raise CheckpointError(f"{path}: invalid config inside the file: {error}") from None
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise CheckpointError(f"{path}: missing or malformed field ({error})") from None
+
+
+def read_kind_payload(path: Path, expected_format: str, kinds: Sequence[str], what: str) -> tuple[dict[str, Any], str]:
+    """:func:`read_payload` of a small model file and its ``kind``, one of ``kinds`` (CheckpointError naming
+    ``path`` and ``what``, e.g. "model" or "policy", otherwise)."""
+    payload = read_payload(path, expected_format=expected_format)
+    with payload_fields(path):
+        kind = payload["kind"]
+        if kind not in kinds:
+            raise CheckpointError(f"{path}: unknown {what} kind {kind!r} (expected one of {', '.join(kinds)})")
+    return payload, kind
+
+
+class _OfAKind(Protocol):
+    kind: str
+
+
+Loaded = TypeVar("Loaded", bound=_OfAKind)
+
+
+def load_each_kind(folder: Path | str, file_names: Mapping[str, str], kinds: Sequence[str],
+                   load: Callable[[Path], Loaded], what: str) -> dict[str, Loaded]:
+    """``load(folder / file_names[kind])`` for each kind, each checked to hold that kind (its ``.kind``);
+    CheckpointError naming a missing, bad or swapped file."""
+    folder = Path(folder)
+    loaded = {kind: load(folder / file_names[kind]) for kind in kinds}
+    for kind, item in loaded.items():
+        if item.kind != kind:
+            raise CheckpointError(f"{folder / file_names[kind]}: holds a {item.kind!r} {what}, expected {kind!r}")
+    return loaded
 
 
 def checked_float_params(path: Path, raw: Any, shapes: Mapping[str, tuple[int, ...]],
