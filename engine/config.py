@@ -17,6 +17,8 @@ from engine.errors import ConfigError
 
 BUILTIN_GLYPHS = "builtin:glyphs"
 CHANNELS_LAST = ("auto", "on", "off")
+EVALUATION_PROTOCOLS = ("episodes", "within-alphabet")
+"""``episodes``: random N-way episodes over all chosen classes; ``within-alphabet``: Lake et al. 2015's."""
 
 
 def param(

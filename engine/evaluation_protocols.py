@@ -20,11 +20,11 @@ from engine.data.dataset import FewShotData
 from engine.data.folder import scan_folder
 from engine.data.sampler import EpisodeSampler
 from engine.data.types import Task
+from engine.config import EVALUATION_PROTOCOLS
 from engine.errors import ConfigError, DatasetError
 from engine.evaluation import EvaluationResult, ProgressFn, evaluate
 
-PROTOCOLS = ("episodes", "within-alphabet")
-"""``episodes``: random N-way episodes over all chosen classes; ``within-alphabet``: Lake et al.'s."""
+PROTOCOLS = EVALUATION_PROTOCOLS
 WITHIN_ALPHABET_WAY, WITHIN_ALPHABET_SHOT, WITHIN_ALPHABET_QUERY = 20, 1, 1
 """Lake et al. 2015: 20-way, 1 drawing per class as support, 1 other drawing of each as query."""
 

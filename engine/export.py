@@ -240,6 +240,7 @@ def _onnx_ready(module: nn.Module) -> nn.Module:
 
 def _write_onnx(source: ExportSource, example: Tensor) -> bytes:
     _require_onnx()
+    _no_tqdm_monitor()
     output = "probabilities" if source.kind == "classifier" else "features"
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the exporter's notes on decompositions and opset versions
@@ -251,6 +252,14 @@ def _write_onnx(source: ExportSource, example: Tensor) -> bytes:
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     return model.SerializeToString()
+
+
+def _no_tqdm_monitor() -> None:
+    """The ONNX exporter draws tqdm bars, and tqdm then keeps a monitor thread for the life of the process; a
+    training process that finds another Python thread leaves its memory tuning off (training/host_memory.py)."""
+    from tqdm import tqdm
+
+    tqdm.monitor_interval = 0
 
 
 def _run_onnx(path: Path) -> Callable[[Tensor], Tensor]:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.cli.common import EXIT_OK
-from engine.evaluation_protocols import PROTOCOLS
+from engine.config import EVALUATION_PROTOCOLS as PROTOCOLS  # not engine.evaluation_protocols: it imports torch
 
 
 def add_parser(sub: Any) -> None:

@@ -14,12 +14,12 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.cli.common import EXIT_FAILED, EXIT_OK, SECTIONS, add_shared_config_flags, read_json_config
 from engine.config import RunConfig
-from engine.leaderboard.spec import DEFAULT_SHOTS, LeaderboardSpec, parse_algorithms
-from engine.leaderboard.table import LEADERBOARDS_FOLDER, Leaderboard, format_markdown, markdown_path
+if TYPE_CHECKING:  # engine.leaderboard imports torch: only when the command runs (``meta-engine --help`` stays fast)
+    from engine.leaderboard import Leaderboard, LeaderboardSpec
 
 PROGRESS_EVERY_S = 30.0
 
@@ -39,8 +39,7 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--episodes", type=int, default=600, help="seeded test episodes per shot (default 600)")
     parser.add_argument("--test-seed", type=int, default=0, help="seed of the test episodes (default 0)")
     parser.add_argument("--test-n-way", type=int, default=5, help="classes per test episode (default 5)")
-    parser.add_argument("--shots", default=",".join(map(str, DEFAULT_SHOTS)),
-                        help="comma-separated shots to test (default 1,5)")
+    parser.add_argument("--shots", help="comma-separated shots to test (default 1,5)")
     parser.add_argument("--test-n-query", type=int, default=15, help="queries per class of a test episode (default 15)")
     parser.add_argument("--name", help="leaderboard name")
     parser.add_argument("--out", help="the JSON file to write (the Markdown goes next to it as .md); default "
@@ -56,6 +55,8 @@ def add_parser(sub: Any) -> None:
 
 def spec_from_args(args: argparse.Namespace) -> LeaderboardSpec:
     """The common settings from ``--config`` and the shared flags, the algorithms and the test episodes."""
+    from engine.leaderboard import DEFAULT_SHOTS, LeaderboardSpec, parse_algorithms
+
     raw: dict[str, Any] = read_json_config(Path(args.config)) if args.config else {}
     raw.pop("algorithm", None)
     for dest, value in vars(args).items():
@@ -63,7 +64,7 @@ def spec_from_args(args: argparse.Namespace) -> LeaderboardSpec:
             section, name = dest.split(".", 1)
             raw.setdefault(section, {})[name] = value
     base = RunConfig.from_dict(raw)
-    shots = tuple(_int_list(args.shots, "--shots"))
+    shots = tuple(_int_list(args.shots, "--shots")) if args.shots else DEFAULT_SHOTS
     return LeaderboardSpec(base=base, algorithms=parse_algorithms(args.algorithms), test_root=args.test_dataset or "",
                            episodes=args.episodes, seed=args.test_seed, n_way=args.test_n_way, shots=shots,
                            n_query=args.test_n_query, name=args.name or "").validate()
@@ -83,6 +84,7 @@ def output_path(args: argparse.Namespace, spec: LeaderboardSpec) -> Path:
         return Path(args.out) if Path(args.out).suffix == ".json" else Path(args.out + ".json")
     import datetime
 
+    from engine.leaderboard import LEADERBOARDS_FOLDER
     from engine.training.run_store import default_runs_root
 
     root = Path(args.runs_dir) if args.runs_dir else default_runs_root()
@@ -92,7 +94,7 @@ def output_path(args: argparse.Namespace, spec: LeaderboardSpec) -> Path:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from engine.leaderboard.runner import LeaderboardCallback, run_leaderboard
+    from engine.leaderboard import LeaderboardCallback, format_markdown, markdown_path, run_leaderboard
 
     class Progress(LeaderboardCallback):
         """Log lines, and a progress line at most every PROGRESS_EVERY_S seconds, on stderr."""

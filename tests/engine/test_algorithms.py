@@ -173,6 +173,7 @@ PROTOTYPE_PREDICTORS = {"protonet", "simpleshot", "matching"}
 PROTOTYPE_PREDICTORS |= {"tim", "pt_map", "laplacianshot", "bd_cspn", "transductive_finetuning"}
 NO_PROTOTYPES = {"maml", "fomaml", "reptile", "baseline", "baseline++"}
 PROTOTYPE_PREDICTORS |= {"meta_baseline"}  # its centroids: the support class means (cosine is taken at predict)
+PROTOTYPE_PREDICTORS |= {"pmf"}  # class means of the support embedded by its fine-tuned backbone copy
 NO_PROTOTYPES |= {"meta_sgd", "boil", "r2d2"}  # adapted networks; R2D2's ridge weights are not class means
 PROTOTYPE_PREDICTORS |= {"relation"}  # mean support feature maps, flattened as embed flattens them
 ADAPTED_PROTOTYPES = {"feat"}  # one per class in embed space, the class means moved by the set-to-set attention

@@ -15,7 +15,7 @@ from engine.training.trainer import Trainer
 STEPS = {"protonet": 60, "matching": 60, "maml": 60, "fomaml": 60, "reptile": 40,
          "baseline": 150, "baseline++": 150, "simpleshot": 150, "relation": 60, "feat": 60}
 STEPS.update(dict.fromkeys(("tim", "pt_map", "laplacianshot", "bd_cspn", "transductive_finetuning"), 150))
-STEPS.update({"meta_sgd": 60, "boil": 60, "r2d2": 60, "meta_baseline": 60})
+STEPS.update({"meta_sgd": 60, "boil": 60, "r2d2": 60, "meta_baseline": 60, "pmf": 60})
 THRESHOLD = 0.45
 
 
