@@ -43,9 +43,9 @@ from engine.training.run_store import find_checkpoint
 DEMO_MODEL = Path(__file__).resolve().parents[2] / "assets" / "demo_model.pt"
 """The bundled glyph model of the demo (``assets/make_demo_model.py`` creates it)."""
 DEMO_CLASSES, DEMO_SHOTS, DEMO_QUERIES = 5, 5, 2
-MAX_SYNC_IMAGES = 300
 SESSION_FILES_PREFIX = "meta-studio-clipboard-"
 """Start of the name of the temporary folder that holds a session's pasted and drawn PNG files."""
+MAX_SYNC_IMAGES = 300
 """Above this many support + test images even one-pass algorithms adapt in the worker thread."""
 
 AdaptJob = Callable[[ProgressFn, StopFn], tuple[int, "AdaptOutput | None"]]
@@ -283,12 +283,12 @@ class AdaptSession:
             path.write_bytes(png)
         return path
 
-    # ================================================================================ adaptation
     def drawing_file(self, strokes: Sequence[Stroke]) -> Path:
         """A drawing of the draw pad as a PNG file, rendered like an Omniglot drawing at the model's image size
         or more (engine.data.strokes); added like a dropped file, it is decoded as the checkpoint decodes."""
         return self.clipboard_file(strokes_png(strokes, drawing_size(self.prep.image_size)), kind="drawn")
 
+    # ================================================================================ adaptation
     def can_classify(self) -> bool:
         """A model and at least two classes with images."""
         return self.algorithm is not None and len(usable_classes(self.support)) >= 2
