@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 REPO = Path(__file__).resolve().parents[1]
@@ -85,14 +86,15 @@ def write_images(folder: Path, n_classes: int, per_class: int, size: int, channe
     return classes
 
 
-def bench_setting(label: str, backbone: str, size: int, channels: int, trials: int, tmp: Path) -> dict:
+def open_panel(tmp: Path, backbone: str, size: int, channels: int, per_class: int) -> tuple[Any, list, list]:
+    """(an Adapt panel on a fresh ``backbone`` checkpoint with N_WAY classes of N_SHOT images and N_TEST test
+    images, its class cards, the ``per_class`` image files written for each class)."""
     from PySide6.QtWidgets import QApplication
 
     from studio.panels.adapt_panel import AdaptPanel
 
-    app = QApplication.instance() or QApplication([])
     checkpoint = make_checkpoint(tmp / f"{backbone}.pt", backbone, size, channels)
-    files = write_images(tmp / backbone, N_WAY, N_SHOT + 2 + 2 * trials + 3, size, channels)
+    files = write_images(tmp / backbone, N_WAY, per_class, size, channels)
     panel = AdaptPanel()
     panel.resize(1500, 950)
     panel.show()
@@ -101,7 +103,15 @@ def bench_setting(label: str, backbone: str, size: int, channels: int, trials: i
     for card, class_files in zip(cards, files):
         panel.add_files(card, class_files[:N_SHOT])
     panel.add_test_files([class_files[N_SHOT + i] for class_files in files for i in range(N_TEST // N_WAY)])
-    app.processEvents()
+    QApplication.processEvents()
+    return panel, cards, files
+
+
+def bench_setting(label: str, backbone: str, size: int, channels: int, trials: int, tmp: Path) -> dict:
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication([])
+    panel, cards, files = open_panel(tmp, backbone, size, channels, N_SHOT + 2 + 2 * trials + 3)
     to_predictions, to_map, cold = [], [], []
     for trial in range(2 * trials + 3):  # the first 3 are warm-up; then warm and cold drops alternate
         card = cards[trial % N_WAY]

@@ -37,7 +37,7 @@ for path in (REPO, REPO / "bench"):
 
 import torch  # noqa: E402
 
-from bench_adapt_latency import N_SHOT, N_TEST, N_WAY, guard_none_refcount, make_checkpoint, write_images  # noqa: E402
+from bench_adapt_latency import N_SHOT, N_TEST, N_WAY, guard_none_refcount, open_panel, write_images  # noqa: E402
 
 SETTINGS = [  # (label, backbone, image size, cold target s, warm target s)
     ("ResNet-18 (torchvision), 224x224 colour", "resnet18", 224, 1.0, 0.150),
@@ -54,20 +54,8 @@ def timed(action) -> float:
 def panel_latencies(backbone: str, size: int, trials: int, tmp: Path) -> dict[str, float]:
     from PySide6.QtWidgets import QApplication
 
-    from studio.panels.adapt_panel import AdaptPanel
-
     app = QApplication.instance() or QApplication([])
-    checkpoint = make_checkpoint(tmp / f"{backbone}.pt", backbone, size, 3)
-    files = write_images(tmp / backbone, N_WAY, N_SHOT + 2 + 2 * trials, size, 3)
-    panel = AdaptPanel()
-    panel.resize(1500, 950)
-    panel.show()
-    assert panel.load_checkpoint(checkpoint), panel.banner_text()
-    cards = [panel.add_class(f"class {c}") for c in range(N_WAY)]
-    for card, class_files in zip(cards, files):
-        panel.add_files(card, class_files[:N_SHOT])
-    panel.add_test_files([class_files[N_SHOT + i] for class_files in files for i in range(N_TEST // N_WAY)])
-    app.processEvents()
+    panel, cards, files = open_panel(tmp, backbone, size, 3, N_SHOT + 2 + 2 * trials)
     cold, new, warm = [], [], []
     for trial in range(trials):
         card, class_files = cards[trial % N_WAY], files[trial % N_WAY]
