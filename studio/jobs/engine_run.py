@@ -162,8 +162,10 @@ QtRaceAdapter = protocol_adapter(RaceCallback, "QtRaceAdapter")
 
 
 def _worker_signals(protocol: type, name: str) -> type:
-    """The QObject base of a worker: the protocol's signals plus ``held`` (bool) and ``done``."""
-    return type(name, (QObject,), {**protocol_signals(protocol), "held": Signal(bool), "done": Signal()})
+    """The QObject base of a worker: the protocol's signals plus ``held`` (bool), ``done`` and
+    ``_drained`` (``done``'s queued forerunner, see :meth:`_EngineRun._on_thread_finished`)."""
+    return type(name, (QObject,), {**protocol_signals(protocol), "held": Signal(bool), "done": Signal(),
+                                   "_drained": Signal()})
 
 
 # ---------------------------------------------------------------------------
@@ -192,6 +194,7 @@ class _EngineRun:
             getattr(self.adapter, signal).connect(target, queued)
         self.is_held = False  # a pause holds the run now (acknowledged by the engine, after its last step)
         self.adapter.held.connect(self._on_held, queued)
+        self._drained.connect(self.done, queued)  # type: ignore[attr-defined]
         self._thread = WorkThread(self._work, self.what)
         self._thread.crashed.connect(self._on_crashed, queued)
         self._thread.finished.connect(self._on_thread_finished, queued)
@@ -296,7 +299,9 @@ class _EngineRun:
         self._thread.wait()  # the OS thread must be gone before GC may run (see studio.jobs.thread)
         self._flush_timer.stop()
         self.adapter.flush()
-        self.done.emit()
+        # queued like the steps the flush just relayed, so ``done`` comes after them: a window that
+        # starts the next run on ``done`` never receives this run's last steps as the new run's
+        self._drained.emit()  # type: ignore[attr-defined]
 
 
 class TrainingWorker(_worker_signals(Callback, "_RunSignals"), _EngineRun):  # type: ignore[misc]

@@ -16,14 +16,21 @@ from tests.engine.sweep_helpers import TINY_FLAGS, start_sweep, study_of
 DEADLINE_S = 600
 
 
-def _wait(condition, what: str):
+def _catch_frozen(process, condition, what: str, slice_s: float = 0.02):
+    """Let ``process`` run in short slices (SIGCONT, sleep, SIGSTOP) until ``condition`` holds while it is
+    frozen, and return the condition's value with the process still frozen: a moment that lasts a
+    fraction of a second in the process (a trial between its first validation and its end) cannot
+    slip between two looks, however fast or loaded the machine."""
     deadline = time.monotonic() + DEADLINE_S
     while True:
-        value = condition()
+        process.send_signal(signal.SIGSTOP)
+        value = condition()  # a lock the frozen process holds makes this a miss (None), never a wait
         if value:
             return value
+        assert process.poll() is None, f"the process ended before {what}"
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.5)  # polling another process's files; the condition decides, not the duration
+        process.send_signal(signal.SIGCONT)
+        time.sleep(slice_s)
 
 
 def _trials(runs, name):
@@ -65,8 +72,9 @@ def test_a_killed_sweep_continues_where_it_was(tmp_path, capsys):
                        and "run_dir" in t.user_attrs and checkpoint_file(t.user_attrs["run_dir"], "last").is_file()]
             return (done, running) if done and running else None
 
-        (finished,), (killed,) = _wait(second_trial_validated, "a finished trial and a validated running one")
-        sweep.send_signal(signal.SIGKILL)
+        (finished,), (killed,) = _catch_frozen(sweep, second_trial_validated,
+                                               "a finished trial and a validated running one")
+        sweep.send_signal(signal.SIGKILL)  # frozen or not, SIGKILL ends it
         sweep.wait(60)
     finally:
         if sweep.poll() is None:

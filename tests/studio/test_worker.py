@@ -115,6 +115,26 @@ def test_training_worker_pause_resume_stop(qtbot, monkeypatch):
     assert finished[0].steps_done == received[-1]
 
 
+def test_done_comes_after_the_last_steps_of_a_job_that_ended_without_a_word(qtbot):
+    """A killed child reports nothing after its last steps: they are relayed when the thread ends, and
+    ``done`` (on which a window starts the next run) must come after them, never before."""
+    worker = TrainingWorker(RunConfig(), None, data=object(), max_rate_hz=0.01, in_child_process=False)
+
+    class StepsThenSilence:  # runs in the worker thread: steps held back by the rate limit, then the end
+        def run(self, adapter, control):
+            for step in range(1, 6):
+                adapter.on_step(_metrics(step))
+
+    worker._make_job = StepsThenSilence
+    events: list[object] = []
+    worker.steps.connect(lambda batch: events.extend(m.step for m in batch))
+    worker.done.connect(lambda: events.append("done"))
+    with qtbot.waitSignal(worker.done, timeout=10_000):
+        worker.start()
+    qtbot.wait(50)  # anything still queued behind done would arrive now
+    assert events == [1, 2, 3, 4, 5, "done"]
+
+
 def test_training_worker_reports_a_trainer_that_cannot_be_built(qtbot, monkeypatch):
     import engine.training.process as process_module  # where TrainingJob finds the Trainer
 
