@@ -47,9 +47,9 @@ def guard_none_refcount() -> None:
         import ctypes
 
         ctypes.c_ssize_t.from_address(id(None)).value += 1 << 40
-SETTINGS = [  # (label, backbone, image size, channels, target seconds)
-    ("Conv-4 (64 filters), 28x28 grey", "conv4", 28, 1, 0.150),
-    ("ResNet-12 (width 64), 84x84 colour", "resnet12", 84, 3, 1.0),
+SETTINGS = [  # (label, backbone, image size, channels, target seconds, the figure it bounds)
+    ("Conv-4 (64 filters), 28x28 grey", "conv4", 28, 1, 0.150, "predictions_ms"),  # a drop, features cached
+    ("ResNet-12 (width 64), 84x84 colour", "resnet12", 84, 3, 1.0, "cold_ms"),  # issue 17: under 1 s cold
 ]
 
 
@@ -155,12 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"CPU, torch {torch.__version__}, {torch.get_num_threads()} threads; {N_WAY}-way {N_SHOT}-shot support, "
           f"{N_TEST} test images; median of {args.trials} drops")
     with tempfile.TemporaryDirectory(prefix="bench-adapt-") as tmp:
-        for label, backbone, size, channels, target in SETTINGS:
+        for label, backbone, size, channels, target, bounded in SETTINGS:
             result = bench_setting(label, backbone, size, channels, args.trials, Path(tmp))
-            verdict = "meets" if result["predictions_ms"] < 1000 * target else "MISSES"
+            verdict = "meets" if result[bounded] < 1000 * target else "MISSES"
             print(f"{label:36s} drop -> predictions {result['predictions_ms']:7.1f} ms (min {result['min_ms']:.1f}); "
                   f"drop -> map {result['map_ms']:7.1f} ms; cold {result['cold_ms']:7.1f} ms; "
-                  f"{verdict} the {1000 * target:.0f} ms target")
+                  f"{verdict} the {1000 * target:.0f} ms target ({'cold' if bounded == 'cold_ms' else 'drop'})")
     return 0
 
 
