@@ -25,6 +25,9 @@ JOURNAL_SUFFIXES = (".journal", ".log")
 HEARTBEAT_S = 20
 GRACE_S = 60
 """Optuna's heartbeat: a RUNNING trial without a beat for ``GRACE_S`` seconds is failed by the next process."""
+CREATION_RACE_TRIES = 8
+"""Opening attempts while other processes create the same new database's tables (see :func:`_lost_creation_race`)."""
+CREATION_RACE_SIGNS = ("already exists", "unique constraint failed: alembic_version", "database is locked")
 
 
 def default_storage_url(runs_root: Path) -> str:
@@ -35,8 +38,6 @@ def open_storage(url: str, *, create: bool = True) -> Any:
     """Optuna's storage for ``url``. ``create=False``: refuse an SQLite or journal file that does not
     exist (reading a sweep never creates one; no heartbeat either). ConfigError naming the URL when it
     cannot be opened."""
-    import warnings
-
     import optuna
 
     path = _file_of(url)
@@ -49,12 +50,35 @@ def open_storage(url: str, *, create: bool = True) -> Any:
             return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
         if not create:
             return optuna.storages.RDBStorage(url)
-        with warnings.catch_warnings():  # the heartbeat is "experimental" in Optuna 5.1 (stable since 2.x)
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
+        return _created_rdb_storage(url)
     except Exception as error:  # SQLAlchemy's errors (no driver, host down, bad file) are many types
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise ConfigError(f"{url}: the study storage cannot be opened ({first_line[:200]})") from None
+
+
+def _created_rdb_storage(url: str) -> Any:
+    """Optuna's RDB storage with its heartbeat, creating the tables of a new database. Sweeps started
+    together on a new database each create its tables, and all but one lose that race (a table or the
+    schema version "already exists"); the losers try again and find the tables made."""
+    import time
+    import warnings
+
+    import optuna
+
+    for attempt in range(CREATION_RACE_TRIES):
+        try:
+            with warnings.catch_warnings():  # the heartbeat is "experimental" in Optuna 5.1 (stable since 2.x)
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
+        except Exception as error:
+            if attempt == CREATION_RACE_TRIES - 1 or not _lost_creation_race(error):
+                raise
+            time.sleep(0.05 * 2 ** attempt)  # 0.05 .. 3.2 s: the winner's few CREATE TABLEs take milliseconds
+    raise AssertionError("unreachable")
+
+
+def _lost_creation_race(error: Exception) -> bool:
+    return any(sign in str(error).lower() for sign in CREATION_RACE_SIGNS)
 
 
 def ensure_default_folder(runs_root: Path) -> None:

@@ -4,6 +4,7 @@ continued from its checkpoint, no finished trial lost or run twice)."""
 
 from __future__ import annotations
 
+import multiprocessing
 import signal
 import time
 
@@ -14,6 +15,34 @@ from engine.training.run_store import RunStore, checkpoint_file
 from tests.engine.sweep_helpers import TINY_FLAGS, start_sweep, study_of
 
 DEADLINE_S = 600
+
+
+def _open_together(urls: list[str], barrier, results) -> None:  # a spawned process: one opening per round
+    from engine.sweep.storage import open_storage
+
+    for url in urls:
+        barrier.wait()
+        try:
+            open_storage(url)
+            results.put("ok")
+        except Exception as error:  # the ConfigError the user would read
+            results.put(str(error))
+
+
+def test_sweeps_started_together_on_a_new_database_all_open_it(tmp_path):
+    """Four processes open one new SQLite study database at the same moment, five times over: each creates
+    its tables, all but one lose that race, and every one must still open it (before the fix, 7 rounds in
+    10 had a process fail with "table studies already exists")."""
+    urls = [f"sqlite:///{tmp_path / f'round{i}.db'}" for i in range(5)]
+    spawn = multiprocessing.get_context("spawn")
+    barrier, results = spawn.Barrier(4), spawn.Queue()
+    processes = [spawn.Process(target=_open_together, args=(urls, barrier, results)) for _ in range(4)]
+    for process in processes:
+        process.start()
+    outcomes = [results.get(timeout=DEADLINE_S) for _ in range(4 * len(urls))]
+    for process in processes:
+        process.join(60)
+    assert outcomes == ["ok"] * len(outcomes), [o for o in outcomes if o != "ok"][:2]
 
 
 def _catch_frozen(process, condition, what: str, slice_s: float = 0.02):
