@@ -251,9 +251,9 @@ def _synthetic_tasks(config: RunConfig, n: int, algorithm) -> list[Task]:
 
 def _message(config: RunConfig, device: torch.device, estimate: MemoryEstimate, measured: bool,
              world_size: int) -> str:
-    order = "first-order MAML" if config.algorithm.first_order else "second-order MAML"
-    if config.algorithm.anil:
-        order = order.replace("MAML", "ANIL")
+    method = config.algorithm.title if config.algorithm.name not in ("maml", "fomaml") else \
+        "ANIL" if config.algorithm.anil else "MAML"
+    order = f"{'first' if config.algorithm.first_order else 'second'}-order {method}"
     meta_batch = config.task.meta_batch_size
     per = f" ({estimate.tasks_per_process} per process)" if world_size > 1 else ""
     path = "all tasks at once (vmap)" if estimate.batched else "one task at a time"
@@ -266,7 +266,8 @@ def _message(config: RunConfig, device: torch.device, estimate: MemoryEstimate, 
         head = f"{order} needs ~{gib(estimate.bytes_needed)} at meta-batch {meta_batch}{per}, {path}, but {free}"
     advice = []
     if not config.algorithm.first_order:
-        advice.append("use first-order MAML (algorithm fomaml / --first-order true)")
+        advice.append("use first-order MAML (algorithm fomaml / --first-order true)" if method in ("MAML", "ANIL")
+                      else f"use first-order {method} (--first-order true)")
     smaller = _largest_meta_batch(estimate) * world_size if measured else 0
     if 1 <= smaller < meta_batch:
         advice.append(f"lower task.meta_batch_size to {smaller}")

@@ -70,6 +70,18 @@ def test_not_fitting_explains_and_offers_first_order_and_a_smaller_meta_batch(es
     assert "task_batching to loop" in estimate.message
 
 
+@pytest.mark.parametrize("name, method", [("meta_sgd", "Meta-SGD"), ("boil", "BOIL")])
+def test_methods_built_on_maml_are_named_as_themselves(name, method, monkeypatch) -> None:
+    from engine.algorithms.registry import ALGORITHM_CONFIGS
+
+    config = maml_config()
+    config.algorithm = ALGORITHM_CONFIGS[name]()
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 1)  # nothing fits
+    estimate = estimate_maml_memory(config, "cpu")
+    assert estimate.message.startswith(f"second-order {method} ") and "MAML" not in estimate.message
+    assert f"use first-order {method} (--first-order true)" in estimate.message
+
+
 def test_not_even_one_task_fitting_suggests_smaller_episodes(monkeypatch) -> None:
     monkeypatch.setattr(memory, "available_bytes", lambda device: 1024)
     estimate = estimate_maml_memory(maml_config(first_order=True), "cpu")
