@@ -251,8 +251,11 @@ def _synthetic_tasks(config: RunConfig, n: int, algorithm) -> list[Task]:
 
 def _message(config: RunConfig, device: torch.device, estimate: MemoryEstimate, measured: bool,
              world_size: int) -> str:
-    method = config.algorithm.title if config.algorithm.name not in ("maml", "fomaml") else \
-        "ANIL" if config.algorithm.anil else "MAML"
+    maml_family = config.algorithm.name in ("maml", "fomaml")  # one config class, MAML or ANIL by its flag
+    if maml_family:
+        method = "ANIL" if config.algorithm.anil else "MAML"
+    else:  # Meta-SGD, BOIL: their own names
+        method = config.algorithm.title
     order = f"{'first' if config.algorithm.first_order else 'second'}-order {method}"
     meta_batch = config.task.meta_batch_size
     per = f" ({estimate.tasks_per_process} per process)" if world_size > 1 else ""
@@ -266,7 +269,7 @@ def _message(config: RunConfig, device: torch.device, estimate: MemoryEstimate, 
         head = f"{order} needs ~{gib(estimate.bytes_needed)} at meta-batch {meta_batch}{per}, {path}, but {free}"
     advice = []
     if not config.algorithm.first_order:
-        advice.append("use first-order MAML (algorithm fomaml / --first-order true)" if method in ("MAML", "ANIL")
+        advice.append("use first-order MAML (algorithm fomaml / --first-order true)" if maml_family
                       else f"use first-order {method} (--first-order true)")
     smaller = _largest_meta_batch(estimate) * world_size if measured else 0
     if 1 <= smaller < meta_batch:
