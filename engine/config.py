@@ -61,6 +61,10 @@ class DataConfig:
                             min=4, max=512)
     channels: int = param(1, "Reads the images as grayscale (1) or colour (3).", label="Colour channels",
                           choices=(1, 3))
+    center_crop: float = param(1.0, "Keeps this central share of each image: 1 squashes the whole image to a "
+                               "square; below 1 resizes its shorter side to image size / share and cuts out the "
+                               "centre square, as pretrained photo networks expect (0.875: 224 of 256).",
+                               label="Centre crop (share)", min=0.0, max=1.0, exclusive_min=True)
     split_mode: str = param("ratio", "Chooses how classes are split into training, validation and test: 'ratio' "
                             "(a seeded shuffle of the classes) or 'group' (whole alphabets or groups held out).",
                             label="Split classes by", choices=("ratio", "group"), basic=True)

@@ -3,8 +3,8 @@
     xvfb-run -a -s "-screen 0 1600x1000x24" python docs/shots/adapt_photos.py [--out docs/screens/adapt_photos.png]
 
 Makes four classes of 224 px colour pictures (sunsets, seascapes, forests, berries: seeded drawings with
-noise, 5 per class as support and 2 each to test), a ProtoNet checkpoint on torchvision's ResNet-18 at
-224 px colour (ImageNet weights from the PyTorch hub cache when present there, else random weights:
+noise, 5 per class as support and 2 each to test), a ProtoNet checkpoint on torchvision's ResNet-18 with
+its weights' preprocessing (shorter side to 256 px, the centre 224 px, colour; ImageNet weights from the PyTorch hub cache when present there, else random weights:
 nothing is downloaded), opens it in the Adapt tab of the real main window, drops the pictures on the
 cards and the test zone, and prints the predictions.
 """
@@ -108,12 +108,14 @@ def make_checkpoint(folder: Path) -> tuple[Path, str]:
     from engine.data.preprocess import Preprocessing
     from engine.data.splits import ClassSplit
     from engine.errors import CheckpointError
-    from engine.models.torchvision_backbones import hub_weights_path
+    from engine.models.torchvision_backbones import hub_weights_path, weights_input
     from engine.training.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     config = RunConfig(algorithm=ProtoNetConfig())
-    config.model.backbone, config.data.image_size, config.data.channels = "resnet18", SIZE, 3
+    config.model.backbone = "resnet18"
+    for dotted, value in weights_input("resnet18").items():  # the weights' preprocessing: 224 px of 256, colour
+        setattr(config.data, dotted.split(".")[1], value)
     try:
         weights = str(hub_weights_path("resnet18"))
         config.model.weights_path = "torchvision"
@@ -121,8 +123,8 @@ def make_checkpoint(folder: Path) -> tuple[Path, str]:
         weights = "random weights (no ImageNet file in the hub cache)"
     algorithm = build_algorithm(config, n_train_classes=4)
     split = ClassSplit(train=list(CLASSES), val=["val"], test=["test"])
-    path = save_checkpoint(folder / "resnet18-photos.pt", algorithm, config, split, Preprocessing(SIZE, 3), step=0,
-                           n_train_classes=4)
+    path = save_checkpoint(folder / "resnet18-photos.pt", algorithm, config, split,
+                           Preprocessing.from_config(config.data), step=0, n_train_classes=4)
     return path, weights
 
 

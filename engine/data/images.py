@@ -2,7 +2,9 @@
 
 Whatever the file holds (palette, 16-bit, CMYK, alpha, EXIF rotation), the
 result is ``uint8 [C, H, W]`` with C = 1 (grayscale) or 3 (RGB) and
-H = W = ``image_size``. Transparent pixels are composited on white. Every
+H = W = ``image_size``: the whole image squashed to a square, or (``center_crop`` < 1, the
+pretrained photo networks' own preprocessing) its shorter side resized to ``image_size /
+center_crop`` and the centre square cut out. Transparent pixels are composited on white. Every
 failure becomes a :class:`ImageDecodeError` (a ``DatasetError``) whose message
 names the file.
 """
@@ -37,9 +39,14 @@ class ImageDecodeError(DatasetError):
         self.reason = reason
 
 
-def decode_image(path: Path, image_size: int, channels: int) -> Tensor:
-    """Decode ``path`` to uint8 [channels, image_size, image_size]; ImageDecodeError naming the file."""
+def decode_image(path: Path, image_size: int, channels: int, center_crop: float = 1.0) -> Tensor:
+    """Decode ``path`` to uint8 [channels, image_size, image_size]; ImageDecodeError naming the file.
+
+    center_crop: 1 squashes the whole image; below 1 keeps the aspect ratio, resizing the shorter
+    side to ``image_size / center_crop`` and keeping the centre square (0.875: 224 of 256).
+    """
     path = Path(path)
+    resized = image_size if center_crop >= 1 else max(image_size, round(image_size / center_crop))
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
     _check_not_empty(path)
@@ -49,16 +56,29 @@ def decode_image(path: Path, image_size: int, channels: int) -> Tensor:
             warnings.simplefilter("ignore", UserWarning)  # e.g. "Corrupt EXIF data": the pixels are still fine
             with Image.open(path) as image:
                 _check_declared_size(path, image)
-                image.draft("L" if channels == 1 else "RGB", (image_size, image_size))
+                image.draft("L" if channels == 1 else "RGB", (resized, resized))
                 image.load()
                 pixels = _to_mode(_upright(image), channels)
     except ImageDecodeError:
         raise
     except Exception as error:  # Pillow raises many types on corrupt files; all mean "unusable"
         raise ImageDecodeError(path, _reason(error)) from None
-    if pixels.size != (image_size, image_size):
+    if center_crop < 1:
+        pixels = _resize_and_crop_centre(pixels, resized, image_size)
+    elif pixels.size != (image_size, image_size):
         pixels = pixels.resize((image_size, image_size), _RESAMPLE)
     return _to_tensor(pixels, channels)
+
+
+def _resize_and_crop_centre(image: Image.Image, shorter_side: int, size: int) -> Image.Image:
+    """Resize so the shorter side is ``shorter_side`` (aspect kept), then cut the centre ``size`` square."""
+    width, height = image.size
+    longer_side = int(shorter_side * max(width, height) / min(width, height))  # truncated, as torchvision's Resize
+    new_width, new_height = (longer_side, shorter_side) if width >= height else (shorter_side, longer_side)
+    if (new_width, new_height) != (width, height):
+        image = image.resize((new_width, new_height), _RESAMPLE)
+    left, top = round((new_width - size) / 2), round((new_height - size) / 2)  # as torchvision's CenterCrop
+    return image.crop((left, top, left + size, top + size))
 
 
 def _check_not_empty(path: Path) -> None:

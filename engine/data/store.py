@@ -48,6 +48,7 @@ class ImageStore:
     skipped: list[SkippedFile] = field(default_factory=list)
     image_size: int = 28
     channels: int = 1
+    center_crop: float = 1.0
     cache: Tensor | None = field(default=None, repr=False)
     cache_slots: Tensor | None = field(default=None, repr=False)
     rotations: Tensor | None = field(default=None, repr=False)
@@ -117,7 +118,7 @@ class ImageStore:
 
     def decode(self, index: int) -> Tensor:
         """Decode image ``index`` from its file (uint8 [C, H, W]), applying its rotation."""
-        image = decode_image(self.paths[index], self.image_size, self.channels)
+        image = decode_image(self.paths[index], self.image_size, self.channels, self.center_crop)
         turns = int(self.rotations[index])
         return torch.rot90(image, turns, dims=(1, 2)).contiguous() if turns else image
 
@@ -147,7 +148,8 @@ class ImageStore:
             labels=torch.cat([self.labels, *parts.labels]),
             paths=self.paths + [self.paths[i] for _ in (1, 2, 3) for i in sources.tolist()],
             skipped=list(self.skipped), image_size=self.image_size, channels=self.channels,
-            cache=torch.cat([self.cache, *parts.rows]), cache_slots=torch.cat([self.cache_slots, *parts.slots]),
+            center_crop=self.center_crop, cache=torch.cat([self.cache, *parts.rows]),
+            cache_slots=torch.cat([self.cache_slots, *parts.slots]),
             rotations=torch.cat([self.rotations, *parts.rotations]), budget_bytes=self.budget_bytes)
         return store, list(range(self.n_classes, store.n_classes))
 
@@ -189,7 +191,8 @@ def load_store(index: FolderIndex, preprocessing: Preprocessing, budget_mb: int 
     skipped = list(index.skipped)
     slots: list[int] = []
     n_cached = 0
-    for (label, path), result in zip(files, _decode_all([p for _, p in files], size, channels, progress)):
+    decoded = _decode_all([p for _, p in files], preprocessing, progress)
+    for (label, path), result in zip(files, decoded):
         if isinstance(result, ImageDecodeError):
             skipped.append(SkippedFile(path, result.reason))
             continue
@@ -206,7 +209,8 @@ def load_store(index: FolderIndex, preprocessing: Preprocessing, budget_mb: int 
     return _drop_empty_classes(index, ImageStore(
         class_names=index.class_names(), class_groups=[entry.group for entry in index.classes],
         labels=torch.tensor(labels, dtype=torch.long), paths=paths, skipped=skipped, image_size=size,
-        channels=channels, cache=cache, cache_slots=torch.tensor(slots, dtype=torch.long),
+        channels=channels, center_crop=preprocessing.center_crop, cache=cache,
+        cache_slots=torch.tensor(slots, dtype=torch.long),
         budget_bytes=budget_bytes))
 
 
@@ -243,7 +247,7 @@ def _available_memory_bytes() -> int | None:
     return None
 
 
-def _decode_all(paths: list[Path], size: int, channels: int,
+def _decode_all(paths: list[Path], preprocessing: Preprocessing,
                 progress: ProgressCallback | None) -> Iterator[Tensor | ImageDecodeError]:
     """Decode ``paths`` in order (threads for many files), reporting progress at most ~50 times."""
     total = len(paths)
@@ -251,7 +255,7 @@ def _decode_all(paths: list[Path], size: int, channels: int,
 
     def decode(path: Path) -> Tensor | ImageDecodeError:
         try:
-            return decode_image(path, size, channels)
+            return preprocessing.decode(path)
         except ImageDecodeError as error:
             return error
 
@@ -284,5 +288,6 @@ def _drop_empty_classes(index: FolderIndex, store: ImageStore) -> ImageStore:
     return ImageStore(
         class_names=[store.class_names[c] for c in keep], class_groups=[store.class_groups[c] for c in keep],
         labels=new_label[store.labels], paths=store.paths, skipped=store.skipped, image_size=store.image_size,
-        channels=store.channels, cache=store.cache, cache_slots=store.cache_slots, rotations=store.rotations,
+        channels=store.channels, center_crop=store.center_crop, cache=store.cache, cache_slots=store.cache_slots,
+        rotations=store.rotations,
         budget_bytes=store.budget_bytes)

@@ -84,6 +84,14 @@ def weights_crop_fraction(name: str) -> float:
     return float(transform.crop_size[0]) / float(transform.resize_size[0])
 
 
+def weights_input(name: str) -> dict[str, int | float]:
+    """Dotted data-config fields for the images ``name``'s weights expect: their crop size, colour, and the
+    share the centre crop keeps (``{"data.image_size": 224, "data.channels": 3, "data.center_crop": 0.875}``)."""
+    transform = default_weights(name).transforms()
+    return {"data.image_size": int(transform.crop_size[0]), "data.channels": 3,
+            "data.center_crop": weights_crop_fraction(name)}
+
+
 def check_image_size(name: str, image_size: int) -> None:
     """ConfigError naming data.image_size when ``name`` cannot take ``image_size`` squared images."""
     if name.startswith("vit_"):

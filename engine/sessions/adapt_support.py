@@ -3,7 +3,7 @@
 A support set is an immutable tuple of :class:`ClassState` (a class card: id,
 name, example images), so an undo snapshot is just a reference to the previous
 tuple. Dropped files are listed (folders walked recursively) and decoded through
-:func:`engine.data.images.decode_image`; every file that cannot be used is kept
+:meth:`engine.data.preprocess.Preprocessing.decode`; every file that cannot be used is kept
 as a :class:`~engine.data.folder.SkippedFile` whose reason :func:`drop_message`
 reports together with the file's name.
 """
@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from engine.data.folder import IMAGE_EXTENSIONS, SkippedFile
-from engine.data.images import ImageDecodeError, decode_image
+from engine.data.images import ImageDecodeError
 from engine.data.preprocess import Preprocessing
 
 BULK_FILES = 1000
@@ -250,7 +250,7 @@ def decode_files(files: Sequence[Path], prep: Preprocessing, *, truth: dict[Path
         if should_stop is not None and should_stop():
             return DecodeResult(examples, skipped, cancelled=True)
         try:
-            pixels = decode_image(path, prep.image_size, prep.channels)
+            pixels = prep.decode(path)
         except ImageDecodeError as error:
             skipped.append(SkippedFile(path, error.reason))
         else:
@@ -275,7 +275,7 @@ def reprocess(example: Example, prep: Preprocessing) -> Example:
     """The example at another model's preprocessing: decoded again from its file, else converted."""
     if example.source is not None:
         try:
-            return replace(example, pixels=decode_image(example.source, prep.image_size, prep.channels))
+            return replace(example, pixels=prep.decode(example.source))
         except ImageDecodeError:
             pass
     return replace(example, pixels=convert_pixels(example.pixels, prep))

@@ -139,3 +139,51 @@ def test_a_checkpoint_with_pretrained_weights_loads_back_without_the_weights_fil
     images = torch.randn(3, 3, SIZE, SIZE)
     with torch.no_grad():
         torch.testing.assert_close(loaded.backbone.eval()(images), algorithm.backbone.eval()(images))
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
+def test_photos_are_resized_and_centre_cropped_as_the_weights_preprocessing_does(tmp_path: Path, name: str) -> None:
+    """Our decoding of a non-square photo equals torchvision's own transforms of the weights (before the
+    normalisation, which the backbone applies): shorter side to resize_size, centre crop_size square."""
+    from PIL import Image
+    from torchvision.transforms import functional as TF
+
+    from engine.algorithms.recipes import apply_recipe
+    from engine.config import RunConfig
+    from engine.data.preprocess import Preprocessing
+
+    generator = torch.Generator().manual_seed(0)
+    pixels = torch.randint(0, 256, (301, 417, 3), dtype=torch.uint8, generator=generator).numpy()
+    path = tmp_path / "photo.png"
+    Image.fromarray(pixels, "RGB").save(path)
+    transform = tvb.default_weights(name).transforms()
+    with Image.open(path) as image:
+        resized = TF.resize(image.convert("RGB"), list(transform.resize_size), interpolation=transform.interpolation)
+        expected = TF.pil_to_tensor(TF.center_crop(resized, list(transform.crop_size)))
+    config = apply_recipe(RunConfig(), "pmf")
+    config.model.backbone = name
+    config.data.image_size, _, config.data.center_crop = tvb.weights_input(name).values()
+    ours = Preprocessing.from_config(config.data).decode(path)
+    assert ours.shape == expected.shape == (3, 224, 224)
+    assert torch.equal(ours, expected)
+    squashed = Preprocessing(image_size=224, channels=3).decode(path)
+    assert not torch.equal(squashed, expected)  # the default squashes the whole photo instead
+
+
+def test_photo_recipes_take_the_crop_of_their_backbones_weights() -> None:
+    from engine.algorithms.recipes import apply_recipe
+    from engine.config import RunConfig
+
+    config = apply_recipe(RunConfig(), "pmf")  # ResNet-50's weights: resize 232, crop 224
+    assert (config.data.image_size, config.data.channels) == (224, 3)
+    assert config.data.center_crop == pytest.approx(224 / 232)
+    assert apply_recipe(RunConfig(), "frozen-imagenet").data.center_crop == pytest.approx(224 / 256)
+
+
+def test_checkpoints_from_before_the_crop_field_keep_squashing() -> None:
+    from engine.data.preprocess import Preprocessing
+
+    old = Preprocessing.from_dict({"image_size": 84, "channels": 3, "mean": 0.5, "std": 0.5})
+    assert old.center_crop == 1.0
+    with pytest.raises(ConfigError, match="center_crop"):
+        Preprocessing.from_dict({"image_size": 84, "channels": 3, "center_crop": 1.5})
