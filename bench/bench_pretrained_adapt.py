@@ -4,7 +4,9 @@ Not a test. The real panel (offscreen Qt, CPU), a ProtoNet checkpoint, 5-way 5-s
 colour images; per setting it prints
 
 * cold: drop -> predictions with an empty feature cache (every support and test image embedded, the
-  situation after opening a model on a filled support set);
+  situation after opening a model on a filled support set); the panel sends such an update to its worker
+  thread (every core) when its estimate (images to embed x seconds per image measured at load) is long,
+  and the time runs until the worker's predictions are shown;
 * new image: drop -> predictions for an image not seen before (its features computed: one forward);
 * warm: drop -> predictions for an image whose features are cached (dropped again after an undo);
 * the cold time taken apart: decoding the 36 files, one batched forward of the 36 images (fp32, and
@@ -37,7 +39,8 @@ for path in (REPO, REPO / "bench"):
 
 import torch  # noqa: E402
 
-from bench_adapt_latency import N_SHOT, N_TEST, N_WAY, guard_none_refcount, open_panel, write_images  # noqa: E402
+from bench_adapt_latency import (N_SHOT, N_TEST, N_WAY, guard_none_refcount, open_panel, until_current,  # noqa: E402
+                                 write_images)
 
 SETTINGS = [  # (label, backbone, image size, cold target s, warm target s)
     ("ResNet-18 (torchvision), 224x224 colour", "resnet18", 224, 1.0, 0.150),
@@ -61,13 +64,12 @@ def panel_latencies(backbone: str, size: int, trials: int, tmp: Path) -> dict[st
         card, class_files = cards[trial % N_WAY], files[trial % N_WAY]
         first, second = class_files[N_SHOT + 2 + 2 * trial], class_files[N_SHOT + 3 + 2 * trial]
         panel.feature_cache.clear()  # cold: a new image and an empty cache, so all 36 images are embedded
-        cold.append(timed(lambda: panel.add_files(card, [first])))
+        cold.append(until_current(panel, lambda: panel.add_files(card, [first])))  # in the worker (every core)
         panel.undo()
-        new.append(timed(lambda: panel.add_files(card, [second])))  # only this image is embedded
-        assert panel.is_current() and len(panel.test_zone.tiles) == N_TEST, panel.banner_text()
+        new.append(until_current(panel, lambda: panel.add_files(card, [second])))  # only this image is embedded
+        assert len(panel.test_zone.tiles) == N_TEST, panel.banner_text()
         panel.undo()
-        warm.append(timed(lambda: panel.add_files(card, [second])))  # its features are cached
-        assert panel.is_current(), panel.banner_text()
+        warm.append(until_current(panel, lambda: panel.add_files(card, [second])))  # its features are cached
         panel.undo()
         app.processEvents()
     panel.close()

@@ -16,7 +16,10 @@ used for algorithms that declare ``cacheable_features``: no list of algorithm na
 from __future__ import annotations
 
 import hashlib
+import re
 import tempfile
+import time
+import weakref
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -41,12 +44,16 @@ from engine.training.checkpoint import Checkpoint, load_algorithm
 from engine.training.run_store import find_checkpoint
 
 DEMO_MODEL = Path(__file__).resolve().parents[2] / "assets" / "demo_model.pt"
-"""The bundled glyph model of the demo (``assets/make_demo_model.py`` creates it)."""
+"""The bundled model of the demo (``assets/make_demo_model.py`` creates it, with its sample drawings)."""
 DEMO_CLASSES, DEMO_SHOTS, DEMO_QUERIES = 5, 5, 2
 SESSION_FILES_PREFIX = "meta-studio-clipboard-"
 """Start of the name of the temporary folder that holds a session's pasted and drawn PNG files."""
 MAX_SYNC_IMAGES = 300
 """Above this many support + test images even one-pass algorithms adapt in the worker thread."""
+GUI_THREAD_EMBEDDING_S = 0.25
+"""Above this estimated embedding time (images without cached features x the model's measured seconds per
+image) even one-pass algorithms adapt in the worker thread, which uses every core (the GUI thread runs
+PyTorch single-threaded): a cold start of a large backbone then takes about half as long."""
 
 AdaptJob = Callable[[ProgressFn, StopFn], tuple[int, "AdaptOutput | None"]]
 """``job(progress, should_stop) -> (revision it adapted, output or None when cancelled)``."""
@@ -77,6 +84,8 @@ class AdaptSession:
         self.folder_examples: list[Example] = []
         self.folder_name: str | None = None
         self.feature_cache: FeatureCache | None = None   # per-image features of the current model
+        self.seconds_per_image: float | None = None      # one image's forward through the model, measured at load
+        self._embedded: dict[int, weakref.ref[Tensor]] = {}  # id -> pixels whose features the cache holds
         self.revision = 0
         self.output: AdaptOutput | None = None
         self.output_revision = -1
@@ -112,6 +121,8 @@ class AdaptSession:
         self.algorithm, self.checkpoint, self.model_path = algorithm, checkpoint, path
         self.opened_adapted = adapted is not None
         self.feature_cache = FeatureCache(algorithm.backbone) if algorithm.cacheable_features else None
+        self.seconds_per_image = embedding_seconds(algorithm, checkpoint.preprocessing)
+        self._embedded = {}
         self.output = None
         self.tile_examples = [reprocess(e, checkpoint.preprocessing) for e in self.tile_examples]
         self.folder_examples = [reprocess(e, checkpoint.preprocessing) for e in self.folder_examples]
@@ -299,10 +310,29 @@ class AdaptSession:
 
     def adapts_in_gui_thread(self, predictor: Predictor | None = None) -> bool:
         """Whether the update may run at once in the caller's thread: the algorithm declares
-        ``one_pass_adaptation`` (or ``predictor`` is reused) and there are at most MAX_SYNC_IMAGES images."""
-        n_images = sum(len(c.examples) for c in usable_classes(self.support)) + len(self.queries)
+        ``one_pass_adaptation`` (or ``predictor`` is reused), there are at most MAX_SYNC_IMAGES images, and
+        embedding those without cached features takes at most GUI_THREAD_EMBEDDING_S (estimated)."""
+        images = self._images()
         fast = bool(self.algorithm is not None and self.algorithm.one_pass_adaptation) or predictor is not None
-        return fast and n_images <= MAX_SYNC_IMAGES
+        return fast and len(images) <= MAX_SYNC_IMAGES and self.embedding_estimate(images) <= GUI_THREAD_EMBEDDING_S
+
+    def embedding_estimate(self, images: Sequence[Example] | None = None) -> float:
+        """Seconds to embed the images (default: all support and test images) whose features are not
+        cached, at the speed measured when the model was loaded (0 when unmeasured)."""
+        images = self._images() if images is None else images
+        cache = self.feature_cache
+        if cache is None or not cache.n_cached:
+            missing = len(images)
+        else:
+            missing = sum(1 for e in images if not self._was_embedded(e.pixels))
+        return missing * (self.seconds_per_image or 0.0)
+
+    def _was_embedded(self, pixels: Tensor) -> bool:
+        held = self._embedded.get(id(pixels))
+        return held is not None and held() is pixels
+
+    def _images(self) -> list[Example]:
+        return [e for c in usable_classes(self.support) for e in c.examples] + self.queries
 
     def adapt_now(self, predictor: Predictor | None = None) -> AdaptOutput:
         """Adapt (unless ``predictor`` is given) and predict in this thread, without the map; the
@@ -332,6 +362,8 @@ class AdaptSession:
         if revision != self.revision:
             return False
         self.output, self.output_revision = output, revision
+        if self.feature_cache is not None:
+            self._embedded = {id(e.pixels): weakref.ref(e.pixels) for e in self._images()}
         return True
 
     def compute_map(self, revision: int) -> bool:
@@ -401,8 +433,13 @@ class AdaptSession:
 
     # ================================================================================ demo
     def demo_job(self) -> Callable[[ProgressFn, StopFn], DemoSelection]:
-        """``job(progress, should_stop)`` choosing the demo's files (generates the glyphs on first use)."""
+        """``job(progress, should_stop)`` choosing the demo's files: the drawings shipped with the demo model
+        (its ``extra["demo"]["samples"]``, a folder beside it), else glyphs of its test split (generated on
+        first use)."""
         split = self.checkpoint.split if self.checkpoint is not None else None
+        samples = demo_samples_folder(self.checkpoint, self.model_path)
+        if samples is not None:
+            return lambda progress, should_stop: sample_selection(samples)
         return lambda progress, should_stop: demo_selection(split)
 
     def fill_demo(self, selection: DemoSelection, demo_model: Path) -> DemoSummary | None:
@@ -419,7 +456,7 @@ class AdaptSession:
         self.support = tuple(classes)
         self.tile_examples, self.folder_examples, self.folder_name = tests, [], None
         self._changed()
-        alphabet = selection[0][1][0].parent.parent.name.split("_")[-1] if selection else ""
+        alphabet = alphabet_label(selection[0][1][0].parent.parent.name) if selection else ""
         return DemoSummary(len(classes), len(tests), alphabet)
 
 
@@ -447,6 +484,63 @@ def support_from_adapted(adapted: AdaptedClassifier) -> SupportSet:
     return tuple(classes)
 
 
+def embedding_seconds(algorithm: Algorithm, prep: Preprocessing) -> float | None:
+    """Seconds of one image's forward through ``algorithm``'s backbone (the second of two calls, so
+    one-time set-up is left out); None when the backbone cannot be called on its own."""
+    backbone = algorithm.backbone
+    was_training = backbone.training
+    try:
+        device = next(backbone.parameters()).device
+        image = torch.zeros(1, prep.channels, prep.image_size, prep.image_size, device=device)
+        backbone.eval()
+        with torch.no_grad():
+            backbone(image)
+            started = time.perf_counter()
+            backbone(image)
+            return time.perf_counter() - started
+    except (RuntimeError, ValueError, TypeError, StopIteration):
+        return None
+    finally:
+        backbone.train(was_training)
+
+
+def alphabet_label(folder_name: str) -> str:
+    """An alphabet folder's name for people: "Alphabet_03_Veluvyot" -> "Veluvyot" (the glyphs' numbered
+    names), "Japanese_(katakana)" -> "Japanese (katakana)"."""
+    return re.sub(r"^Alphabet_\d+_", "", folder_name).replace("_", " ")
+
+
+def demo_samples_folder(checkpoint: Checkpoint | None, model_path: Path | None) -> Path | None:
+    """The folder of sample drawings a demo model names (``extra["demo"]["samples"]``, relative to the
+    model file), or None for a model without one."""
+    demo = checkpoint.extra.get("demo") if checkpoint is not None else None
+    name = demo.get("samples") if isinstance(demo, dict) else None
+    if not isinstance(name, str) or not name or model_path is None:
+        return None
+    return Path(model_path).parent / name
+
+
+def sample_selection(folder: Path, n_classes: int = DEMO_CLASSES, n_shots: int = DEMO_SHOTS,
+                     n_queries: int = DEMO_QUERIES) -> DemoSelection:
+    """(display name, support files, test files) for the first ``n_classes`` characters of the nested folder
+    ``folder/<alphabet>/<character>/*.png``: the first ``n_shots`` drawings of each as support, the next
+    ``n_queries`` as test images. EngineError naming the folder when it holds too few."""
+    characters = sorted(p for alphabet in sorted(folder.glob("*")) if alphabet.is_dir()
+                        for p in sorted(alphabet.iterdir()) if p.is_dir())
+    if len(characters) < n_classes:
+        raise EngineError(f"{folder}: the demo needs {n_classes} character folders (<alphabet>/<character>/), "
+                          f"found {len(characters)}")
+    selection = []
+    for character in characters[:n_classes]:
+        files = sorted(character.glob("*.png"))
+        if len(files) < n_shots + n_queries:
+            raise EngineError(f"{character}: too few images for the demo ({len(files)}, needs {n_shots + n_queries})")
+        short = alphabet_label(character.parent.name).split(" ")[0]
+        selection.append((f"{short} {character.name.removeprefix('character')}", files[:n_shots],
+                          files[n_shots:n_shots + n_queries]))
+    return selection
+
+
 def demo_selection(split: ClassSplit | None, n_classes: int = DEMO_CLASSES, n_shots: int = DEMO_SHOTS,
                    n_queries: int = DEMO_QUERIES) -> DemoSelection:
     """(display name, support files, test files) for characters of one alphabet of the model's test split."""
@@ -459,7 +553,7 @@ def demo_selection(split: ClassSplit | None, n_classes: int = DEMO_CLASSES, n_sh
     if not by_alphabet:
         raise EngineError("the demo model's test split names no glyph characters")
     alphabet = max(sorted(by_alphabet), key=lambda a: len(by_alphabet[a]))
-    short = alphabet.split("_")[-1]
+    short = alphabet_label(alphabet)
     selection = []
     for character in sorted(by_alphabet[alphabet])[:n_classes]:
         files = sorted((root / alphabet / character).glob("*.png"))

@@ -51,6 +51,11 @@ class FeatureCache(nn.Module):
         with self._lock:
             self._features.clear()
 
+    @property
+    def n_cached(self) -> int:
+        """Images whose features are held."""
+        return len(self._features)
+
     def forward(self, x: Tensor) -> Tensor:
         """[B, C, H, W] -> [B, D], from the cache where possible."""
         if self.training or torch.is_grad_enabled() or x.ndim != 4 or x.shape[0] == 0:

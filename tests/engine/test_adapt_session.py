@@ -214,6 +214,27 @@ def test_one_pass_algorithms_adapt_in_the_gui_thread_and_maml_does_not(checkpoin
     assert not maml.adapts_in_gui_thread()
 
 
+def test_a_cold_start_of_a_slow_model_goes_to_the_worker_and_a_drop_after_it_does_not(checkpoints, tiny_flat):
+    """Embedding every image of a slow backbone would hold the GUI thread (one PyTorch thread) for seconds:
+    the estimate (images without cached features x the speed measured at load) sends it to the worker."""
+    session = session_for(checkpoints["protonet"])
+    assert session.seconds_per_image is not None and 0 < session.seconds_per_image < 1  # measured at load
+    make_classes(session, tiny_flat, shots=3)
+    add_tests(session, [p for name in CLASSES for p in images_of(tiny_flat, name, 6, 8)])
+    n_images = 3 * 3 + 6
+    session.seconds_per_image = 0.1  # as if each image took 100 ms: 1.5 s for all of them
+    assert session.embedding_estimate() == pytest.approx(n_images * 0.1)
+    assert not session.adapts_in_gui_thread()
+    revision, output = session.adaptation_job()(lambda done, total: None, lambda: False)
+    assert session.accept(revision, output)
+    assert session.embedding_estimate() == 0 and session.adapts_in_gui_thread()  # all features cached
+    add_images(session, session.support[0].uid, images_of(tiny_flat, CLASSES[0], 9, 10))
+    assert session.embedding_estimate() == pytest.approx(0.1)  # only the new image
+    assert session.adapts_in_gui_thread()
+    session.feature_cache.clear()  # e.g. another model was used meanwhile: all of them again
+    assert session.embedding_estimate() == pytest.approx((n_images + 1) * 0.1)
+
+
 def test_an_inner_loop_stops_when_asked(checkpoints, tiny_flat):
     session = session_for(checkpoints["maml"])
     make_classes(session, tiny_flat, shots=2, names=CLASSES[:2])
@@ -344,3 +365,52 @@ def test_no_view_keeps_lists_of_algorithm_names():
 
 def test_an_empty_drop_lists_nothing(tmp_path):
     assert list_dropped([tmp_path]) == DropListing(from_folder=True)
+
+
+# -- demo ------------------------------------------------------------------------------------------------------
+def test_a_demo_model_with_sample_drawings_demos_them(checkpoints, tiny_flat, tmp_path):
+    """A model naming a samples folder (extra.demo.samples, beside the file) gets its first five characters
+    as the demo, 5 drawings as support and 2 to classify; a model without one gets glyphs of its test split."""
+    import shutil
+
+    from engine.io import atomic_torch_save
+    from engine.training.checkpoint import read_payload
+
+    payload = read_payload(checkpoints["protonet"])
+    payload["extra"] = {**payload.get("extra", {}), "demo": {"samples": "samples"}}
+    model = tmp_path / "demo.pt"
+    atomic_torch_save(model, payload)
+    samples = tmp_path / "samples" / "Japanese_(katakana)"
+    names = sorted(p.name for p in tiny_flat.iterdir() if p.is_dir())
+    for k, name in enumerate(names[:6], start=1):
+        shutil.copytree(tiny_flat / name, samples / f"character{k:02d}")
+    session = session_for(model)
+    selection = session.demo_job()(lambda done, total: None, lambda: False)
+    assert [label for label, _, _ in selection] == [f"Japanese {k:02d}" for k in range(1, 6)]
+    for label, support, tests in selection:
+        files = sorted(support[0].parent.glob("*.png"))
+        assert support == files[:5] and tests == files[5:7]
+    summary = session.fill_demo(selection, model)
+    assert summary is not None and (summary.n_classes, summary.n_tests) == (5, 10)
+    assert summary.alphabet == "Japanese (katakana)"
+    assert [len(c.examples) for c in session.support] == [5] * 5
+
+    shutil.rmtree(samples.parent)
+    samples.mkdir(parents=True)
+    with pytest.raises(adapt_module.EngineError, match="5 character folders"):
+        session.demo_job()(lambda done, total: None, lambda: False)
+    assert adapt_module.demo_samples_folder(session_for(checkpoints["protonet"]).checkpoint, model) is None
+
+
+def test_a_glyph_model_without_samples_demos_glyphs_of_its_test_alphabets():
+    from engine.data.glyphs import ensure_glyph_dataset
+    from engine.data.splits import ClassSplit
+
+    root = ensure_glyph_dataset()
+    alphabet = sorted(p.name for p in root.iterdir() if p.is_dir())[-1]
+    test = [f"{alphabet}/character{k:02d}" for k in range(1, 8)]
+    selection = adapt_module.demo_selection(ClassSplit(train=[], val=[], test=test))
+    assert [label for label, _, _ in selection] == [f"{adapt_module.alphabet_label(alphabet)} {k:02d}"
+                                                   for k in range(1, 6)]
+    assert all(f.parent.parent == root / alphabet for _, support, tests in selection for f in support + tests)
+    assert all(len(support) == 5 and len(tests) == 2 for _, support, tests in selection)
