@@ -3,8 +3,9 @@
     xvfb-run -a -s "-screen 0 1600x1000x24" python docs/shots/adapt.py [--out docs/screenshot-adapt.png]
 
 Opens the real main window (in a temporary run history), switches to the Adapt tab and presses
-Demo: the bundled glyph model (``assets/demo_model.pt``) with five characters of an alphabet it
-never saw as new classes, five images each, and ten more to classify. The Setup, Runs and Log
+Demo: the bundled model (``assets/demo_model.pt``, trained on Omniglot's small1) with five
+characters of an alphabet it never saw (its shipped drawings, Japanese katakana) as new classes,
+five drawings each, and ten more to classify. The Setup, Runs and Log
 docks are closed (View menu) so the tab has the room it has when a user does the same. Waits
 until every adaptation has delivered its predictions, then saves ``window.grab()``.
 """

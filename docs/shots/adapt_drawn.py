@@ -3,7 +3,7 @@
     xvfb-run -a -s "-screen 0 1600x1000x24" python docs/shots/adapt_drawn.py [--out docs/screens/adapt_drawn.png]
 
 Opens the real main window (in a temporary run history), switches to the Adapt tab, opens the bundled
-glyph model (``assets/demo_model.pt``) and draws four classes, three drawings each, with real mouse
+model (``assets/demo_model.pt``, trained on Omniglot's handwriting) and draws four classes, three drawings each, with real mouse
 events on each card's draw pad (press, moves, release; Enter adds the drawing), then one drawing per
 class on the test zone's pad. The shapes are seeded hand-like variants (a slanted, jittered copy of
 a few strokes). The last card's pad stays open with a drawing under way. Prints the predictions.

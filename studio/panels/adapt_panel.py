@@ -509,14 +509,15 @@ class AdaptPanel(QWidget):
 
     # =================================================================================== demo
     def start_demo(self) -> bool:
-        """Load the bundled model and five new classes of glyphs (characters of a held-out alphabet)."""
+        """Load the bundled model and five new classes (characters of an alphabet it never saw: its shipped
+        sample drawings, else glyphs of its held-out alphabets)."""
         if not DEMO_MODEL.is_file():
             self.show_banner(f"The demo model is missing: {DEMO_MODEL}. Create it with "
                              "'python assets/make_demo_model.py' (a few minutes on a CPU).", "error")
             return False
         if not self.load_checkpoint(DEMO_MODEL):
             return False
-        self.show_banner("Preparing the demo (the glyph images are generated on first use)...", "info")
+        self.show_banner("Preparing the demo...", "info")
         self.demo_button.setEnabled(False)
         handle = self._track(run_in_worker(
             self.session.demo_job(), on_result=lambda selection: self._fill_demo(selection, DEMO_MODEL),
@@ -535,8 +536,8 @@ class AdaptPanel(QWidget):
         self.test_zone.show_message("")
         self.show_banner(f"Demo: {summary.n_classes} characters of the alphabet {summary.alphabet}, which the model "
                          f"never saw in training, {DEMO_SHOTS} images each, and {summary.n_tests} other images of "
-                         "them to classify. Drop more images, remove some, add a class: the predictions follow at "
-                         "once.", "ok")
+                         "them to classify. Drop more images, draw some, remove some, add a class: the predictions "
+                         "follow at once.", "ok")
         self._support_changed()
 
     # =================================================================================== helpers
