@@ -515,8 +515,8 @@ def demo_samples_folder(checkpoint: Checkpoint | None, model_path: Path | None) 
     model file), or None for a model without one."""
     demo = checkpoint.extra.get("demo") if checkpoint is not None else None
     name = demo.get("samples") if isinstance(demo, dict) else None
-    if not isinstance(name, str) or not name or model_path is None:
-        return None
+    if not isinstance(name, str) or not name or Path(name).name != name or name in (".", "..") or model_path is None:
+        return None  # only a folder right beside the model file, whatever a checkpoint says
     return Path(model_path).parent / name
 
 

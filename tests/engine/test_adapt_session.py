@@ -400,6 +400,9 @@ def test_a_demo_model_with_sample_drawings_demos_them(checkpoints, tiny_flat, tm
     with pytest.raises(adapt_module.EngineError, match="5 character folders"):
         session.demo_job()(lambda done, total: None, lambda: False)
     assert adapt_module.demo_samples_folder(session_for(checkpoints["protonet"]).checkpoint, model) is None
+    for name in ("../elsewhere", "/etc", ".."):  # a checkpoint cannot point the demo out of its own folder
+        session.checkpoint.extra["demo"]["samples"] = name
+        assert adapt_module.demo_samples_folder(session.checkpoint, model) is None
 
 
 def test_a_glyph_model_without_samples_demos_glyphs_of_its_test_alphabets():
