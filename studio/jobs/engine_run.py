@@ -196,7 +196,8 @@ class _EngineRun:
         self.adapter.held.connect(self._on_held, queued)
         self._drained.connect(self.done, queued)  # type: ignore[attr-defined]
         self._thread = WorkThread(self._work, self.what)
-        self._thread.crashed.connect(self._on_crashed, queued)
+        # direct: runs in the worker thread, so the failure is queued behind the steps it flushes first
+        self._thread.crashed.connect(self._relay_crash, Qt.ConnectionType.DirectConnection)
         self._thread.finished.connect(self._on_thread_finished, queued)
         # steps that arrived just before a pause (or a slow step) would otherwise wait for the next one
         self._flush_timer = QTimer(self)  # type: ignore[arg-type] (self is the QObject)
@@ -290,10 +291,13 @@ class _EngineRun:
             self._failed_reported = True
             self.failed.emit(message, *rest)
 
-    def _on_crashed(self, message: str) -> None:
-        """A failure the job could not report itself: the failed signal's other arguments are None."""
+    def _relay_crash(self, message: str) -> None:  # worker thread
+        """A failure the job could not report itself (a dead child process, a bug): relayed like the job's
+        own ``on_failed``, after the steps still pending, so a view never shows a step after the failure.
+        The failed signal's other arguments are None."""
         n_more = len(callback_hooks(self.protocol)["on_failed"].parameters) - 1
-        self._on_failed(message, *([None] * n_more))
+        self.adapter.flush()
+        self.adapter.failed.emit(message, *([None] * n_more))
 
     def _on_thread_finished(self) -> None:
         self._thread.wait()  # the OS thread must be gone before GC may run (see studio.jobs.thread)

@@ -135,6 +135,30 @@ def test_done_comes_after_the_last_steps_of_a_job_that_ended_without_a_word(qtbo
     assert events == [1, 2, 3, 4, 5, "done"]
 
 
+def test_a_crash_is_reported_after_the_last_steps_it_left(qtbot):
+    """A job that dies (a killed child process raises in the worker thread) after steps held back by the rate
+    limit: the steps come first, then ``failed``, then ``done``; a view that shows "force-stopped" on
+    ``failed`` must not be overwritten by a step afterwards."""
+    worker = TrainingWorker(RunConfig(), None, data=object(), max_rate_hz=0.01, in_child_process=False)
+
+    class StepsThenDeath:  # runs in the worker thread
+        def run(self, adapter, control):
+            for step in range(1, 6):
+                adapter.on_step(_metrics(step))
+            raise RuntimeError("the training process was ended")
+
+    worker._make_job = StepsThenDeath
+    events: list[object] = []
+    worker.steps.connect(lambda batch: events.extend(m.step for m in batch))
+    worker.failed.connect(lambda message, summary: events.append(("failed", message, summary)))
+    worker.done.connect(lambda: events.append("done"))
+    with qtbot.waitSignal(worker.done, timeout=10_000):
+        worker.start()
+    qtbot.wait(50)
+    assert events[:5] == [1, 2, 3, 4, 5] and events[-1] == "done"
+    assert len(events) == 7 and events[5][0] == "failed" and "ended" in events[5][1] and events[5][2] is None
+
+
 def test_training_worker_reports_a_trainer_that_cannot_be_built(qtbot, monkeypatch):
     import engine.training.process as process_module  # where TrainingJob finds the Trainer
 
