@@ -81,7 +81,8 @@ def recipe(small1: Path | None, args: argparse.Namespace) -> RunConfig:
 
 
 LEVER_FIELDS = {"n_way": ("task", "n_way"), "n_query": ("task", "n_query"),
-                "meta_batch_size": ("task", "meta_batch_size"), "lr": ("algorithm", "lr"), "lr_schedule": ("train", "lr_schedule"),
+                "meta_batch_size": ("task", "meta_batch_size"), "lr": ("algorithm", "lr"),
+                "lr_schedule": ("train", "lr_schedule"),
                 "lr_decay_every": ("train", "lr_decay_every"), "planned_steps": ("train", "steps"),
                 "precision": ("train", "precision"), "threads": ("train", "num_threads")}
 """Lever flag -> the config field it sets."""

@@ -78,18 +78,13 @@ def weights_normalisation(name: str) -> tuple[tuple[float, ...], tuple[float, ..
     return tuple(float(v) for v in transform.mean), tuple(float(v) for v in transform.std)
 
 
-def weights_crop_fraction(name: str) -> float:
-    """crop_size / resize_size of the weights' preprocessing (224/256 for ResNet-18): the centre crop kept."""
-    transform = default_weights(name).transforms()
-    return float(transform.crop_size[0]) / float(transform.resize_size[0])
-
-
 def weights_input(name: str) -> dict[str, int | float]:
     """Dotted data-config fields for the images ``name``'s weights expect: their crop size, colour, and the
-    share the centre crop keeps (``{"data.image_size": 224, "data.channels": 3, "data.center_crop": 0.875}``)."""
+    share the centre crop keeps, crop_size / resize_size of the weights' preprocessing
+    (``{"data.image_size": 224, "data.channels": 3, "data.center_crop": 0.875}``: 224 of 256 for ResNet-18)."""
     transform = default_weights(name).transforms()
-    return {"data.image_size": int(transform.crop_size[0]), "data.channels": 3,
-            "data.center_crop": weights_crop_fraction(name)}
+    crop, resize = int(transform.crop_size[0]), int(transform.resize_size[0])
+    return {"data.image_size": crop, "data.channels": 3, "data.center_crop": crop / resize}
 
 
 def check_image_size(name: str, image_size: int) -> None:
