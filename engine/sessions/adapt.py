@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from engine.adapted import AdaptedClassifier, export_torchscript, is_adapted_file, load_adapted, save_adapted
 from engine.algorithms.base import Algorithm, Predictor
@@ -121,7 +121,8 @@ class AdaptSession:
         self.algorithm, self.checkpoint, self.model_path = algorithm, checkpoint, path
         self.opened_adapted = adapted is not None
         self.feature_cache = FeatureCache(algorithm.backbone) if algorithm.cacheable_features else None
-        self.seconds_per_image = embedding_seconds(algorithm, checkpoint.preprocessing)
+        self.seconds_per_image = embedding_seconds(
+            self.feature_cache.embedder if self.feature_cache else algorithm.backbone, checkpoint.preprocessing)
         self._embedded = {}
         self.output = None
         self.tile_examples = [reprocess(e, checkpoint.preprocessing) for e in self.tile_examples]
@@ -484,10 +485,9 @@ def support_from_adapted(adapted: AdaptedClassifier) -> SupportSet:
     return tuple(classes)
 
 
-def embedding_seconds(algorithm: Algorithm, prep: Preprocessing) -> float | None:
-    """Seconds of one image's forward through ``algorithm``'s backbone (the second of two calls, so
+def embedding_seconds(backbone: nn.Module, prep: Preprocessing) -> float | None:
+    """Seconds of one image's forward through ``backbone`` in eval mode (the second of two calls, so
     one-time set-up is left out); None when the backbone cannot be called on its own."""
-    backbone = algorithm.backbone
     was_training = backbone.training
     try:
         device = next(backbone.parameters()).device

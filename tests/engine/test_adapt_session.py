@@ -247,7 +247,7 @@ def test_the_feature_cache_embeds_each_image_once_for_cacheable_algorithms(check
     session = session_for(checkpoints["protonet"])
     assert session.algorithm.cacheable_features and session.feature_cache is not None
     embedded = []
-    session.feature_cache.inner.register_forward_hook(lambda module, args, out: embedded.append(args[0].shape[0]))
+    session.feature_cache.embedder.register_forward_hook(lambda module, args, out: embedded.append(args[0].shape[0]))
     uids = make_classes(session, tiny_flat, shots=3, names=CLASSES[:2])
     add_tests(session, images_of(tiny_flat, CLASSES[0], 6, 8))
     first = session.adapt_now()
