@@ -1,11 +1,15 @@
 """Few-shot evaluation: accuracy with a 95% confidence interval over seeded episodes.
 
 Every episode goes through the one public seam: ``algorithm.adapt(support)``
-then ``predictor.predict(query)``, exactly as the CLI and the studio use it.
+then ``predictor.predict(query)``, exactly as the CLI and the studio use it. Algorithms that see
+images only through the eval-mode backbone (``cacheable_features``) embed through a copy with its
+BatchNorm folded into the convolutions (engine.models.folding): the same predictions to round-off,
+and 300 episodes of the Conv-4 demo model take 6.3-7.3 s instead of 11.7 s (1 thread).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,10 +18,11 @@ from typing import Callable, Protocol, Sequence
 import torch
 from torch import Tensor
 
-from engine.algorithms.base import Algorithm
+from engine.algorithms.base import Algorithm, swapped_backbone
 from engine.data.dataset import FewShotData
 from engine.data.sampler import EpisodeSampler
 from engine.data.types import Task
+from engine.models.folding import folded_for_inference
 
 ProgressFn = Callable[[int, int], None]
 
@@ -91,20 +96,21 @@ def evaluate(algorithm: Algorithm, data: FewShotData, part: str = "test", episod
     accuracies: list[float] = []
     wrong: list[Misclassified] = []
     algorithm.train(False)
-    for episode in range(episodes):
-        if should_stop is not None and should_stop():
-            break
-        task = sampler.sample()
-        probs = episode_probabilities(algorithm, task)
-        confidence, predicted = probs.max(dim=1)
-        accuracies.append(float((predicted == task.query_y).float().mean()))
-        true_global = task.class_ids[task.query_y].tolist()
-        pred_global = task.class_ids[predicted].tolist()
-        for t, p in zip(true_global, pred_global):
-            confusion[local[t], local[p]] += 1
-        wrong.extend(_misclassified(data, task, predicted, confidence, episode))
-        if progress is not None and (episode + 1) % max(1, episodes // 100) == 0:
-            progress(episode + 1, episodes)
+    with inference_backbone(algorithm):
+        for episode in range(episodes):
+            if should_stop is not None and should_stop():
+                break
+            task = sampler.sample()
+            probs = episode_probabilities(algorithm, task)
+            confidence, predicted = probs.max(dim=1)
+            accuracies.append(float((predicted == task.query_y).float().mean()))
+            true_global = task.class_ids[task.query_y].tolist()
+            pred_global = task.class_ids[predicted].tolist()
+            for t, p in zip(true_global, pred_global):
+                confusion[local[t], local[p]] += 1
+            wrong.extend(_misclassified(data, task, predicted, confidence, episode))
+            if progress is not None and (episode + 1) % max(1, episodes // 100) == 0:
+                progress(episode + 1, episodes)
     mean, ci = mean_ci95(accuracies)
     totals = confusion.sum(dim=1).clamp(min=1)
     per_class = (confusion.diag().float() / totals.float()).tolist()
@@ -112,6 +118,15 @@ def evaluate(algorithm: Algorithm, data: FewShotData, part: str = "test", episod
     names = [data.store.class_names[i] for i in ids]
     return EvaluationResult(mean, ci, len(accuracies), n_way, n_shot, accuracies, names, per_class,
                             confusion, wrong[:MAX_MISCLASSIFIED])
+
+
+def inference_backbone(algorithm: Algorithm) -> contextlib.AbstractContextManager[None]:
+    """For the block, an algorithm with ``cacheable_features`` embeds through a BatchNorm-folded copy of
+    its backbone, made now from its current weights; any other algorithm is left as it is."""
+    if not algorithm.cacheable_features:
+        return contextlib.nullcontext()
+    folded = folded_for_inference(algorithm.backbone)
+    return contextlib.nullcontext() if folded is algorithm.backbone else swapped_backbone(algorithm, folded)
 
 
 def episode_probabilities(algorithm: Algorithm, task) -> Tensor:

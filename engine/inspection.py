@@ -25,7 +25,7 @@ from engine.data.sampler import EpisodeSampler
 from engine.data.splits import PARTS, ClassSplit
 from engine.data.store import ImageStore
 from engine.errors import CheckpointError, ConfigError
-from engine.evaluation import episode_probabilities, mean_ci95
+from engine.evaluation import episode_probabilities, inference_backbone, mean_ci95
 from engine.inference import evaluation_classes
 from engine.training.checkpoint import Checkpoint, load_algorithm
 from engine.training.run_store import find_checkpoint, missing_checkpoint_message
@@ -226,16 +226,18 @@ def _run_episodes(algorithm: Algorithm, sampler: EpisodeSampler, n_episodes: int
     names = sampler.store.class_names
     episodes: list[InspectedEpisode] = []
     algorithm.train(False)
-    for number in range(n_episodes):
-        if should_stop is not None and should_stop():
-            break
-        task = sampler.sample()
-        probabilities = episode_probabilities(algorithm, task)  # [Q, n_way], as evaluate computes it
-        predicted = probabilities.max(dim=1).indices
-        accuracy = float((predicted == task.query_y).float().mean())
-        episodes.append(InspectedEpisode(number, [names[int(c)] for c in task.class_ids], task.support_index.clone(),
-                                         task.support_y.clone(), task.query_index.clone(), task.query_y.clone(),
-                                         predicted, probabilities, accuracy))
-        if progress is not None:
-            progress(number + 1, n_episodes)
+    with inference_backbone(algorithm):  # as evaluate embeds
+        for number in range(n_episodes):
+            if should_stop is not None and should_stop():
+                break
+            task = sampler.sample()
+            probabilities = episode_probabilities(algorithm, task)  # [Q, n_way], as evaluate computes it
+            predicted = probabilities.max(dim=1).indices
+            accuracy = float((predicted == task.query_y).float().mean())
+            episodes.append(InspectedEpisode(number, [names[int(c)] for c in task.class_ids],
+                                             task.support_index.clone(), task.support_y.clone(),
+                                             task.query_index.clone(), task.query_y.clone(),
+                                             predicted, probabilities, accuracy))
+            if progress is not None:
+                progress(number + 1, n_episodes)
     return episodes

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
-from typing import Any, Callable, ClassVar, ContextManager, Iterable
+from typing import Any, Callable, ClassVar, ContextManager, Iterable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -42,6 +42,18 @@ TASK_BATCHING = ("auto", "loop", "vmap")
 
 ProgressCallback = Callable[[int, int], None]
 """Called as ``progress(done, total)`` during a long adaptation (inner loop)."""
+
+
+@contextlib.contextmanager
+def swapped_backbone(algorithm: "Algorithm", backbone: nn.Module) -> Iterator[None]:
+    """``algorithm`` embeds through ``backbone`` (same features: a cache, a folded copy) for the block;
+    predictors made inside keep it. Its own backbone is back afterwards, also after an error."""
+    original = algorithm.backbone
+    algorithm.backbone = backbone
+    try:
+        yield
+    finally:
+        algorithm.backbone = original
 
 
 def to_channels_last(images: Tensor) -> Tensor:

@@ -43,7 +43,11 @@ def folded_for_inference(backbone: nn.Module) -> nn.Module:
     if not _has_norm(backbone):
         return backbone
     folded, count = _fold_module(copy.deepcopy(backbone).eval())
-    return folded.eval() if count else backbone
+    if not count:
+        return backbone
+    if hasattr(backbone, "out_features") and not hasattr(folded, "out_features"):
+        folded.out_features = backbone.out_features   # the backbone contract (a traced copy loses attributes)
+    return folded.eval()
 
 
 def _has_norm(module: nn.Module) -> bool:

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from engine.algorithms.base import Algorithm, Predictor
+from engine.algorithms.base import Algorithm, Predictor, swapped_backbone
 from engine.data.preprocess import Preprocessing
 from engine.models.folding import folded_for_inference
 from engine.sessions.adapt_support import (ClassState, Example, ProgressFn, StopFn, SupportSet, support_key,
@@ -85,15 +85,8 @@ class FeatureCache(nn.Module):
 @contextlib.contextmanager
 def cached_backbone(algorithm: Algorithm, cache: FeatureCache | None) -> Iterator[None]:
     """Let ``algorithm`` embed through ``cache`` for the block (no-op when None); predictors made inside keep it."""
-    if cache is None:
+    with contextlib.nullcontext() if cache is None else swapped_backbone(algorithm, cache):
         yield
-        return
-    original = algorithm.backbone
-    algorithm.backbone = cache
-    try:
-        yield
-    finally:
-        algorithm.backbone = original
 
 
 class AdaptationCancelled(Exception):

@@ -130,6 +130,30 @@ def test_cacheable_features_do_not_depend_on_the_rest_of_the_batch(name: str) ->
     assert torch.allclose(batched, single, atol=1e-4)
 
 
+@pytest.mark.parametrize("name", [n for n in ALL if algorithm_class(n).cacheable_features])
+def test_the_adapt_views_feature_cache_predicts_what_the_algorithm_predicts(name: str) -> None:
+    """The cache embeds through a BatchNorm-folded copy of the backbone (every algorithm's backbone shape,
+    Relation's feature maps included): the predictions must not change."""
+    from engine.sessions.adapt_compute import FeatureCache, cached_backbone
+    from tests.engine.test_folding import trained_looking
+
+    torch.manual_seed(0)
+    algorithm = build(name, finetune_steps=0) if hasattr(ALGORITHM_CONFIGS[name], "finetune_steps") else build(name)
+    assert algorithm.cacheable_features
+    trained_looking(algorithm.backbone, seed=3)
+    task = make_task(TRAIN_POOL, torch.Generator().manual_seed(7))
+    algorithm.train(False)
+    torch.manual_seed(1)
+    direct = algorithm.adapt(task.support_x, task.support_y).predict(task.query_x)
+    cache = FeatureCache(algorithm.backbone).eval()
+    assert cache.embedder is not cache.inner, "the backbone has BatchNorm layers to fold"
+    with cached_backbone(algorithm, cache):
+        torch.manual_seed(1)
+        cached = algorithm.adapt(task.support_x, task.support_y).predict(task.query_x)
+    assert cache.misses > 0
+    torch.testing.assert_close(cached, direct, rtol=1e-3, atol=1e-4)
+
+
 @pytest.mark.parametrize("name", ALL)
 def test_meta_gradient_memory_flag_matches_the_memory_estimate(name: str) -> None:
     config = RunConfig(algorithm=ALGORITHM_CONFIGS[name]())

@@ -124,3 +124,28 @@ def _config(backbone: str) -> ModelConfig:
     config = ModelConfig()
     config.backbone = backbone
     return config
+
+
+def test_evaluation_embeds_through_a_folded_copy_and_gives_the_same_result(tiny_flat, monkeypatch) -> None:
+    """evaluate() folds the backbone of an algorithm with cacheable features, then gives its own back."""
+    import engine.evaluation as evaluation
+    from engine.algorithms.registry import build_algorithm
+    from engine.data.dataset import load_data
+    from tests.engine.helpers import tiny_config
+
+    config = tiny_config(tiny_flat, "protonet")
+    data = load_data(config.data)
+    torch.manual_seed(0)
+    algorithm = build_algorithm(config, n_train_classes=len(data.class_ids("train")))
+    trained_looking(algorithm.backbone, seed=5)
+    original, seen, probabilities = algorithm.backbone, [], evaluation.episode_probabilities
+    monkeypatch.setattr(evaluation, "episode_probabilities",
+                        lambda alg, task: seen.append(alg.backbone) or probabilities(alg, task))
+    shape = dict(part="train", episodes=20, n_way=3, n_shot=1, n_query=2, seed=4)
+    folded = evaluation.evaluate(algorithm, data, **shape)
+    assert algorithm.backbone is original
+    assert len(seen) == 20 and all(b is seen[0] and n_norms(b) == 0 for b in seen)
+    monkeypatch.setattr(evaluation, "folded_for_inference", lambda backbone: backbone)
+    plain = evaluation.evaluate(algorithm, data, **shape)
+    assert seen[-1] is original
+    assert len(set(plain.episode_accuracies)) > 1 and folded.episode_accuracies == plain.episode_accuracies
