@@ -70,6 +70,29 @@ def save_checkpoint(path: Path, algorithm: Algorithm, config: RunConfig, split: 
     return atomic_torch_save(path, payload)
 
 
+def random_state(device: torch.device) -> dict[str, torch.Tensor]:
+    """PyTorch's global generators (the CPU's, and ``device``'s on CUDA): what dropout draws from.
+    Saved in a training checkpoint's ``extra["random"]`` so a resumed run draws what it would have."""
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def restore_random_state(state: Any, device: torch.device) -> bool:
+    """Put back a :func:`random_state`; False (nothing changed) for a checkpoint without one or with a
+    state PyTorch refuses (written by another device type, say)."""
+    if not isinstance(state, dict) or not isinstance(state.get("cpu"), torch.Tensor):
+        return False
+    try:
+        torch.set_rng_state(state["cpu"])
+        if device.type == "cuda" and isinstance(state.get("cuda"), torch.Tensor):
+            torch.cuda.set_rng_state(state["cuda"], device)
+    except (RuntimeError, TypeError, ValueError):
+        return False
+    return True
+
+
 def _to_cpu(obj: Any) -> Any:
     if isinstance(obj, torch.Tensor):
         return obj.detach().cpu()

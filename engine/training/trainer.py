@@ -64,7 +64,8 @@ from engine.training import distributed
 from engine.training import run_store as rs
 from engine.training.callbacks import (Callback, CallbackList, CheckpointInfo, RunInfo, RunSummary,
                                        StepMetrics, ValidationResult)
-from engine.training.checkpoint import load_algorithm, resolve_device, save_checkpoint
+from engine.training.checkpoint import (load_algorithm, random_state, resolve_device, restore_random_state,
+                                       save_checkpoint)
 from engine.training.control import RunControl
 from engine.training.host_memory import keep_freed_host_memory_if_alone
 from engine.training.memory import estimate_maml_memory
@@ -224,6 +225,9 @@ class Trainer:
                                             len(self.data.class_ids("val")), len(self.data.class_ids("test"))))
         self.callbacks.on_log(f"training {cfg.algorithm.title or cfg.algorithm.name} on {device}{self._runtime_note()}: "
                               f"{n_train} training classes, steps {self._start_step + 1}..{cfg.train.steps}")
+        if self._random_state is not None and not restore_random_state(self._random_state, device):
+            self.callbacks.on_log("the checkpoint's random state could not be restored: dropout draws differ from "
+                                  "an uninterrupted run", "warning")
 
     def _resolve_runtime(self, cfg: RunConfig) -> torch.device:
         """The device of this process; under torch.distributed also the checks of an even split."""
@@ -242,7 +246,7 @@ class Trainer:
 
     def _load_and_build(self, cfg: RunConfig, device: torch.device) -> int:
         checkpoint = None
-        self._sampler_state = None
+        self._sampler_state = self._random_state = None
         if self._resume_from is not None:
             algorithm, checkpoint = load_algorithm(self._resume_from, device=str(device))
             split = checkpoint.split
@@ -251,6 +255,7 @@ class Trainer:
             self._best = (float(best[0]), int(best[1])) if best else None
             self._elapsed_before = float(checkpoint.extra.get("elapsed_s", 0.0))
             self._sampler_state = checkpoint.extra.get("sampler")
+            self._random_state = checkpoint.extra.get("random")
         else:
             split = None
         if self.data is None:
@@ -515,7 +520,8 @@ class Trainer:
         if self._metrics is not None:
             self._metrics.sync()
         extra = {"best": list(self._best) if self._best else None, "elapsed_s": self._elapsed(),
-                 "class_names": list(self.data.store.class_names), "sampler": self._checkpointed_sampler_state()}
+                 "class_names": list(self.data.store.class_names), "sampler": self._checkpointed_sampler_state(),
+                 "random": random_state(self._device)}
         # best.pt first: a kill between the two writes never leaves last.pt naming a best model best.pt lacks
         paths = [rs.checkpoint_file(self.run_dir, "best")] if is_best else []
         paths.append(rs.checkpoint_file(self.run_dir, "last"))

@@ -55,12 +55,15 @@ def test_run_reports_every_step_validates_and_writes_its_folder(tiny_flat, tmp_p
     assert ckpt.step == 12 and ckpt.split.test and not set(ckpt.split.test) & set(ckpt.split.train)
 
 
-def test_stopped_run_resumes_to_the_same_curve_as_an_uninterrupted_run(tiny_flat, tmp_path):
+@pytest.mark.parametrize("algorithm, options", [("protonet", {}), ("feat", {"dropout": 0.5})])
+def test_stopped_run_resumes_to_the_same_curve_as_an_uninterrupted_run(tiny_flat, tmp_path, algorithm, options):
+    """FEAT's dropout draws from PyTorch's global generator: the checkpoint carries its state."""
     full = Recorder()
-    Trainer(tiny_config(tiny_flat), run_dir=tmp_path / "full", callbacks=[full]).run()
+    Trainer(tiny_config(tiny_flat, algorithm, **options), run_dir=tmp_path / "full", callbacks=[full]).run()
     control = RunControl()
     first = Recorder(stop_at=6, control=control)
-    summary = Trainer(tiny_config(tiny_flat), run_dir=tmp_path / "cut", callbacks=[first], control=control).run()
+    summary = Trainer(tiny_config(tiny_flat, algorithm, **options), run_dir=tmp_path / "cut", callbacks=[first],
+                      control=control).run()
     assert summary.status == "stopped" and summary.steps_done == 6
     assert rs.RunStore(tmp_path).record(tmp_path / "cut").status == "stopped"
     second = Recorder()
