@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from engine.data.folder import FolderIndex, SkippedFile
-from engine.data.images import ImageDecodeError, decode_image
+from engine.data.images import ImageDecodeError
 from engine.data.preprocess import Preprocessing
 
 ProgressCallback = Callable[[int, int], None]
@@ -36,6 +36,7 @@ class ImageStore:
     """Decoded uint8 images at the configured size, with their classes.
 
     labels: [N] int64 class index per image (into ``class_names``).
+    preprocessing: how a file becomes an image here (size, channels, crop): ``Preprocessing.decode``.
     cache: [M, C, H, W] uint8, the images that fit in the budget.
     cache_slots: [N] int64, row of each image in ``cache`` or -1 (decoded on demand).
     rotations: [N] int64, quarter turns applied after decoding ``paths[i]`` (rotated classes).
@@ -46,9 +47,7 @@ class ImageStore:
     labels: Tensor
     paths: list[Path]
     skipped: list[SkippedFile] = field(default_factory=list)
-    image_size: int = 28
-    channels: int = 1
-    center_crop: float = 1.0
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
     cache: Tensor | None = field(default=None, repr=False)
     cache_slots: Tensor | None = field(default=None, repr=False)
     rotations: Tensor | None = field(default=None, repr=False)
@@ -59,7 +58,8 @@ class ImageStore:
     def __post_init__(self) -> None:
         n = len(self.paths)
         if self.cache is None:
-            self.cache = torch.empty(0, self.channels, self.image_size, self.image_size, dtype=torch.uint8)
+            size = self.preprocessing.image_size
+            self.cache = torch.empty(0, self.preprocessing.channels, size, size, dtype=torch.uint8)
         if self.cache_slots is None:
             self.cache_slots = torch.full((n,), -1, dtype=torch.long)
         if self.rotations is None:
@@ -110,7 +110,8 @@ class ImageStore:
         hit = slots >= 0
         if bool(hit.all()):
             return torch.index_select(self.cache, 0, slots)
-        out = torch.empty(len(indices), self.channels, self.image_size, self.image_size, dtype=torch.uint8)
+        size = self.preprocessing.image_size
+        out = torch.empty(len(indices), self.preprocessing.channels, size, size, dtype=torch.uint8)
         out[hit] = self.cache[slots[hit]]
         for position in torch.nonzero(~hit).flatten().tolist():
             out[position] = self.decode(int(indices[position]))
@@ -118,7 +119,7 @@ class ImageStore:
 
     def decode(self, index: int) -> Tensor:
         """Decode image ``index`` from its file (uint8 [C, H, W]), applying its rotation."""
-        image = decode_image(self.paths[index], self.image_size, self.channels, self.center_crop)
+        image = self.preprocessing.decode(self.paths[index])
         turns = int(self.rotations[index])
         return torch.rot90(image, turns, dims=(1, 2)).contiguous() if turns else image
 
@@ -134,7 +135,7 @@ class ImageStore:
         sources = torch.cat([by_class[c] for c in class_ids]) if class_ids else torch.empty(0, dtype=torch.long)
         position = torch.full((self.n_classes,), -1, dtype=torch.long)
         position[torch.tensor(class_ids, dtype=torch.long)] = torch.arange(len(class_ids))
-        per_image = self.channels * self.image_size ** 2
+        per_image = self.preprocessing.channels * self.preprocessing.image_size ** 2
         free_rows = max(0, self.budget_bytes // per_image - self.n_cached)
         parts = _RotationParts(self.n_cached)
         for turns in (1, 2, 3):
@@ -147,8 +148,7 @@ class ImageStore:
             class_names=self.class_names + names, class_groups=self.class_groups + groups,
             labels=torch.cat([self.labels, *parts.labels]),
             paths=self.paths + [self.paths[i] for _ in (1, 2, 3) for i in sources.tolist()],
-            skipped=list(self.skipped), image_size=self.image_size, channels=self.channels,
-            center_crop=self.center_crop, cache=torch.cat([self.cache, *parts.rows]),
+            skipped=list(self.skipped), preprocessing=self.preprocessing, cache=torch.cat([self.cache, *parts.rows]),
             cache_slots=torch.cat([self.cache_slots, *parts.slots]),
             rotations=torch.cat([self.rotations, *parts.rotations]), budget_bytes=self.budget_bytes)
         return store, list(range(self.n_classes, store.n_classes))
@@ -208,8 +208,8 @@ def load_store(index: FolderIndex, preprocessing: Preprocessing, budget_mb: int 
         cache = cache[:n_cached].clone()
     return _drop_empty_classes(index, ImageStore(
         class_names=index.class_names(), class_groups=[entry.group for entry in index.classes],
-        labels=torch.tensor(labels, dtype=torch.long), paths=paths, skipped=skipped, image_size=size,
-        channels=channels, center_crop=preprocessing.center_crop, cache=cache,
+        labels=torch.tensor(labels, dtype=torch.long), paths=paths, skipped=skipped, preprocessing=preprocessing,
+        cache=cache,
         cache_slots=torch.tensor(slots, dtype=torch.long),
         budget_bytes=budget_bytes))
 
@@ -287,7 +287,7 @@ def _drop_empty_classes(index: FolderIndex, store: ImageStore) -> ImageStore:
     new_label[torch.tensor(keep, dtype=torch.long)] = torch.arange(len(keep))
     return ImageStore(
         class_names=[store.class_names[c] for c in keep], class_groups=[store.class_groups[c] for c in keep],
-        labels=new_label[store.labels], paths=store.paths, skipped=store.skipped, image_size=store.image_size,
-        channels=store.channels, center_crop=store.center_crop, cache=store.cache, cache_slots=store.cache_slots,
+        labels=new_label[store.labels], paths=store.paths, skipped=store.skipped, preprocessing=store.preprocessing,
+        cache=store.cache, cache_slots=store.cache_slots,
         rotations=store.rotations,
         budget_bytes=store.budget_bytes)

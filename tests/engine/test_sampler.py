@@ -28,7 +28,7 @@ def make_store(counts: list[int]) -> ImageStore:
     cache[:, 0, 0, 1] = 255 - torch.arange(n, dtype=torch.uint8)
     return ImageStore(class_names=[f"g/c{c}" for c in range(len(counts))],
                       class_groups=["g"] * len(counts), labels=labels,
-                      paths=[Path(f"/none/{i}.png") for i in range(n)], image_size=SIZE, channels=1,
+                      paths=[Path(f"/none/{i}.png") for i in range(n)], preprocessing=PREP,
                       cache=cache, cache_slots=torch.arange(n))
 
 
@@ -186,10 +186,10 @@ def test_class_batch_larger_than_data_draws_with_replacement() -> None:
 def test_affine_augmentation_moves_ink_but_keeps_background_and_seed() -> None:
     cache = torch.full((10, 1, 28, 28), 255, dtype=torch.uint8)
     cache[:, :, 10:18, 12:16] = 0  # a dark bar on white
+    prep = Preprocessing(image_size=28, channels=1)
     store = ImageStore(class_names=["a", "b"], class_groups=[None, None],
                        labels=torch.tensor([0] * 5 + [1] * 5), paths=[Path(f"/none/{i}.png") for i in range(10)],
-                       image_size=28, channels=1, cache=cache, cache_slots=torch.arange(10))
-    prep = Preprocessing(image_size=28, channels=1)
+                       preprocessing=prep, cache=cache, cache_slots=torch.arange(10))
     plain = EpisodeSampler(store, [0, 1], prep, 2, 2, 3, seed=1).sample()
     moved_a = EpisodeSampler(store, [0, 1], prep, 2, 2, 3, seed=1, augment=True, affine=True).sample()
     moved_b = EpisodeSampler(store, [0, 1], prep, 2, 2, 3, seed=1, augment=True, affine=True).sample()
