@@ -125,7 +125,7 @@ def evaluate(algorithm: Algorithm, data: FewShotData, part: str = "test", episod
 def inference_backbone(algorithm: Algorithm) -> contextlib.AbstractContextManager[None]:
     """For the block, an algorithm with ``cacheable_features`` embeds through a BatchNorm-folded copy of
     its backbone, made now from its current weights; any other algorithm is left as it is."""
-    if not algorithm.cacheable_features:
+    if not getattr(algorithm, "cacheable_features", False):  # also a wrapper with only train/adapt/device
         return contextlib.nullcontext()
     folded = folded_for_inference(algorithm.backbone)
     return contextlib.nullcontext() if folded is algorithm.backbone else swapped_backbone(algorithm, folded)
