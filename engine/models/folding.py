@@ -10,8 +10,9 @@ equal to round-off (2e-7 on unit-scale features).
 
 Found with ``torch.fx``: the network is traced (BatchNorm and convolution layers kept as leaves),
 and a BatchNorm whose only input is a convolution used nowhere else is folded; a module that
-cannot be traced has its children tried. A network with nothing to fold is returned as it is. The copy is for eval mode without
-gradients only (the Adapt panel's frozen features): training needs the BatchNorm's batch statistics.
+cannot be traced has its children tried. A network with nothing to fold is returned as it is.
+The copy is for eval mode only (the Adapt view's frozen features, evaluation): training needs the
+BatchNorm's batch statistics, and the copy does not follow later changes of the weights.
 """
 
 from __future__ import annotations
