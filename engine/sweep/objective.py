@@ -20,6 +20,7 @@ from engine.config import RunConfig
 from engine.errors import EngineError
 from engine.training import run_store as rs
 from engine.training.callbacks import Callback, ValidationResult
+from engine.training.checkpoint import checkpoint_step
 from engine.training.control import RunControl
 
 RUN_DIR_ATTR = "run_dir"
@@ -134,10 +135,11 @@ class TrialRunner:
 
 
 def replay_validations(trial: Any, run_dir: Path) -> None:
-    """Report to ``trial`` the validations a resumed run did before its checkpoint (so the pruner and the
-    curves see the whole run)."""
+    """Report to ``trial`` the validations a resumed run did up to the checkpoint it resumes from (so the
+    pruner and the curves see the whole run). The step is the checkpoint's own: run.json's ``steps_done`` is
+    written after the checkpoint, so a kill in between leaves it one checkpoint behind."""
     try:
-        step = rs.RunStore(run_dir.parent).record(run_dir).steps_done  # the step of its last checkpoint
+        step = checkpoint_step(rs.checkpoint_file(run_dir, "last"))
     except (EngineError, OSError):
         return
     for row in rs.read_metrics(run_dir / rs.METRICS_FILE):

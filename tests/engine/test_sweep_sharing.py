@@ -123,3 +123,38 @@ def test_a_killed_sweep_continues_where_it_was(tmp_path, capsys):
     assert checkpoint_file(finished.user_attrs["run_dir"], "last").stat().st_mtime_ns == finished_checkpoint
     record = RunStore(runs).record(killed.user_attrs["run_dir"])
     assert record.status == "finished" and record.steps_done == 30
+
+
+class _ReportedTrial:
+    """The one part of an Optuna trial ``replay_validations`` uses."""
+
+    def __init__(self) -> None:
+        self.reports: list[tuple[int, float]] = []
+
+    def report(self, value: float, step: int) -> None:
+        self.reports.append((step, value))
+
+
+def test_a_resumed_trial_replays_every_validation_up_to_the_checkpoint_it_resumes_from(tmp_path):
+    """A kill between writing last.pt and updating run.json leaves the record a checkpoint behind: the
+    replay must follow the checkpoint the run resumes from, not the record (the CI failure of
+    test_a_killed_sweep_continues_where_it_was: the continued trial lacked the killed trial's step-2 value)."""
+    from dataclasses import replace
+
+    from engine.sweep.objective import replay_validations
+    from engine.training.run_store import read_metrics, write_record
+    from engine.training.trainer import Trainer
+    from tests.engine.sweep_helpers import tiny_glyph_config
+
+    run_dir = tmp_path / "runs" / "trial"
+    config = tiny_glyph_config(steps=4)
+    config.train.checkpoint_every = 2
+    assert Trainer(config, run_dir=run_dir).run().status == "finished"
+    validations = [(int(r["step"]), float(r["accuracy"])) for r in read_metrics(run_dir / "metrics.jsonl")
+                   if r["kind"] == "validation"]
+    assert [step for step, _ in validations] == [2, 4]
+    store = RunStore(run_dir.parent)
+    write_record(replace(store.record(run_dir), steps_done=0))  # the record lags behind last.pt (step 4)
+    trial = _ReportedTrial()
+    replay_validations(trial, run_dir)
+    assert trial.reports == validations
