@@ -10,7 +10,7 @@ import torch
 from engine.data.dataset import FewShotData, load_data
 from engine.data.folder import IMAGE_EXTENSIONS, scan_folder
 from engine.errors import ConfigError, DatasetError
-from engine.evaluation import EvaluationResult, evaluate
+from engine.evaluation import EvaluationResult, evaluate, inference_backbone
 from engine.evaluation_protocols import PROTOCOLS, evaluate_within_alphabet
 from engine.training.checkpoint import load_algorithm
 
@@ -122,11 +122,12 @@ def predict_folders(checkpoint: Path, support_dir: Path | None, queries: Sequenc
     if len(class_names) < 2:
         raise DatasetError(f"{support_dir}: need at least 2 class folders, found {len(class_names)}")
     dev = algorithm.device
-    predictor = algorithm.adapt(torch.cat(support_x).to(dev), torch.tensor(support_y, device=dev), steps=steps)
     files, truth = _query_files(queries, class_names)
     images, good, bad = prep.load_many(files)
     skipped += [dict(path=str(s.path), reason=s.reason) for s in bad]
-    probs = predictor.predict(images.to(dev)).cpu() if len(good) else torch.empty(0, len(class_names))
+    with inference_backbone(algorithm):  # as evaluate embeds
+        predictor = algorithm.adapt(torch.cat(support_x).to(dev), torch.tensor(support_y, device=dev), steps=steps)
+        probs = predictor.predict(images.to(dev)).cpu() if len(good) else torch.empty(0, len(class_names))
     return _prediction_report(class_names, good, probs, truth, skipped)
 
 

@@ -5,6 +5,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from engine.cli import main
 
@@ -56,6 +57,32 @@ def test_evaluate_json_gives_accuracy_and_ci(trained, capsys):
     report = json.loads(capsys.readouterr().out)
     assert 0.0 <= report["accuracy"] <= 1.0 and report["ci95"] >= 0.0
     assert report["n_episodes"] == 20 and report["classes"] == "the run's test classes"
+
+
+def test_predict_embeds_through_the_folded_copy_with_the_same_probabilities(trained, tiny_flat, tmp_path,
+                                                                            monkeypatch):
+    import engine.evaluation as evaluation
+    from engine.inference import predict_folders
+
+    support, query = tmp_path / "support", tmp_path / "query"
+    for name in ("class001", "class004"):
+        files = sorted((tiny_flat / name).glob("*.png"))
+        (support / name).mkdir(parents=True)
+        (query / name).mkdir(parents=True)
+        for f in files[:2]:
+            shutil.copy(f, support / name / f.name)
+        shutil.copy(files[2], query / name / files[2].name)
+    folded, fold = [], evaluation.folded_for_inference
+    monkeypatch.setattr(evaluation, "folded_for_inference",
+                        lambda backbone: folded.append(fold(backbone)) or folded[-1])
+    checkpoint = trained / "checkpoints" / "last.pt"
+    with_copy = predict_folders(checkpoint, support, [query])
+    assert len(folded) == 1 and not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded[0].modules())
+    monkeypatch.setattr(evaluation, "folded_for_inference", lambda backbone: backbone)
+    plain = predict_folders(checkpoint, support, [query])
+    assert [r["file"] for r in with_copy["predictions"]] == [r["file"] for r in plain["predictions"]]
+    for a, b in zip(with_copy["predictions"], plain["predictions"]):
+        assert a["probabilities"] == pytest.approx(b["probabilities"], abs=1e-5)
 
 
 def test_predict_json_names_each_query_file_with_probabilities(trained, tiny_flat, tmp_path, capsys):
