@@ -19,8 +19,7 @@ from typing import Any, Callable, Sequence
 from engine.config import RunConfig
 from engine.errors import EngineError
 from engine.training import run_store as rs
-from engine.training.callbacks import Callback, ValidationResult
-from engine.training.checkpoint import checkpoint_step
+from engine.training.callbacks import Callback, RunInfo, ValidationResult
 from engine.training.control import RunControl
 
 RUN_DIR_ATTR = "run_dir"
@@ -69,6 +68,10 @@ class PruningReporter(Callback):
     pruned_at: int | None = None
     report_seconds: list[float] = field(default_factory=list)
     """Seconds each report + pruning question took (Optuna's overhead, measured by bench_sweep_overhead)."""
+
+    def on_run_start(self, info: RunInfo) -> None:
+        if info.start_step > 0 and info.run_dir is not None:  # a resumed run: its earlier validations first
+            replay_validations(self.trial, info.run_dir, info.start_step)
 
     def on_validation(self, result: ValidationResult) -> None:
         if self.pruned_at is not None:
@@ -122,7 +125,6 @@ class TrialRunner:
         resume = trial.user_attrs.get(RESUME_ATTR)
         if resume and rs.checkpoint_file(resume, "last").is_file():
             run_dir = Path(resume)
-            replay_validations(trial, run_dir)
             try:
                 return Trainer.resume(run_dir, callbacks=callbacks, control=control,
                                       data=self.data_for(config)), run_dir
@@ -134,14 +136,11 @@ class TrialRunner:
                        data=self.data_for(config)), run_dir
 
 
-def replay_validations(trial: Any, run_dir: Path) -> None:
-    """Report to ``trial`` the validations a resumed run did up to the checkpoint it resumes from (so the
-    pruner and the curves see the whole run). The step is the checkpoint's own: run.json's ``steps_done`` is
+def replay_validations(trial: Any, run_dir: Path, step: int) -> None:
+    """Report to ``trial`` the validations a resumed run did up to ``step``, the step of the checkpoint it
+    resumed from (so the pruner and the curves see the whole run). :class:`PruningReporter` calls it when the
+    resumed run starts, with the step the trainer read from that checkpoint: run.json's ``steps_done`` is
     written after the checkpoint, so a kill in between leaves it one checkpoint behind."""
-    try:
-        step = checkpoint_step(rs.checkpoint_file(run_dir, "last"))
-    except (EngineError, OSError):
-        return
     for row in rs.read_metrics(run_dir / rs.METRICS_FILE):
         if row.get("kind") == "validation" and int(row.get("step", 0)) <= step:
             trial.report(float(row["accuracy"]), int(row["step"]))

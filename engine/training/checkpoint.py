@@ -125,14 +125,6 @@ def read_payload(path: Path | str, expected_format: str = FORMAT) -> dict[str, A
     return payload
 
 
-def checkpoint_step(path: Path | str) -> int:
-    """The training step a checkpoint was saved at; CheckpointError naming the file when unreadable."""
-    step = read_payload(path).get("step")
-    if not isinstance(step, int) or step < 0:
-        raise CheckpointError(f"{path}: the checkpoint's step is not a non-negative integer ({step!r})")
-    return step
-
-
 def _first_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return text[0][:200] if text else type(error).__name__

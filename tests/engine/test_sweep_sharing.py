@@ -126,13 +126,16 @@ def test_a_killed_sweep_continues_where_it_was(tmp_path, capsys):
 
 
 class _ReportedTrial:
-    """The one part of an Optuna trial ``replay_validations`` uses."""
+    """The parts of an Optuna trial a trial's PruningReporter uses."""
 
     def __init__(self) -> None:
         self.reports: list[tuple[int, float]] = []
 
     def report(self, value: float, step: int) -> None:
         self.reports.append((step, value))
+
+    def should_prune(self) -> bool:
+        return False
 
 
 def test_a_resumed_trial_replays_every_validation_up_to_the_checkpoint_it_resumes_from(tmp_path):
@@ -141,7 +144,8 @@ def test_a_resumed_trial_replays_every_validation_up_to_the_checkpoint_it_resume
     test_a_killed_sweep_continues_where_it_was: the continued trial lacked the killed trial's step-2 value)."""
     from dataclasses import replace
 
-    from engine.sweep.objective import replay_validations
+    from engine.sweep.objective import PruningReporter, TrialControl
+    from engine.training.control import RunControl
     from engine.training.run_store import read_metrics, write_record
     from engine.training.trainer import Trainer
     from tests.engine.sweep_helpers import tiny_glyph_config
@@ -150,11 +154,12 @@ def test_a_resumed_trial_replays_every_validation_up_to_the_checkpoint_it_resume
     config = tiny_glyph_config(steps=4)
     config.train.checkpoint_every = 2
     assert Trainer(config, run_dir=run_dir).run().status == "finished"
-    validations = [(int(r["step"]), float(r["accuracy"])) for r in read_metrics(run_dir / "metrics.jsonl")
-                   if r["kind"] == "validation"]
-    assert [step for step, _ in validations] == [2, 4]
     store = RunStore(run_dir.parent)
     write_record(replace(store.record(run_dir), steps_done=0))  # the record lags behind last.pt (step 4)
     trial = _ReportedTrial()
-    replay_validations(trial, run_dir)
-    assert trial.reports == validations
+    reporter = PruningReporter(trial, TrialControl(RunControl()))
+    assert Trainer.resume(run_dir, callbacks=[reporter], extra_steps=2).run().status == "finished"
+    validations = [(int(r["step"]), float(r["accuracy"])) for r in read_metrics(run_dir / "metrics.jsonl")
+                   if r["kind"] == "validation"]
+    assert [step for step, _ in validations] == [2, 4, 6]
+    assert trial.reports == validations  # steps 2 and 4 replayed from before the resume, then step 6
