@@ -34,8 +34,8 @@ from engine.data.preprocess import Preprocessing
 from engine.data.splits import ClassSplit
 from engine.errors import CheckpointError, ConfigError, EngineError
 from engine.io import atomic_torch_save, atomic_write_bytes
-from engine.training.checkpoint import (Checkpoint, check_algorithm_state, load_checkpoint, read_payload,
-                                       resolve_device)
+from engine.training.checkpoint import (Checkpoint, check_algorithm_state, declared_format, load_checkpoint,
+                                        read_payload, resolve_device)
 
 FORMAT = "meta-studio-adapted"
 VERSION = 1
@@ -157,12 +157,9 @@ def _to_cpu(obj: Any) -> Any:
 
 # -- loading --------------------------------------------------------------------------------------
 def is_adapted_file(path: Path | str) -> bool:
-    """True when ``path`` is a readable adapted-classifier file (safe load; False for anything else)."""
-    try:
-        read_payload(path, FORMAT)
-    except CheckpointError:
-        return False
-    return True
+    """True when ``path`` declares itself an adapted classifier (its format field, read without the tensors);
+    ``load_adapted`` then checks it whole and names the file if it is damaged."""
+    return declared_format(path) == FORMAT
 
 
 def load_adapted(path: Path | str, device: str = "cpu") -> AdaptedClassifier:

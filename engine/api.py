@@ -79,7 +79,8 @@ EXPORTS: dict[str, tuple[str, ...]] = {
     # interactive sessions (Qt-free state of the Adapt view)
     "engine.sessions": ("BULK_FILES", "DEMO_MODEL", "DEMO_SHOTS", "SESSION_FILES_PREFIX", "AdaptOutput",
                         "AdaptSession", "ClassState", "DecodeResult", "DropListing", "Example", "FeatureCache",
-                        "MapData", "SupportSet", "class_folder_groups", "decode_files", "list_dropped",
+                        "MapData", "OpenedModel", "SupportSet", "class_folder_groups", "decode_files", "list_dropped",
+                        "open_model",
                         "remote_message", "support_key", "usable_classes"),
 }
 """Owning module -> the public names it provides."""

@@ -6,7 +6,7 @@ decoding; ``adapt_compute``: the feature cache, adapt-and-predict and the 2-D ma
 """
 
 from engine.sessions.adapt import (DEMO_MODEL, DEMO_SHOTS, MAX_SYNC_IMAGES, SESSION_FILES_PREFIX, AdaptSession,
-                                   DemoSummary, demo_selection, support_from_adapted)
+                                   DemoSummary, OpenedModel, demo_selection, open_model, support_from_adapted)
 from engine.sessions.adapt_compute import (AdaptationCancelled, AdaptOutput, FeatureCache, MapData,
                                            adapt_and_predict, map_data, pca_2d)
 from engine.sessions.adapt_support import (BULK_FILES, ClassState, DecodeResult, DropListing, DropOutcome, Example,
@@ -17,7 +17,8 @@ from engine.sessions.adapt_support import (BULK_FILES, ClassState, DecodeResult,
 __all__ = [
     "AdaptOutput", "AdaptSession", "AdaptationCancelled", "BULK_FILES", "ClassState", "DEMO_MODEL", "DEMO_SHOTS",
     "DecodeResult", "DemoSummary", "DropListing", "DropOutcome", "Example", "FeatureCache", "MAX_SYNC_IMAGES",
-    "MapData", "SESSION_FILES_PREFIX", "SupportSet", "UndoHistory", "adapt_and_predict", "class_folder_groups",
-    "decode_files", "demo_selection", "drop_message", "list_dropped", "map_data", "name_problem", "next_class_name", "pca_2d",
+    "MapData", "OpenedModel", "SESSION_FILES_PREFIX", "SupportSet", "UndoHistory", "adapt_and_predict", "class_folder_groups",
+    "decode_files", "demo_selection", "drop_message", "list_dropped", "map_data", "name_problem", "next_class_name", "open_model",
+    "pca_2d",
     "remote_message", "reprocess", "support_from_adapted", "support_key", "usable_classes",
 ]

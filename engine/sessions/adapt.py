@@ -20,9 +20,10 @@ import re
 import tempfile
 import time
 import weakref
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -114,15 +115,16 @@ class AdaptSession:
 
         The classes and test images are kept, converted to the new model's image size, unless the
         file brings its own classes (an adapted classifier; opening it is a change that can be undone).
+        ``open_model`` then ``use_model``; a view opens large models in its worker thread that way.
         """
-        path = Path(path)
-        adapted = load_adapted(path) if is_adapted_file(path) else None
-        algorithm, checkpoint = (adapted.algorithm, adapted.checkpoint) if adapted else load_algorithm(path)
-        self.algorithm, self.checkpoint, self.model_path = algorithm, checkpoint, path
+        self.use_model(open_model(path))
+
+    def use_model(self, opened: OpenedModel) -> None:
+        """Make a model read by :func:`open_model` the current one (quick: no file is read, nothing is built)."""
+        adapted, algorithm, checkpoint = opened.adapted, opened.algorithm, opened.checkpoint
+        self.algorithm, self.checkpoint, self.model_path = algorithm, checkpoint, opened.path
         self.opened_adapted = adapted is not None
-        self.feature_cache = FeatureCache(algorithm.backbone) if algorithm.cacheable_features else None
-        self.seconds_per_image = embedding_seconds(
-            self.feature_cache.embedder if self.feature_cache else algorithm.backbone, checkpoint.preprocessing)
+        self.feature_cache, self.seconds_per_image = opened.feature_cache, opened.seconds_per_image
         self._embedded = {}
         self.output = None
         self.tile_examples = [reprocess(e, checkpoint.preprocessing) for e in self.tile_examples]
@@ -483,6 +485,46 @@ def support_from_adapted(adapted: AdaptedClassifier) -> SupportSet:
                          for i in range(len(images)) if int(adapted.support_labels[i]) == label)
         classes.append(ClassState(new_uid(), class_name, examples))
     return tuple(classes)
+
+
+@dataclass(frozen=True)
+class OpenedModel:
+    """A model file read and made ready by :func:`open_model`, not yet the session's (``use_model``)."""
+
+    path: Path
+    algorithm: Algorithm
+    checkpoint: Checkpoint
+    adapted: AdaptedClassifier | None        # the file was a saved adapted classifier (it brings its classes)
+    feature_cache: FeatureCache | None       # for algorithms with cacheable_features
+    seconds_per_image: float | None          # one image's forward, timed in ``timing_threads`` threads
+
+
+def open_model(path: Path | str, timing_threads: int | None = None) -> OpenedModel:
+    """Read a training checkpoint or a saved adapted classifier and build what adapting with it needs: the
+    algorithm, its feature cache (with the BatchNorm-folded copy) and one image's forward time, measured with
+    ``timing_threads`` PyTorch threads (default: the calling thread's count; the Adapt view passes 1, the
+    GUI thread's, when it opens a model in its worker). Touches no session, so it may run in any thread:
+    for ResNet-50 it takes about a second. EngineError naming the file on a bad one."""
+    path = Path(path)
+    adapted = load_adapted(path) if is_adapted_file(path) else None
+    algorithm, checkpoint = (adapted.algorithm, adapted.checkpoint) if adapted else load_algorithm(path)
+    cache = FeatureCache(algorithm.backbone) if algorithm.cacheable_features else None
+    with torch_threads(timing_threads):
+        seconds = embedding_seconds(cache.embedder if cache else algorithm.backbone, checkpoint.preprocessing)
+    return OpenedModel(path, algorithm, checkpoint, adapted, cache, seconds)
+
+
+@contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """PyTorch's thread count in the calling thread set to ``count`` (None: unchanged) for the block."""
+    before = torch.get_num_threads()
+    if count is not None:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        if count is not None:
+            torch.set_num_threads(before)
 
 
 def embedding_seconds(backbone: nn.Module, prep: Preprocessing) -> float | None:

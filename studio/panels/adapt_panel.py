@@ -10,7 +10,8 @@ and forwards what the user does.
   loop in a worker thread through one :class:`studio.jobs.latest.LatestJob` with a small progress
   bar: a newer change stops the running inner loop and drops what it still delivers.
 * Works with the current run, any run of the history, a checkpoint file, or a saved adapted
-  classifier; images are converted with the checkpoint's preprocessing (size, channels).
+  classifier; images are converted with the checkpoint's preprocessing (size, channels). A run or a file
+  is opened in the worker thread (``open_model``; a second LatestJob), the Demo's small model at once.
 * Saves the adapted classifier (``engine.adapted``) for the panel and ``meta-engine predict``, and
   exports it (ONNX, pt2 or TorchScript, with the parity check: ``export_dialog.py``).
 * "Demo" loads ``assets/demo_model.pt`` and five characters of an alphabet the model never saw.
@@ -26,8 +27,8 @@ from PySide6.QtGui import QImage, QKeySequence, QShortcut
 from PySide6.QtWidgets import QFrame, QLabel, QProgressBar, QProgressDialog, QVBoxLayout, QWidget
 
 from engine.api import (BULK_FILES, DEMO_MODEL, DEMO_SHOTS, AdaptOutput, AdaptSession, ClassState, DecodeResult,
-                        DropListing, EngineError, FeatureCache, class_folder_groups, list_dropped, remote_message,
-                        usable_classes)
+                        DropListing, EngineError, FeatureCache, OpenedModel, class_folder_groups, list_dropped,
+                        open_model, remote_message, usable_classes)
 from studio.jobs.latest import LatestJob
 from studio.jobs.thread import WorkerHandle, run_in_worker
 from studio.panels.adapt_cards import (LEVEL_COLOURS, CardList, ClassCard, button, decode_in_worker, hbox, png_bytes,
@@ -56,6 +57,7 @@ class AdaptPanel(QWidget):
         super().__init__(parent)
         self.session = AdaptSession()
         self.job = LatestJob()                      # the adaptation in the worker thread (latest wins)
+        self.opening = LatestJob()                  # a model opened in the worker thread (latest wins)
         self._job_pending = False                   # a change arrived while the job ran: re-adapt when it ends
         self._background: list[WorkerHandle] = []   # imports and demo preparation until their `done`
         self.import_dialog: QProgressDialog | None = None
@@ -81,7 +83,7 @@ class AdaptPanel(QWidget):
         self.export_button = button("Export...", "The classifier as ONNX, pt2 or TorchScript (normalised images -> "
                                     "probabilities), checked against PyTorch", self.open_export_dialog)
         toolbar = hbox([button("Open model...", "A training checkpoint (.pt) or a saved adapted classifier",
-                               lambda: self._file_dialog("open", self.load_checkpoint)), self.demo_button, 8,
+                               lambda: self._file_dialog("open", self.open_model)), self.demo_button, 8,
                         (self.model_label, 1), 8, self.undo_button, self.save_button, self.export_button], spacing=6)
         self.banner = WrappedLabel("")
         self.banner.setObjectName("adapt_banner")
@@ -159,35 +161,56 @@ class AdaptPanel(QWidget):
 
     # =================================================================================== model
     def set_run(self, run: Any) -> bool:
-        """Use a run's best checkpoint (else its last one); ``run`` is a run folder or a RunRecord."""
+        """Open a run's best checkpoint (else its last one) in the worker thread (:meth:`open_model`); ``run`` is a
+        run folder or a RunRecord. False, with a banner, when the run has no checkpoint yet."""
         path = self.session.run_checkpoint(run)
         if path is not None:
-            return self.load_checkpoint(path)
+            self.open_model(path)
+            return True
         self.show_banner(f"The run {Path(getattr(run, 'run_dir', run)).name} has no checkpoint yet; the Adapt view "
                          "keeps its current model.", "warning")
         return False
 
-    def load_checkpoint(self, path: Path | str) -> bool:
-        """Load a training checkpoint or a saved adapted classifier; the classes on screen are kept
-        (converted to the new model's image size) unless the file brings its own."""
+    def open_model(self, path: Path | str) -> WorkerHandle:
+        """Open a training checkpoint or a saved adapted classifier in the worker thread: reading, checking and
+        building a large network takes about a second (ResNet-50), and the window stays live meanwhile. The
+        current model and classes stay until the new model is ready; the latest open wins; a bad file leaves a
+        banner and the current model."""
         path = Path(path)
+        self.show_banner(f"Opening {path.name}...", "info")
+        # timed in one thread: the GUI thread, where quick adaptations run, is single-threaded (jobs.policy)
+        return self.opening.start(lambda progress, should_stop: open_model(path, timing_threads=1),
+                                  on_result=self._use_model, on_error=self._open_failed)
+
+    def load_checkpoint(self, path: Path | str) -> bool:
+        """Open a training checkpoint or a saved adapted classifier here and now (the Demo button's small model,
+        scripts); the classes on screen are kept (converted to the new model's image size) unless the file
+        brings its own. False, with a banner, for a bad file."""
+        self.opening.drop()  # an open still running in the worker would replace this one when it ends
         try:
-            self.session.load_model(path)
+            opened = open_model(path)
         except EngineError as error:
-            self.show_banner(f"Cannot open the model: {error}", "error")
+            self._open_failed(str(error))
             return False
+        self._use_model(opened)
+        return True
+
+    def _open_failed(self, message: str) -> None:
+        self.show_banner(f"Cannot open the model: {message}", "error")
+
+    def _use_model(self, opened: OpenedModel) -> None:
+        self.session.use_model(opened)
         self._cancel_job()
         self.test_zone.set_tiles(self.session.tile_examples)
         self.test_zone.set_folder(self.session.folder_name, self.session.folder_examples)
         self.model_label.setText(_describe_model(self.session))
-        self.model_label.setToolTip(str(path))
+        self.model_label.setToolTip(str(opened.path))
         algorithm = self.session.algorithm
         self.transductive_note.show_for(algorithm.transductive,
                                         algorithm.display_title(self.session.checkpoint.config.algorithm))
         self.show_banner("")
         self._support_changed()
-        self.model_loaded.emit(str(path))
-        return True
+        self.model_loaded.emit(str(opened.path))
 
     # =================================================================================== classes
     def add_class(self, name: str | None = None) -> ClassCard:
@@ -409,8 +432,8 @@ class AdaptPanel(QWidget):
         self._job_pending = False
 
     def is_busy(self) -> bool:
-        """True until every adaptation, import and demo preparation in the worker has delivered its result."""
-        return self.job.is_running() or bool(self._background)
+        """True until every adaptation, model opening, import and demo preparation in the worker has delivered."""
+        return self.job.is_running() or self.opening.is_running() or bool(self._background)
 
     def is_current(self) -> bool:
         """True when the predictions on screen belong to the classes and test images on screen."""
@@ -579,6 +602,7 @@ class AdaptPanel(QWidget):
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
         self._cancel_job()
+        self.opening.drop()
         for handle in self._background:
             handle.stop()
         super().closeEvent(event)

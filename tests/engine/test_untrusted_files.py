@@ -360,6 +360,21 @@ def test_a_tampered_adapted_classifier_is_refused_naming_the_file(tmp_path: Path
     assert str(bad) in str(error.value) and needle in str(error.value), str(error.value)
 
 
+@pytest.mark.parametrize("tamper", BYTE_TAMPERINGS.values(), ids=BYTE_TAMPERINGS.keys())
+def test_every_tampering_with_an_adapted_classifiers_bytes_is_refused_where_the_adapt_view_opens_it(
+        tmp_path: Path, adapted_file: Path, tamper: Callable[[bytearray], bytearray]) -> None:
+    """The Adapt view tells the two file types apart by the format the file declares (read without the
+    tensors); the reader it picks still checks the whole file."""
+    from engine.sessions.adapt import open_model
+
+    assert open_model(adapted_file).adapted is not None  # the control
+    bad = tmp_path / "tampered-adapted.pt"
+    bad.write_bytes(bytes(tamper(bytearray(adapted_file.read_bytes()))))
+    with pytest.raises(CheckpointError) as error:
+        open_model(bad)
+    assert str(bad) in str(error.value), error.value
+
+
 def test_an_adapted_classifier_hiding_code_is_refused(tmp_path: Path, adapted_file: Path, marker: Path) -> None:
     payload = _payload(adapted_file)
     payload["predictor"] = {"prototypes": RunsCode(marker)}
@@ -368,6 +383,9 @@ def test_an_adapted_classifier_hiding_code_is_refused(tmp_path: Path, adapted_fi
     assert not adapted_module.is_adapted_file(evil)
     with pytest.raises(CheckpointError, match="refused"):
         adapted_module.load_adapted(evil)
+    zipped = tmp_path / "adapted-evil-zip.pt"  # what is_adapted_file reads memory-mapped
+    torch.save(payload, zipped)
+    assert not adapted_module.is_adapted_file(zipped)
     assert not marker.exists()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -309,16 +310,61 @@ def test_maml_adapts_in_the_worker_and_stale_results_are_discarded(panel, qtbot,
 
 
 # -- models ---------------------------------------------------------------------------------------------------
-def test_set_run_uses_best_else_last_and_bad_files_keep_the_model(panel, protonet_run, tmp_path):
+def test_set_run_uses_best_else_last_and_bad_files_keep_the_model(panel, qtbot, protonet_run, tmp_path):
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     shutil.copy(protonet_run / "checkpoints" / "last.pt", run / "checkpoints" / "last.pt")
-    assert panel.set_run(run) and panel.session.model_path.name == "last.pt"
+    with qtbot.waitSignal(panel.model_loaded, timeout=60_000):
+        assert panel.set_run(run)
+    assert panel.session.model_path.name == "last.pt"
     assert not panel.set_run(tmp_path / "empty-run") and "no checkpoint" in panel.banner_text()
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint")
     assert not panel.load_checkpoint(garbage)
     assert "garbage.pt" in panel.banner_text() and panel.session.model_path.name == "last.pt"
+
+
+def test_a_model_opens_in_the_worker_keeping_the_current_one_until_ready_and_the_latest_open_wins(
+        panel, qtbot, protonet_ckpt, maml_ckpt, tiny_flat, tmp_path, monkeypatch):
+    panel.load_checkpoint(protonet_ckpt)
+    make_classes(panel, tiny_flat, shots=2, names=CLASSES[:2])
+    wait_idle(qtbot, panel)
+    gate, opened_in = threading.Event(), []
+    real_open = adapt_panel_module.open_model
+
+    def slow_open(path, timing_threads=None):
+        in_gui_thread = threading.current_thread() is threading.main_thread()
+        opened_in.append((in_gui_thread, timing_threads))
+        assert in_gui_thread or gate.wait(30)
+        return real_open(path, timing_threads)
+
+    monkeypatch.setattr(adapt_panel_module, "open_model", slow_open)
+    panel.open_model(maml_ckpt)
+    qtbot.waitUntil(lambda: len(opened_in) == 1)
+    # while the worker reads the file the panel keeps its model and classes, and says what it is doing
+    assert panel.session.model_path == protonet_ckpt and panel.is_busy()
+    assert panel.banner_text() == f"Opening {maml_ckpt.name}..."
+    assert opened_in == [(False, 1)]  # in the worker, timed single-threaded like the GUI thread
+    panel.open_model(protonet_ckpt)  # a second open before the first ends: only the latest is used
+    with qtbot.waitSignal(panel.model_loaded, timeout=60_000) as loaded:
+        gate.set()
+    wait_idle(qtbot, panel)
+    assert Path(loaded.args[0]) == protonet_ckpt and panel.session.model_path == protonet_ckpt
+    assert panel.session.class_names() == CLASSES[:2] and panel.banner_text() == ""
+
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    panel.open_model(garbage)
+    qtbot.waitUntil(lambda: "Cannot open the model" in panel.banner_text(), timeout=60_000)
+    assert "garbage.pt" in panel.banner_text() and panel.session.model_path == protonet_ckpt
+
+    gate.clear()
+    panel.open_model(maml_ckpt)  # a model opened here and now meanwhile wins over the one still being read
+    qtbot.waitUntil(lambda: len(opened_in) == 4)
+    assert panel.load_checkpoint(protonet_ckpt) and opened_in[-1] == (True, None)
+    gate.set()
+    wait_idle(qtbot, panel)
+    assert panel.session.model_path == protonet_ckpt
 
 
 def test_switching_to_a_colour_model_converts_the_images(panel, protonet_ckpt, tiny_flat, tmp_path):

@@ -78,7 +78,9 @@ def test_three_steps_by_clicks_train_and_open_adapt(window, qtbot, tiny_flat):
     QTest.mouseClick(guide.adapt_button, LEFT)
     assert window.center_tabs.tabText(window.center_tabs.currentIndex()) == "Adapt"
     session = window.adapt_panel.session
-    assert session.algorithm is not None and guide.run_dir in Path(session.model_path).parents  # this run's model
+    qtbot.waitUntil(lambda: session.model_path is not None and guide.run_dir in Path(session.model_path).parents,
+                    timeout=60_000)  # this run's model, opened in the worker thread
+    assert session.algorithm is not None
 
 
 def test_choose_a_folder_opens_the_folder_dialog_and_loads_the_folder(window, qtbot, tiny_flat, monkeypatch):

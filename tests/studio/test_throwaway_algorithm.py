@@ -118,7 +118,8 @@ def test_the_inner_loop_view_scrubs_its_run(window: Any, qtbot: Any) -> None:
 
 def test_the_adapt_view_adapts_its_checkpoint_and_predicts(window: Any, qtbot: Any, tiny_flat: Path) -> None:
     view = window.adapt_panel
-    assert view.set_run(_run_dir(window))
+    with qtbot.waitSignal(view.model_loaded, timeout=60_000):
+        assert view.set_run(_run_dir(window))
     assert view.session.checkpoint.config.algorithm.name == NAME
     for name in ("class000", "class004"):
         view.add_files(view.add_class(name), sorted((tiny_flat / name).glob("*.png"))[:2])
