@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 import torch
 
-from engine.data.dataset import FewShotData, load_data
+from engine.data.dataset import FewShotData, load_data, other_folder
 from engine.data.folder import IMAGE_EXTENSIONS, scan_folder
 from engine.errors import ConfigError, DatasetError
 from engine.evaluation import EvaluationResult, evaluate, inference_backbone
@@ -33,12 +33,9 @@ def evaluate_checkpoint(path: Path, *, dataset: str | None = None, episodes: int
             raise ConfigError(f"{name} must be at least {low} (got {value})")
     algorithm, checkpoint = load_algorithm(path, device=device)
     own = dataset is None or dataset == checkpoint.config.data.root
-    data_cfg = checkpoint.config.data
-    if not own:
-        data_cfg.root = dataset
-        data_cfg.augment_rotations = False
-        data_cfg.split_mode = "ratio"  # the split of another folder is unused; its groups are not the training data's
-    data = load_data(data_cfg, split=checkpoint.split if own else None)
+    data_cfg, split = (checkpoint.config.data, checkpoint.split) if own else \
+        other_folder(checkpoint.config.data, dataset)
+    data = load_data(data_cfg, split=split)
     class_ids, scope = evaluation_classes(data, checkpoint.split.train, classes, groups, own)
     if exclude_groups:
         class_ids = [c for c in class_ids if data.store.class_groups[c] not in set(exclude_groups)]

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from engine.algorithms.base import Algorithm
 from engine.config import DataConfig
-from engine.data.dataset import FewShotData, load_data
+from engine.data.dataset import FewShotData, load_data, other_folder
 from engine.data.sampler import EpisodeSampler
 from engine.data.splits import PARTS, ClassSplit
 from engine.data.store import ImageStore
@@ -197,9 +197,7 @@ def _load_run_data(checkpoint: Checkpoint, dataset: str | None, loader: DataLoad
     own = dataset is None or str(dataset) == data_cfg.root
     if own:
         return loader(data_cfg, checkpoint.split), True
-    data_cfg.root = str(dataset)
-    data_cfg.augment_rotations = False
-    return loader(data_cfg, None), False
+    return loader(*other_folder(data_cfg, str(dataset))), False
 
 
 def _sampler(data: FewShotData, checkpoint: Checkpoint, split: str, own: bool, n_way: int, n_shot: int,

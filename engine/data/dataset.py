@@ -7,6 +7,7 @@ back a :class:`FewShotData` that builds seeded samplers for each part.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -98,6 +99,16 @@ def load_data(cfg: DataConfig, split: ClassSplit | None = None,
                        config=cfg, rotated_class_ids=rotated)
     data.warnings += _load_warnings(store, index.root, cfg.cache_budget_mb)
     return data
+
+
+def other_folder(cfg: DataConfig, root: str) -> tuple[DataConfig, ClassSplit]:
+    """(data config, split) to read another folder than the training data with the same preprocessing, for
+    evaluation on new classes: no rotated classes, and an empty split, since its classes are chosen by what
+    training saw (``engine.inference.evaluation_classes``), never by train/val/test parts; so a folder of any
+    size and layout loads (a ratio or group split of 10 classes would refuse it)."""
+    other = copy.deepcopy(cfg)
+    other.root, other.augment_rotations = root, False
+    return other, ClassSplit(train=[], val=[], test=[])
 
 
 def _check_some_class_usable(index: FolderIndex, store: ImageStore) -> None:

@@ -6,14 +6,13 @@ and write the JSON and Markdown table after every algorithm (so a stopped leader
 
 from __future__ import annotations
 
-import copy
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 from engine.algorithms.registry import algorithm_class
-from engine.config import DataConfig, RunConfig
-from engine.data.dataset import FewShotData, load_data
+from engine.config import RunConfig
+from engine.data.dataset import FewShotData, load_data, other_folder
 from engine.errors import ConfigError, describe_exception
 from engine.evaluation import evaluate
 from engine.inference import evaluation_classes
@@ -132,11 +131,7 @@ def choose_test_classes(spec: LeaderboardSpec, data: FewShotData) -> tuple[FewSh
     """(the data set tested on, its class ids, a phrase naming them): the training data set's test classes, or
     with ``spec.test_root`` the classes of that folder unseen in training (their groups too)."""
     if spec.test_root:
-        test_config: DataConfig = copy.deepcopy(spec.base.data)
-        test_config.root = spec.test_root
-        test_config.augment_rotations = False
-        test_config.split_mode, test_config.val_groups, test_config.test_groups = "ratio", [], []
-        test_data = load_data(test_config)
+        test_data = load_data(*other_folder(spec.base.data, spec.test_root))
         class_ids, scope = evaluation_classes(test_data, data.split.train, "novel", None, own=False)
         scope = f"{scope} of {spec.test_root}"
     else:

@@ -115,6 +115,22 @@ def test_cli_within_alphabet_on_a_flat_folder_is_one_line(nested_run, tiny_flat,
         capsys.readouterr().err
 
 
+def test_evaluating_on_a_small_other_folder_needs_no_split_of_it(nested_run, tmp_path, capsys):
+    """The run's ratios (0.5 / 0.25) would split 4 classes into 2 train, 1 val, 1 test, and 3 classes into
+    2 / 1 / 0: a refusal once, though another folder's classes are chosen by what training saw, not by parts."""
+    from engine.inspection import inspect_episodes
+
+    checkpoint, _ = nested_run
+    small = write_dataset(tmp_path / "three", n_classes=3, n_images=6, seed=3)
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", str(checkpoint), "--dataset", str(small), "--n-way", "3",
+                 "--n-shot", "1", "--n-query", "2", "--episodes", "4", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n_episodes"] == 4 and len(report["per_class_accuracy"]) == 3
+    inspected = inspect_episodes(checkpoint, n_episodes=4, seed=0, dataset=str(small), n_way=3, n_shot=1, n_query=2)
+    assert inspected.n_episodes == 4 and inspected.mean == pytest.approx(report["accuracy"])
+
+
 @pytest.mark.slow
 def test_within_alphabet_on_real_omniglot_small2_without_small1s_alphabets(tmp_path, capsys):
     if not OMNIGLOT.is_dir():
