@@ -177,7 +177,7 @@ class AdaptPanel(QWidget):
         current model and classes stay until the new model is ready; the latest open wins; a bad file leaves a
         banner and the current model."""
         path = Path(path)
-        self.show_banner(f"Opening {path.name}...", "info")
+        self.show_banner(f"Opening {_file_label(path)}...", "info")
         # timed in one thread: the GUI thread, where quick adaptations run, is single-threaded (jobs.policy)
         return self.opening.start(lambda progress, should_stop: open_model(path, timing_threads=1),
                                   on_result=self._use_model, on_error=self._open_failed)
@@ -609,6 +609,11 @@ class AdaptPanel(QWidget):
 
 
 # ======================================================================================= module helpers
+def _file_label(path: Path) -> str:
+    """A model file for people: ``<run>/<file>`` for a run's checkpoint (every run has a last.pt), else its name."""
+    return f"{path.parent.parent.name}/{path.name}" if path.parent.name == "checkpoints" else path.name
+
+
 def _describe_model(session: AdaptSession) -> str:
     """The toolbar's line about the loaded model."""
     checkpoint, path = session.checkpoint, session.model_path

@@ -343,7 +343,7 @@ def test_a_model_opens_in_the_worker_keeping_the_current_one_until_ready_and_the
     qtbot.waitUntil(lambda: len(opened_in) == 1)
     # while the worker reads the file the panel keeps its model and classes, and says what it is doing
     assert panel.session.model_path == protonet_ckpt and panel.is_busy()
-    assert panel.banner_text() == f"Opening {maml_ckpt.name}..."
+    assert panel.banner_text() == f"Opening {maml_ckpt.parent.parent.name}/{maml_ckpt.name}..."  # the run's name
     assert opened_in == [(False, 1)]  # in the worker, timed single-threaded like the GUI thread
     panel.open_model(protonet_ckpt)  # a second open before the first ends: only the latest is used
     with qtbot.waitSignal(panel.model_loaded, timeout=60_000) as loaded:
