@@ -136,6 +136,13 @@ def find_checkpoint(run_dir: Path | str, which: str = "best") -> Path | None:
     return None
 
 
+def checkpoint_label(path: Path | str) -> str:
+    """A model file for people: ``<run>/<file>`` for a run's checkpoint (the same file names in every run), else
+    the file's name."""
+    path = Path(path)
+    return f"{path.parent.parent.name}/{path.name}" if path.parent.name == CHECKPOINT_DIR else path.name
+
+
 def missing_checkpoint_message(run_dir: Path | str) -> str:
     """Why :func:`find_checkpoint` found nothing, naming the files it looked for."""
     return (f"{run_dir}: the run folder has no checkpoint yet "

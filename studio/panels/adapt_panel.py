@@ -27,8 +27,8 @@ from PySide6.QtGui import QImage, QKeySequence, QShortcut
 from PySide6.QtWidgets import QFrame, QLabel, QProgressBar, QProgressDialog, QVBoxLayout, QWidget
 
 from engine.api import (BULK_FILES, DEMO_MODEL, DEMO_SHOTS, AdaptOutput, AdaptSession, ClassState, DecodeResult,
-                        DropListing, EngineError, FeatureCache, OpenedModel, class_folder_groups, list_dropped,
-                        open_model, remote_message, usable_classes)
+                        DropListing, EngineError, FeatureCache, OpenedModel, checkpoint_label, class_folder_groups,
+                        list_dropped, open_model, remote_message, usable_classes)
 from studio.jobs.latest import LatestJob
 from studio.jobs.thread import WorkerHandle, run_in_worker
 from studio.panels.adapt_cards import (LEVEL_COLOURS, CardList, ClassCard, button, decode_in_worker, hbox, png_bytes,
@@ -177,7 +177,7 @@ class AdaptPanel(QWidget):
         current model and classes stay until the new model is ready; the latest open wins; a bad file leaves a
         banner and the current model."""
         path = Path(path)
-        self.show_banner(f"Opening {_file_label(path)}...", "info")
+        self.show_banner(f"Opening {checkpoint_label(path)}...", "info")
         # timed in one thread: the GUI thread, where quick adaptations run, is single-threaded (jobs.policy)
         return self.opening.start(lambda progress, should_stop: open_model(path, timing_threads=1),
                                   on_result=self._use_model, on_error=self._open_failed)
@@ -609,11 +609,6 @@ class AdaptPanel(QWidget):
 
 
 # ======================================================================================= module helpers
-def _file_label(path: Path) -> str:
-    """A model file for people: ``<run>/<file>`` for a run's checkpoint (every run has a last.pt), else its name."""
-    return f"{path.parent.parent.name}/{path.name}" if path.parent.name == "checkpoints" else path.name
-
-
 def _describe_model(session: AdaptSession) -> str:
     """The toolbar's line about the loaded model."""
     checkpoint, path = session.checkpoint, session.model_path
