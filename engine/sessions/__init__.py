@@ -2,11 +2,13 @@
 
 ``adapt``: :class:`~engine.sessions.adapt.AdaptSession`, the Adapt view's model, support set,
 undo/redo history, feature cache and predictions; ``adapt_support``: examples, class cards, drops and
-decoding; ``adapt_compute``: the feature cache, adapt-and-predict and the 2-D map.
+decoding; ``adapt_compute``: the feature cache, adapt-and-predict and the 2-D map; ``adapt_model``: how a
+model file becomes the session's model (``open_model``, in any thread).
 """
 
 from engine.sessions.adapt import (DEMO_MODEL, DEMO_SHOTS, MAX_SYNC_IMAGES, SESSION_FILES_PREFIX, AdaptSession,
-                                   DemoSummary, OpenedModel, demo_selection, open_model, support_from_adapted)
+                                   DemoSummary, demo_selection, support_from_adapted)
+from engine.sessions.adapt_model import OpenedModel, open_model
 from engine.sessions.adapt_compute import (AdaptationCancelled, AdaptOutput, FeatureCache, MapData,
                                            adapt_and_predict, map_data, pca_2d)
 from engine.sessions.adapt_support import (BULK_FILES, ClassState, DecodeResult, DropListing, DropOutcome, Example,

@@ -18,17 +18,15 @@ from __future__ import annotations
 import hashlib
 import re
 import tempfile
-import time
 import weakref
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from engine.adapted import AdaptedClassifier, export_torchscript, is_adapted_file, load_adapted, save_adapted
+from engine.adapted import AdaptedClassifier, export_torchscript, save_adapted
 from engine.algorithms.base import Algorithm, Predictor
 from engine.data.glyphs import ensure_glyph_dataset
 from engine.data.preprocess import Preprocessing
@@ -38,10 +36,11 @@ from engine.errors import EngineError
 from engine.export import ExportSource, classifier_source
 from engine.sessions.adapt_compute import (AdaptationCancelled, AdaptOutput, FeatureCache, adapt_and_predict,
                                            map_data)
+from engine.sessions.adapt_model import OpenedModel, open_model
 from engine.sessions.adapt_support import (ClassState, DecodeResult, DropListing, DropOutcome, Example, ProgressFn,
                                            StopFn, SupportSet, UndoHistory, conform, decode_files, name_problem,
                                            new_uid, next_class_name, reprocess, support_key, under, usable_classes)
-from engine.training.checkpoint import Checkpoint, load_algorithm
+from engine.training.checkpoint import Checkpoint
 from engine.training.run_store import find_checkpoint
 
 DEMO_MODEL = Path(__file__).resolve().parents[2] / "assets" / "demo_model.pt"
@@ -69,6 +68,12 @@ class DemoSummary:
     n_classes: int
     n_tests: int
     alphabet: str
+
+    def message(self) -> str:
+        """What the Adapt view says about it."""
+        return (f"Demo: {self.n_classes} characters of the alphabet {self.alphabet}, which the model never saw in "
+                f"training, {DEMO_SHOTS} images each, and {self.n_tests} other images of them to classify. Drop more "
+                "images, draw some, remove some, add a class: the predictions follow at once.")
 
 
 class AdaptSession:
@@ -485,65 +490,6 @@ def support_from_adapted(adapted: AdaptedClassifier) -> SupportSet:
                          for i in range(len(images)) if int(adapted.support_labels[i]) == label)
         classes.append(ClassState(new_uid(), class_name, examples))
     return tuple(classes)
-
-
-@dataclass(frozen=True)
-class OpenedModel:
-    """A model file read and made ready by :func:`open_model`, not yet the session's (``use_model``)."""
-
-    path: Path
-    algorithm: Algorithm
-    checkpoint: Checkpoint
-    adapted: AdaptedClassifier | None        # the file was a saved adapted classifier (it brings its classes)
-    feature_cache: FeatureCache | None       # for algorithms with cacheable_features
-    seconds_per_image: float | None          # one image's forward, timed in ``timing_threads`` threads
-
-
-def open_model(path: Path | str, timing_threads: int | None = None) -> OpenedModel:
-    """Read a training checkpoint or a saved adapted classifier and build what adapting with it needs: the
-    algorithm, its feature cache (with the BatchNorm-folded copy) and one image's forward time, measured with
-    ``timing_threads`` PyTorch threads (default: the calling thread's count; the Adapt view passes 1, the
-    GUI thread's, when it opens a model in its worker). Touches no session, so it may run in any thread:
-    for ResNet-50 it takes about a second. EngineError naming the file on a bad one."""
-    path = Path(path)
-    adapted = load_adapted(path) if is_adapted_file(path) else None
-    algorithm, checkpoint = (adapted.algorithm, adapted.checkpoint) if adapted else load_algorithm(path)
-    cache = FeatureCache(algorithm.backbone) if algorithm.cacheable_features else None
-    with torch_threads(timing_threads):
-        seconds = embedding_seconds(cache.embedder if cache else algorithm.backbone, checkpoint.preprocessing)
-    return OpenedModel(path, algorithm, checkpoint, adapted, cache, seconds)
-
-
-@contextmanager
-def torch_threads(count: int | None) -> Iterator[None]:
-    """PyTorch's thread count in the calling thread set to ``count`` (None: unchanged) for the block."""
-    before = torch.get_num_threads()
-    if count is not None:
-        torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        if count is not None:
-            torch.set_num_threads(before)
-
-
-def embedding_seconds(backbone: nn.Module, prep: Preprocessing) -> float | None:
-    """Seconds of one image's forward through ``backbone`` in eval mode (the second of two calls, so
-    one-time set-up is left out); None when the backbone cannot be called on its own."""
-    was_training = backbone.training
-    try:
-        device = next(backbone.parameters()).device
-        image = torch.zeros(1, prep.channels, prep.image_size, prep.image_size, device=device)
-        backbone.eval()
-        with torch.no_grad():
-            backbone(image)
-            started = time.perf_counter()
-            backbone(image)
-            return time.perf_counter() - started
-    except (RuntimeError, ValueError, TypeError, StopIteration):
-        return None
-    finally:
-        backbone.train(was_training)
 
 
 def alphabet_label(folder_name: str) -> str:

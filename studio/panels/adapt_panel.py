@@ -26,7 +26,7 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QImage, QKeySequence, QShortcut
 from PySide6.QtWidgets import QFrame, QLabel, QProgressBar, QProgressDialog, QVBoxLayout, QWidget
 
-from engine.api import (BULK_FILES, DEMO_MODEL, DEMO_SHOTS, AdaptOutput, AdaptSession, ClassState, DecodeResult,
+from engine.api import (BULK_FILES, DEMO_MODEL, AdaptOutput, AdaptSession, ClassState, DecodeResult,
                         DropListing, EngineError, FeatureCache, OpenedModel, checkpoint_label, class_folder_groups,
                         list_dropped, open_model, remote_message, usable_classes)
 from studio.jobs.latest import LatestJob
@@ -161,8 +161,8 @@ class AdaptPanel(QWidget):
 
     # =================================================================================== model
     def set_run(self, run: Any) -> bool:
-        """Open a run's best checkpoint (else its last one) in the worker thread (:meth:`open_model`); ``run`` is a
-        run folder or a RunRecord. False, with a banner, when the run has no checkpoint yet."""
+        """:meth:`open_model` of a run's best checkpoint (else its last; ``run``: a folder or a RunRecord); False,
+        with a banner, when it has none yet."""
         path = self.session.run_checkpoint(run)
         if path is not None:
             self.open_model(path)
@@ -172,20 +172,17 @@ class AdaptPanel(QWidget):
         return False
 
     def open_model(self, path: Path | str) -> WorkerHandle:
-        """Open a training checkpoint or a saved adapted classifier in the worker thread: reading, checking and
-        building a large network takes about a second (ResNet-50), and the window stays live meanwhile. The
-        current model and classes stay until the new model is ready; the latest open wins; a bad file leaves a
-        banner and the current model."""
+        """Open a training checkpoint or a saved adapted classifier in the worker thread (ResNet-50: about a second
+        of reading and building): the current model stays until the new one is ready, the latest open wins, a
+        bad file leaves a banner. Timed single-threaded, as the GUI thread runs quick adaptations (jobs.policy)."""
         path = Path(path)
         self.show_banner(f"Opening {checkpoint_label(path)}...", "info")
-        # timed in one thread: the GUI thread, where quick adaptations run, is single-threaded (jobs.policy)
         return self.opening.start(lambda progress, should_stop: open_model(path, timing_threads=1),
                                   on_result=self._use_model, on_error=self._open_failed)
 
     def load_checkpoint(self, path: Path | str) -> bool:
-        """Open a training checkpoint or a saved adapted classifier here and now (the Demo button's small model,
-        scripts); the classes on screen are kept (converted to the new model's image size) unless the file
-        brings its own. False, with a banner, for a bad file."""
+        """The same here and now (the Demo's small model); the classes stay (at the new model's image size) unless
+        the file brings its own. False, with a banner, for a bad file."""
         self.opening.drop()  # an open still running in the worker would replace this one when it ends
         try:
             opened = open_model(path)
@@ -203,11 +200,10 @@ class AdaptPanel(QWidget):
         self._cancel_job()
         self.test_zone.set_tiles(self.session.tile_examples)
         self.test_zone.set_folder(self.session.folder_name, self.session.folder_examples)
-        self.model_label.setText(_describe_model(self.session))
+        self.model_label.setText(opened.summary())
         self.model_label.setToolTip(str(opened.path))
-        algorithm = self.session.algorithm
-        self.transductive_note.show_for(algorithm.transductive,
-                                        algorithm.display_title(self.session.checkpoint.config.algorithm))
+        self.transductive_note.show_for(opened.algorithm.transductive,
+                                        opened.algorithm.display_title(opened.checkpoint.config.algorithm))
         self.show_banner("")
         self._support_changed()
         self.model_loaded.emit(str(opened.path))
@@ -557,10 +553,7 @@ class AdaptPanel(QWidget):
         self.test_zone.set_folder(None, [])
         self.test_zone.set_tiles(self.session.tile_examples)
         self.test_zone.show_message("")
-        self.show_banner(f"Demo: {summary.n_classes} characters of the alphabet {summary.alphabet}, which the model "
-                         f"never saw in training, {DEMO_SHOTS} images each, and {summary.n_tests} other images of "
-                         "them to classify. Drop more images, draw some, remove some, add a class: the predictions "
-                         "follow at once.", "ok")
+        self.show_banner(summary.message(), "ok")
         self._support_changed()
 
     # =================================================================================== helpers
@@ -596,8 +589,7 @@ class AdaptPanel(QWidget):
 
     def _file_dialog(self, kind: str, use: Callable[[Path], Any]) -> None:
         """Ask for a file (``kind``: "open", "save" or "export") and pass the chosen path to ``use``."""
-        path = adapt_input.ask_model_file(self, kind)
-        if path is not None:
+        if (path := adapt_input.ask_model_file(self, kind)) is not None:
             use(path)
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
@@ -606,15 +598,3 @@ class AdaptPanel(QWidget):
         for handle in self._background:
             handle.stop()
         super().closeEvent(event)
-
-
-# ======================================================================================= module helpers
-def _describe_model(session: AdaptSession) -> str:
-    """The toolbar's line about the loaded model."""
-    checkpoint, path = session.checkpoint, session.model_path
-    config, prep = checkpoint.config, checkpoint.preprocessing
-    title = config.algorithm.title or config.algorithm.name
-    colour = "grey" if prep.channels == 1 else "colour"
-    kind = "adapted classifier" if session.opened_adapted else f"step {checkpoint.step}"
-    return (f"{title} \u00b7 {config.model.backbone} ({config.model.hidden_channels}) \u00b7 "
-            f"{prep.image_size}\u00d7{prep.image_size} {colour} \u00b7 {kind} \u00b7 {path.name}")

@@ -365,7 +365,7 @@ def test_every_tampering_with_an_adapted_classifiers_bytes_is_refused_where_the_
         tmp_path: Path, adapted_file: Path, tamper: Callable[[bytearray], bytearray]) -> None:
     """The Adapt view tells the two file types apart by the format the file declares (read without the
     tensors); the reader it picks still checks the whole file."""
-    from engine.sessions.adapt import open_model
+    from engine.sessions.adapt_model import open_model
 
     assert open_model(adapted_file).adapted is not None  # the control
     bad = tmp_path / "tampered-adapted.pt"
