@@ -1,6 +1,6 @@
 """Make ``assets/demo_model.pt``: the small model behind the Adapt panel's "Demo" button.
 
-Two sources, one recipe shape (a Conv-4 x 64 Prototypical Network, 28 px greyscale):
+Two sources, one recipe shape (a Conv-4 x 64 network on 28 px greyscale, a Prototypical Network by default):
 
 * ``--source omniglot`` (the shipped model): meta-trained on real handwriting, Omniglot's
   ``images_background_small1`` (Lake et al. 2015, MIT licence; read from
@@ -12,12 +12,17 @@ Two sources, one recipe shape (a Conv-4 x 64 Prototypical Network, 28 px greysca
 * ``--source glyphs``: the same on the built-in glyphs; measured on
   Omniglot the same way when ``../shared`` is there. Writes ``/tmp/glyph_demo_model.pt`` unless
   ``--out`` says otherwise: the shipped model is the Omniglot one.
+* ``--algorithm simpleshot``: SimpleShot instead of ProtoNet (a classifier over all training classes,
+  220 images a step like the episodes, then nearest centroid on centred, L2-normalised features), with
+  the affine jitter on. Better for the glyph-only model, whose test characters come from another domain
+  (real handwriting); worse on Omniglot itself (bench/README.md, session 15).
 
 Deterministic (fixed seeds). The optimiser state is dropped from the written file (it only
 matters to resume training), which keeps it under 0.5 MB.
 
     python assets/make_demo_model.py                     # assets/demo_model.pt + assets/demo_samples/
     python assets/make_demo_model.py --source glyphs     # the glyph-only model, for the README's figure
+    python assets/make_demo_model.py --source glyphs --algorithm simpleshot   # the better glyph-only model
     python assets/make_demo_model.py --steps 50 --out /tmp/quick.pt --no-samples
 """
 
@@ -37,7 +42,7 @@ if str(REPO) not in sys.path:
 
 import torch  # noqa: E402
 
-from engine.config import BUILTIN_GLYPHS, ProtoNetConfig, RunConfig  # noqa: E402
+from engine.config import BUILTIN_GLYPHS, ProtoNetConfig, RunConfig, SimpleShotConfig  # noqa: E402
 from engine.data.glyphs import ensure_glyph_dataset  # noqa: E402
 from engine.inference import evaluate_checkpoint  # noqa: E402
 from engine.io import atomic_torch_save  # noqa: E402
@@ -54,12 +59,16 @@ SAMPLES_DIR = "demo_samples"
 SAMPLE_ALPHABET, SAMPLE_CHARACTERS, SAMPLE_DRAWINGS = "Japanese_(katakana)", 5, 7
 
 
-def base_config(root: str, steps: int, threads: int, name: str) -> RunConfig:
+def base_config(root: str, steps: int, threads: int, name: str, algorithm: str = "protonet") -> RunConfig:
     """ProtoNet, Conv-4 x 64, 20-way 1-shot training episodes, cosine rate from 2e-3, 5-way validation; all
-    of ``root`` but a few validation and test characters (a seeded ratio split), rotations as new classes."""
-    config = RunConfig(algorithm=ProtoNetConfig(lr=2e-3), name=name)
+    of ``root`` but a few validation and test characters (a seeded ratio split), rotations as new classes.
+    ``algorithm`` "simpleshot": SimpleShot on batches of 220 images (an episode's count), affine jitter on."""
+    simpleshot = algorithm == "simpleshot"
+    config = RunConfig(algorithm=SimpleShotConfig(lr=2e-3, batch_size=220) if simpleshot else ProtoNetConfig(lr=2e-3),
+                       name=name)
     config.data.root = root
     config.data.augment_rotations = True
+    config.data.augment_affine = simpleshot
     config.data.train_ratio, config.data.val_ratio = 0.95, 0.04
     config.task.n_way, config.task.n_shot, config.task.n_query, config.task.meta_batch_size = 20, 1, 10, 1
     config.task.val_n_way = 5
@@ -73,17 +82,17 @@ def base_config(root: str, steps: int, threads: int, name: str) -> RunConfig:
     return config
 
 
-def omniglot_config(small1: Path, steps: int, threads: int) -> RunConfig:
+def omniglot_config(small1: Path, steps: int, threads: int, algorithm: str) -> RunConfig:
     """Omniglot small1, with small affine jitter (real drawings vary little; the glyphs are jittered at birth)."""
-    config = base_config(str(small1), steps, threads, "Omniglot demo model")
+    config = base_config(str(small1), steps, threads, "Omniglot demo model", algorithm)
     config.data.augment_affine = True
     return config
 
 
-def glyph_config(steps: int, threads: int) -> RunConfig:
+def glyph_config(steps: int, threads: int, algorithm: str) -> RunConfig:
     """The built-in glyphs (generated on first use)."""
     ensure_glyph_dataset(seed=0)
-    return base_config(BUILTIN_GLYPHS, steps, threads, "glyph demo model")
+    return base_config(BUILTIN_GLYPHS, steps, threads, "glyph demo model", algorithm)
 
 
 def unzip_omniglot(scratch: Path) -> tuple[Path, Path] | None:
@@ -140,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", choices=("omniglot", "glyphs"), default="omniglot",
                         help="train on Omniglot small1 (the shipped model) or the built-in glyphs")
+    parser.add_argument("--algorithm", choices=("protonet", "simpleshot"), default="protonet",
+                        help="ProtoNet episodes (default) or SimpleShot's classifier pre-training")
     parser.add_argument("--steps", type=int, default=4000, help="meta-training steps (default 4000)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     parser.add_argument("--out", type=Path, help="output file (default: assets/demo_model.pt for omniglot, "
@@ -155,8 +166,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{OMNIGLOT}: the Omniglot zips ({SMALL1}.zip, {SMALL2}.zip) are not there", file=sys.stderr)
             return 2
         small2 = folders[1] if folders else None
-        config = omniglot_config(folders[0], args.steps, args.threads) if args.source == "omniglot" \
-            else glyph_config(args.steps, args.threads)
+        config = omniglot_config(folders[0], args.steps, args.threads, args.algorithm) if args.source == "omniglot" \
+            else glyph_config(args.steps, args.threads, args.algorithm)
         run_dir = Path(tmp) / "run"
         summary = Trainer(config, run_dir=run_dir).run()
         if summary.status != "finished":
@@ -166,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         figures = measure(last, small2)
         payload = read_payload(last)
         payload["algorithm"]["optimizers"] = {}  # only needed to resume training
-        demo = {**figures, "made_by": "assets/make_demo_model.py", "source": args.source}
+        demo = {**figures, "made_by": "assets/make_demo_model.py", "source": args.source, "algorithm": args.algorithm}
         if args.source == "omniglot":
             payload["config"]["data"]["root"] = SMALL1  # the unzipped copy is gone; the name says what it was
             demo["trained_on"] = f"Omniglot {SMALL1} (Lake et al. 2015, MIT licence: {SAMPLES_DIR}/LICENSE)"
