@@ -18,7 +18,8 @@ Two sources, one recipe shape (a Conv-4 x 64 network on 28 px greyscale, a Proto
   (real handwriting); worse on Omniglot itself (bench/README.md, session 15).
 
 Deterministic (fixed seeds). The optimiser state is dropped from the written file (it only
-matters to resume training), which keeps it under 0.5 MB.
+matters to resume training), which keeps a ProtoNet model under 0.5 MB (SimpleShot keeps its
+pre-training head: 1.5 MB for the glyphs).
 
     python assets/make_demo_model.py                     # assets/demo_model.pt + assets/demo_samples/
     python assets/make_demo_model.py --source glyphs     # the glyph-only model, for the README's figure
