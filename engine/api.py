@@ -40,6 +40,7 @@ EXPORTS: dict[str, tuple[str, ...]] = {
     "engine.training.estimate": ("TrainingTimeEstimate", "measure_training_time"),
     "engine.training.hooks": ("callback_hooks", "forwarding_hook"),
     "engine.training.host_memory": ("keep_freed_host_memory_in_all_threads",),
+    "engine.runtime.threads": ("torch_threads",),
     "engine.training.process": ("ChildJob", "TrainingJob", "TrainingProcess"),
     "engine.training.run_store": ("RunRecord", "RunStore", "checkpoint_file", "checkpoint_label", "default_runs_root",
                                   "find_checkpoint"),
@@ -81,8 +82,7 @@ EXPORTS: dict[str, tuple[str, ...]] = {
     "engine.sessions": ("BULK_FILES", "DEMO_MODEL", "DEMO_SHOTS", "SESSION_FILES_PREFIX", "AdaptOutput",
                         "AdaptSession", "ClassState", "DecodeResult", "DropListing", "Example", "FeatureCache",
                         "MapData", "OpenedModel", "SupportSet", "class_folder_groups", "decode_files", "list_dropped",
-                        "open_model",
-                        "remote_message", "support_key", "usable_classes"),
+                        "open_model", "remote_message", "support_key", "usable_classes"),
 }
 """Owning module -> the public names it provides."""
 

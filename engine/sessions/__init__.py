@@ -19,8 +19,8 @@ from engine.sessions.adapt_support import (BULK_FILES, ClassState, DecodeResult,
 __all__ = [
     "AdaptOutput", "AdaptSession", "AdaptationCancelled", "BULK_FILES", "ClassState", "DEMO_MODEL", "DEMO_SHOTS",
     "DecodeResult", "DemoSummary", "DropListing", "DropOutcome", "Example", "FeatureCache", "MAX_SYNC_IMAGES",
-    "MapData", "OpenedModel", "SESSION_FILES_PREFIX", "SupportSet", "UndoHistory", "adapt_and_predict", "class_folder_groups",
-    "decode_files", "demo_selection", "drop_message", "list_dropped", "map_data", "name_problem", "next_class_name", "open_model",
-    "pca_2d",
-    "remote_message", "reprocess", "support_from_adapted", "support_key", "usable_classes",
+    "MapData", "OpenedModel", "SESSION_FILES_PREFIX", "SupportSet", "UndoHistory", "adapt_and_predict",
+    "class_folder_groups", "decode_files", "demo_selection", "drop_message", "list_dropped", "map_data",
+    "name_problem", "next_class_name", "open_model", "pca_2d", "remote_message", "reprocess", "support_from_adapted",
+    "support_key", "usable_classes",
 ]

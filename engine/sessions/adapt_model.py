@@ -7,10 +7,8 @@ second), then hand the :class:`OpenedModel` to ``AdaptSession.use_model``.
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import torch
 from torch import nn
@@ -18,6 +16,7 @@ from torch import nn
 from engine.adapted import AdaptedClassifier, is_adapted_file, load_adapted
 from engine.algorithms.base import Algorithm
 from engine.data.preprocess import Preprocessing
+from engine.runtime.threads import torch_threads
 from engine.sessions.adapt_compute import FeatureCache
 from engine.training.checkpoint import Checkpoint, load_algorithm
 
@@ -56,19 +55,6 @@ def open_model(path: Path | str, timing_threads: int | None = None) -> OpenedMod
     with torch_threads(timing_threads):
         seconds = embedding_seconds(cache.embedder if cache else algorithm.backbone, checkpoint.preprocessing)
     return OpenedModel(path, algorithm, checkpoint, adapted, cache, seconds)
-
-
-@contextmanager
-def torch_threads(count: int | None) -> Iterator[None]:
-    """PyTorch's thread count in the calling thread set to ``count`` (None: unchanged) for the block."""
-    before = torch.get_num_threads()
-    if count is not None:
-        torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        if count is not None:
-            torch.set_num_threads(before)
 
 
 def embedding_seconds(backbone: nn.Module, prep: Preprocessing) -> float | None:

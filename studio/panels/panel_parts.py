@@ -16,14 +16,13 @@ from __future__ import annotations
 import contextlib
 import logging
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pyqtgraph as pg
-import torch
 from PySide6.QtCore import QEvent, QObject, QPointF, Qt, QTimer, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QSlider, QWidget
 
-from engine.api import EngineError
+from engine.api import EngineError, torch_threads
 from studio.jobs.engine_run import CLOSE_STOP_WAIT_MS
 from studio.jobs.latest import LatestJob
 from studio.widgets.elide import ElidedLabel
@@ -31,15 +30,9 @@ from studio.widgets.elide import ElidedLabel
 log = logging.getLogger("studio")
 
 
-@contextlib.contextmanager
-def single_thread() -> Iterator[None]:
+def single_thread() -> contextlib.AbstractContextManager[None]:
     """Run the block with one PyTorch intra-op thread (the small networks' fastest), then restore the count."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
+    return torch_threads(1)
 
 
 def action_button(text: str, slot: Any, tip: str) -> QPushButton:
