@@ -85,6 +85,9 @@ class DataConfig:
                                        label="Brightness/contrast jitter")
     augment_affine: bool = param(False, "Shifts, rotates and scales training images a little at random "
                                  "(handwriting: +-2 px, +-10 degrees, +-10%).", label="Small shifts and rotations")
+    augment_elastic: bool = param(False, "Bends training images with a smooth random warp, as another hand would "
+                                  "write the same character (handwriting; Simard et al. 2003).",
+                                  label="Elastic warps")
     cache_budget_mb: int = param(4096, "Limits the memory of the decoded-image cache, in MiB.",
                                  label="Image cache (MiB)", min=1)
 

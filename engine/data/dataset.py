@@ -58,7 +58,7 @@ class FewShotData:
         sampler = EpisodeSampler(self.store, self.class_ids(part), self.preprocessing, n_way, n_shot, n_query,
                                  seed, augment=augment, flips=self.config.augment_flips,
                                  color_jitter=self.config.augment_color_jitter, part=part,
-                                 affine=self.config.augment_affine)
+                                 affine=self.config.augment_affine, elastic=self.config.augment_elastic)
         if sampler.warning and sampler.warning not in self.warnings:
             self.warnings.append(sampler.warning)
         return sampler
@@ -67,7 +67,8 @@ class FewShotData:
         """Shuffled supervised batches over the training classes (labels 0..n_train_classes-1)."""
         return ClassBatchSampler(self.store, self.class_ids("train"), self.preprocessing, batch_size, seed,
                                  augment=augment, flips=self.config.augment_flips,
-                                 color_jitter=self.config.augment_color_jitter, affine=self.config.augment_affine)
+                                 color_jitter=self.config.augment_color_jitter, affine=self.config.augment_affine,
+                                 elastic=self.config.augment_elastic)
 
 
 def resolve_root(root: str) -> Path:

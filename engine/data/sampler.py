@@ -30,19 +30,26 @@ AFFINE_MAX_SCALE = 0.1
 AFFINE_MAX_SHIFT_PX = 2.0
 """Per-image random affine distortion bounds (augment_affine)."""
 
+ELASTIC_DISPLACEMENT_PX = 1.0
+ELASTIC_GRID = 4
+"""augment_elastic: a smooth random warp per image, its displacement drawn with this standard deviation
+(pixels at 28 px, scaled with the image size) on an ELASTIC_GRID x ELASTIC_GRID grid, bicubically upsampled."""
+
 _AUGMENT_SEED_OFFSET = 0x5EED_A06
 
 
 class BatchTransform:
-    """uint8 [B, C, H, W] -> normalised float32, with optional seeded flips / colour jitter."""
+    """uint8 [B, C, H, W] -> normalised float32, with optional seeded warps (affine, elastic), flips and colour
+    jitter."""
 
     def __init__(self, preprocessing: Preprocessing, *, augment: bool, flips: bool, color_jitter: bool,
-                 seed: int, affine: bool = False) -> None:
+                 seed: int, affine: bool = False, elastic: bool = False) -> None:
         self.preprocessing = preprocessing
         self.flips = augment and flips
         self.color_jitter = augment and color_jitter
         self.affine = augment and affine
-        if self.flips or self.color_jitter or self.affine:
+        self.elastic = augment and elastic
+        if self.flips or self.color_jitter or self.affine or self.elastic:
             # torchvision.transforms.v2 does the dtype conversion and flips; imported only when augmenting
             # because importing torchvision costs seconds at start-up.
             from torchvision.transforms.v2 import functional as tf
@@ -51,11 +58,11 @@ class BatchTransform:
         self.generator = torch.Generator().manual_seed(int(seed) + _AUGMENT_SEED_OFFSET)
 
     def __call__(self, images: Tensor) -> Tensor:
-        if not (self.flips or self.color_jitter or self.affine):
+        if not (self.flips or self.color_jitter or self.affine or self.elastic):
             return self.preprocessing.normalize(images)
         x = self._tf.to_dtype(images, torch.float32, scale=True)
-        if self.affine:
-            x = self._affine(x)
+        if self.affine or self.elastic:
+            x = self._warp(x)
         if self.flips:
             x = self._flip(x)
         if self.color_jitter:
@@ -67,19 +74,35 @@ class BatchTransform:
         flip = torch.rand(x.shape[0], generator=self.generator) < 0.5
         return torch.where(flip.view(-1, 1, 1, 1), self._tf.horizontal_flip(x), x)
 
-    def _affine(self, x: Tensor) -> Tensor:
-        """A random small rotation, scale and shift per image (background kept). x: [B, C, H, W] in [0, 1]."""
-        b, _, h, _ = x.shape
+    def _warp(self, x: Tensor) -> Tensor:
+        """One resampling per image through the sampling grid of a random small rotation, scale and shift
+        (affine) plus a smooth random displacement field (elastic); background kept. x: [B, C, H, W] in [0, 1]."""
+        b, _, h, w = x.shape
+        theta = self._affine_theta(b, h) if self.affine else torch.eye(2, 3).expand(b, 2, 3)
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        if self.elastic:
+            grid = grid + self._elastic_flow(b, h, w)
+        background = x[:, :, :1, :1]  # the corner pixel's value fills what moves in
+        return F.grid_sample(x - background, grid, mode="bilinear", padding_mode="zeros",
+                             align_corners=False) + background
+
+    def _affine_theta(self, b: int, h: int) -> Tensor:
+        """[b, 2, 3] affine maps: rotation, scale and shift drawn within the AFFINE_* bounds."""
         r = torch.rand(4, b, generator=self.generator) * 2 - 1
         angle = r[0] * math.radians(AFFINE_MAX_ROTATION_DEG)
         scale = 1.0 + r[1] * AFFINE_MAX_SCALE
         shift = r[2:] * (2.0 * AFFINE_MAX_SHIFT_PX / h)
         cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-        theta = torch.stack([torch.stack([cos, -sin, shift[0]], 1), torch.stack([sin, cos, shift[1]], 1)], 1)
-        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-        background = x[:, :, :1, :1]  # the corner pixel's value fills what moves in
-        return F.grid_sample(x - background, grid, mode="bilinear", padding_mode="zeros",
-                             align_corners=False) + background
+        return torch.stack([torch.stack([cos, -sin, shift[0]], 1), torch.stack([sin, cos, shift[1]], 1)], 1)
+
+    def _elastic_flow(self, b: int, h: int, w: int) -> Tensor:
+        """[b, h, w, 2] smooth displacements in grid units (a pixel is 2 / side): Gaussian noise on a coarse
+        grid, bicubically upsampled. The standard deviation is ELASTIC_DISPLACEMENT_PX at 28 px, scaled with
+        the image, so a warp bends a character the same at any size (Simard et al. 2003's elastic distortion,
+        with the smoothing done by the upsampling)."""
+        std = 2.0 * ELASTIC_DISPLACEMENT_PX / 28.0
+        coarse = torch.randn(b, 2, ELASTIC_GRID, ELASTIC_GRID, generator=self.generator) * std
+        return F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=True).permute(0, 2, 3, 1)
 
     def _jitter(self, x: Tensor) -> Tensor:
         """Random brightness then contrast per image, in [0, 1] space. x: [B, C, H, W]."""
@@ -98,7 +121,8 @@ class EpisodeSampler:
 
     def __init__(self, store: ImageStore, class_ids: Sequence[int], preprocessing: Preprocessing,
                  n_way: int, n_shot: int, n_query: int, seed: int, augment: bool = False,
-                 flips: bool = False, color_jitter: bool = False, part: str = "", affine: bool = False) -> None:
+                 flips: bool = False, color_jitter: bool = False, part: str = "", affine: bool = False,
+                 elastic: bool = False) -> None:
         self.store = store
         self.n_way, self.n_shot, self.n_query = int(n_way), int(n_shot), int(n_query)
         self.part = part
@@ -124,7 +148,7 @@ class EpisodeSampler:
         self._query_y = torch.arange(self.n_way).repeat_interleave(self.n_query)
         self.generator = torch.Generator().manual_seed(int(seed))
         self.transform = BatchTransform(preprocessing, augment=augment, flips=flips, color_jitter=color_jitter,
-                                        seed=seed, affine=affine)
+                                        seed=seed, affine=affine, elastic=elastic)
 
     @property
     def n_classes(self) -> int:
@@ -171,7 +195,7 @@ class ClassBatchSampler:
 
     def __init__(self, store: ImageStore, class_ids: Sequence[int], preprocessing: Preprocessing,
                  batch_size: int, seed: int, augment: bool = False, flips: bool = False,
-                 color_jitter: bool = False, affine: bool = False) -> None:
+                 color_jitter: bool = False, affine: bool = False, elastic: bool = False) -> None:
         class_ids = [int(c) for c in class_ids]
         if not class_ids:
             raise ConfigError("no training classes to draw class batches from")
@@ -186,7 +210,7 @@ class ClassBatchSampler:
         self._cursor = 0
         self.generator = torch.Generator().manual_seed(int(seed))
         self.transform = BatchTransform(preprocessing, augment=augment, flips=flips, color_jitter=color_jitter,
-                                        seed=seed, affine=affine)
+                                        seed=seed, affine=affine, elastic=elastic)
 
     @property
     def n_classes(self) -> int:

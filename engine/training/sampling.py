@@ -13,8 +13,8 @@ from engine.config import DataConfig, RunConfig
 
 
 def augments(data: DataConfig) -> bool:
-    """Whether training images are augmented per draw (flips, colour jitter or affine)."""
-    return bool(data.augment_flips or data.augment_color_jitter or data.augment_affine)
+    """Whether training images are augmented per draw (flips, colour jitter, affine or elastic warps)."""
+    return bool(data.augment_flips or data.augment_color_jitter or data.augment_affine or data.augment_elastic)
 
 
 def batch_kind(config: RunConfig) -> str:

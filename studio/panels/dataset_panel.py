@@ -31,7 +31,7 @@ from studio.widgets.fields import AdvancedToggle
 
 SPLIT_FIELDS = ["split_mode", "train_ratio", "val_ratio", "split_seed"]
 PREPROCESSING_FIELDS = ["image_size", "channels", "center_crop", "augment_rotations", "augment_flips",
-                        "augment_color_jitter", "augment_affine", "cache_budget_mb"]
+                        "augment_color_jitter", "augment_affine", "augment_elastic", "cache_budget_mb"]
 THUMB_CLASSES = 6
 THUMBS_PER_CLASS = 5
 THUMB_SIZE = 36

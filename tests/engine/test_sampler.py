@@ -183,13 +183,19 @@ def test_class_batch_larger_than_data_draws_with_replacement() -> None:
     assert batch.x.shape[0] == 9 and set(batch.y.tolist()) <= {0, 1}
 
 
-def test_affine_augmentation_moves_ink_but_keeps_background_and_seed() -> None:
+def bar_store() -> tuple[ImageStore, Preprocessing]:
+    """Two classes of five 28 px images: a dark 8 x 4 bar on white."""
     cache = torch.full((10, 1, 28, 28), 255, dtype=torch.uint8)
-    cache[:, :, 10:18, 12:16] = 0  # a dark bar on white
+    cache[:, :, 10:18, 12:16] = 0
     prep = Preprocessing(image_size=28, channels=1)
     store = ImageStore(class_names=["a", "b"], class_groups=[None, None],
                        labels=torch.tensor([0] * 5 + [1] * 5), paths=[Path(f"/none/{i}.png") for i in range(10)],
                        preprocessing=prep, cache=cache, cache_slots=torch.arange(10))
+    return store, prep
+
+
+def test_affine_augmentation_moves_ink_but_keeps_background_and_seed() -> None:
+    store, prep = bar_store()
     plain = EpisodeSampler(store, [0, 1], prep, 2, 2, 3, seed=1).sample()
     moved_a = EpisodeSampler(store, [0, 1], prep, 2, 2, 3, seed=1, augment=True, affine=True).sample()
     moved_b = EpisodeSampler(store, [0, 1], prep, 2, 2, 3, seed=1, augment=True, affine=True).sample()
@@ -198,3 +204,33 @@ def test_affine_augmentation_moves_ink_but_keeps_background_and_seed() -> None:
     assert torch.allclose(moved_a.query_x[:, :, 0, 0], plain.query_x[:, :, 0, 0], atol=1e-5)  # background stays
     ink = (moved_a.query_x < 0).float().sum(dim=(1, 2, 3))
     assert bool(((ink > 16) & (ink < 64)).all())  # the bar is still there, roughly its size (32 px)
+
+
+@pytest.mark.parametrize("affine", [False, True])
+def test_elastic_warps_bend_ink_smoothly_keep_background_and_follow_the_seed(affine: bool) -> None:
+    store, prep = bar_store()
+    def draw(elastic: bool, seed: int = 1) -> torch.Tensor:
+        return EpisodeSampler(store, [0, 1], prep, 2, 2, 3, seed=seed, augment=True, affine=affine,
+                              elastic=elastic).sample().query_x
+    plain, bent, again, other = draw(False), draw(True), draw(True), draw(True, seed=2)
+    assert torch.equal(bent, again) and not torch.allclose(bent, other, atol=1e-3)
+    assert not torch.allclose(bent, plain, atol=1e-3)  # the warp moved ink
+    assert torch.allclose(bent[:, :, 0, 0], plain[:, :, 0, 0], atol=1e-5)  # background stays
+    ink = (bent < 0).float().sum(dim=(1, 2, 3))
+    assert bool(((ink > 16) & (ink < 64)).all())  # a bent bar, not a torn or vanished one (32 px)
+    rows = (bent < 0).any(dim=3).float().sum(dim=(1, 2))
+    assert bool(((rows >= 5) & (rows <= 14)).all())  # still about 8 rows tall: small, smooth displacements
+
+
+def test_elastic_warps_are_off_unless_asked_and_count_as_augmentation() -> None:
+    from engine.config import DataConfig
+    from engine.training.sampling import augments
+
+    store, prep = bar_store()
+    unaugmented = EpisodeSampler(store, [0, 1], prep, 2, 2, 3, seed=1, augment=False, elastic=True).sample()
+    plain = EpisodeSampler(store, [0, 1], prep, 2, 2, 3, seed=1).sample()
+    assert torch.equal(unaugmented.query_x, plain.query_x)  # validation / test episodes are never warped
+    assert augments(DataConfig(augment_elastic=True)) and not augments(DataConfig())
+    bent = ClassBatchSampler(store, [0, 1], prep, batch_size=6, seed=0, augment=True, elastic=True).sample()
+    straight = ClassBatchSampler(store, [0, 1], prep, batch_size=6, seed=0).sample()
+    assert torch.equal(bent.y, straight.y) and not torch.allclose(bent.x, straight.x, atol=1e-3)
