@@ -256,6 +256,9 @@ class SimpleShotConfig(AlgorithmConfig):
 
     batch_size: int = param(64, "Sets how many images one pre-training batch holds.", label="Images per batch",
                             min=1, max=4096)
+    centering: bool = param(True, "Subtracts the mean training feature before L2-normalising (CL2N, the paper's "
+                            "best). Off (L2N) suits test images unlike the training ones, such as real handwriting "
+                            "after training on the built-in glyphs.", label="Centre on the training mean")
 
 
 ALGORITHM_CONFIGS: dict[str, type[AlgorithmConfig]] = {

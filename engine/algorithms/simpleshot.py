@@ -1,4 +1,5 @@
-"""SimpleShot (Wang et al. 2019): nearest centroid on centred, L2-normalised (CL2N) features.
+"""SimpleShot (Wang et al. 2019): nearest centroid on centred, L2-normalised (CL2N) features; with
+``centering`` off, on L2-normalised features alone (the paper's L2N).
 
 Pre-training is Baseline's (linear head over all training classes). The mean
 training feature (the "C" of CL2N) is an exponential moving average (momentum
@@ -108,9 +109,11 @@ class SimpleShot(FeatureMeanPretraining):
 
     def adapt(self, support_x: Tensor, support_y: Tensor, *, steps: int | None = None,
               progress: ProgressCallback | None = None) -> Predictor:
-        """Prototypes = mean CL2N support feature per class."""
+        """Prototypes = mean CL2N (L2N without ``centering``) support feature per class."""
         n_classes = check_support(support_x, support_y)
         mean = self.feature_mean.mean.detach().clone()
+        if not self.config.centering:
+            mean.zero_()
         features = cl2n(self.support_features(support_x), mean)
         prototypes = class_means(features, support_y.to(self.device), n_classes)
         if progress is not None:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from engine.algorithms.base import Algorithm
-from engine.algorithms.functional import FunctionalPredictor
+from engine.algorithms.functional import FunctionalPredictor, eval_mode
 from engine.algorithms.registry import ALGORITHMS, build_algorithm
 from engine.config import ALGORITHM_CONFIGS, RunConfig
 from engine.data.types import ClassBatch, Task
@@ -341,6 +341,21 @@ def test_simpleshot_tracks_the_training_feature_mean() -> None:
     predictor = algorithm.adapt(task.support_x, task.support_y)
     norms = predictor.embed(task.query_x).norm(dim=1)
     assert torch.allclose(norms, torch.ones_like(norms), atol=1e-5)
+
+
+def test_simpleshot_without_centering_normalises_the_raw_features_l2n() -> None:
+    centred, plain = build("simpleshot"), build("simpleshot", centering=False)
+    train(centred, 3)
+    train(plain, 3)  # same seeds: the same network and running mean; only the adaptation differs
+    assert torch.equal(centred.feature_mean.mean, plain.feature_mean.mean)
+    task = make_task(TEST_POOL, torch.Generator().manual_seed(14))
+    with torch.no_grad(), eval_mode(plain.backbone):
+        raw = plain.backbone(task.query_x)
+    l2n = plain.adapt(task.support_x, task.support_y).embed(task.query_x)
+    cl2n = centred.adapt(task.support_x, task.support_y).embed(task.query_x)
+    assert torch.allclose(l2n, F.normalize(raw, dim=1), atol=1e-5)
+    assert torch.allclose(cl2n, F.normalize(raw - centred.feature_mean.mean, dim=1), atol=1e-5)
+    assert not torch.allclose(l2n, cl2n, atol=1e-3)
 
 
 @pytest.mark.parametrize("name", ["protonet", "baseline"])
