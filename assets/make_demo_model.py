@@ -12,18 +12,22 @@ Two sources, one recipe shape (a Conv-4 x 64 network on 28 px greyscale, a Proto
 * ``--source glyphs``: the same on the built-in glyphs; measured on
   Omniglot the same way when ``../shared`` is there. Writes ``/tmp/glyph_demo_model.pt`` unless
   ``--out`` says otherwise: the shipped model is the Omniglot one.
-* ``--algorithm simpleshot``: SimpleShot instead of ProtoNet (a classifier over all training classes,
-  220 images a step like the episodes, then nearest centroid on centred, L2-normalised features), with
-  the affine jitter on. Better for the glyph-only model, whose test characters come from another domain
-  (real handwriting); worse on Omniglot itself (bench/README.md, session 15).
+* ``--algorithm simpleshot`` (the default for glyphs): SimpleShot instead of ProtoNet (a classifier over
+  all training classes, 220 images a step like the episodes, then nearest centroid on centred,
+  L2-normalised features), with the affine jitter on. Better for the glyph-only model, whose test
+  characters come from another domain (real handwriting); worse on Omniglot itself (bench/README.md,
+  session 15). For the glyphs, the features are normalised without centring (L2N: session 16).
+* ``--elastic`` (the default for glyphs): smooth random warps of every training image
+  (``data.augment_elastic``), another hand's version of each glyph; no gain on Omniglot itself, measured on
+  a dev set (bench/README.md, session 16).
 
-Deterministic (fixed seeds). The optimiser state is dropped from the written file (it only
-matters to resume training), which keeps a ProtoNet model under 0.5 MB (SimpleShot keeps its
-pre-training head: 1.5 MB for the glyphs).
+Deterministic (fixed seeds; ``--seed`` picks another training seed, for the spread between runs). The
+optimiser state is dropped from the written file (it only matters to resume training), which keeps a
+ProtoNet model under 0.5 MB (SimpleShot keeps its pre-training head: 1.5 MB for the glyphs).
 
     python assets/make_demo_model.py                     # assets/demo_model.pt + assets/demo_samples/
-    python assets/make_demo_model.py --source glyphs     # the glyph-only model, for the README's figure
-    python assets/make_demo_model.py --source glyphs --algorithm simpleshot   # the better glyph-only model
+    python assets/make_demo_model.py --source glyphs     # the glyph-only model (SimpleShot, elastic warps)
+    python assets/make_demo_model.py --source glyphs --algorithm protonet --no-elastic   # session 13's recipe
     python assets/make_demo_model.py --steps 50 --out /tmp/quick.pt --no-samples
 """
 
@@ -91,9 +95,14 @@ def omniglot_config(small1: Path, steps: int, threads: int, algorithm: str) -> R
 
 
 def glyph_config(steps: int, threads: int, algorithm: str) -> RunConfig:
-    """The built-in glyphs (generated on first use)."""
+    """The built-in glyphs (generated on first use). SimpleShot normalises features without centring them on
+    the mean glyph feature (L2N): the test drawings are real handwriting, whose features centre elsewhere
+    (better on the dev set for each of three glyph models, bench/README.md, session 16)."""
     ensure_glyph_dataset(seed=0)
-    return base_config(BUILTIN_GLYPHS, steps, threads, "glyph demo model", algorithm)
+    config = base_config(BUILTIN_GLYPHS, steps, threads, "glyph demo model", algorithm)
+    if isinstance(config.algorithm, SimpleShotConfig):
+        config.algorithm.centering = False
+    return config
 
 
 def unzip_omniglot(scratch: Path) -> tuple[Path, Path] | None:
@@ -150,16 +159,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", choices=("omniglot", "glyphs"), default="omniglot",
                         help="train on Omniglot small1 (the shipped model) or the built-in glyphs")
-    parser.add_argument("--algorithm", choices=("protonet", "simpleshot"), default="protonet",
-                        help="ProtoNet episodes (default) or SimpleShot's classifier pre-training")
+    parser.add_argument("--algorithm", choices=("protonet", "simpleshot"),
+                        help="ProtoNet episodes or SimpleShot's classifier pre-training (default: protonet for "
+                             "omniglot, simpleshot for glyphs)")
+    parser.add_argument("--elastic", action=argparse.BooleanOptionalAction,
+                        help="elastic warps of the training images (default: on for glyphs, off for omniglot)")
     parser.add_argument("--steps", type=int, default=4000, help="meta-training steps (default 4000)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     parser.add_argument("--out", type=Path, help="output file (default: assets/demo_model.pt for omniglot, "
                                                  "a temporary file for glyphs)")
     parser.add_argument("--no-samples", action="store_true", help="do not (re)write assets/demo_samples/")
+    parser.add_argument("--seed", type=int, default=0, help="training seed (default 0; the figures' episodes "
+                                                            "and the class split stay the same)")
     args = parser.parse_args(argv)
+    glyphs = args.source == "glyphs"
+    args.algorithm = args.algorithm or ("simpleshot" if glyphs else "protonet")
+    args.elastic = glyphs if args.elastic is None else args.elastic
     out = args.out or DEFAULT_OUT[args.source]
-    torch.manual_seed(0)
+    torch.manual_seed(args.seed)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="meta-studio-demo-") as tmp:
         folders = unzip_omniglot(Path(tmp))
@@ -169,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
         small2 = folders[1] if folders else None
         config = omniglot_config(folders[0], args.steps, args.threads, args.algorithm) if args.source == "omniglot" \
             else glyph_config(args.steps, args.threads, args.algorithm)
+        config.data.augment_elastic = args.elastic
+        config.train.seed = args.seed
         run_dir = Path(tmp) / "run"
         summary = Trainer(config, run_dir=run_dir).run()
         if summary.status != "finished":
@@ -178,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         figures = measure(last, small2)
         payload = read_payload(last)
         payload["algorithm"]["optimizers"] = {}  # only needed to resume training
-        demo = {**figures, "made_by": "assets/make_demo_model.py", "source": args.source, "algorithm": args.algorithm}
+        demo = {**figures, "made_by": "assets/make_demo_model.py", "source": args.source, "algorithm": args.algorithm,
+                "elastic": args.elastic, "seed": args.seed}
         if args.source == "omniglot":
             payload["config"]["data"]["root"] = SMALL1  # the unzipped copy is gone; the name says what it was
             demo["trained_on"] = f"Omniglot {SMALL1} (Lake et al. 2015, MIT licence: {SAMPLES_DIR}/LICENSE)"
