@@ -95,10 +95,9 @@ def omniglot_config(small1: Path, steps: int, threads: int, algorithm: str) -> R
 
 
 def glyph_config(steps: int, threads: int, algorithm: str) -> RunConfig:
-    """The built-in glyphs (generated on first use). SimpleShot normalises features without centring them on
+    """The built-in glyphs (made by :func:`main` before training). SimpleShot normalises features without centring them on
     the mean glyph feature (L2N): the test drawings are real handwriting, whose features centre elsewhere
     (better on the dev set for each of three glyph models, bench/README.md, session 16)."""
-    ensure_glyph_dataset(seed=0)
     config = base_config(BUILTIN_GLYPHS, steps, threads, "glyph demo model", algorithm)
     if isinstance(config.algorithm, SimpleShotConfig):
         config.algorithm.centering = False
@@ -155,7 +154,8 @@ def copy_samples(small2: Path, target: Path) -> None:
         "MIT licence, copied in `LICENSE`. Copied by `assets/make_demo_model.py`.\n")
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, with ``algorithm`` and ``elastic`` resolved from ``source`` where not given."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", choices=("omniglot", "glyphs"), default="omniglot",
                         help="train on Omniglot small1 (the shipped model) or the built-in glyphs")
@@ -175,6 +175,20 @@ def main(argv: list[str] | None = None) -> int:
     glyphs = args.source == "glyphs"
     args.algorithm = args.algorithm or ("simpleshot" if glyphs else "protonet")
     args.elastic = glyphs if args.elastic is None else args.elastic
+    return args
+
+
+def recipe(args: argparse.Namespace, small1: Path | None) -> RunConfig:
+    """The run configuration for ``args`` (``small1``: the unzipped folder, for ``--source omniglot``)."""
+    config = omniglot_config(small1, args.steps, args.threads, args.algorithm) if args.source == "omniglot" \
+        else glyph_config(args.steps, args.threads, args.algorithm)
+    config.data.augment_elastic = args.elastic
+    config.train.seed = args.seed
+    return config
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     out = args.out or DEFAULT_OUT[args.source]
     torch.manual_seed(args.seed)
     started = time.perf_counter()
@@ -184,10 +198,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{OMNIGLOT}: the Omniglot zips ({SMALL1}.zip, {SMALL2}.zip) are not there", file=sys.stderr)
             return 2
         small2 = folders[1] if folders else None
-        config = omniglot_config(folders[0], args.steps, args.threads, args.algorithm) if args.source == "omniglot" \
-            else glyph_config(args.steps, args.threads, args.algorithm)
-        config.data.augment_elastic = args.elastic
-        config.train.seed = args.seed
+        if args.source == "glyphs":
+            ensure_glyph_dataset(seed=0)
+        config = recipe(args, folders[0] if folders else None)
         run_dir = Path(tmp) / "run"
         summary = Trainer(config, run_dir=run_dir).run()
         if summary.status != "finished":
