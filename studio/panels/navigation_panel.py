@@ -33,11 +33,12 @@ from PySide6.QtWidgets import (QComboBox, QGridLayout, QHBoxLayout, QLabel, QPro
                                QWidget)
 
 from engine.api import (GOAL_HIGH, GOAL_LOW, POLICY_KINDS, POLICY_TITLES, EngineError, GoalAdaptation,
-                        NavigationConfig, NavigationPolicy, adapt_to_goal, check_goal, load_policies, train_policy)
+                        NavigationConfig, NavigationPolicy, adapt_to_goal, check_goal, load_policies, torch_threads,
+                        train_policy)
 from studio.jobs.latest import LatestJob
 from studio.jobs.thread import WorkerHandle
 from studio.panels.navigation_plots import CLICK_TIP, PlanePlot, ReturnsPlot, TrainingCurve
-from studio.panels.panel_parts import BackgroundTraining, StepPlayback, action_button, single_thread
+from studio.panels.panel_parts import BackgroundTraining, StepPlayback, action_button
 from studio.widgets.elide import ElidedLabel
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets" / "policies"
@@ -65,7 +66,7 @@ def adapt_job(policies: dict[str, NavigationPolicy], goal: tuple[float, float]) 
     def job(progress: Any, should_stop: Any) -> AdaptResult:
         started = time.perf_counter()
         inner_lr = NavigationConfig.inner_lr
-        with single_thread():
+        with torch_threads(1):
             result: GoalAdaptation = adapt_to_goal({k: p.params for k, p in policies.items()}, goal,
                                                    steps=ADAPT_STEPS, inner_lr=inner_lr, seed=0)
         return AdaptResult(result.goal, {k: v.numpy() for k, v in result.episodes.items()},
@@ -79,7 +80,7 @@ def training_job(config: NavigationConfig, history: list[tuple[float, float]]) -
     """The function the worker runs for Train; each iteration's returns are appended to ``history``."""
 
     def job(progress: Any, should_stop: Any) -> NavigationPolicy:
-        with single_thread():
+        with torch_threads(1):
             return train_policy(config, progress, should_stop, history)
 
     return job

@@ -1,7 +1,7 @@
 """Parts shared by the demo and training views, each written once.
 
-* :func:`single_thread` and :func:`action_button`: one PyTorch intra-op thread for a block; a button
-  with a tooltip whose click calls a slot without arguments (regression and navigation views).
+* :func:`action_button`: a button with a tooltip whose click calls a slot without arguments (regression and
+  navigation views).
 * :class:`ClickablePlot`: a pyqtgraph plot that emits left clicks inside its plot area in data units
   (the regression view's sine plots, the navigation view's planes).
 * :class:`StepPlayback` and :class:`BackgroundTraining`: mixins (``self`` is the panel) for the step
@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -22,17 +21,12 @@ import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QObject, QPointF, Qt, QTimer, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QSlider, QWidget
 
-from engine.api import EngineError, torch_threads
+from engine.api import EngineError
 from studio.jobs.engine_run import CLOSE_STOP_WAIT_MS
 from studio.jobs.latest import LatestJob
 from studio.widgets.elide import ElidedLabel
 
 log = logging.getLogger("studio")
-
-
-def single_thread() -> contextlib.AbstractContextManager[None]:
-    """Run the block with one PyTorch intra-op thread (the small networks' fastest), then restore the count."""
-    return torch_threads(1)
 
 
 def action_button(text: str, slot: Any, tip: str) -> QPushButton:

@@ -27,7 +27,7 @@ and whatever it still delivers is dropped) and moving the slider only calls
 at once.
 
 Jobs of this view (fits and training) run their tensor work with one intra-op thread
-(:func:`single_thread`): the 2x40 network is fastest that way and does not fight other work
+(``engine.api.torch_threads(1)``): the 2x40 network is fastest that way and does not fight other work
 for cores. With PyTorch's OpenMP backend the count is a setting of the calling thread (the
 GUI thread and running trainings keep theirs); PyTorch also records it as the default for
 threads that start their first parallel work while the job runs, and the job restores it.
@@ -47,11 +47,10 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QSpinBox, QVBoxLayout, QWidget
 
 from engine.api import (KINDS, MODEL_TITLES, EngineError, RegressionConfig, RegressionModel, SinusoidTask,
-                        SinusoidTasks, fit_trajectory, load_models, train_both, trajectory_mse)
+                        SinusoidTasks, fit_trajectory, load_models, torch_threads, train_both, trajectory_mse)
 from studio.jobs.latest import LatestJob
 from studio.jobs.thread import WorkerHandle
-from studio.panels.panel_parts import (BackgroundTraining, ClickablePlot, StepPlayback, action_button,
-                                       single_thread)
+from studio.panels.panel_parts import BackgroundTraining, ClickablePlot, StepPlayback, action_button
 from studio.widgets.elide import ElidedLabel
 from studio.widgets.plot_parts import PALETTE
 
@@ -89,7 +88,7 @@ def fit_job(models: dict[str, RegressionModel], x_support: torch.Tensor, y_suppo
     def job(progress: Any, should_stop: Any) -> FitResult:
         started = time.perf_counter()
         trajectories, mses = {}, {}
-        with single_thread():
+        with torch_threads(1):
             for kind, model in models.items():
                 if should_stop():
                     break
@@ -106,7 +105,7 @@ def training_job(config: RegressionConfig) -> Any:
     """The function the worker runs for Train: both models, one thread."""
 
     def job(progress: Any, should_stop: Any) -> dict[str, RegressionModel]:
-        with single_thread():
+        with torch_threads(1):
             return train_both(config, progress, should_stop)
 
     return job
