@@ -49,7 +49,8 @@ class BatchTransform:
         self.color_jitter = augment and color_jitter
         self.affine = augment and affine
         self.elastic = augment and elastic
-        if self.flips or self.color_jitter or self.affine or self.elastic:
+        self.augmenting = self.flips or self.color_jitter or self.affine or self.elastic
+        if self.augmenting:
             # torchvision.transforms.v2 does the dtype conversion and flips; imported only when augmenting
             # because importing torchvision costs seconds at start-up.
             from torchvision.transforms.v2 import functional as tf
@@ -58,7 +59,7 @@ class BatchTransform:
         self.generator = torch.Generator().manual_seed(int(seed) + _AUGMENT_SEED_OFFSET)
 
     def __call__(self, images: Tensor) -> Tensor:
-        if not (self.flips or self.color_jitter or self.affine or self.elastic):
+        if not self.augmenting:
             return self.preprocessing.normalize(images)
         x = self._tf.to_dtype(images, torch.float32, scale=True)
         if self.affine or self.elastic:
