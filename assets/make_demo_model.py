@@ -95,9 +95,9 @@ def omniglot_config(small1: Path, steps: int, threads: int, algorithm: str) -> R
 
 
 def glyph_config(steps: int, threads: int, algorithm: str) -> RunConfig:
-    """The built-in glyphs (made by :func:`main` before training). SimpleShot normalises features without centring them on
-    the mean glyph feature (L2N): the test drawings are real handwriting, whose features centre elsewhere
-    (better on the dev set for each of three glyph models, bench/README.md, session 16)."""
+    """The built-in glyphs (made by :func:`main` before training). SimpleShot normalises features without
+    centring them on the mean glyph feature (L2N): the test drawings are real handwriting, whose features
+    centre elsewhere (better on the dev set for each of three glyph models, bench/README.md, session 16)."""
     config = base_config(BUILTIN_GLYPHS, steps, threads, "glyph demo model", algorithm)
     if isinstance(config.algorithm, SimpleShotConfig):
         config.algorithm.centering = False
