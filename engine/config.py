@@ -19,6 +19,8 @@ BUILTIN_GLYPHS = "builtin:glyphs"
 CHANNELS_LAST = ("auto", "on", "off")
 EVALUATION_PROTOCOLS = ("episodes", "within-alphabet")
 """``episodes``: random N-way episodes over all chosen classes; ``within-alphabet``: Lake et al. 2015's."""
+MAX_TEST_VIEWS = 64
+"""The most ``model.test_views`` a backbone embeds with (each view is a forward pass)."""
 
 
 def param(
@@ -135,6 +137,10 @@ class ModelConfig:
     weights_path: str = param("", "Starts the backbone from a local state-dict file instead of random weights "
                               "(optional); 'torchvision': a torchvision network's ImageNet file in the PyTorch hub "
                               "cache.", label="Starting weights file")
+    test_views: int = param(1, "Embeds each image at test time as the mean of its features and those of test_views - 1 "
+                            "fixed small shifts, rotations and shears of it (test-time augmentation: steadier "
+                            "features for handwriting, test_views times the time); 1 = off. Training is unchanged.",
+                            label="Test-time views", min=1, max=MAX_TEST_VIEWS)
 
 
 @dataclass

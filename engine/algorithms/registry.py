@@ -31,6 +31,7 @@ from engine.config import (ALGORITHM_CONFIGS, AlgorithmConfig, BaselineConfig, B
                            MAMLConfig, MatchingConfig, ProtoNetConfig, ReptileConfig, RunConfig, SimpleShotConfig)
 from engine.errors import ConfigError
 from engine.models.registry import build_backbone
+from engine.models.view_averaging import attach_test_views
 
 ALGORITHMS: dict[str, type[Algorithm]] = {}
 """Registered name -> implementation, in the order the views list them."""
@@ -88,5 +89,9 @@ def build_algorithm(config: RunConfig, n_train_classes: int) -> Algorithm:
     cls = algorithm_class(name)
     if n_train_classes < 1:
         raise ConfigError(f"{name} needs at least one training class (got {n_train_classes})")
+    if config.model.test_views > 1 and config.model.backbone == "mlp":
+        raise ConfigError("model.test_views: test-time views warp images; the mlp backbone takes numbers (use 1)")
     backbone = build_backbone(config.model, in_channels=config.data.channels, image_size=config.data.image_size)
-    return cls(config.algorithm, backbone, n_way=config.task.n_way, n_train_classes=n_train_classes)
+    algorithm = cls(config.algorithm, backbone, n_way=config.task.n_way, n_train_classes=n_train_classes)
+    attach_test_views(algorithm.backbone, config.model.test_views)  # what the algorithm embeds through
+    return algorithm

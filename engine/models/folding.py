@@ -24,6 +24,8 @@ import torch
 from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from engine.models.view_averaging import keep_test_views
+
 
 class _LeafTracer(fx.Tracer):
     """Keeps convolutions and every BatchNorm (also subclasses such as EpisodeBatchNorm2d) as single nodes."""
@@ -48,7 +50,7 @@ def folded_for_inference(backbone: nn.Module) -> nn.Module:
         return backbone
     if hasattr(backbone, "out_features") and not hasattr(folded, "out_features"):
         folded.out_features = backbone.out_features   # the backbone contract (a traced copy loses attributes)
-    return folded.eval()
+    return keep_test_views(backbone, folded).eval()   # and the hook of model.test_views
 
 
 def _has_norm(module: nn.Module) -> bool:
