@@ -38,8 +38,9 @@ class OpenedModel:
         title = config.algorithm.title or config.algorithm.name
         colour = "grey" if prep.channels == 1 else "colour"
         kind = "adapted classifier" if self.adapted is not None else f"step {self.checkpoint.step}"
+        views = f" \u00b7 {config.model.test_views} test-time views" if config.model.test_views > 1 else ""
         return (f"{title} \u00b7 {config.model.backbone} ({config.model.hidden_channels}) \u00b7 "
-                f"{prep.image_size}\u00d7{prep.image_size} {colour} \u00b7 {kind} \u00b7 {self.path.name}")
+                f"{prep.image_size}\u00d7{prep.image_size} {colour}{views} \u00b7 {kind} \u00b7 {self.path.name}")
 
 
 def open_model(path: Path | str, timing_threads: int | None = None) -> OpenedModel:
