@@ -58,7 +58,7 @@ def panel_latencies(backbone: str, size: int, trials: int, tmp: Path) -> dict[st
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication([])
-    panel, cards, files = open_panel(tmp, backbone, size, 3, N_SHOT + 2 + 2 * trials)
+    panel, cards, files = open_panel(tmp, backbone, size, 3, 1, N_SHOT + 2 + 2 * trials)
     cold, new, warm = [], [], []
     for trial in range(trials):
         card, class_files = cards[trial % N_WAY], files[trial % N_WAY]

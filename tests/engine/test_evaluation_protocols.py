@@ -147,4 +147,4 @@ def test_within_alphabet_on_real_omniglot_small2_without_small1s_alphabets(tmp_p
     groups = {name.split("/")[0] for name in report["per_class_accuracy"]}
     assert groups == {"Japanese_(katakana)", "Sanskrit", "Tagalog"}
     assert len(report["per_class_accuracy"]) == 106 and report["n_way"] == 20 and report["n_episodes"] == 40
-    assert report["error_rate"] < 0.35  # the shipped model reads real handwriting: 23.6% over 1000 episodes
+    assert report["error_rate"] < 0.35  # the shipped model reads real handwriting: 22.1% over 1000 episodes
