@@ -301,8 +301,9 @@ class TrainConfig:
     num_threads: int = param(0, "Sets the CPU threads of PyTorch (0 = PyTorch's default).", label="CPU threads",
                              min=0, max=1024)
     precision: str = param("auto", "Chooses the arithmetic of forward passes: auto (bf16 where it is faster: CPUs "
-                           "with AMX-BF16, CUDA GPUs with bf16; else fp32); fp32; bf16 (mixed precision, CUDA or "
-                           "CPU); fp16 (mixed precision with loss scaling, CUDA only). Weights stay float32.",
+                           "with AMX-BF16, CPUs with AVX512-BF16 where a probe step runs faster in it, CUDA GPUs with "
+                           "bf16; else fp32); fp32; bf16 (mixed precision, CUDA or CPU); fp16 (mixed precision with "
+                           "loss scaling, CUDA only). Weights stay float32.",
                            label="Precision", choices=("auto", "fp32", "bf16", "fp16"))
     channels_last: str = param("auto", "Chooses the memory format of conv weights and image batches: on "
                                "(channels-last), off (NCHW), or auto (channels-last on the CPU, measured "

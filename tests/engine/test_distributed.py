@@ -77,6 +77,7 @@ def distributed_config(root: Path, algorithm: str) -> RunConfig:
     config.task.meta_batch_size = 4
     config.train.val_every, config.train.val_episodes, config.train.checkpoint_every = 0, 3, 100
     config.train.num_threads = 1
+    config.train.precision = "fp32"  # equality of the maths, not of bf16 rounding (auto may pick bf16 on this CPU)
     if algorithm == "reptile":
         config.algorithm.inner_steps = 2
     if algorithm == "baseline":

@@ -19,8 +19,11 @@ from .helpers import tiny_config
 CPU = torch.device("cpu")
 
 
-def _cpu_with(monkeypatch: pytest.MonkeyPatch, *flags: str) -> None:
+def _cpu_with(monkeypatch: pytest.MonkeyPatch, *flags: str, probe_speedup: float = 0.87) -> None:
+    """A CPU with these bf16 flags, whose probe step runs ``probe_speedup`` times as fast in bf16 (default: the
+    Intel Xeon without AMX of bench/README.md)."""
     monkeypatch.setattr(precision_module, "cpu_bf16_instructions", lambda *args: tuple(flags))
+    monkeypatch.setattr(precision_module, "cpu_bf16_speedup", lambda *args: probe_speedup)
 
 
 def test_auto_is_the_default_and_explicit_settings_are_kept(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -30,16 +33,34 @@ def test_auto_is_the_default_and_explicit_settings_are_kept(monkeypatch: pytest.
         assert resolve_precision(setting, CPU) == (setting, "set in the config")
 
 
-@pytest.mark.parametrize(("flags", "expected"), [
-    (("amx_bf16", "avx512_bf16"), "bf16"),   # AMX: bf16 is faster (the issue's probe: 1.74x)
-    (("avx512_bf16",), "fp32"),              # AVX512-BF16 alone: measured 0.85-0.90x, so fp32
-    ((), "fp32"),
+@pytest.mark.parametrize(("flags", "speedup", "expected"), [
+    (("amx_bf16", "avx512_bf16"), 0.5, "bf16"),   # AMX: bf16 is faster (the issue's probe: 1.74x), no probe run
+    (("avx512_bf16",), 0.87, "fp32"),             # AVX512-BF16 alone, measured slower (an Intel Xeon): fp32
+    (("avx512_bf16",), 1.6, "bf16"),              # AVX512-BF16 alone, measured faster (an AMD EPYC): bf16
+    (("avx512_bf16",), 1.1, "fp32"),              # within the margin: fp32
+    ((), 3.0, "fp32"),                            # no native bf16: fp32 whatever a probe would say
 ])
-def test_auto_picks_bf16_only_on_cpus_with_amx(monkeypatch: pytest.MonkeyPatch, flags: tuple, expected: str) -> None:
-    _cpu_with(monkeypatch, *flags)
+def test_auto_picks_bf16_only_on_cpus_with_bf16_that_measure_it_faster(monkeypatch: pytest.MonkeyPatch, flags: tuple,
+                                                                       speedup: float, expected: str) -> None:
+    _cpu_with(monkeypatch, *flags, probe_speedup=speedup)
     chosen, reason = resolve_precision("auto", CPU)
     assert chosen == expected
     assert reason.startswith("auto: ") and ("AMX-BF16" in reason)
+    if flags == ("avx512_bf16",):
+        assert f"{speedup:.2f}x as fast in bf16" in reason  # the log says what was measured
+
+
+def test_the_probe_measures_a_training_step_in_both_precisions(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    real_autocast = torch.autocast
+    monkeypatch.setattr(torch, "autocast", lambda *args, **kwargs: calls.append(kwargs["enabled"]) or
+                        real_autocast(*args, **kwargs))
+    precision_module.cpu_bf16_speedup.cache_clear()
+    with torch.device("meta"), torch.inference_mode():  # the caller's contexts do not leak into the probe
+        speedup = precision_module.cpu_bf16_speedup(1, repeats=1)
+    assert 0.05 < speedup < 20 and calls.count(True) == calls.count(False) == 3
+    assert torch.get_num_threads() >= 1
+    precision_module.cpu_bf16_speedup.cache_clear()
 
 
 def test_cpu_flags_are_read_from_cpuinfo_when_torch_cannot_tell(monkeypatch: pytest.MonkeyPatch,
