@@ -58,6 +58,10 @@ def make_parser(description: str, *, steps: int, warmup: int, rounds: int = 5) -
     parser.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto",
                         help="our train.channels_last (as the trainer resolves it; default auto, the engine's "
                              "default); the peers keep PyTorch's default layout")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                        help="our train.precision (default auto, the engine's default: bf16 where the device computes "
+                             "it natively and faster, else fp32); the peers stay in their default fp32. Where it is not "
+                             "fp32, the peer benchmarks also time ours forced to fp32")
     parser.add_argument("--cuda-graphs", choices=("on", "off"), default="on",
                         help="our train.cuda_graphs on CUDA (default on, the engine's default): ProtoNet replays "
                              "its forward and backward as CUDA graphs; the peers run eagerly, as their users do")
@@ -72,16 +76,19 @@ def setup(args: argparse.Namespace) -> torch.device:
     args.device = str(device)
     use_cpu_clock(args.clock == "cpu" or (args.clock == "auto" and device.type == "cpu"))
     use_channels_last(getattr(args, "channels_last", "auto"))
+    use_precision(getattr(args, "precision", "auto"))
     use_cuda_graphs(getattr(args, "cuda_graphs", "on") == "on")
     # as the trainer does; it is process-wide, so the peers in this process get it too
     tuned = "freed host memory kept (glibc)" if keep_freed_host_memory() else "malloc untouched"
     print(machine_header(device) + f"; {tuned}; ours: train.channels_last {_channels_last} "
-          f"(= {'on' if resolve_channels_last(_channels_last, device, 28) else 'off'} at 28 px)"
+          f"(= {'on' if resolve_channels_last(_channels_last, device, 28) else 'off'} at 28 px), train.precision "
+          f"{_precision} (= {ours_precision(device)}: {resolve_precision(_precision, device)[1]})"
           + (f", train.cuda_graphs {'on' if _cuda_graphs else 'off'}" if device.type == "cuda" else ""))
     return device
 
 
 _channels_last = "auto"
+_precision = "auto"
 _cuda_graphs = True
 
 
@@ -89,6 +96,18 @@ def use_channels_last(setting: str) -> None:
     """The train.channels_last that :func:`run_config` gives our algorithms (auto | on | off)."""
     global _channels_last
     _channels_last = setting
+
+
+def use_precision(setting: str) -> None:
+    """The train.precision that :func:`run_config` gives our algorithms (auto | fp32 | bf16)."""
+    global _precision
+    _precision = setting
+
+
+def ours_precision(device: torch.device) -> str:
+    """The precision our algorithms run in on ``device`` ("fp32" or "bf16"), ``train.precision`` resolved as the
+    trainer resolves it."""
+    return resolve_precision(_precision, device)[0]
 
 
 def use_cuda_graphs(on: bool) -> None:
@@ -251,7 +270,7 @@ def run_config(algorithm: AlgorithmConfig, *, n_way: int, n_shot: int, n_query: 
                                                         meta_batch_size=meta_batch),
                      model=ModelConfig(backbone="conv4"), algorithm=algorithm,
                      train=TrainConfig(seed=seed, device=str(device), channels_last=_channels_last,
-                                       cuda_graphs=_cuda_graphs))
+                                       precision=_precision, cuda_graphs=_cuda_graphs))
 
 
 def build_ours(config: RunConfig, device: torch.device, seed: int, n_train_classes: int = 64) -> Any:
@@ -346,11 +365,13 @@ def strict_fp32(deterministic: bool = False) -> Iterator[None]:
 
 
 def nchw_copy(algorithm: Any) -> Any:
-    """A deep copy of one of our algorithms with its weights back in NCHW (see :func:`strict_fp32`)."""
+    """A deep copy of one of our algorithms with its weights back in NCHW and its forward passes in float32 (see
+    :func:`strict_fp32`): the maths checks stay fp32 where ours trains in bf16 (a speed mode)."""
     twin = copy.deepcopy(algorithm)
     for module in twin.modules().values():
         module.to(memory_format=torch.contiguous_format)
     twin.channels_last = False
+    twin.precision = "fp32"
     return twin
 
 
