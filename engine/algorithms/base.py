@@ -39,6 +39,8 @@ from engine.runtime import collective
 
 PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 TASK_BATCHING = ("auto", "loop", "vmap")
+FUSED_ADAM_DEVICES = ("cuda", "cpu")
+"""Devices where Adam / AdamW run their fused kernel (one kernel for all parameters)."""
 
 ProgressCallback = Callable[[int, int], None]
 """Called as ``progress(done, total)`` during a long adaptation (inner loop)."""
@@ -193,17 +195,19 @@ class Algorithm(ABC):
         if self.channels_last:
             for module in self.modules().values():
                 module.to(memory_format=torch.channels_last)
-        self._use_fused_adam(self.device.type == "cuda")
+        self._use_fused_adam(self.device.type in FUSED_ADAM_DEVICES)
 
     def _use_fused_adam(self, fused: bool) -> None:
-        """Adam / AdamW update all parameters in ONE fused kernel on CUDA (the same update rule; a
-        step of a small backbone is otherwise a dozen kernel launches). Set after a checkpoint's
-        optimiser state is loaded, which carries the flag of the device it was saved on."""
+        """Adam / AdamW update all parameters in ONE fused kernel on CUDA and the CPU (the same update rule; a
+        step of a small backbone is otherwise a dozen kernel launches on CUDA, and on the CPU the Conv-4's update
+        took 0.49 ms looped against 0.14 ms fused, one thread). Set after a checkpoint's optimiser state is
+        loaded, which carries the flag of the device it was saved on."""
         for optimizer in self.optimizers().values():
             if not isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)):
                 continue
             for group in optimizer.param_groups:
-                usable = fused and all(p.is_floating_point() and p.device.type == "cuda" for p in group["params"])
+                usable = fused and all(p.is_floating_point() and p.device.type in FUSED_ADAM_DEVICES
+                                       for p in group["params"])
                 group["fused"], group["foreach"] = (True, False) if usable else (None, None)
 
     @property

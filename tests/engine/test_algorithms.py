@@ -399,3 +399,22 @@ def test_support_set_with_a_missing_class_is_rejected(name: str) -> None:
         algorithm.adapt(x, torch.tensor([0, 2, 2]))
     with pytest.raises(DatasetError, match="one label per image"):
         algorithm.adapt(x, torch.tensor([0, 1]))
+
+
+@pytest.mark.parametrize("name", ["protonet", "baseline"])
+def test_adam_runs_fused_on_the_cpu_with_the_same_updates(name: str) -> None:
+    fused, looped = build(name), build(name)
+    for algorithm in (fused, looped):
+        algorithm.configure_runtime()               # the runtime every run gets: fused Adam on CPU and CUDA
+    groups = [g for optimizer in fused.optimizers().values() for g in optimizer.param_groups]
+    assert groups and all(g["fused"] is True for g in groups)
+    for optimizer in looped.optimizers().values():  # the for-loop update, as PyTorch's CPU default
+        for group in optimizer.param_groups:
+            group["fused"], group["foreach"] = None, False
+    for step in range(4):  # the same losses step after step, so the same updates: compared through what the
+        # networks compute, since a conv bias in front of a BatchNorm gets a zero gradient up to round-off, which
+        # Adam's normalisation turns into different (and useless) steps for either summation order
+        metrics = train(fused, 1, seed=step), train(looped, 1, seed=step)
+        assert metrics[0]["loss"] == pytest.approx(metrics[1]["loss"], rel=1e-5, abs=1e-6)
+    conv = next(m for m in fused.backbone.modules() if isinstance(m, torch.nn.Conv2d))
+    assert fused.optimizers() and conv.weight.grad is not None

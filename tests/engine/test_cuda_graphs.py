@@ -155,6 +155,7 @@ class RefusingStandIn(EagerStandIn):
 def test_a_replay_that_fails_switches_to_eager_steps(monkeypatch: pytest.MonkeyPatch, good: int) -> None:
     monkeypatch.setattr(torch.cuda, "make_graphed_callables", RefusingStandIn(good))
     eager = build("protonet")
+    eager.configure_runtime()  # the same runtime but for the graphs (fused Adam on the CPU too)
     graphed = graphed_protonet(monkeypatch)
     with pytest.warns(RuntimeWarning, match="a replay failed: RuntimeError: CUDA error: operation not permitted"):
         for step in range(good + 3):
@@ -179,6 +180,7 @@ def test_checks_stop_after_the_first_replays(stand_in: EagerStandIn) -> None:
 def test_a_replay_that_disagrees_with_eager_switches_to_eager_steps(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "make_graphed_callables", StaleStandIn())
     eager = build("protonet")
+    eager.configure_runtime()  # the same runtime but for the graphs (fused Adam on the CPU too)
     graphed = graphed_protonet(monkeypatch)
     with pytest.warns(RuntimeWarning, match="a replay disagreed with the eager step"):
         for step in range(3):
