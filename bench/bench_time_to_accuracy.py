@@ -96,6 +96,11 @@ class StopAtTarget(Callback):
         self.check_seconds = 0.0
         self.checks: list[dict[str, float]] = []
         self.started = time.perf_counter()
+        self.runtime = ""  # the trainer's line saying which precision the run uses and why
+
+    def on_log(self, message: str, level: str = "info") -> None:
+        if not self.runtime and ("auto: " in message or "set in the config" in message):
+            self.runtime = message
 
     def on_checkpoint(self, info: CheckpointInfo) -> None:
         if self.checks and self.checks[-1]["step"] == info.step:  # the last step writes best.pt and last.pt
@@ -150,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                f"min of training ({100 * reached['accuracy']:.2f}% +- {100 * reached['ci95']:.2f}%)"
                if reached else f"did not reach {100 * args.target:.0f}% in {config.train.steps} steps")
     print(f"{verdict}; {total:.2f} min in all with {checker.check_seconds / 60:.2f} min of checks; "
-          f"run {summary.status}; levers: {vars(args)}")
+          f"run {summary.status}; levers: {vars(args)}\nthe run's log: {checker.runtime}")
     if args.json:
         args.json.write_text(json.dumps({"levers": {k: str(v) for k, v in vars(args).items()}, "checks": checker.checks,
                                          "reached": reached, "last": last, "total_minutes": total}, indent=1))
