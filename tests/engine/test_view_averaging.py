@@ -27,6 +27,7 @@ from tests.engine.test_export import run_exported
 from tests.engine.test_folding import trained_looking
 
 torch.set_num_threads(1)
+PREP = Preprocessing(image_size=28, channels=1)
 
 
 def views_config(algorithm: str = "protonet", n_views: int = 4) -> RunConfig:
@@ -108,21 +109,30 @@ def test_views_keep_a_channels_last_batch_channels_last() -> None:
     torch.testing.assert_close(warped_view(x, view_transforms(1)[0]), x)  # the identity view is the image
 
 
-def test_a_checkpoint_and_an_adapted_classifier_keep_the_views(tmp_path: Path) -> None:
-    config = views_config(n_views=4)
-    model = build_algorithm(config, n_train_classes=4)
-    prep = Preprocessing(image_size=28, channels=1)
-    checkpoint = save_checkpoint(tmp_path / "views.pt", model, config, ClassSplit(["a", "b", "c", "d"], ["e"], ["f"]),
-                                 prep, step=1, n_train_classes=4)
-    loaded, ckpt = load_algorithm(checkpoint)
-    assert n_test_views(loaded.backbone) == 4 and ckpt.config.model.test_views == 4
-    images = (glyph_like(6, seed=2) * 255).to(torch.uint8)
+def views_checkpoint(tmp_path: Path, n_views: int) -> Path:
+    """A saved (untrained) ProtoNet checkpoint with ``n_views`` test-time views."""
+    config = views_config(n_views=n_views)
+    return save_checkpoint(tmp_path / "views.pt", build_algorithm(config, n_train_classes=4), config,
+                           ClassSplit(["a", "b", "c", "d"], ["e"], ["f"]), PREP, step=1, n_train_classes=4)
+
+
+def adapted_to_bars(tmp_path: Path, checkpoint: Path, seed: int) -> tuple:
+    """(the loaded algorithm, its predictor for 3 classes of 2 bar images, the saved adapted classifier's path)."""
+    loaded, _ = load_algorithm(checkpoint)
+    images = (glyph_like(6, seed=seed) * 255).to(torch.uint8)
     labels = torch.arange(3).repeat_interleave(2)
-    predictor = loaded.adapt(prep.normalize(images), labels)
-    queries = prep.normalize((glyph_like(4, seed=3) * 255).to(torch.uint8))
-    expected = predictor.predict(queries)
+    predictor = loaded.adapt(PREP.normalize(images), labels)
     path = save_adapted(tmp_path / "adapted.pt", checkpoint, ["x", "y", "z"], images, labels, predictor.state(),
                         algorithm=loaded)
+    return loaded, predictor, path
+
+
+def test_a_checkpoint_and_an_adapted_classifier_keep_the_views(tmp_path: Path) -> None:
+    checkpoint = views_checkpoint(tmp_path, 4)
+    loaded, predictor, path = adapted_to_bars(tmp_path, checkpoint, seed=2)
+    assert n_test_views(loaded.backbone) == 4
+    queries = PREP.normalize((glyph_like(4, seed=3) * 255).to(torch.uint8))
+    expected = predictor.predict(queries)
     torch.testing.assert_close(load_adapted(path).predict(queries), expected)
     opened = open_model(checkpoint)  # as the Adapt view opens it: says so, and its feature cache has the views
     assert "4 test-time views" in opened.summary()
@@ -145,16 +155,7 @@ def test_an_exported_backbone_computes_the_views(tmp_path: Path, fmt: str) -> No
 
 
 def test_an_exported_classifier_with_views_passes_parity(tmp_path: Path) -> None:
-    config = views_config(n_views=3)
-    model = build_algorithm(config, n_train_classes=4)
-    prep = Preprocessing(image_size=28, channels=1)
-    checkpoint = save_checkpoint(tmp_path / "views.pt", model, config, ClassSplit(["a", "b", "c", "d"], ["e"], ["f"]),
-                                 prep, step=1, n_train_classes=4)
-    images = (glyph_like(6, seed=5) * 255).to(torch.uint8)
-    labels = torch.arange(3).repeat_interleave(2)
-    loaded, _ = load_algorithm(checkpoint)
-    path = save_adapted(tmp_path / "adapted.pt", checkpoint, ["x", "y", "z"], images, labels,
-                        loaded.adapt(prep.normalize(images), labels).state(), algorithm=loaded)
+    _, _, path = adapted_to_bars(tmp_path, views_checkpoint(tmp_path, 3), seed=5)
     report = export_source(classifier_source(load_adapted(path)), tmp_path / "c.onnx", "onnx")
     assert report.parity <= 1e-4
 
