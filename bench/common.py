@@ -59,9 +59,9 @@ def make_parser(description: str, *, steps: int, warmup: int, rounds: int = 5) -
                         help="our train.channels_last (as the trainer resolves it; default auto, the engine's "
                              "default); the peers keep PyTorch's default layout")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
-                        help="our train.precision (default auto, the engine's default: bf16 where the device computes "
-                             "it natively and faster, else fp32); the peers stay in their default fp32. Where it is not "
-                             "fp32, the peer benchmarks also time ours forced to fp32")
+                        help="our train.precision (default auto, the engine's default: bf16 where the device "
+                             "computes it natively and faster, else fp32); the peers stay in their default fp32. "
+                             "Where it is not fp32, the peer benchmarks also time ours forced to fp32")
     parser.add_argument("--cuda-graphs", choices=("on", "off"), default="on",
                         help="our train.cuda_graphs on CUDA (default on, the engine's default): ProtoNet replays "
                              "its forward and backward as CUDA graphs; the peers run eagerly, as their users do")
