@@ -218,6 +218,7 @@ class Trainer:
             self._agree_on_setup(str(error))
             raise
         self._agree_on_setup(None)
+        self._agree_on_precision(cfg)
         collective.broadcast_state(self.algorithm.modules().values())
         self._make_samplers()
         self._open_run_folder(device)
@@ -286,6 +287,18 @@ class Trainer:
         if cfg.train.task_batching == "auto" and not estimate.batched:
             self.algorithm.task_batching = "loop"
         self.callbacks.on_log(estimate.message)
+
+    def _agree_on_precision(self, cfg: RunConfig) -> None:
+        """torch.distributed: one precision on every rank. "auto" measures bf16 on some CPUs, and a loaded machine
+        could measure differently per process; bf16 wins (after :meth:`_agree_on_setup`: every rank is here)."""
+        if self._world is None or cfg.train.precision != "auto":
+            return
+        if collective.any_rank(self._precision == "bf16", self._device) and self._precision != "bf16":
+            self._precision = "bf16"
+            self._precision_reason += "; bf16 anyway: another process of this distributed run picked it"
+            algorithm = self.algorithm
+            algorithm.configure_runtime(self._precision, algorithm.channels_last, algorithm.task_batching,
+                                        algorithm.vmap_chunk, algorithm.cuda_graphs)
 
     def _agree_on_setup(self, error: str | None) -> None:
         """torch.distributed: every rank fails together when one rank's set-up failed."""

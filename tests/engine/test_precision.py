@@ -94,3 +94,23 @@ def test_a_run_records_and_logs_its_precision(monkeypatch: pytest.MonkeyPatch, t
     assert trainer.algorithm.precision == expected
     assert json.loads((tmp_path / "run" / "run.json").read_text())["precision"] == expected
     assert any(f"{expected}: auto: " in line for line in log.lines), log.lines
+
+
+def test_the_processes_of_a_distributed_run_agree_on_bf16(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                           tiny_flat: Path) -> None:
+    from engine.algorithms.registry import build_algorithm
+    from engine.runtime import collective
+
+    config = tiny_config(tiny_flat, steps=2)
+    trainer = Trainer(config, run_dir=tmp_path / "run")
+    trainer.algorithm = build_algorithm(config, n_train_classes=8)
+    trainer._device, trainer._world = CPU, object()  # a rank of a distributed run ...
+    trainer._precision, trainer._precision_reason = "fp32", "auto: measured 1.10x here"
+    monkeypatch.setattr(collective, "any_rank", lambda flag, device: True)  # ... where another rank measured bf16
+    trainer._agree_on_precision(config)
+    assert trainer._precision == trainer.algorithm.precision == "bf16"
+    assert "another process of this distributed run picked it" in trainer._precision_reason
+    config.train.precision = "fp32"  # an explicit setting is never overruled
+    trainer._precision = trainer.algorithm.precision = "fp32"
+    trainer._agree_on_precision(config)
+    assert trainer._precision == "fp32"
