@@ -247,7 +247,7 @@ class Trainer:
 
     def _load_and_build(self, cfg: RunConfig, device: torch.device) -> int:
         checkpoint = None
-        self._sampler_state = self._random_state = None
+        self._sampler_state = self._random_state = self._resumed_precision = None
         if self._resume_from is not None:
             algorithm, checkpoint = load_algorithm(self._resume_from, device=str(device))
             split = checkpoint.split
@@ -257,6 +257,7 @@ class Trainer:
             self._elapsed_before = float(checkpoint.extra.get("elapsed_s", 0.0))
             self._sampler_state = checkpoint.extra.get("sampler")
             self._random_state = checkpoint.extra.get("random")
+            self._resumed_precision = checkpoint.extra.get("precision")
         else:
             split = None
         if self.data is None:
@@ -269,12 +270,19 @@ class Trainer:
             algorithm = build_algorithm(cfg, n_train_classes=n_train)
             algorithm.to(device)
         channels_last = resolve_channels_last(cfg.train.channels_last, device, cfg.data.image_size)
-        self._precision, self._precision_reason = resolve_precision(cfg.train.precision, device)
+        self._precision, self._precision_reason = self._run_precision(cfg, device)
         algorithm.configure_runtime(self._precision, channels_last, cfg.train.task_batching, cfg.train.vmap_chunk,
                                     cfg.train.cuda_graphs)
         self.algorithm = algorithm
         self._check_memory(cfg, device)
         return n_train
+
+    def _run_precision(self, cfg: RunConfig, device: torch.device) -> tuple[str, str]:
+        """(precision, why): ``train.precision`` resolved; a resumed "auto" run keeps the precision it trained in
+        (auto measures bf16 on some CPUs, and a second measurement could differ), so it continues exactly."""
+        if cfg.train.precision == "auto" and self._resumed_precision in ("fp32", "bf16", "fp16"):
+            return str(self._resumed_precision), "auto: as the run chose before it was resumed"
+        return resolve_precision(cfg.train.precision, device)
 
     def _check_memory(self, cfg: RunConfig, device: torch.device) -> None:
         """MAML on CUDA: fail now, with advice, when a step cannot fit; let "auto" fall back to the loop."""
@@ -534,7 +542,7 @@ class Trainer:
             self._metrics.sync()
         extra = {"best": list(self._best) if self._best else None, "elapsed_s": self._elapsed(),
                  "class_names": list(self.data.store.class_names), "sampler": self._checkpointed_sampler_state(),
-                 "random": random_state(self._device)}
+                 "random": random_state(self._device), "precision": self._precision}
         # best.pt first: a kill between the two writes never leaves last.pt naming a best model best.pt lacks
         paths = [rs.checkpoint_file(self.run_dir, "best")] if is_best else []
         paths.append(rs.checkpoint_file(self.run_dir, "last"))

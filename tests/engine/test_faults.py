@@ -62,7 +62,8 @@ def _kill_config(root: Path) -> RunConfig:
     config.model.hidden_channels = 8
     config.train.checkpoint_every, config.train.val_every, config.train.val_episodes = 2, 10, 3
     config.train.num_threads = 1
-    return config
+    config.train.precision = "fp32"  # the reference and the killed run are separate runs: one precision for both
+    return config                    # (auto measures bf16 per process on some CPUs; a loaded CI machine may differ)
 
 
 def _step_rows(run_dir: Path) -> list[dict[str, Any]]:

@@ -114,3 +114,18 @@ def test_the_processes_of_a_distributed_run_agree_on_bf16(monkeypatch: pytest.Mo
     trainer._precision = trainer.algorithm.precision = "fp32"
     trainer._agree_on_precision(config)
     assert trainer._precision == "fp32"
+
+
+def test_a_resumed_auto_run_keeps_the_precision_it_chose(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                         tiny_flat: Path) -> None:
+    _cpu_with(monkeypatch, "avx512_bf16", probe_speedup=1.6)       # the first process measured bf16 faster
+    config = tiny_config(tiny_flat, steps=4)
+    config.train.checkpoint_every = 2
+    first = Trainer(config, run_dir=tmp_path / "run")
+    assert first.run().status == "finished" and first.algorithm.precision == "bf16"
+    _cpu_with(monkeypatch, "avx512_bf16", probe_speedup=0.9)       # a later process would measure otherwise
+    log = _Log()
+    resumed = Trainer.resume(tmp_path / "run", extra_steps=2, callbacks=[log])
+    assert resumed.run().status == "finished"
+    assert resumed.algorithm.precision == "bf16"
+    assert any("bf16: auto: as the run chose before it was resumed" in line for line in log.lines), log.lines
