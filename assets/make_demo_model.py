@@ -25,7 +25,8 @@ Two sources, one recipe shape (a Conv-4 x 64 network on 28 px greyscale, a Proto
   On the Omniglot dev alphabet (Korean, a model trained without it): 13.07% within-alphabet error with 1 view,
   11.40% with 8, 10.84% with 16, 10.82% with 32; no gain for the glyph recipe (bench/README.md, session 17).
 
-Deterministic (fixed seeds; ``--seed`` picks another training seed, for the spread between runs). The
+Deterministic (fixed seeds; ``--seed`` picks another training seed, for the spread between runs), in fp32 on
+any CPU (``train.precision`` pinned: the figures are fp32 runs', and auto picks bf16 on some CPUs). The
 optimiser state is dropped from the written file (it only matters to resume training), which keeps a
 ProtoNet model under 0.5 MB (SimpleShot keeps its pre-training head: 1.5 MB for the glyphs).
 
@@ -88,6 +89,7 @@ def base_config(root: str, steps: int, threads: int, name: str, algorithm: str =
     config.train.checkpoint_every = steps
     config.train.seed = 0
     config.train.num_threads = threads
+    config.train.precision = "fp32"  # as the shipped models were made: auto would pick bf16 on some CPUs
     return config
 
 

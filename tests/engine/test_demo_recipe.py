@@ -36,6 +36,7 @@ def test_the_shipped_omniglot_recipe_is_protonet_without_elastic_warps() -> None
     assert config.data.augment_affine and config.data.augment_rotations and not config.data.augment_elastic
     assert (config.task.n_way, config.task.n_shot, config.task.n_query) == (20, 1, 10)
     assert config.model.test_views == 16
+    assert config.train.precision == "fp32"  # the shipped figures are fp32 runs' (auto is bf16 on some CPUs)
 
 
 def test_recipe_options_override_the_source_defaults() -> None:
