@@ -50,7 +50,7 @@ from typing import Any, Generator, Iterator, Protocol, Sequence
 
 import torch
 
-from engine.algorithms.base import Algorithm
+from engine.algorithms.base import PRECISIONS, Algorithm
 from engine.algorithms.registry import algorithm_class, build_algorithm
 from engine.config import RunConfig, resolve_channels_last, validate
 from engine.data.dataset import FewShotData, load_data
@@ -107,6 +107,15 @@ def _is_out_of_memory(error: RuntimeError) -> bool:
     """PyTorch's CPU allocator reports exhaustion as a plain RuntimeError."""
     text = str(error)
     return "can't allocate memory" in text or "not enough memory" in text
+
+
+def _run_precision(cfg: RunConfig, device: torch.device, resumed: object = None) -> tuple[str, str]:
+    """(precision, why): ``train.precision`` resolved; a resumed "auto" run keeps the precision it trained in
+    (``resumed``, from its checkpoint: auto measures bf16 on some CPUs, and a second measurement could differ), so
+    it continues exactly."""
+    if cfg.train.precision == "auto" and resumed in PRECISIONS:
+        return str(resumed), "auto: as the run chose before it was resumed"
+    return resolve_precision(cfg.train.precision, device)
 
 
 class Trainer:
@@ -247,7 +256,8 @@ class Trainer:
 
     def _load_and_build(self, cfg: RunConfig, device: torch.device) -> int:
         checkpoint = None
-        self._sampler_state = self._random_state = self._resumed_precision = None
+        self._sampler_state = self._random_state = None
+        resumed_precision = None
         if self._resume_from is not None:
             algorithm, checkpoint = load_algorithm(self._resume_from, device=str(device))
             split = checkpoint.split
@@ -257,7 +267,7 @@ class Trainer:
             self._elapsed_before = float(checkpoint.extra.get("elapsed_s", 0.0))
             self._sampler_state = checkpoint.extra.get("sampler")
             self._random_state = checkpoint.extra.get("random")
-            self._resumed_precision = checkpoint.extra.get("precision")
+            resumed_precision = checkpoint.extra.get("precision")
         else:
             split = None
         if self.data is None:
@@ -270,19 +280,12 @@ class Trainer:
             algorithm = build_algorithm(cfg, n_train_classes=n_train)
             algorithm.to(device)
         channels_last = resolve_channels_last(cfg.train.channels_last, device, cfg.data.image_size)
-        self._precision, self._precision_reason = self._run_precision(cfg, device)
+        self._precision, self._precision_reason = _run_precision(cfg, device, resumed_precision)
         algorithm.configure_runtime(self._precision, channels_last, cfg.train.task_batching, cfg.train.vmap_chunk,
                                     cfg.train.cuda_graphs)
         self.algorithm = algorithm
         self._check_memory(cfg, device)
         return n_train
-
-    def _run_precision(self, cfg: RunConfig, device: torch.device) -> tuple[str, str]:
-        """(precision, why): ``train.precision`` resolved; a resumed "auto" run keeps the precision it trained in
-        (auto measures bf16 on some CPUs, and a second measurement could differ), so it continues exactly."""
-        if cfg.train.precision == "auto" and self._resumed_precision in ("fp32", "bf16", "fp16"):
-            return str(self._resumed_precision), "auto: as the run chose before it was resumed"
-        return resolve_precision(cfg.train.precision, device)
 
     def _check_memory(self, cfg: RunConfig, device: torch.device) -> None:
         """MAML on CUDA: fail now, with advice, when a step cannot fit; let "auto" fall back to the loop."""
