@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from engine.config import MAX_TEST_VIEWS
+
 VIEW_MAX_ROTATION_DEG = 10.0
 VIEW_MAX_LOG_SCALE = 0.1
 """Scales drawn log-uniformly in exp(+-0.1), about +-10%."""
@@ -69,7 +70,7 @@ class ViewAveraging:
         self.thetas = view_transforms(n_views)
 
     def __call__(self, module: nn.Module, args: tuple, output: Tensor) -> Tensor | None:
-        if module.training or self.n_views < 2:
+        if module.training:
             return None
         x, rest = args[0], args[1:]
         total = output
