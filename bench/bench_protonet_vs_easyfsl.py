@@ -54,9 +54,8 @@ def main() -> None:
                                meta_batch=1, device=device, seed=args.seed)
     ours = common.build_ours(config, device, args.seed)
     ours_mb4 = common.build_ours(config, device, args.seed)
-    forced = copy.deepcopy(config)
-    forced.train.precision = "fp32"
-    ours_fp32 = common.build_ours(forced, device, args.seed) if common.ours_precision(device) != "fp32" else None
+    ours_fp32 = common.build_ours(config, device, args.seed, precision="fp32") \
+        if common.ours_precision(device) != "fp32" else None
     peer_backbone = common.copy_in_order(ours.backbone, common.textbook_conv4()).to(device)
     peer = easyfsl_methods.PrototypicalNetworks(peer_backbone).to(device)
     peer_optimizer = torch.optim.Adam(peer.parameters(), lr=1e-3)

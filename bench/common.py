@@ -273,15 +273,17 @@ def run_config(algorithm: AlgorithmConfig, *, n_way: int, n_shot: int, n_query: 
                                        precision=_precision, cuda_graphs=_cuda_graphs))
 
 
-def build_ours(config: RunConfig, device: torch.device, seed: int, n_train_classes: int = 64) -> Any:
+def build_ours(config: RunConfig, device: torch.device, seed: int, n_train_classes: int = 64,
+               precision: str | None = None) -> Any:
     """Our algorithm through the public builder, seeded, moved to ``device``, with the runtime settings
-    (precision, channels-last, task batching) applied as the trainer applies them."""
+    (precision, channels-last, task batching) applied as the trainer applies them; ``precision`` instead of the
+    config's ``train.precision`` when given (ours forced to fp32 beside the default)."""
     from engine.algorithms.registry import build_algorithm
 
     torch.manual_seed(seed)
     algorithm = build_algorithm(config, n_train_classes=n_train_classes).to(device)
     train = config.train
-    precision = resolve_precision(train.precision, device)[0]  # "auto" as the trainer resolves it
+    precision = resolve_precision(precision or train.precision, device)[0]  # "auto" as the trainer resolves it
     algorithm.configure_runtime(precision, resolve_channels_last(train.channels_last, device, config.data.image_size),
                                 train.task_batching, train.vmap_chunk, train.cuda_graphs)
     return algorithm
